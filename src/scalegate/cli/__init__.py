@@ -1,0 +1,44 @@
+"""The ``scalegate`` command line (Typer). Each command group lives in its own module."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from scalegate.cli._console import err_console, print_error
+from scalegate.errors import ScalegateError
+
+app = typer.Typer(
+    name="scalegate",
+    help="Responsible scaling policies as running software: compute, evaluations, "
+    "automatic pauses, and a signed transparency ledger anyone can verify.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _register() -> None:
+    # Imported here so `scalegate --help` stays fast and each group owns its module.
+    from scalegate.cli import _compute, _keys, _ledger, _policy
+
+    app.add_typer(_keys.app, name="keys")
+    app.add_typer(_ledger.app, name="ledger")
+    app.add_typer(_policy.app, name="policy")
+    app.add_typer(_compute.app, name="compute")
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point: expected errors become a message and an exit code."""
+    try:
+        app()
+    except ScalegateError as exc:
+        print_error(exc)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/yellow]")
+        sys.exit(130)

@@ -1,0 +1,18 @@
+"""Shared rich consoles and the one way errors are shown to a person."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from scalegate.errors import PolicyError, ScalegateError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def print_error(exc: ScalegateError) -> None:
+    """Print an expected error as one paragraph (plus listed problems), never a traceback."""
+    err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+    if isinstance(exc, PolicyError):
+        for where, what in exc.problems:
+            err_console.print(f"  [cyan]{where}[/cyan]: {what}", highlight=False, soft_wrap=True)

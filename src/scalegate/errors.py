@@ -1,0 +1,110 @@
+"""One exception hierarchy for everything a user can get wrong or a check can refuse.
+
+Every error carries a one-paragraph message that says *what* was wrong, *where*
+(a file, line, field, index or key) and *what to do*. The CLI prints that
+paragraph and exits with ``exit_code``; it never shows a traceback for these.
+"""
+
+from __future__ import annotations
+
+
+class ScalegateError(Exception):
+    """Base class of every expected scalegate error."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} {self.hint}" if self.hint else self.message
+
+
+# --- ledger -------------------------------------------------------------------------------
+
+
+class LedgerError(ScalegateError):
+    """Something about the transparency log or its entries."""
+
+
+class ProofError(LedgerError):
+    """A Merkle inclusion or consistency proof does not verify."""
+
+
+class KeyMaterialError(LedgerError):
+    """A key text or key file is malformed, has loose permissions, or cannot be used."""
+
+
+class SignatureError(LedgerError):
+    """A signature is missing, malformed or does not verify."""
+
+
+class NoteError(LedgerError):
+    """A C2SP signed note or checkpoint is malformed or not signed by a trusted key."""
+
+
+class EnvelopeError(LedgerError):
+    """A DSSE envelope is malformed."""
+
+
+class StatementError(LedgerError):
+    """An in-toto statement or its scalegate predicate is malformed or of an unknown kind."""
+
+
+class AppendRefused(LedgerError):
+    """The ledger refused an entry (unregistered, expired or revoked key; bad signature)."""
+
+
+class StoreError(LedgerError):
+    """The ledger's database is missing, corrupted, truncated or cannot be written."""
+
+
+# --- policy, compute, gate -----------------------------------------------------------------
+
+
+class PolicyError(ScalegateError):
+    """A policy file is invalid. ``problems`` lists every (location, message) found."""
+
+    def __init__(
+        self, message: str, *, problems: list[tuple[str, str]] | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.problems = problems or []
+
+
+class ComputeError(ScalegateError):
+    """Compute inputs are missing, inconsistent or out of range."""
+
+
+class EvaluationError(ScalegateError):
+    """An evaluation could not run or produced no usable result."""
+
+
+# --- runs ----------------------------------------------------------------------------------
+
+
+class RunError(ScalegateError):
+    """A run cannot be opened, stepped, approved or resumed as asked."""
+
+
+class RunPaused(RunError):
+    """The run is paused and may not train until what ``missing`` lists is in the ledger."""
+
+    def __init__(self, message: str, *, missing: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.missing = missing or []
+
+
+class LedgerUnavailable(RunError):
+    """The ledger could not be written during training; the run does not go on blind."""
+
+
+# --- audit ---------------------------------------------------------------------------------
+
+
+class VerificationError(ScalegateError):
+    """The auditor could not verify (as opposed to: verified and found violations)."""
+
+    exit_code = 4
