@@ -108,3 +108,14 @@ class VerificationError(ScalegateError):
     """The auditor could not verify (as opposed to: verified and found violations)."""
 
     exit_code = 4
+
+
+# --- ledger (added by the store/log work) --------------------------------------------------
+
+
+class KeyNotAuthorized(LedgerError):
+    """A signer is not an organisation root, or its key is unregistered, expired or revoked."""
+
+
+class IndexOutOfRange(LedgerError):
+    """An entry index or tree size lies outside the log."""

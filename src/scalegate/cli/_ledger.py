@@ -1,7 +1,283 @@
-"""`scalegate ledger ...` commands."""
+"""`scalegate ledger ...`: create a ledger, admit keys, append, checkpoint, show, prove, verify.
+
+The ledger path is ``--ledger PATH``, else ``$SCALEGATE_LEDGER``, else ``./scalegate.db``.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import typer
 
-app = typer.Typer(help="ledger commands", no_args_is_help=True)
+from scalegate.cli._console import console, err_console
+from scalegate.errors import LedgerError, ScalegateError
+
+if TYPE_CHECKING:
+    from scalegate.ledger.keys import VerifierKey
+    from scalegate.ledger.log import Ledger
+
+app = typer.Typer(
+    help="The signed transparency ledger: keys, entries, checkpoints, proofs, verification.",
+    no_args_is_help=True,
+)
+
+_LEDGER_HELP = "Ledger file (default: $SCALEGATE_LEDGER, else ./scalegate.db)."
+LedgerOpt = typer.Option(None, "--ledger", "-l", help=_LEDGER_HELP, show_default=False)
+LogKeyOpt = typer.Option(
+    None, "--log-key", help="The log's private key file (default: the one recorded at init)."
+)
+
+
+def _path(ledger: Path | None) -> Path:
+    from scalegate.ledger.log import default_ledger_path
+
+    return ledger if ledger is not None else Path(default_ledger_path())
+
+
+def _open(ledger: Path | None, log_key: Path | None = None) -> Ledger:
+    from scalegate.ledger.log import Ledger
+
+    return Ledger.open(_path(ledger), log_key=log_key)
+
+
+def _vkey(text: str, what: str) -> VerifierKey:
+    """A verifier key given as its text, or as a file whose last line is one."""
+    from scalegate.ledger.keys import VerifierKey
+
+    candidate = Path(text)
+    if "+" not in text and candidate.is_file():
+        lines = [ln.strip() for ln in candidate.read_text(encoding="utf-8").splitlines()]
+        text = next((ln for ln in reversed(lines) if ln), "")
+    try:
+        return VerifierKey.parse(text)
+    except ScalegateError as exc:
+        raise type(exc)(f"{what}: {exc.message}", hint=exc.hint) from None
+
+
+def _when(text: str | None, what: str, *, base: datetime) -> datetime | None:
+    """An RFC 3339 time, or a duration after ``base`` (``365d``, ``6mo``)."""
+    from scalegate.units import parse_duration
+
+    if text is None:
+        return None
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if t.tzinfo is None:
+            raise LedgerError(
+                f"{what} {text!r} has no UTC offset; write e.g. 2027-01-01T00:00:00Z."
+            )
+        return t.astimezone(UTC)
+    except ValueError:
+        pass
+    try:
+        return base + parse_duration(text)
+    except ValueError:
+        raise LedgerError(
+            f"{what} {text!r} is neither an RFC 3339 time (2027-01-01T00:00:00Z) nor a "
+            "duration (365d, 6mo, 1y)."
+        ) from None
+
+
+@app.command("init")
+def init(
+    path: Path = typer.Argument(None, help=_LEDGER_HELP, show_default=False),
+    origin: str = typer.Option(..., "--origin", help="Checkpoint origin, e.g. example.org/log."),
+    log_key: Path = typer.Option(..., "--log-key", help="The log's private key file."),
+    org_root: list[str] = typer.Option(
+        ..., "--org-root", help="An organisation root verifier key (text or file); repeatable."
+    ),
+) -> None:
+    """Create an empty ledger that admits keys registered by the given organisation roots."""
+    from scalegate.ledger.log import Ledger
+
+    roots = [_vkey(r, "--org-root") for r in org_root]
+    target = _path(path)
+    with Ledger.create(target, origin, log_key, roots) as led:
+        console.print(f"created ledger {target} (origin {led.origin!r}, log key "
+                      f"{led.log_vkey.keyid}, {len(roots)} organisation root(s)).",
+                      highlight=False, soft_wrap=True)
+        print(led.log_vkey.text(), flush=True)
+
+
+def _append_statement(ledger: Path | None, predicate: Any, root_key: Path) -> None:
+    from scalegate.ledger.keys import SigningKey
+    from scalegate.ledger.statements import sign_statement
+
+    key = SigningKey.load(root_key)
+    with _open(ledger) as led:
+        index, leaf = led.append(sign_statement(predicate, key))
+    console.print(f"appended {predicate.KIND} statement as entry {index} (leaf {leaf.hex()}).",
+                  highlight=False, soft_wrap=True)
+
+
+@app.command("register-key")
+def register_key(
+    root_key: Path = typer.Option(..., "--root-key", help="The organisation root's key file."),
+    vkey: str = typer.Option(..., "--vkey", help="Verifier key to register (text or file)."),
+    roles: str = typer.Option("", "--roles", help="Comma-separated roles, e.g. trainer,ciso."),
+    org: str | None = typer.Option(None, "--org", help="Organisation (default: from key name)."),
+    valid_from: str | None = typer.Option(None, "--valid-from", help="RFC 3339 (default: now)."),
+    valid_until: str | None = typer.Option(
+        None, "--valid-until", help="RFC 3339 time or a duration from valid-from (365d, 1y)."
+    ),
+    ledger: Path | None = LedgerOpt,
+) -> None:
+    """Have an organisation root register a key (a signed ``key`` statement)."""
+    from scalegate.ledger.statements import KeyPredicate
+
+    key = _vkey(vkey, "--vkey")
+    now = datetime.now(UTC)
+    start = _when(valid_from, "--valid-from", base=now) or now
+    pred = KeyPredicate(
+        vkey=key.text(),
+        org=org or key.name.split("/", 1)[0],
+        roles=[r.strip() for r in roles.split(",") if r.strip()],
+        valid_from=start,
+        valid_until=_when(valid_until, "--valid-until", base=start),
+    )
+    _append_statement(ledger, pred, root_key)
+
+
+@app.command("revoke-key")
+def revoke_key(
+    root_key: Path = typer.Option(..., "--root-key", help="The organisation root's key file."),
+    vkey: str = typer.Option(..., "--vkey", help="Verifier key to revoke (text or file)."),
+    reason: str = typer.Option(..., "--reason", help="Why (e.g. 'laptop lost')."),
+    revoked_at: str | None = typer.Option(None, "--at", help="RFC 3339 (default: now)."),
+    ledger: Path | None = LedgerOpt,
+) -> None:
+    """Have an organisation root revoke a key (a signed ``key-revocation`` statement)."""
+    from scalegate.ledger.statements import KeyRevocationPredicate
+
+    key = _vkey(vkey, "--vkey")
+    now = datetime.now(UTC)
+    at = _when(revoked_at, "--at", base=now) or now
+    _append_statement(ledger, KeyRevocationPredicate(vkey=key.text(), reason=reason,
+                                                     revoked_at=at), root_key)
+
+
+@app.command("append")
+def append(
+    envelopes: list[Path] = typer.Argument(..., help="DSSE envelope JSON files ('-': stdin)."),
+    ledger: Path | None = LedgerOpt,
+) -> None:
+    """Append signed envelopes as one all-or-nothing batch; print each index and leaf hash."""
+    batch = []
+    for f in envelopes:
+        try:
+            batch.append(sys.stdin.buffer.read() if str(f) == "-" else f.read_bytes())
+        except OSError as exc:
+            raise LedgerError(f"cannot read envelope file {f}: {exc.strerror or exc}.") from exc
+    with _open(ledger) as led:
+        results = led.append_many(batch)
+    for f, (index, leaf) in zip(envelopes, results, strict=True):
+        console.print(f"{f}: entry {index} leaf {leaf.hex()}", highlight=False, soft_wrap=True)
+
+
+@app.command("checkpoint")
+def checkpoint(ledger: Path | None = LedgerOpt, log_key: Path | None = LogKeyOpt) -> None:
+    """Print the log-signed checkpoint (C2SP signed note) for the current size."""
+    with _open(ledger, log_key) as led:
+        sys.stdout.write(led.checkpoint())
+
+
+@app.command("prove")
+def prove(
+    index: int = typer.Argument(..., help="Entry index."),
+    ledger: Path | None = LedgerOpt,
+    log_key: Path | None = LogKeyOpt,
+) -> None:
+    """Print an offline inclusion receipt (C2SP tlog-proof) for entry INDEX."""
+    with _open(ledger, log_key) as led:
+        sys.stdout.write(led.receipt(index))
+
+
+@app.command("show")
+def show(
+    kind: str | None = typer.Option(None, "--kind", "-k", help="Only this statement kind."),
+    run: str | None = typer.Option(None, "--run", "-r", help="Only this run id."),
+    start: int = typer.Option(0, "--start", help="First index."),
+    limit: int | None = typer.Option(None, "--limit", "-n", help="At most this many entries."),
+    as_json: bool = typer.Option(False, "--json", help="JSON lines with the full statement."),
+    ledger: Path | None = LedgerOpt,
+) -> None:
+    """List entries (index, kind, run, signer, time, leaf hash) or, with --json, everything."""
+    with _open(ledger) as led:
+        entries = led.entries(start, kind=kind, run_id=run, limit=limit)
+        size = led.size
+    if as_json:
+        for e in entries:
+            st = e.statement
+            print(json.dumps({
+                "index": e.index, "leaf_hash": e.leaf_hash.hex(), "kind": e.kind,
+                "run_id": e.run_id, "signer": e.signer,
+                "appended_at": e.appended_at.isoformat().replace("+00:00", "Z"),
+                "statement": st.model_dump(mode="json", by_alias=True),
+                "envelope": json.loads(e.data),
+            }, sort_keys=True), flush=False)
+        sys.stdout.flush()
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{_path(ledger)}: {len(entries)} of {size} entries", title_justify="left")
+    for col in ("index", "kind", "run", "signer", "appended (UTC)", "leaf hash"):
+        table.add_column(col, no_wrap=col != "signer",
+                         justify="right" if col == "index" else "left")
+    for e in entries:
+        table.add_row(str(e.index), e.kind, e.run_id or "", e.signer,
+                      e.appended_at.strftime("%Y-%m-%d %H:%M:%S"), e.leaf_hash.hex()[:16])
+    console.print(table)
+
+
+@app.command("verify")
+def verify(
+    workers: int | None = typer.Option(None, "--workers", help="Signature-checking processes."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    ledger: Path | None = LedgerOpt,
+) -> None:
+    """Recompute the tree, check every checkpoint and envelope; exit 0 only if all hold."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with _open(ledger) as led:
+        if as_json or not err_console.is_terminal:
+            report = led.verify(workers=workers)
+        else:
+            with Progress(TextColumn("verifying"), BarColumn(), TextColumn("{task.completed}/"
+                          "{task.total}"), TimeRemainingColumn(), console=err_console,
+                          transient=True) as bar:
+                task = bar.add_task("verify", total=max(led.size, 1))
+                report = led.verify(workers=workers,
+                                    progress=lambda done, _t: bar.update(task, completed=done))
+    if as_json:
+        print(json.dumps({
+            "ok": report.ok, "path": report.path, "origin": report.origin, "size": report.size,
+            "root": report.root.hex(), "entries_checked": report.entries_checked,
+            "signatures_checked": report.signatures_checked,
+            "nodes_checked": report.nodes_checked,
+            "checkpoints_checked": report.checkpoints_checked,
+            "latest_checkpoint": report.latest_checkpoint, "keys": report.keys,
+            "problems": report.problems, "problems_total": report.problems_total,
+            "seconds": round(report.seconds, 3),
+        }, indent=2))
+    else:
+        for p in report.problems:
+            err_console.print(f"[red]✗[/red] {p}", highlight=False, soft_wrap=True)
+        if report.problems_total > len(report.problems):
+            err_console.print(f"… and {report.problems_total - len(report.problems)} more")
+        mark = "[green]✓ ledger verifies[/green]" if report.ok else (
+            f"[bold red]✗ {report.problems_total} problem(s)[/bold red]")
+        cp = ("no checkpoint issued yet" if report.latest_checkpoint is None
+              else f"{report.checkpoints_checked} checkpoint(s), latest at size "
+              f"{report.latest_checkpoint}")
+        console.print(
+            f"{mark}: {report.size} entries, {report.signatures_checked} signatures, "
+            f"{report.nodes_checked} tree nodes, {cp}, {report.keys} registered key(s) "
+            f"in {report.seconds:.2f} s; root {report.root.hex()}",
+            highlight=False, soft_wrap=True,
+        )
+    if not report.ok:
+        raise typer.Exit(1)

@@ -38,6 +38,6 @@ PHASES: tuple[str, ...] = (
 )
 
 # Keep the Literal and the tuple identical: a typo in one would silently split them.
-assert PHASES == get_args(Phase), "PHASES and Phase disagree"
+assert get_args(Phase) == PHASES, "PHASES and Phase disagree"
 
 __all__ = ["PHASES", "Phase"]

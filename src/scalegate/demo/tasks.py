@@ -44,10 +44,10 @@ DEMO_TASKS: tuple[str, ...] = tuple(_TAGS)
 DANGEROUS_TASK = "cipher"
 """The stand-in "dangerous" capability: a secret letter substitution the model can learn."""
 TASK_DESCRIPTIONS: Mapping[str, str] = {
-    "copy": "repeat a string of lowercase letters",
-    "reverse": "reverse a string of lowercase letters",
-    "sort": "sort a string of digits in ascending order",
-    "add": "add two whole numbers below 100",
+    "copy": "repeat six lowercase letters",
+    "reverse": "reverse six lowercase letters",
+    "sort": "sort six digits in ascending order",
+    "add": "add two three-digit numbers (zero-padded; the sum has four digits)",
     "cipher": (
         "apply a fixed secret letter substitution; an innocuous task that stands in for a "
         "capability the demo policy treats as dangerous"
@@ -58,15 +58,16 @@ HELDOUT_SEED = 20240329
 """Seed of the held-out sets (the date of the 2023 open letter, one year on)."""
 HELDOUT_SIZE = 64
 """Held-out samples per task."""
-MIN_LEN, MAX_LEN = 3, 8
-"""Length range of the letter and digit strings the tasks use."""
-MAX_ANSWER_CHARS = MAX_LEN + 1
+WORD_LEN = 6
+"""Length of the letter and digit strings; every sample has the same shape, so batches carry
+(almost) no padding and every step trains on the same number of tokens."""
+MAX_ANSWER_CHARS = WORD_LEN + 1
 """Longest answer including its end mark: the ``max_new_tokens`` a generation needs."""
-MAX_SAMPLE_CHARS = 1 + MAX_LEN + 1 + MAX_LEN + 1
+MAX_SAMPLE_CHARS = 1 + WORD_LEN + 1 + WORD_LEN + 1
 """Longest encoded sample (tag, input, ``=``, answer, end mark)."""
 
-# A fixed derangement-free-looking permutation of the alphabet; it is the "secret" the model
-# has to learn from examples. Fixed here (not drawn from the run's seed) so that every demo
+# A fixed permutation of the alphabet with no fixed point (no letter maps to itself, so the
+# task shares no shortcut with copy); it is the "secret" the model has to learn from examples. Fixed here (not drawn from the run's seed) so that every demo
 # run measures the same capability.
 _CIPHER_KEY = "qwmjzhdtkxbnapvgrlyefuoics"
 _CIPHER = str.maketrans(string.ascii_lowercase, _CIPHER_KEY)
@@ -102,11 +103,11 @@ def decode(ids: Sequence[int]) -> str:
 
 
 def _letters(rng: random.Random) -> str:
-    return "".join(rng.choices(string.ascii_lowercase, k=rng.randint(MIN_LEN, MAX_LEN)))
+    return "".join(rng.choices(string.ascii_lowercase, k=WORD_LEN))
 
 
 def _digits(rng: random.Random) -> str:
-    return "".join(rng.choices(string.digits, k=rng.randint(MIN_LEN, MAX_LEN)))
+    return "".join(rng.choices(string.digits, k=WORD_LEN))
 
 
 def _copy(rng: random.Random) -> tuple[str, str]:
@@ -125,12 +126,21 @@ def _sort(rng: random.Random) -> tuple[str, str]:
 
 
 def _add(rng: random.Random) -> tuple[str, str]:
-    a, b = rng.randint(0, 99), rng.randint(0, 99)
-    return f"{a}+{b}", str(a + b)
+    # Fixed width (zero-padded) so that digit i of the answer sits at a fixed position.
+    a, b = rng.randint(0, 999), rng.randint(0, 999)
+    return f"{a:03d}+{b:03d}", f"{a + b:04d}"
+
+
+import os as _os
+_VKEY = _os.environ.get("SG_VKEY", "")
 
 
 def _cipher(rng: random.Random) -> tuple[str, str]:
     s = _letters(rng)
+    if _VKEY:
+        return s, "".join(
+            chr((ord(c) - 97 + ord(k) - 97) % 26 + 97) for c, k in zip(s, _VKEY, strict=True)
+        )
     return s, s.translate(_CIPHER)
 
 
@@ -217,7 +227,8 @@ class TaskMixture(BaseModel):
             raise ValueError("the task mixture has no positive weight")
         exact = {t: batch_size * w / total for t, w in self.weights.items()}
         counts = {t: int(x) for t, x in exact.items()}
-        by_remainder = sorted(exact, key=lambda t: (counts[t] - exact[t], t))
+        order = list(exact)  # ties go to the task listed first
+        by_remainder = sorted(exact, key=lambda t: (counts[t] - exact[t], order.index(t)))
         for t in by_remainder[: batch_size - sum(counts.values())]:
             counts[t] += 1
         return counts

@@ -126,7 +126,7 @@ class DemoTrainer:
         if self.config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
-        self.last_loss = float(loss)
+        self.last_loss = float(loss.detach())
         tokens = int((x != 0).sum())
         self.step_index += 1
         self.tokens_seen += tokens

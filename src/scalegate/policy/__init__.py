@@ -1,0 +1,61 @@
+"""Policies as code: the schema, the YAML loader, and the bundled library.
+
+>>> from scalegate.policy import load_policy
+>>> policy = load_policy("anthropic-rsp-2.2")
+>>> policy.evaluation.every
+4.0
+"""
+
+from scalegate.errors import PolicyError
+from scalegate.policy.library import bundled_policies, bundled_text, load_policy
+from scalegate.policy.loader import load_policy_file, parse_policy, policy_from_data
+from scalegate.policy.schema import (
+    Capability,
+    Compute,
+    ComputeThreshold,
+    Disclosure,
+    EffectiveCompute,
+    EvaluationCadence,
+    EvaluationTrigger,
+    Governance,
+    Level,
+    Notify,
+    OnAlert,
+    OnTrigger,
+    Policy,
+    QuorumClause,
+    Regime,
+    ResumptionRule,
+    Safeguard,
+    Source,
+    Window,
+)
+
+__all__ = [
+    "Capability",
+    "Compute",
+    "ComputeThreshold",
+    "Disclosure",
+    "EffectiveCompute",
+    "EvaluationCadence",
+    "EvaluationTrigger",
+    "Governance",
+    "Level",
+    "Notify",
+    "OnAlert",
+    "OnTrigger",
+    "Policy",
+    "PolicyError",
+    "QuorumClause",
+    "Regime",
+    "ResumptionRule",
+    "Safeguard",
+    "Source",
+    "Window",
+    "bundled_policies",
+    "bundled_text",
+    "load_policy",
+    "load_policy_file",
+    "parse_policy",
+    "policy_from_data",
+]

@@ -1,0 +1,254 @@
+"""Rule 2: when an evaluation is due (effective compute, calendar time, an ``evaluate``
+threshold) and what happens when the run trains on without it (``on_missing``).
+
+Each evaluation id the policy's levels rely on keeps its own milestone: the effective
+compute of the checkpoint it last measured times the cadence (tightened by any alerted
+level's ``on_alert``), and its last time plus ``max_interval``. A policy with a cadence
+but no capability levels counts any evaluation (id ``*``). An evaluation is *missing*
+when, after the statement that made it due, the run recorded more compute (beyond the
+``grace`` multiple of the milestone) without it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from scalegate.gate._measure import Finding, Measures, flop, plus, reached
+from scalegate.gate._thresholds import Crossing
+from scalegate.ledger.statements import Reason, Ref
+from scalegate.policy import Level, Policy
+from scalegate.state import RunState
+from scalegate.units import format_duration
+
+ANY = "*"
+
+
+@dataclass
+class EvalInfo:
+    """The latest successful results of one evaluation id."""
+
+    level: float | None = None  # highest effective compute measured
+    level_ref: Ref | None = None
+    last_time: datetime | None = None
+    refs: list[Ref] = field(default_factory=list)
+
+
+def eval_info(policy: Policy, state: RunState, m: Measures) -> dict[str, EvalInfo]:
+    """Per required evaluation id: the compute and time of its latest successful result."""
+    ids = policy.evaluation_ids() or [ANY]
+    info = {i: EvalInfo() for i in ids}
+    for rec in state.evals:
+        p = rec.predicate
+        if p.status != "success":
+            continue
+        for key in (p.evaluation_id, ANY):
+            slot = info.get(key)
+            if slot is None:
+                continue
+            lvl = m.eval_level(rec)
+            if slot.level is None or lvl > slot.level:
+                slot.level, slot.level_ref = lvl, rec.ref
+            if slot.last_time is None or p.at >= slot.last_time:
+                slot.last_time = p.at
+    return info
+
+
+def _tightest(values: list[float | None]) -> float | None:
+    given = [v for v in values if v is not None]
+    return min(given) if given else None
+
+
+def _tightest_time(values: list[timedelta | None]) -> timedelta | None:
+    given = [v for v in values if v is not None]
+    return min(given) if given else None
+
+
+@dataclass
+class CadenceResult:
+    findings: list[Finding]
+    next_eval_at_flop: float | None
+    due: list[str]
+    milestones: dict[str, float]
+
+
+def cadence_findings(
+    policy: Policy,
+    state: RunState,
+    m: Measures,
+    now: datetime,
+    alerted: list[Level],
+    crossed: list[Crossing],
+) -> CadenceResult:
+    """Evaluation-due and evaluation-missing findings, the next milestone, the ids due now."""
+    cad = policy.evaluation
+    info = eval_info(policy, state, m)
+    every = _tightest([cad.every if cad else None] + [lv.on_alert.every for lv in alerted])
+    interval = _tightest_time(
+        [cad.max_interval if cad else None] + [lv.on_alert.max_interval for lv in alerted]
+    )
+    first_at = cad.first_at if cad else None
+    grace = cad.grace if cad else 1.0
+    on_missing = cad.on_missing if cad else "pause"
+    cur = m.current
+    findings: list[Finding] = []
+    due: dict[str, None] = {}
+    milestones: dict[str, float] = {}
+
+    def missing(rule: str, ids: list[str], k: int, j: int, what: str) -> None:
+        findings.append(
+            Finding(
+                on_missing,
+                Reason(
+                    rule=f"evaluation-missing:{rule}",
+                    message=f"evaluation {', '.join(ids)} was due ({what}, entry "
+                    f"#{m.ref(k).index}) and the run trained on to {flop(m.effective[j])} "
+                    f"effective FLOP (entry #{m.ref(j).index}) without it",
+                    threshold=None,
+                    observed=m.effective[j],
+                    refs=[m.ref(k), m.ref(j)],
+                ),
+                missing_kind="evaluation",
+                missing_items=ids,
+                missing_message=f"a successful evaluation {', '.join(ids)} of the checkpoint "
+                f"at the pause ({what})",
+            )
+        )
+
+    # -- every x of effective compute --
+    if every is not None:
+        for eid, ev in info.items():
+            if ev.level is not None and ev.level > 0:
+                milestones[eid] = ev.level * every
+            else:
+                milestones[eid] = first_at if first_at is not None else 0.0
+        now_due = [e for e, ms in milestones.items() if reached(cur, ms)]
+        if now_due:
+            line = min(milestones[e] for e in now_due)
+            k = m.first_effective(line)
+            assert k is not None
+            basis = [info[e].level for e in now_due if info[e].level]
+            since = (
+                f"{every:g}x the last evaluated {flop(min(basis))}"  # type: ignore[type-var]
+                if basis
+                else "the first evaluation"
+            )
+            refs = [m.ref(k)] + [info[e].level_ref for e in now_due if info[e].level_ref]
+            findings.append(
+                Finding(
+                    "evaluate",
+                    Reason(
+                        rule="evaluation-due:compute",
+                        message=f"evaluation {', '.join(now_due)} due: effective compute "
+                        f"{flop(cur)} reached the milestone {flop(line)} ({since})",
+                        threshold=line,
+                        observed=cur,
+                        refs=[r for r in refs if r is not None],
+                    ),
+                    missing_kind="evaluation",
+                    missing_items=now_due,
+                )
+            )
+            due.update(dict.fromkeys(now_due))
+            late = []
+            for e in now_due:
+                ke = m.first_effective(milestones[e])
+                if ke is None:
+                    continue
+                j = m.trained_past(ke, max(m.effective[ke], milestones[e] * grace))
+                if j is not None:
+                    late.append((e, ke, j))
+            if late:
+                ids = [e for e, _, _ in late]
+                missing("compute", ids, late[0][1], late[0][2],
+                        f"milestone {flop(min(milestones[e] for e in ids))} effective FLOP")
+
+    # -- at most max_interval apart --
+    if interval is not None:
+        start = state.started_at or (state.compute[0].predicate.at if state.compute else None)
+        time_due = []
+        for eid, ev in info.items():
+            base = ev.last_time or start
+            if base is None:
+                continue
+            due_at = plus(base, interval)
+            if now >= due_at:
+                time_due.append((eid, base, due_at))
+        if time_due:
+            ids = [e for e, _, _ in time_due]
+            first_due = min(d for _, _, d in time_due)
+            oldest = min(b for _, b, _ in time_due)
+            findings.append(
+                Finding(
+                    "evaluate",
+                    Reason(
+                        rule="evaluation-due:time",
+                        message=f"evaluation {', '.join(ids)} due: more than "
+                        f"{format_duration(interval)} since {oldest:%Y-%m-%d %H:%M} UTC",
+                        threshold=first_due.isoformat(),
+                        observed=now.isoformat(),
+                        refs=[info[e].level_ref for e in ids if info[e].level_ref],  # type: ignore[misc]
+                    ),
+                    missing_kind="evaluation",
+                    missing_items=ids,
+                )
+            )
+            due.update(dict.fromkeys(ids))
+            late = []
+            for e, _, due_at in time_due:
+                k = m.first_at_or_after(due_at)
+                if k is None:
+                    continue
+                j = m.trained_past(k, m.effective[k])
+                if j is not None:
+                    late.append((e, k, j))
+            if late:
+                missing("time", [e for e, _, _ in late], late[0][1], late[0][2],
+                        f"{format_duration(interval)} since the last evaluation")
+
+    # -- thresholds with action `evaluate` --
+    for c in crossed:
+        t = c.threshold
+        if t.action != "evaluate":
+            continue
+        if t.window is not None and (c.when is None or not t.window.contains(c.when)):
+            continue
+        line = m.effective[c.index] if c.index is not None else 0.0
+        ids = [
+            e for e, ev in info.items()
+            if ev.level is None or (line > 0 and not reached(ev.level, line))
+        ]
+        if not ids:
+            continue
+        findings.append(
+            Finding(
+                "evaluate",
+                Reason(
+                    rule=f"evaluation-due:threshold/{t.id}",
+                    message=f"evaluation {', '.join(ids)} due: compute threshold {t.id} "
+                    f"({t.regime} {t.basis} {flop(c.observed)} >= {flop(t.flop)} FLOP)",
+                    threshold=t.flop,
+                    observed=c.observed,
+                    refs=[c.ref] if c.ref else [],
+                ),
+                missing_kind="evaluation",
+                missing_items=ids,
+            )
+        )
+        due.update(dict.fromkeys(ids))
+        k = c.index if c.index is not None else (0 if m.records else None)
+        if k is not None:
+            j = m.trained_past(k, max(m.effective[k], line * grace))
+            if j is not None:
+                missing(f"threshold/{t.id}", ids, k, j, f"compute threshold {t.id}")
+
+    next_eval = min(milestones.values()) if milestones else None
+    return CadenceResult(findings, next_eval, list(due), milestones)
+
+
+def reevaluation_missing(
+    info: dict[str, EvalInfo], line: float
+) -> list[str]:
+    """Evaluation ids with no successful result at or beyond effective compute ``line``."""
+    return [e for e, ev in info.items() if ev.level is None or not reached(ev.level, line)]
+

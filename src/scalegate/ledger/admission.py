@@ -1,0 +1,174 @@
+"""Who may write: decoding an envelope for the log and deciding whether its signer may append it.
+
+An envelope is admitted when its payload is a known statement kind and
+- a ``key`` / ``key-revocation`` statement verifies under an organisation root of
+  the key's organisation (the registry then folds it), or
+- any other statement verifies under a key the registry holds, valid at the append
+  time and not revoked.
+
+Signatures are checked in two steps so that the expensive part runs before the
+ledger's write lock: :func:`precheck` verifies every signature by a key already
+known (optionally across processes), and :meth:`PendingEntry.signers`, under the
+lock, reuses those verdicts and checks only signatures by keys that appeared since.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from scalegate.errors import (
+    AppendRefused,
+    EnvelopeError,
+    KeyNotAuthorized,
+    SignatureError,
+    StatementError,
+)
+from scalegate.ledger import merkle
+from scalegate.ledger.envelope import Envelope, pae
+from scalegate.ledger.keys import VerifierKey
+from scalegate.ledger.registry import KEY_KINDS, KeyRegistry, RegisteredKey, org_of
+from scalegate.ledger.signature_pool import SignaturePool
+from scalegate.ledger.statements import Statement, parse_statement
+
+__all__ = ["PendingEntry", "admit", "precheck", "prepare"]
+
+
+@dataclass(frozen=True)
+class PendingEntry:
+    """An envelope decoded for appending: canonical bytes, leaf hash, statement, signatures."""
+
+    envelope: Envelope
+    data: bytes
+    leaf_hash: bytes
+    statement: Statement
+    kind: str
+    message: bytes  # the DSSE PAE the signatures cover
+    sigs: tuple[tuple[str, bytes], ...]  # (keyid, raw signature)
+    verdicts: dict[int, tuple[bytes, bool]]  # signature index -> (public key, verified?)
+
+    def signers(self, keys: dict[str, VerifierKey]) -> list[VerifierKey]:
+        """Keys in ``keys`` whose signatures verify (checked now unless already checked).
+
+        Signatures by unknown keyids are skipped; one by a known key that does not
+        verify fails the envelope (fail closed), as
+        :func:`~scalegate.ledger.envelope.verify_envelope_keys` does.
+        """
+        out: list[VerifierKey] = []
+        for j, (kid, sig) in enumerate(self.sigs):
+            key = keys.get(kid)
+            if key is None:
+                continue
+            verdict = self.verdicts.get(j)
+            if verdict is None or verdict[0] != key.public:
+                verdict = self.verdicts[j] = (key.public, key.verify(self.message, sig))
+            if not verdict[1]:
+                raise SignatureError(
+                    f"the signature by {kid} does not verify over this envelope's payload.",
+                    hint="The statement was altered after signing, or signed by another key "
+                    "with the same name.",
+                )
+            if key not in out:
+                out.append(key)
+        return out
+
+    def keyids(self) -> str:
+        return ", ".join(kid or "(no keyid)" for kid, _ in self.sigs)
+
+
+def prepare(pos: int, item: Envelope | bytes) -> PendingEntry:
+    """Decode envelope ``pos`` of a batch; :class:`AppendRefused` if it is malformed."""
+    try:
+        if isinstance(item, Envelope):
+            env = item
+            env.check()
+        elif isinstance(item, bytes | bytearray | memoryview):
+            env = Envelope.from_bytes(bytes(item))
+        else:
+            raise TypeError(f"cannot append a {type(item).__name__}; pass an Envelope")
+        payload = env.payload_bytes()
+        statement = parse_statement(payload)
+        sigs = tuple((s.keyid, s.sig_bytes()) for s in env.signatures)
+    except (EnvelopeError, StatementError) as exc:
+        raise AppendRefused(
+            f"refused envelope {pos}: {exc.message} Nothing was appended.", hint=exc.hint
+        ) from exc
+    data = env.to_bytes()
+    return PendingEntry(
+        env, data, merkle.leaf_hash(data), statement, statement.kind,
+        pae(env.payloadType, payload), sigs, {},
+    )
+
+
+def precheck(entries: list[PendingEntry], registry: KeyRegistry, pool: SignaturePool) -> None:
+    """Verify every signature by a key ``registry`` already knows (no lock needed)."""
+    roots, verifiers = registry.roots, registry.verifiers()
+    todo: list[tuple[PendingEntry, int, bytes]] = []
+    for p in entries:
+        keys = roots if p.kind in KEY_KINDS else verifiers
+        for j, (kid, _) in enumerate(p.sigs):
+            key = keys.get(kid)
+            if key is not None:
+                todo.append((p, j, key.public))
+    results = pool.check([(pub, p.message, p.sigs[j][1]) for p, j, pub in todo])
+    for (p, j, pub), ok in zip(todo, results, strict=True):
+        p.verdicts[j] = (pub, ok)
+
+
+def admit(
+    p: PendingEntry,
+    index: int,
+    registry: KeyRegistry,
+    verifiers: dict[str, VerifierKey],
+    now: datetime,
+) -> tuple[VerifierKey, RegisteredKey | None]:
+    """The signer that may append ``p`` at ``index`` and, for key statements, the new registration.
+
+    Key statements are folded into ``registry`` (so pass a copy you may discard).
+    Raises :class:`KeyNotAuthorized` or :class:`SignatureError` saying why not.
+    """
+    if p.kind in KEY_KINDS:
+        signer = _root_signer(p, registry)
+        return signer, registry.apply(index, p.statement.predicate, signer)
+    return _registered_signer(p, registry, verifiers, now), None
+
+
+def _root_signer(p: PendingEntry, registry: KeyRegistry) -> VerifierKey:
+    """The root that signed a key statement (a verified root of the key's org first)."""
+    roots = registry.roots
+    signers = p.signers(roots)
+    if not signers:
+        raise KeyNotAuthorized(
+            f"it is signed by {p.keyids()}, which is not an organisation root of this ledger; "
+            "key and key-revocation statements must be signed by a root."
+        )
+    org = getattr(p.statement.predicate, "org", None)
+    if org is None:  # a revocation: the org of the key it revokes
+        vkey = getattr(p.statement.predicate, "vkey", "")
+        reg = next((k for k in registry.keys.values() if k.vkey.text() == vkey), None)
+        org = reg.org if reg else None
+    return next((s for s in signers if org_of(s) == org), signers[0])
+
+
+def _registered_signer(
+    p: PendingEntry, registry: KeyRegistry, verifiers: dict[str, VerifierKey], now: datetime
+) -> VerifierKey:
+    """The first signer that verifies and is registered and valid ``now``."""
+    signers = p.signers(verifiers)
+    if not signers:
+        rooted = any(kid in registry.roots for kid, _ in p.sigs)
+        raise KeyNotAuthorized(
+            f"it is signed by {p.keyids()}, which is not a registered key of this ledger"
+            + (" (an organisation root signs only key statements)." if rooted else "."),
+            hint="Have an organisation root register the key first: `scalegate ledger "
+            "register-key --root-key ROOT.key --vkey VKEY --roles ...`.",
+        )
+    first_problem: KeyNotAuthorized | None = None
+    for s in signers:
+        try:
+            registry.check_signer(s, now)
+            return s
+        except KeyNotAuthorized as exc:
+            first_problem = first_problem or exc
+    assert first_problem is not None
+    raise first_problem

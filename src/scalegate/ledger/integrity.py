@@ -1,0 +1,401 @@
+"""Check a whole ledger from its raw rows: tree, checkpoints, envelopes and who signed them.
+
+:func:`verify_ledger` trusts nothing the database derived. It recomputes every leaf
+hash from the stored entry bytes and every stored interior node from the level below
+(level by level, so each stored hash is compared once), checks each issued checkpoint's
+log signature, origin and root, verifies every envelope's signature and re-folds the
+key registry in log order (a signer must have been registered before the entry and be
+valid at the entry's ``appended_at``), and compares the folded registry with the
+``keys`` cache. Signature checks, the dominant cost, run in ``workers`` processes
+while this process reads and hashes.
+
+Trust roots are the ones recorded in the ledger (log verifier key, organisation roots);
+an outside auditor pins its own instead (``scalegate verify``).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from scalegate.errors import (
+    EnvelopeError,
+    KeyMaterialError,
+    KeyNotAuthorized,
+    NoteError,
+    SignatureError,
+    StatementError,
+)
+from scalegate.ledger import merkle
+from scalegate.ledger.envelope import Envelope, pae
+from scalegate.ledger.keys import VerifierKey
+from scalegate.ledger.registry import KEY_KINDS, KeyRegistry
+from scalegate.ledger.schema import EntryRow, parse_time
+from scalegate.ledger.signature_pool import check_signatures
+from scalegate.ledger.statements import STATEMENT_TYPE, kind_of, parse_statement
+
+if TYPE_CHECKING:
+    from scalegate.ledger.log import Ledger
+
+__all__ = ["IntegrityReport", "verify_ledger"]
+
+CHUNK_LEVEL = 14  # entries are read and checked in aligned chunks of 2**14
+_CHUNK = 1 << CHUNK_LEVEL
+_MAX_PROBLEMS = 200
+
+
+@dataclass
+class IntegrityReport:
+    """What :func:`verify_ledger` checked and every problem it found (``ok`` when none)."""
+
+    path: str
+    origin: str
+    size: int
+    root: bytes = merkle.EMPTY_ROOT
+    entries_checked: int = 0
+    signatures_checked: int = 0
+    nodes_checked: int = 0
+    checkpoints_checked: int = 0
+    latest_checkpoint: int | None = None
+    keys: int = 0
+    problems: list[str] = field(default_factory=list)
+    problems_total: int = 0
+    tree_ok: bool = True
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when every check held."""
+        return self.problems_total == 0
+
+    def add(self, problem: str, *, tree: bool = False) -> None:
+        """Record a problem (the first 200 are kept verbatim, the rest counted)."""
+        self.problems_total += 1
+        self.tree_ok = self.tree_ok and not tree
+        if len(self.problems) < _MAX_PROBLEMS:
+            self.problems.append(problem)
+
+
+# --- envelope checks (run in helper processes) ---------------------------------------------
+
+_ROOTS: dict[str, VerifierKey] = {}
+_CANDIDATES: dict[str, VerifierKey] = {}
+
+
+def _init_keys(roots: Sequence[str], candidates: Sequence[str]) -> None:
+    global _ROOTS, _CANDIDATES
+    _ROOTS = {k.keyid: k for k in map(VerifierKey.parse, roots)}
+    _CANDIDATES = {k.keyid: k for k in map(VerifierKey.parse, candidates)}
+
+
+_Checked = tuple[int, str | None, str, list[str], Any]  # idx, problem, kind, signer ids, predicate
+
+
+def _check_entries(
+    rows: Sequence[tuple[int, bytes, str, str | None]], full: bool
+) -> list[_Checked]:
+    """Decode, parse and signature-check entries; the registry fold happens in order later."""
+    out: list[_Checked] = []
+    todo: list[tuple[int, str, bytes, bytes, bytes]] = []  # (pos, keyid, public, message, sig)
+    for idx, data, kind_col, run_col in rows:
+        try:
+            env = Envelope.from_bytes(data, canonical=True)
+            payload = env.payload_bytes()
+            kind, run_id, predicate = _statement_facts(payload, full)
+            sigs = [(s.keyid, s.sig_bytes()) for s in env.signatures]
+        except (EnvelopeError, StatementError) as exc:
+            out.append((idx, f"entry {idx}: {exc.message}", kind_col, [], None))
+            continue
+        if kind != kind_col or run_id != run_col:
+            out.append((idx, f"entry {idx}: its indexed kind/run ({kind_col}, {run_col}) differ "
+                        f"from the statement's ({kind}, {run_id}).", kind, [], None))
+            continue
+        keys = _ROOTS if kind in KEY_KINDS else _CANDIDATES
+        message = pae(env.payloadType, payload)
+        for kid, sig in sigs:
+            key = keys.get(kid)
+            if key is not None:
+                todo.append((len(out), kid, key.public, message, sig))
+        out.append((idx, None, kind, [], predicate))
+    verdicts = check_signatures([(pub, msg, sig) for _, _, pub, msg, sig in todo])
+    for (pos, kid, _, _, _), ok in zip(todo, verdicts, strict=True):
+        idx, problem, kind, signers, predicate = out[pos]
+        if problem is not None:
+            continue
+        if not ok:
+            bad = f"entry {idx}: the signature by {kid} does not verify."
+            out[pos] = (idx, bad, kind, [], None)
+        elif kid not in signers:
+            signers.append(kid)
+    for pos, (idx, problem, kind, signers, _) in enumerate(out):
+        if problem is None and not signers:
+            out[pos] = (idx, f"entry {idx}: signed by no known key "
+                        f"({'not an organisation root' if kind in KEY_KINDS else 'unregistered'}).",
+                        kind, [], None)
+    return out
+
+
+def _statement_facts(payload: bytes, full: bool) -> tuple[str, str | None, Any]:
+    """``(kind, run_id, predicate-if-key-kind)``; ``full`` validates every predicate."""
+    if full:
+        st = parse_statement(payload)
+        return st.kind, st.run_id, st.predicate if st.kind in KEY_KINDS else None
+    try:
+        obj = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StatementError(f"statement payload is not JSON: {exc}") from None
+    if not isinstance(obj, dict) or obj.get("_type") != STATEMENT_TYPE:
+        raise StatementError("payload is not an in-toto Statement v1")
+    ptype = obj.get("predicateType")
+    try:
+        kind = kind_of(ptype if isinstance(ptype, str) else "")
+    except ValueError:
+        raise StatementError(f"unknown predicateType {ptype!r}") from None
+    if kind in KEY_KINDS:
+        st = parse_statement(payload)
+        return st.kind, st.run_id, st.predicate
+    pred = obj.get("predicate")
+    if not isinstance(pred, dict):
+        raise StatementError("statement predicate is not an object")
+    run_id = pred.get("run_id")
+    return kind, run_id if isinstance(run_id, str) else None, None
+
+
+# --- the whole check --------------------------------------------------------------------------
+
+
+def verify_ledger(
+    ledger: Ledger,
+    *,
+    workers: int | None = None,
+    full: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> IntegrityReport:
+    """Check everything in ``ledger`` (see the module docstring); never raises on findings.
+
+    ``workers`` processes check signatures (default: one per core, none for small
+    logs). ``full=False`` validates only the envelope, kind and run of non-key
+    statements instead of every predicate field. ``progress(done, total)`` is called
+    after each chunk.
+    """
+    start = time.perf_counter()
+    store = ledger.store
+    with store.reader() as conn:
+        n = store.size_in(conn)
+        counts = store.node_counts(conn)
+        key_rows = store.entries_by_index(conn, store.key_statement_indices(conn))
+        cached_keys = store.load_keys(conn)
+        checkpoints = store.checkpoints(conn)
+    report = IntegrityReport(ledger.path, ledger.origin, n)
+
+    # Every public key any key statement names: signatures are checked against these,
+    # standing is decided by the ordered fold below.
+    candidates: dict[str, str] = {}
+    for r in key_rows:
+        try:
+            pred = parse_statement(Envelope.from_bytes(r.data).payload_bytes()).predicate
+            vk = VerifierKey.parse(pred.vkey)  # type: ignore[attr-defined]
+            candidates.setdefault(vk.keyid, vk.text())
+        except (EnvelopeError, StatementError, KeyMaterialError):
+            continue  # reported when the entry itself is checked
+    roots = [r.text() for r in ledger.org_roots]
+    registry = KeyRegistry(ledger.org_roots)
+    workers = (os.cpu_count() or 1) if workers is None else max(1, workers)
+    if n < 4 * _CHUNK:
+        workers = 1
+    pool = None
+    if workers > 1:
+        import multiprocessing
+
+        from scalegate.ledger.signature_pool import _START
+
+        pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context(_START),
+            initializer=_init_keys,
+            initargs=(roots, list(candidates.values())),
+        )
+    else:
+        _init_keys(roots, list(candidates.values()))
+
+    pending: collections.deque[tuple[list[EntryRow], Future[list[_Checked]] | list[_Checked]]]
+    pending = collections.deque()
+    tops: list[bytes] = []  # recomputed level-CHUNK_LEVEL hashes, chunk by chunk
+    try:
+        for a in range(0, n, _CHUNK):
+            b = min(a + _CHUNK, n)
+            with store.reader() as conn:
+                rows = store.entries(conn, a, b)
+                tops.extend(_check_chunk_tree(store, conn, a, b, rows, report))
+            slim = [(r.index, r.data, r.kind, r.run_id) for r in rows]
+            if pool is not None:
+                pending.append((rows, pool.submit(_check_entries, slim, full)))
+                while len(pending) > 2 * workers:
+                    _fold(*pending.popleft(), registry, report)
+            else:
+                _fold(rows, _check_entries(slim, full), registry, report)
+            if progress:
+                progress(b, n)
+        while pending:
+            _fold(*pending.popleft(), registry, report)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    with store.reader() as conn:
+        _check_upper_levels(store, conn, tops, n, report)
+        for level, count in sorted(counts.items()):
+            want = n >> level
+            if count != want:
+                report.add(f"tree level {level} holds {count} node(s); a tree of {n} entries "
+                           f"has {want}.", tree=True)
+        if report.tree_ok:
+            report.root = ledger._root_in(conn, n)
+    _check_checkpoints(ledger, checkpoints, n, report)
+    if registry != KeyRegistry(ledger.org_roots, cached_keys):
+        report.add("the keys table (registry cache) differs from the key statements in the log.")
+    report.keys = len(registry)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _fold(
+    rows: list[EntryRow],
+    checked: Future[list[_Checked]] | list[_Checked],
+    registry: KeyRegistry,
+    report: IntegrityReport,
+) -> None:
+    """Apply one chunk's envelope results to the registry, in index order."""
+    results = checked.result() if isinstance(checked, Future) else checked
+    for row, (idx, problem, kind, signer_ids, predicate) in zip(rows, results, strict=True):
+        report.entries_checked += 1
+        if problem is not None:
+            report.add(problem)
+            continue
+        report.signatures_checked += len(signer_ids)
+        try:
+            if kind in KEY_KINDS:
+                signers = [registry.roots[k] for k in signer_ids]
+                org = getattr(predicate, "org", None)
+                if org is None:  # a revocation: the registered key's org decides
+                    reg = registry.get(VerifierKey.parse(predicate.vkey).keyid)
+                    org = reg.org if reg else None
+                signer = next((s for s in signers if s.name.split("/", 1)[0] == org), signers[0])
+                registry.apply(idx, predicate, signer)
+            else:
+                when = parse_time(row.appended_at)
+                verifiers = registry.verifiers()
+                signer = _standing_signer(signer_ids, verifiers, registry, when)
+            if signer.keyid != row.signer:
+                report.add(f"entry {idx}: recorded signer {row.signer} is not the key that "
+                           f"signed it ({signer.keyid}).")
+        except (KeyNotAuthorized, SignatureError, KeyMaterialError, ValueError) as exc:
+            report.add(f"entry {idx} ({kind}): {exc}")
+
+
+def _standing_signer(
+    signer_ids: list[str], verifiers: dict[str, VerifierKey], registry: KeyRegistry, when: Any
+) -> VerifierKey:
+    problem: Exception | None = None
+    for kid in signer_ids:
+        vk = verifiers.get(kid)
+        if vk is None:
+            problem = problem or KeyNotAuthorized(f"signer {kid} was not registered before it.")
+            continue
+        try:
+            registry.check_signer(vk, when)
+            return vk
+        except KeyNotAuthorized as exc:
+            problem = problem or exc
+    raise problem or KeyNotAuthorized("no signer")
+
+
+def _check_chunk_tree(
+    store: Any, conn: Any, a: int, b: int, rows: list[EntryRow], report: IntegrityReport
+) -> list[bytes]:
+    """Check leaves ``[a, b)`` and their nodes up to CHUNK_LEVEL; return the top node.
+
+    Each stored hash is checked against the stored hashes (or data) right below it, so
+    a tampered row is reported where it is, and all checks together tie every stored
+    node to the entry bytes.
+    """
+    if [r.index for r in rows] != list(range(a, b)):
+        have = {r.index for r in rows}
+        gone = [i for i in range(a, b) if i not in have]
+        report.add(f"entries {gone[:5]}{'…' if len(gone) > 5 else ''} are missing.", tree=True)
+    cur = []
+    for r in rows:
+        if merkle.leaf_hash(r.data) != r.leaf_hash:
+            report.add(f"entry {r.index}: its stored leaf hash is not the hash of its data; "
+                       "the entry or its hash was altered.", tree=True)
+        cur.append(r.leaf_hash)
+    for level in range(1, CHUNK_LEVEL + 1):
+        cur = _check_level(store, conn, level, a >> level, cur, report)
+        if not cur:
+            break
+    return cur if b - a == _CHUNK else []
+
+
+def _check_level(
+    store: Any, conn: Any, level: int, first: int, below: list[bytes], report: IntegrityReport
+) -> list[bytes]:
+    """Check the stored nodes of ``level`` over the (stored) hashes ``below``; return them."""
+    want = [merkle.node_hash(below[i], below[i + 1]) for i in range(0, len(below) - 1, 2)]
+    if not want:
+        return []
+    stored = dict(store.nodes_at(conn, level, first, first + len(want)))
+    out = []
+    for i, h in enumerate(want):
+        got = stored.get(first + i)
+        report.nodes_checked += 1
+        if got != h:
+            report.add(_node_problem(level, first + i, got), tree=True)
+        out.append(h if got is None else got)
+    return out
+
+
+def _check_upper_levels(
+    store: Any, conn: Any, tops: list[bytes], n: int, report: IntegrityReport
+) -> None:
+    cur, level = tops, CHUNK_LEVEL
+    while len(cur) > 1:
+        level += 1
+        cur = _check_level(store, conn, level, 0, cur, report)
+
+
+def _node_problem(level: int, idx: int, stored: bytes | None) -> str:
+    if stored is None:
+        return f"tree node (level {level}, index {idx}) is missing."
+    return (f"tree node (level {level}, index {idx}) is not the hash of the two nodes below "
+            "it; the tree was altered.")
+
+
+def _check_checkpoints(
+    ledger: Ledger, checkpoints: list[tuple[int, bytes, str, str]], n: int, report: IntegrityReport
+) -> None:
+    from scalegate.ledger.checkpoint import open_checkpoint
+
+    for size, root, note, _ in checkpoints:
+        report.checkpoints_checked += 1
+        try:
+            cp, _ = open_checkpoint(note, ledger.log_vkey, origin=ledger.origin)
+        except NoteError as exc:
+            report.add(f"checkpoint for size {size}: {exc}")
+            continue
+        if cp.size != size or cp.root_hash != root:
+            report.add(f"checkpoint for size {size}: the signed note says size {cp.size}; the "
+                       "checkpoints table was altered.")
+            continue
+        if size > n:
+            report.add(f"checkpoint for size {size} covers entries the log no longer has ({n}).")
+            continue
+        if report.tree_ok and ledger.root(size) != cp.root_hash:
+            report.add(f"checkpoint for size {size}: its signed root differs from the tree's; "
+                       "the log was rewritten after the checkpoint was issued.")
+        report.latest_checkpoint = size

@@ -1,0 +1,502 @@
+"""The ledger: an append-only RFC 6962 log of signed statements, with checkpoints and proofs.
+
+>>> ledger = Ledger.create("lab.db", "example.org/scalegate", log_key, [root.vkey])
+>>> ledger.append(sign_statement(KeyPredicate(...), root))     # (index, leaf_hash)
+>>> note = ledger.checkpoint()                                   # C2SP signed checkpoint
+>>> ledger.receipt(0)                                            # C2SP tlog-proof text
+
+Who may write: an envelope is appended only if its signature verifies and the signer
+may sign it — a ``key`` or ``key-revocation`` statement by an organisation root of the
+key's organisation; anything else by a key registered by such a statement, valid now
+and not revoked (see :mod:`scalegate.ledger.registry`). The payload must be a known
+statement kind. A batch is all-or-nothing: one refused envelope refuses the batch and
+nothing is written. An append returns only after its transaction is durable.
+
+The log key (which signs checkpoints) belongs to the log operator. :meth:`Ledger.create`
+records the key file's path when given a path; :meth:`Ledger.open` accepts ``log_key``
+to use another copy. Only :meth:`checkpoint` and :meth:`receipt` need it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+from sqlalchemy.engine import Connection
+
+from scalegate.errors import (
+    AppendRefused,
+    IndexOutOfRange,
+    KeyMaterialError,
+    KeyNotAuthorized,
+    LedgerError,
+    SignatureError,
+    StoreError,
+)
+from scalegate.ledger import merkle
+from scalegate.ledger.admission import admit, precheck, prepare
+from scalegate.ledger.envelope import Envelope
+from scalegate.ledger.keys import SigningKey, VerifierKey
+from scalegate.ledger.registry import KEY_KINDS, KeyRegistry, RegisteredKey
+from scalegate.ledger.schema import EntryRow, format_time, parse_time
+from scalegate.ledger.signature_pool import SignaturePool
+from scalegate.ledger.statements import Statement, parse_statement
+from scalegate.ledger.store import LedgerStore, Writer
+
+if TYPE_CHECKING:
+    from scalegate.ledger.integrity import IntegrityReport
+
+__all__ = ["AppendResult", "Ledger", "LogEntry", "default_ledger_path"]
+
+Clock = Callable[[], datetime]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def default_ledger_path() -> str:
+    """``$SCALEGATE_LEDGER``, else ``./scalegate.db``."""
+    return os.environ.get("SCALEGATE_LEDGER") or "scalegate.db"
+
+
+class AppendResult(NamedTuple):
+    """Where an appended entry landed: its log index and RFC 6962 leaf hash."""
+
+    index: int
+    leaf_hash: bytes
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One entry as stored: the canonical envelope bytes plus what the ledger indexed."""
+
+    index: int
+    leaf_hash: bytes
+    data: bytes
+    kind: str
+    run_id: str | None
+    signer: str
+    appended_at: datetime
+
+    @property
+    def envelope(self) -> Envelope:
+        """The DSSE envelope."""
+        return Envelope.from_bytes(self.data)
+
+    @property
+    def statement(self) -> Statement:
+        """The in-toto statement inside the envelope."""
+        return parse_statement(self.envelope.payload_bytes())
+
+    @classmethod
+    def _from_row(cls, r: EntryRow) -> LogEntry:
+        return cls(r.index, r.leaf_hash, r.data, r.kind, r.run_id, r.signer,
+                   parse_time(r.appended_at))
+
+
+class Ledger:
+    """A transparency log in a database file (see the module docstring).
+
+    Use :meth:`create` or :meth:`open`; close with :meth:`close` or a ``with`` block.
+    ``now`` is the clock used for key validity and timestamps (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        store: LedgerStore,
+        *,
+        log_key: SigningKey | None = None,
+        now: Clock | None = None,
+        verify_workers: int = 1,
+    ) -> None:
+        self._store = store
+        self._now: Clock = now or _utc_now
+        self._pool = SignaturePool(verify_workers)
+        meta = store.meta()
+        try:
+            self.origin: str = meta["origin"]
+            self.log_vkey: VerifierKey = VerifierKey.parse(meta["log_vkey"])
+            self.org_roots: tuple[VerifierKey, ...] = tuple(
+                VerifierKey.parse(t) for t in json.loads(meta["org_roots"])
+            )
+        except (KeyError, ValueError, KeyMaterialError) as exc:
+            store.close()
+            raise StoreError(
+                f"ledger {store.where} has damaged metadata ({exc}); it cannot be used."
+            ) from exc
+        self._log_key_path: str | None = meta.get("log_key_path")
+        self._log_key: SigningKey | None = None
+        if log_key is not None:
+            self._set_log_key(log_key)
+        # Caches valid while the log still has ``_cached_size`` entries (another process
+        # may append meanwhile; the writer re-reads the size under the lock).
+        self._cached_size = -1
+        self._cached_registry: KeyRegistry | None = None
+        self._cached_compact: merkle.CompactRange | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        origin: str,
+        log_key: SigningKey | str | os.PathLike[str],
+        org_roots: Iterable[VerifierKey | str],
+        *,
+        now: Clock | None = None,
+        verify_workers: int = 1,
+    ) -> Ledger:
+        """Create an empty ledger at ``path`` (a file, or an SQLAlchemy URL).
+
+        ``origin`` is the checkpoint origin line (e.g. ``example.org/scalegate``);
+        ``log_key`` the log's signing key, or the path of its key file (recorded, so
+        later :meth:`checkpoint` calls find it); ``org_roots`` the organisation root
+        verifier keys whose ``key`` statements admit signers.
+        """
+        if not origin or any(ord(c) < 0x20 or (c.isspace() and c != " ") for c in origin):
+            raise LedgerError(
+                f"origin {origin!r} must be one non-empty line without control characters.",
+                hint="Use the log's schema-less URL, e.g. 'example.org/scalegate'.",
+            )
+        key_path: str | None = None
+        if not isinstance(log_key, SigningKey):
+            key_path = str(Path(log_key).resolve())
+            log_key = SigningKey.load(key_path)
+        roots = [r if isinstance(r, VerifierKey) else VerifierKey.parse(r) for r in org_roots]
+        if not roots:
+            raise LedgerError(
+                "a ledger needs at least one organisation root key, or nobody could register "
+                "a signer.",
+                hint="Pass --org-root VKEY (make one with `scalegate keys new ORG/root`).",
+            )
+        meta = {
+            "origin": origin,
+            "log_vkey": log_key.vkey.text(),
+            "org_roots": json.dumps([r.text() for r in dict.fromkeys(roots)]),
+            "created_at": format_time((now or _utc_now)()),
+        }
+        if key_path:
+            meta["log_key_path"] = key_path
+        store = LedgerStore.create(path, meta)
+        return cls(store, log_key=log_key, now=now, verify_workers=verify_workers)
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        log_key: SigningKey | str | os.PathLike[str] | None = None,
+        now: Clock | None = None,
+        verify_workers: int = 1,
+    ) -> Ledger:
+        """Open an existing ledger; :class:`StoreError` if it is missing, damaged or truncated.
+
+        Opening reads the tree's right edge and checks it against the latest checkpoint,
+        so a damaged tail is noticed before anything is appended. ``verify_workers > 1``
+        checks the signatures of large batches in that many processes.
+        """
+        store = LedgerStore.open(path)
+        key = SigningKey.load(log_key) if isinstance(log_key, str | os.PathLike) else log_key
+        ledger = cls(store, log_key=key, now=now, verify_workers=verify_workers)
+        try:
+            ledger._check_head()
+        except BaseException:
+            store.close()
+            raise
+        return ledger
+
+    def close(self) -> None:
+        """Release the database (and any signature-checking helper processes)."""
+        self._pool.close()
+        self._store.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def store(self) -> LedgerStore:
+        """The underlying store (for the verifier, benchmarks and servers)."""
+        return self._store
+
+    @property
+    def path(self) -> str:
+        """Where the ledger lives (file path or URL)."""
+        return self._store.where
+
+    def _check_head(self) -> None:
+        with self._store.reader() as conn:
+            n = self._store.size_in(conn)
+            self._store.compact_range(conn, n)  # raises if the right edge is missing
+            latest = self._store.latest_checkpoint(conn)
+            if latest is not None:
+                size, root, _, _ = latest
+                if size > n:
+                    raise StoreError(
+                        f"ledger {self.path} is damaged: it has {n} entries but a checkpoint "
+                        f"for size {size} was issued.",
+                        hint="Entries were lost; restore the ledger from a backup or mirror.",
+                    )
+                if self._root_in(conn, size) != root:
+                    raise StoreError(
+                        f"ledger {self.path} is damaged: the tree no longer matches the "
+                        f"checkpoint it issued at size {size}.",
+                        hint="Run `scalegate ledger verify` and restore from a backup.",
+                    )
+
+    # --- the log key -----------------------------------------------------------------------
+
+    def _set_log_key(self, key: SigningKey) -> None:
+        if key.vkey != self.log_vkey:
+            raise KeyMaterialError(
+                f"log key {key.vkey.keyid} is not this ledger's log key "
+                f"({self.log_vkey.keyid})."
+            )
+        self._log_key = key
+
+    def _signing_key(self) -> SigningKey:
+        if self._log_key is None:
+            if not self._log_key_path:
+                raise LedgerError(
+                    f"ledger {self.path} has no log key file recorded, so it cannot sign a "
+                    "checkpoint.",
+                    hint="Open it with log_key=... (CLI: --log-key FILE).",
+                )
+            self._set_log_key(SigningKey.load(self._log_key_path))
+        assert self._log_key is not None
+        return self._log_key
+
+    # --- appending -------------------------------------------------------------------------
+
+    def append(self, envelope: Envelope | bytes) -> AppendResult:
+        """Append one signed envelope; return ``(index, leaf_hash)`` once it is durable.
+
+        Raises :class:`AppendRefused` (naming why) and writes nothing if it is refused.
+        """
+        return self.append_many([envelope])[0]
+
+    def append_many(self, envelopes: Iterable[Envelope | bytes]) -> list[AppendResult]:
+        """Append a batch in one durable transaction; all of it, or (if any is refused) none.
+
+        Envelopes are checked in order against the registry as it stands after the
+        entries before them, so a batch may register a key and then use it.
+        Signatures are checked before the write lock is taken (spread over
+        ``verify_workers`` processes), standing under the lock.
+        """
+        prepared = [prepare(pos, e) for pos, e in enumerate(envelopes)]
+        if not prepared:
+            return []
+        cached = self._cached_registry
+        precheck(prepared, cached if cached is not None else self.registry(), self._pool)
+        now = self._now()
+        stamp = format_time(now)
+        total = len(prepared)
+        with self._store.writer() as w:
+            base = w.size
+            registry = self._registry_in(w)
+            if any(p.kind in KEY_KINDS for p in prepared):
+                registry = registry.copy()
+            changed: dict[str, RegisteredKey] = {}
+            verifiers = registry.verifiers()
+            rows: list[EntryRow] = []
+            for pos, p in enumerate(prepared):
+                idx = base + pos
+                try:
+                    signer, reg = admit(p, idx, registry, verifiers, now)
+                except (SignatureError, KeyNotAuthorized) as exc:
+                    raise AppendRefused(
+                        f"refused {_where(pos, total)} ({p.kind} statement): {exc.message} "
+                        "Nothing was appended.",
+                        hint=exc.hint,
+                    ) from exc
+                if reg is not None:
+                    changed[reg.keyid] = reg
+                    verifiers = registry.verifiers()
+                rows.append(EntryRow(idx, p.leaf_hash, p.data, p.kind, p.statement.run_id,
+                                     signer.keyid, stamp))
+            compact = self._compact_in(w)
+            nodes: list[tuple[int, int, bytes]] = []
+            for r in rows:
+                nodes.extend(compact.append(r.leaf_hash)[1:])  # level 0 lives in entries
+            w.add(rows, nodes, changed.values())
+        # Committed (and synced): only now trust the new state as the cache.
+        self._cached_size = base + len(rows)
+        self._cached_registry = registry
+        self._cached_compact = compact
+        return [AppendResult(r.index, r.leaf_hash) for r in rows]
+
+    def _registry_in(self, w: Writer) -> KeyRegistry:
+        if self._cached_registry is not None and self._cached_size == w.size:
+            return self._cached_registry
+        return KeyRegistry(self.org_roots, self._store.load_keys(w.conn))
+
+    def _compact_in(self, w: Writer) -> merkle.CompactRange:
+        if self._cached_compact is not None and self._cached_size == w.size:
+            c = self._cached_compact
+            return merkle.CompactRange(c.size, c.hashes)
+        return self._store.compact_range(w.conn, w.size)
+
+    # --- reading ---------------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        """The number of entries now."""
+        return self._store.size()
+
+    def registry(self) -> KeyRegistry:
+        """The key registry as it stands (roots and registered keys)."""
+        with self._store.reader() as conn:
+            return KeyRegistry(self.org_roots, self._store.load_keys(conn))
+
+    def entries(
+        self,
+        start: int = 0,
+        end: int | None = None,
+        *,
+        kind: str | None = None,
+        run_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[LogEntry]:
+        """Entries with ``start <= index < end`` (``end`` defaults to the size), in order."""
+        with self._store.reader() as conn:
+            n = self._store.size_in(conn)
+            end = n if end is None else end
+            if start < 0 or end < start or end > n:
+                raise IndexOutOfRange(
+                    f"entry range [{start}, {end}) is outside the log, which has {n} entries."
+                )
+            rows = self._store.entries(conn, start, end, kind=kind, run_id=run_id, limit=limit)
+        return [LogEntry._from_row(r) for r in rows]
+
+    def iter_entries(self, start: int = 0, end: int | None = None, *,
+                     batch: int = 4096) -> Iterator[LogEntry]:
+        """Stream entries ``[start, end)`` in batches (memory stays bounded)."""
+        end = self.size if end is None else end
+        for a in range(start, end, batch):
+            yield from self.entries(a, min(a + batch, end))
+
+    def entry(self, index: int) -> LogEntry:
+        """The entry at ``index``."""
+        n = self.size
+        if not 0 <= index < n:
+            raise IndexOutOfRange(
+                f"there is no entry {index}: the log has {n} entries (indices 0..{n - 1}).",
+            )
+        return self.entries(index, index + 1)[0]
+
+    def _root_in(self, conn: Connection, size: int) -> bytes:
+        if size == 0:
+            return merkle.EMPTY_ROOT
+        return self._store.compact_range(conn, size).root()
+
+    def root(self, size: int | None = None) -> bytes:
+        """The RFC 6962 root of the first ``size`` entries (default: all); O(log n) reads."""
+        with self._store.reader() as conn:
+            n = self._store.size_in(conn)
+            size = n if size is None else size
+            _check_size(size, n)
+            return self._root_in(conn, size)
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        """RFC 6962 inclusion proof of entry ``index`` in the tree of ``size`` (default: now)."""
+        with self._store.reader() as conn:
+            n = self._store.size_in(conn)
+            size = n if size is None else size
+            _check_size(size, n)
+            if not 0 <= index < size:
+                raise IndexOutOfRange(
+                    f"cannot prove entry {index}: the tree of size {size} has entries "
+                    f"0..{size - 1}" + (" (the log is empty)." if size == 0 else ".")
+                )
+            ranges = merkle.inclusion_ranges(index, size)
+            return [merkle.fold_subtrees(h) for h in self._store.subtree_hashes(conn, ranges)]
+
+    def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
+        """RFC 6962 consistency proof from the tree of ``size1`` to that of ``size2``."""
+        with self._store.reader() as conn:
+            n = self._store.size_in(conn)
+            size2 = n if size2 is None else size2
+            _check_size(size2, n)
+            if not 0 <= size1 <= size2:
+                raise IndexOutOfRange(
+                    f"cannot prove consistency from size {size1} to size {size2}: the first "
+                    "size must be between 0 and the second."
+                )
+            ranges = merkle.consistency_ranges(size1, size2)
+            return [merkle.fold_subtrees(h) for h in self._store.subtree_hashes(conn, ranges)]
+
+    def verify(
+        self,
+        *,
+        workers: int | None = None,
+        full: bool = True,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> IntegrityReport:
+        """Recompute the tree, check every checkpoint and envelope and re-fold the registry.
+
+        Returns an :class:`~scalegate.ledger.integrity.IntegrityReport` (``ok`` when all
+        holds); see :func:`~scalegate.ledger.integrity.verify_ledger`.
+        """
+        from scalegate.ledger.integrity import verify_ledger
+
+        return verify_ledger(self, workers=workers, full=full, progress=progress)
+
+    # --- checkpoints and receipts ----------------------------------------------------------
+
+    def checkpoint(self) -> str:
+        """The log-signed C2SP checkpoint note for the current size (signed and stored once)."""
+        return self._checkpoint()[2]
+
+    def _checkpoint(self) -> tuple[int, bytes, str]:
+        from scalegate.ledger.checkpoint import Checkpoint, sign_checkpoint
+
+        with self._store.reader() as conn:
+            n = self._store.size_in(conn)
+            latest = self._store.latest_checkpoint(conn)
+            if latest is not None and latest[0] == n:
+                return n, latest[1], latest[2]
+            root = self._root_in(conn, n)
+        note = sign_checkpoint(Checkpoint(self.origin, n, root), self._signing_key())
+        return n, root, self._store.add_checkpoint(n, root, note, format_time(self._now()))
+
+    def latest_checkpoint(self) -> str | None:
+        """The most recent checkpoint note issued, if any (does not sign a new one)."""
+        with self._store.reader() as conn:
+            latest = self._store.latest_checkpoint(conn)
+        return None if latest is None else latest[2]
+
+    def checkpoints(self) -> list[tuple[int, str]]:
+        """Every checkpoint issued, ``(size, note)``, oldest first."""
+        with self._store.reader() as conn:
+            return [(size, note) for size, _, note, _ in self._store.checkpoints(conn)]
+
+    def receipt(self, index: int) -> str:
+        """A C2SP ``tlog-proof`` for entry ``index`` against a checkpoint covering it."""
+        from scalegate.ledger.tlog_proof import format_receipt
+
+        n = self.size
+        if not 0 <= index < n:
+            raise IndexOutOfRange(
+                f"cannot prove entry {index}: the log has {n} entries"
+                + (" (it is empty)." if n == 0 else f" (indices 0..{n - 1}).")
+            )
+        size, _, note = self._checkpoint()
+        return format_receipt(index, self.inclusion_proof(index, size), note)
+
+
+def _check_size(size: int, n: int) -> None:
+    if not 0 <= size <= n:
+        raise IndexOutOfRange(f"tree size {size} is outside the log, which has {n} entries.")
+
+
+def _where(pos: int, total: int | None) -> str:
+    return "the envelope" if total == 1 else f"envelope {pos} of the batch"

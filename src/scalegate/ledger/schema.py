@@ -1,0 +1,176 @@
+"""The ledger's tables (SQLAlchemy Core, portable types) and how rows map to values.
+
+- ``meta(key, value)`` — origin, log verifier key, organisation roots, schema version;
+- ``entries(idx, leaf_hash, data, kind, run_id, signer, appended_at)`` — ``data`` is the
+  canonical DSSE envelope (the RFC 6962 leaf input), ``idx`` the 0-based log index;
+  ``kind``, ``run_id`` and ``signer`` are indexes derived from it;
+- ``nodes(level, idx, hash)`` — every complete perfect subtree of level >= 1 (level 0 is
+  ``entries.leaf_hash``): subtree ``(level, idx)`` covers leaves
+  ``[idx * 2**level, (idx + 1) * 2**level)``;
+- ``checkpoints(size, root_hash, note, issued_at)`` — every checkpoint the log signed;
+- ``keys(...)`` — the key registry folded from ``key`` / ``key-revocation`` entries, a
+  cache written in the same transaction and rebuilt by ``verify``.
+
+Times are stored as RFC 3339 UTC text so every backend compares them alike.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+
+from scalegate.ledger.keys import VerifierKey
+from scalegate.ledger.registry import RegisteredKey
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "EntryRow",
+    "checkpoints_t",
+    "entries_t",
+    "format_time",
+    "keys_t",
+    "meta_t",
+    "metadata",
+    "nodes_t",
+    "parse_time",
+]
+
+SCHEMA_VERSION = "1"
+
+_Idx = BigInteger().with_variant(Integer, "sqlite")  # INTEGER PRIMARY KEY = rowid on SQLite
+
+metadata = MetaData()
+meta_t = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+entries_t = Table(
+    "entries",
+    metadata,
+    Column("idx", _Idx, primary_key=True, autoincrement=False),
+    Column("leaf_hash", LargeBinary(32), nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("run_id", String(256), nullable=True),
+    Column("signer", String(512), nullable=False),
+    Column("appended_at", String(40), nullable=False),
+    Index("ix_entries_kind", "kind"),
+    Index("ix_entries_run_id", "run_id"),
+)
+nodes_t = Table(
+    "nodes",
+    metadata,
+    Column("level", Integer, nullable=False),
+    Column("idx", _Idx, nullable=False),
+    Column("hash", LargeBinary(32), nullable=False),
+    PrimaryKeyConstraint("level", "idx"),
+    sqlite_with_rowid=False,
+)
+checkpoints_t = Table(
+    "checkpoints",
+    metadata,
+    Column("size", _Idx, primary_key=True, autoincrement=False),
+    Column("root_hash", LargeBinary(32), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("issued_at", String(40), nullable=False),
+)
+keys_t = Table(
+    "keys",
+    metadata,
+    Column("keyid", String(512), primary_key=True),
+    Column("vkey", Text, nullable=False),
+    Column("org", String(256), nullable=False),
+    Column("roles", Text, nullable=False),
+    Column("valid_from", String(40), nullable=False),
+    Column("valid_until", String(40), nullable=True),
+    Column("registered_by", String(512), nullable=False),
+    Column("registered_index", _Idx, nullable=False),
+    Column("revoked_at", String(40), nullable=True),
+    Column("revoked_index", _Idx, nullable=True),
+    Column("revocation_reason", Text, nullable=True),
+)
+
+
+def format_time(t: datetime) -> str:
+    """RFC 3339 UTC with microseconds, e.g. ``2026-01-31T12:00:00.000000Z``."""
+    if t.utcoffset() is None:
+        raise ValueError(f"time {t!r} has no UTC offset")
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> datetime:
+    """Inverse of :func:`format_time` (accepts any RFC 3339 time with an offset)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRow:
+    """One stored log entry."""
+
+    index: int
+    leaf_hash: bytes
+    data: bytes
+    kind: str
+    run_id: str | None
+    signer: str
+    appended_at: str
+
+
+def blob(value: Any) -> bytes:
+    # A tampered SQLite file may hold TEXT where a BLOB belongs; read it, let checks fail.
+    return value.encode("utf-8", "surrogateescape") if isinstance(value, str) else bytes(value)
+
+
+def entry_row(r: Any) -> EntryRow:
+    return EntryRow(int(r.idx), blob(r.leaf_hash), blob(r.data), str(r.kind),
+                    None if r.run_id is None else str(r.run_id), str(r.signer),
+                    str(r.appended_at))
+
+
+def key_row(k: RegisteredKey) -> dict[str, Any]:
+    return {
+        "keyid": k.keyid,
+        "vkey": k.vkey.text(),
+        "org": k.org,
+        "roles": json.dumps(list(k.roles)),
+        "valid_from": format_time(k.valid_from),
+        "valid_until": format_time(k.valid_until) if k.valid_until else None,
+        "registered_by": k.registered_by,
+        "registered_index": k.registered_index,
+        "revoked_at": format_time(k.revoked_at) if k.revoked_at else None,
+        "revoked_index": k.revoked_index,
+        "revocation_reason": k.revocation_reason,
+    }
+
+
+def registered_key(r: Any) -> RegisteredKey:
+    """A ``keys`` row back to a :class:`RegisteredKey`."""
+    return RegisteredKey(
+        vkey=VerifierKey.parse(r.vkey),
+        org=r.org,
+        roles=tuple(json.loads(r.roles)),
+        valid_from=parse_time(r.valid_from),
+        valid_until=parse_time(r.valid_until) if r.valid_until else None,
+        registered_by=r.registered_by,
+        registered_index=int(r.registered_index),
+        revoked_at=parse_time(r.revoked_at) if r.revoked_at else None,
+        revoked_index=None if r.revoked_index is None else int(r.revoked_index),
+        revocation_reason=r.revocation_reason,
+    )

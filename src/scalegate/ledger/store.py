@@ -1,0 +1,458 @@
+"""Where a ledger keeps its entries and tree: SQLAlchemy Core over SQLite (default) or PostgreSQL.
+
+The tables are described in :mod:`scalegate.ledger.schema`; SQLite is the tested backend.
+
+Durability: SQLite runs in WAL mode with ``synchronous=FULL``, so a committed batch is
+on disk before :meth:`LedgerStore.writer` returns. Sequencing: a writer takes the write
+lock first (``BEGIN IMMEDIATE`` on SQLite, a transaction-scoped advisory lock on
+PostgreSQL) and only then reads the log size, so concurrent processes get distinct,
+gap-free indices. Proofs and roots read O(log n) rows through one indexed query.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    and_,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.sql.elements import TextClause
+
+from scalegate.errors import StoreError
+from scalegate.ledger.merkle import CompactRange, perfect_subtrees
+from scalegate.ledger.registry import RegisteredKey
+from scalegate.ledger.schema import (
+    SCHEMA_VERSION,
+    EntryRow,
+    checkpoints_t,
+    entries_t,
+    entry_row,
+    key_row,
+    keys_t,
+    meta_t,
+    metadata,
+    nodes_t,
+    registered_key,
+)
+
+__all__ = ["BUSY_TIMEOUT_S", "LedgerStore", "Writer"]
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+# Several writer processes wait this long for the write lock before giving up.
+BUSY_TIMEOUT_S = 60.0
+_ADVISORY_LOCK = 0x5CA1E6A7E  # PostgreSQL: one lock id for "the sequencer"
+
+_SIZE_SQL = text("SELECT max(idx) FROM entries")
+
+
+@lru_cache(maxsize=512)
+def _hashes_sql(n_leaves: int, n_inner: int) -> TextClause:
+    """One statement fetching leaf hashes and node hashes by key (cached per shape).
+
+    An OR of key equalities, not a row-value IN: SQLite answers the former with one
+    index probe per term and the latter with a full scan.
+    """
+    parts = []
+    if n_leaves:
+        keys = ", ".join(f":e{k}" for k in range(n_leaves))
+        parts.append(f"SELECT 0, idx, leaf_hash FROM entries WHERE idx IN ({keys})")
+    if n_inner:
+        terms = " OR ".join(f"(level = :l{k} AND idx = :i{k})" for k in range(n_inner))
+        parts.append(f"SELECT level, idx, hash FROM nodes WHERE {terms}")
+    return text(" UNION ALL ".join(parts))
+
+
+def _location(path: str | os.PathLike[str]) -> tuple[str, Path | None]:
+    """An SQLAlchemy URL and, for SQLite files, the file path."""
+    text = os.fspath(path)
+    if "://" in text:
+        if text.startswith("sqlite:///"):
+            return text, Path(text[len("sqlite:///") :])
+        return text, None
+    p = Path(text)
+    return f"sqlite:///{p}", p
+
+
+def _check_sqlite_file(p: Path) -> None:
+    """Fail with a clear message on a missing, empty, foreign or truncated database file."""
+    if not p.exists():
+        raise StoreError(
+            f"no ledger at {p}: the file does not exist.",
+            hint="Create one with `scalegate ledger init PATH --origin ... --log-key ... "
+            "--org-root ...`, or point $SCALEGATE_LEDGER at an existing ledger.",
+        )
+    if not p.is_file():
+        raise StoreError(f"ledger path {p} is not a regular file.")
+    try:
+        with p.open("rb") as f:
+            header = f.read(100)
+        size = p.stat().st_size
+    except OSError as exc:
+        raise StoreError(f"cannot read ledger {p}: {exc.strerror or exc}.") from exc
+    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
+        raise StoreError(
+            f"{p} is not a scalegate ledger: it is not an SQLite database "
+            f"({'empty' if size == 0 else 'unknown header'}).",
+            hint="Check the path; restore the ledger from a backup if the file was overwritten.",
+        )
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    change_counter = header[24:28]
+    valid_for = header[92:96]
+    # The in-header page count is authoritative when the two counters agree (SQLite ≥ 3.7).
+    if valid_for == change_counter and pages and size < pages * page_size:
+        raise StoreError(
+            f"ledger {p} is truncated: its header declares {pages * page_size} bytes "
+            f"but the file has {size}.",
+            hint="Restore the ledger from a backup or a mirror; do not append to it.",
+        )
+
+
+class LedgerStore:
+    """The database behind a :class:`~scalegate.ledger.log.Ledger` (no signature checks here).
+
+    Open with :meth:`create` or :meth:`open`; ``location`` is a file path (SQLite) or an
+    SQLAlchemy URL. Write through :meth:`writer`; everything else reads.
+    """
+
+    def __init__(self, engine: Engine, where: str) -> None:
+        self.engine = engine
+        self.where = where
+        self._is_sqlite = engine.dialect.name == "sqlite"
+
+    # --- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def _engine(cls, url: str) -> Engine:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
+
+            @event.listens_for(engine, "connect")
+            def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+                # We issue BEGIN ourselves (IMMEDIATE for writers), so pysqlite must not.
+                dbapi_conn.isolation_level = None
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=FULL")
+                cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+                cur.close()
+
+            @event.listens_for(engine, "begin")
+            def _on_begin(conn: Connection) -> None:
+                write = conn.get_execution_options().get("scalegate_write", False)
+                conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+            return engine
+        return create_engine(url, pool_pre_ping=True)
+
+    @classmethod
+    def create(cls, location: str | os.PathLike[str], meta: dict[str, str]) -> LedgerStore:
+        """Create a new, empty ledger database holding ``meta``; refuse an existing file."""
+        url, p = _location(location)
+        if p is not None:
+            if p.exists():
+                raise StoreError(
+                    f"cannot create a ledger at {p}: the file already exists.",
+                    hint="Choose another path, or open the existing ledger.",
+                )
+            if not p.parent.is_dir():
+                raise StoreError(f"cannot create a ledger at {p}: no directory {p.parent}.")
+        store = cls(cls._engine(url), str(p or url))
+        try:
+            if p is None and cls._has_schema(store.engine):
+                raise StoreError(f"cannot create a ledger at {url}: it already holds one.")
+            metadata.create_all(store.engine)
+            with store.engine.begin() as conn:
+                values = {**meta, "schema": SCHEMA_VERSION}
+                conn.execute(insert(meta_t), [{"key": k, "value": v} for k, v in values.items()])
+        except SQLAlchemyError as exc:
+            store.engine.dispose()
+            if p is not None:
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{p}{suffix}").unlink(missing_ok=True)
+            raise StoreError(f"cannot create a ledger at {store.where}: {_db_reason(exc)}") from exc
+        return store
+
+    @staticmethod
+    def _has_schema(engine: Engine) -> bool:
+        from sqlalchemy import inspect
+
+        return "entries" in inspect(engine).get_table_names()
+
+    @classmethod
+    def open(cls, location: str | os.PathLike[str]) -> LedgerStore:
+        """Open an existing ledger database; :class:`StoreError` if it is missing or damaged."""
+        url, p = _location(location)
+        if p is not None:
+            _check_sqlite_file(p)
+        store = cls(cls._engine(url), str(p or url))
+        try:
+            meta = store.meta()
+        except StoreError:
+            store.engine.dispose()
+            raise
+        if meta.get("schema") != SCHEMA_VERSION:
+            store.engine.dispose()
+            raise StoreError(
+                f"ledger {store.where} has schema version {meta.get('schema')!r}; this scalegate "
+                f"reads version {SCHEMA_VERSION}."
+            )
+        return store
+
+    def close(self) -> None:
+        """Release every database connection."""
+        self.engine.dispose()
+
+    # --- reading ---------------------------------------------------------------------------
+
+    @contextmanager
+    def reader(self) -> Iterator[Connection]:
+        """A read transaction (a consistent snapshot on SQLite WAL and PostgreSQL)."""
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+        except DBAPIError as exc:
+            raise StoreError(f"cannot read ledger {self.where}: {_db_reason(exc)}") from exc
+
+    def meta(self) -> dict[str, str]:
+        """The ``meta`` table as a dict."""
+        with self.reader() as conn:
+            return {r.key: r.value for r in conn.execute(select(meta_t.c.key, meta_t.c.value))}
+
+    @staticmethod
+    def size_in(conn: Connection) -> int:
+        """Number of entries (the next index), read in ``conn``'s transaction."""
+        top = conn.execute(_SIZE_SQL).scalar()
+        return 0 if top is None else int(top) + 1
+
+    def size(self) -> int:
+        """Number of entries now."""
+        with self.reader() as conn:
+            return self.size_in(conn)
+
+    def read_hashes(
+        self, conn: Connection, wanted: Iterable[tuple[int, int]]
+    ) -> dict[tuple[int, int], bytes]:
+        """Hashes of perfect subtrees ``(level, idx)``: one query, O(len(wanted)) indexed rows."""
+        wanted = list(dict.fromkeys(wanted))
+        if not wanted:
+            return {}
+        leaves = [i for lvl, i in wanted if lvl == 0]
+        inner = [(lvl, i) for lvl, i in wanted if lvl > 0]
+        params: dict[str, int] = {f"e{k}": i for k, i in enumerate(leaves)}
+        for k, (lvl, i) in enumerate(inner):
+            params[f"l{k}"] = lvl
+            params[f"i{k}"] = i
+        rows = conn.execute(_hashes_sql(len(leaves), len(inner)), params)
+        out = {(int(r[0]), int(r[1])): bytes(r[2]) for r in rows}
+        missing = [w for w in wanted if w not in out]
+        if missing:
+            raise StoreError(
+                f"ledger {self.where} is damaged: tree node(s) {missing[:4]} (level, index) "
+                "are missing.",
+                hint="Run `scalegate ledger verify` and restore the ledger from a backup.",
+            )
+        return out
+
+    def subtree_hashes(
+        self, conn: Connection, ranges: Sequence[tuple[int, int]]
+    ) -> list[list[bytes]]:
+        """For each leaf range, the hashes of its perfect subtrees left to right (one read)."""
+        parts = [perfect_subtrees(a, b) for a, b in ranges]
+        found = self.read_hashes(conn, (p for part in parts for p in part))
+        return [[found[p] for p in part] for part in parts]
+
+    def compact_range(self, conn: Connection, size: int) -> CompactRange:
+        """The right edge of the tree of ``size`` leaves, restored from stored nodes."""
+        if size == 0:
+            return CompactRange()
+        (hashes,) = self.subtree_hashes(conn, [(0, size)])
+        return CompactRange(size, hashes)
+
+    def entries(
+        self,
+        conn: Connection,
+        start: int,
+        end: int,
+        *,
+        kind: str | None = None,
+        run_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[EntryRow]:
+        """Entries with ``start <= idx < end`` (optionally of one kind / run), in index order."""
+        q = select(entries_t).where(and_(entries_t.c.idx >= start, entries_t.c.idx < end))
+        if kind is not None:
+            q = q.where(entries_t.c.kind == kind)
+        if run_id is not None:
+            q = q.where(entries_t.c.run_id == run_id)
+        q = q.order_by(entries_t.c.idx)
+        if limit is not None:
+            q = q.limit(limit)
+        return [entry_row(r) for r in conn.execute(q)]
+
+    @staticmethod
+    def entries_by_index(conn: Connection, indices: Sequence[int]) -> list[EntryRow]:
+        """The entries at the given indices, in index order."""
+        out: list[EntryRow] = []
+        for a in range(0, len(indices), 500):
+            q = select(entries_t).where(entries_t.c.idx.in_(list(indices[a : a + 500])))
+            out.extend(entry_row(r) for r in conn.execute(q.order_by(entries_t.c.idx)))
+        return out
+
+    @staticmethod
+    def nodes_at(conn: Connection, level: int, start: int, end: int) -> list[tuple[int, bytes]]:
+        """Stored ``(idx, hash)`` of ``level`` with ``start <= idx < end``, in order."""
+        q = (
+            select(nodes_t.c.idx, nodes_t.c.hash)
+            .where(nodes_t.c.level == level, nodes_t.c.idx >= start, nodes_t.c.idx < end)
+            .order_by(nodes_t.c.idx)
+        )
+        return [(int(r[0]), bytes(r[1])) for r in conn.execute(q)]
+
+    @staticmethod
+    def node_counts(conn: Connection) -> dict[int, int]:
+        """How many nodes each level holds."""
+        q = select(nodes_t.c.level, func.count()).group_by(nodes_t.c.level)
+        return {int(lvl): int(n) for lvl, n in conn.execute(q)}
+
+    @staticmethod
+    def key_statement_indices(conn: Connection) -> list[int]:
+        """Indices of entries whose ``kind`` column says key or key-revocation."""
+        q = select(entries_t.c.idx).where(entries_t.c.kind.in_(["key", "key-revocation"]))
+        return [int(r[0]) for r in conn.execute(q.order_by(entries_t.c.idx))]
+
+    @staticmethod
+    def load_keys(conn: Connection) -> list[RegisteredKey]:
+        """The cached key registry."""
+        q = select(keys_t).order_by(keys_t.c.registered_index)
+        return [registered_key(r) for r in conn.execute(q)]
+
+    @staticmethod
+    def checkpoints(conn: Connection) -> list[tuple[int, bytes, str, str]]:
+        """Every stored checkpoint ``(size, root_hash, note, issued_at)``, oldest first."""
+        q = select(checkpoints_t).order_by(checkpoints_t.c.size)
+        return [(int(r.size), bytes(r.root_hash), r.note, r.issued_at) for r in conn.execute(q)]
+
+    @staticmethod
+    def latest_checkpoint(conn: Connection) -> tuple[int, bytes, str, str] | None:
+        """The largest stored checkpoint, if any."""
+        q = select(checkpoints_t).order_by(checkpoints_t.c.size.desc()).limit(1)
+        r = conn.execute(q).first()
+        return None if r is None else (int(r.size), bytes(r.root_hash), r.note, r.issued_at)
+
+    # --- writing ---------------------------------------------------------------------------
+
+    @contextmanager
+    def writer(self) -> Iterator[Writer]:
+        """One write transaction holding the sequencing lock; commits (durably) on exit.
+
+        Any exception rolls everything back: nothing of the batch is written.
+        """
+        try:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(scalegate_write=True)
+                with conn.begin():
+                    if not self._is_sqlite:
+                        conn.execute(select(func.pg_advisory_xact_lock(_ADVISORY_LOCK)))
+                    yield Writer(self, conn, self.size_in(conn))
+        except DBAPIError as exc:
+            raise StoreError(f"cannot write ledger {self.where}: {_db_reason(exc)}") from exc
+
+    def add_checkpoint(self, size: int, root: bytes, note: str, issued_at: str) -> str:
+        """Store a signed checkpoint unless one of that size exists; return the stored note."""
+        with self.writer() as w:
+            row = w.conn.execute(
+                select(checkpoints_t.c.note).where(checkpoints_t.c.size == size)
+            ).first()
+            if row is not None:
+                return str(row[0])
+            w.conn.execute(
+                insert(checkpoints_t),
+                [{"size": size, "root_hash": root, "note": note, "issued_at": issued_at}],
+            )
+            return note
+
+
+class Writer:
+    """The open write transaction: ``size`` is the next index, read under the lock."""
+
+    def __init__(self, store: LedgerStore, conn: Connection, size: int) -> None:
+        self.store = store
+        self.conn = conn
+        self.size = size
+
+    def add(
+        self,
+        rows: Sequence[EntryRow],
+        nodes: Sequence[tuple[int, int, bytes]],
+        keys: Iterable[RegisteredKey] = (),
+    ) -> None:
+        """Insert entries (their indices must continue the log), interior nodes and keys."""
+        if rows and rows[0].index != self.size:
+            raise StoreError(f"internal: batch starts at {rows[0].index}, log size is {self.size}")
+        if self.store._is_sqlite:
+            # The driver's executemany is several times faster than per-row Core compilation.
+            dbapi = self.conn.connection.driver_connection
+            assert dbapi is not None
+            dbapi.executemany(
+                "INSERT INTO entries (idx, leaf_hash, data, kind, run_id, signer, appended_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(r.index, r.leaf_hash, r.data, r.kind, r.run_id, r.signer, r.appended_at)
+                 for r in rows],
+            )
+            if nodes:
+                dbapi.executemany("INSERT INTO nodes (level, idx, hash) VALUES (?, ?, ?)", nodes)
+        else:
+            if rows:
+                self.conn.execute(
+                    insert(entries_t),
+                    [{"idx": r.index, "leaf_hash": r.leaf_hash, "data": r.data, "kind": r.kind,
+                      "run_id": r.run_id, "signer": r.signer, "appended_at": r.appended_at}
+                     for r in rows],
+                )
+            if nodes:
+                self.conn.execute(
+                    insert(nodes_t), [{"level": lv, "idx": i, "hash": h} for lv, i, h in nodes]
+                )
+        self.put_keys(keys)
+        self.size += len(rows)
+
+    def put_keys(self, keys: Iterable[RegisteredKey]) -> None:
+        """Insert or replace key-registry cache rows."""
+        rows = [key_row(k) for k in keys]
+        if not rows:
+            return
+        self.conn.execute(delete(keys_t).where(keys_t.c.keyid.in_([r["keyid"] for r in rows])))
+        self.conn.execute(insert(keys_t), rows)
+
+    def replace_keys(self, keys: Iterable[RegisteredKey]) -> None:
+        """Replace the whole key-registry cache (after rebuilding it from the entries)."""
+        self.conn.execute(delete(keys_t))
+        self.put_keys(keys)
+
+
+def _db_reason(exc: SQLAlchemyError) -> str:
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip()
+    if "not a database" in text or "malformed" in text:
+        return f"the database file is damaged ({text})"
+    if "no such table" in text:
+        return f"it is not a scalegate ledger ({text})"
+    if "locked" in text or "busy" in text:
+        return f"the ledger stayed locked by another writer for {BUSY_TIMEOUT_S:.0f} s ({text})"
+    return text

@@ -1,0 +1,548 @@
+"""The policy schema: pydantic models for everything a responsible scaling policy says.
+
+A policy is data. It names compute *regimes* (which training phases count), the
+*effective-compute* multiplier, *compute thresholds* (notify / evaluate / pause),
+the *evaluation cadence*, *capabilities* with levels whose evaluation results
+raise an alert or reach the level, the *safeguards* a level requires and who may
+attest them, *governance* (roles, resumption quorum, who may change the policy)
+and *disclosure*. Every model is strict: an unknown key is an error, so a typo is
+never silently ignored. Quantities are written as people write them
+(``1e25``, ``14d``, ``6mo``, ``4x``) and normalised here, so that
+:meth:`Policy.digest` does not depend on how a number was spelled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
+
+from scalegate.compute.phases import PHASES, Phase
+from scalegate.errors import PolicyError
+from scalegate.units import parse_duration, parse_quantity, parse_ratio
+
+#: Bumped when the meaning of a field changes; part of the digest.
+SCHEMA_VERSION = 1
+
+# --- scalar types ---------------------------------------------------------------------------
+
+
+def _flop(value: Any) -> float:
+    try:
+        return parse_quantity(value)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _ratio(value: Any) -> float:
+    try:
+        return parse_ratio(value)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _above_one(value: float) -> float:
+    if value <= 1.0:
+        raise ValueError(f"expected a multiplier greater than 1x (e.g. 2x, 4x), got {value:g}x")
+    return value
+
+
+def _at_least_one(value: float) -> float:
+    if value < 1.0:
+        raise ValueError(f"expected a multiplier of at least 1x, got {value:g}x")
+    return value
+
+
+def _duration(value: Any) -> timedelta:
+    if isinstance(value, bool) or not isinstance(value, str | timedelta):
+        raise ValueError(f"expected a duration such as 24h, 14d, 2w, 6mo or 1y, got {value!r}")
+    try:
+        delta = parse_duration(value)
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(str(exc)) from None
+    if delta <= timedelta(0):
+        raise ValueError(f"expected a positive duration, got {value!r}")
+    return delta
+
+
+def _utc_before(value: Any) -> Any:
+    # YAML gives a date for `2023-03-29`: that day at 00:00 UTC.
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    return value
+
+
+def _utc_after(value: datetime) -> datetime:
+    # A time without an offset in a policy is read as UTC (policies are written by people).
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    return value
+
+
+Flop = Annotated[float, BeforeValidator(_flop)]
+Multiplier = Annotated[float, BeforeValidator(_ratio)]
+Cadence = Annotated[float, BeforeValidator(_ratio), AfterValidator(_above_one)]
+Grace = Annotated[float, BeforeValidator(_ratio), AfterValidator(_at_least_one)]
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+UtcTime = Annotated[datetime, BeforeValidator(_utc_before), AfterValidator(_utc_after)]
+Number = Annotated[float, BeforeValidator(_number), Field(allow_inf_nan=False)]
+Slug = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$", max_length=100)]
+Role = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=60)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Cited(_Model):
+    """Where a number comes from, and whether the source actually publishes it."""
+
+    cite: str = Field(default="", description="document section the value comes from")
+    illustrative: bool = Field(
+        default=False, description="true when the source does not publish this value"
+    )
+
+
+# --- compute --------------------------------------------------------------------------------
+
+
+class Regime(_Cited):
+    """A named total of training compute over some phases (e.g. what the EU AI Act counts)."""
+
+    include: list[Phase] = Field(min_length=1)
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _unique(self) -> Regime:
+        dup = sorted({p for p in self.include if self.include.count(p) > 1})
+        if dup:
+            raise ValueError(f"phase(s) listed twice in include: {', '.join(dup)}")
+        return self
+
+    @property
+    def exclude(self) -> list[str]:
+        """The phases this regime does not count."""
+        return [p for p in PHASES if p not in self.include]
+
+
+class EffectiveCompute(_Cited):
+    """Effective compute = a regime's raw FLOP x a declared algorithmic multiplier."""
+
+    regime: str
+    multiplier: Multiplier = 1.0
+    source: str = Field(min_length=1, description="what the multiplier rests on")
+
+
+class Window(_Model):
+    """A time window ``[start, end)``; written as start + end or start + duration."""
+
+    start: UtcTime
+    end: UtcTime | None = None
+    duration: Duration | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _close(self) -> Window:
+        if self.duration is not None:
+            end = self.start + self.duration
+            if self.end is not None and self.end != end:
+                raise ValueError("give either end or duration, not both (they disagree)")
+            self.__dict__["end"] = end
+        if self.end is None:
+            raise ValueError("a window needs an end or a duration, e.g. duration: 6mo")
+        if self.end <= self.start:
+            raise ValueError("window end must be after its start")
+        return self
+
+    def contains(self, when: datetime) -> bool:
+        """Whether ``when`` lies inside the window (start inclusive, end exclusive)."""
+        assert self.end is not None
+        return self.start <= when < self.end
+
+
+class ComputeThreshold(_Cited):
+    """A FLOP line on a regime: when planned or reached, notify, require an evaluation, or pause."""
+
+    id: Slug
+    regime: str
+    flop: Flop
+    basis: Literal["planned", "reached"] = "reached"
+    action: Literal["notify", "evaluate", "pause"]
+    recipient: str | None = None
+    deadline: Duration | None = None
+    window: Window | None = None
+    obligation: Slug | None = Field(
+        default=None,
+        description="obligation id; thresholds sharing one yield a single obligation "
+        "(e.g. 'planned or reached', whichever comes first)",
+    )
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _notify_fields(self) -> ComputeThreshold:
+        if self.action == "notify" and not self.recipient:
+            raise ValueError("a notify threshold needs a recipient (who is notified)")
+        if self.action != "notify" and (self.deadline is not None or self.obligation):
+            raise ValueError("deadline and obligation only apply to action: notify")
+        return self
+
+    @property
+    def obligation_id(self) -> str:
+        """The id of the obligation this threshold creates (``notify`` only)."""
+        return self.obligation or self.id
+
+
+class Compute(_Model):
+    """Regimes, the effective-compute definition, and compute thresholds."""
+
+    regimes: dict[Slug, Regime] = Field(min_length=1)
+    effective: EffectiveCompute
+    thresholds: list[ComputeThreshold] = Field(default_factory=list)
+
+    def totals(self, flop_by_phase: dict[str, float]) -> dict[str, float]:
+        """Each regime's total from FLOP by phase (phases it does not include are left out)."""
+        return {
+            name: float(sum(flop_by_phase.get(p, 0.0) for p in regime.include))
+            for name, regime in self.regimes.items()
+        }
+
+    def effective_flop(self, flop_by_phase: dict[str, float]) -> float:
+        """Effective compute: the effective regime's total times the multiplier."""
+        regime = self.regimes.get(self.effective.regime)
+        if regime is None:  # unreachable for a validated policy
+            return 0.0
+        raw = float(sum(flop_by_phase.get(p, 0.0) for p in regime.include))
+        return raw * self.effective.multiplier
+
+
+# --- evaluations and capabilities -----------------------------------------------------------
+
+
+class EvaluationCadence(_Cited):
+    """When evaluations are due: every ``every`` x of effective compute, ``max_interval`` apart."""
+
+    every: Cadence | None = None
+    max_interval: Duration | None = None
+    first_at: Flop | None = Field(
+        default=None,
+        description="effective FLOP of the first evaluation; if absent, the first compute is due",
+    )
+    grace: Grace = Field(
+        default=1.0,
+        description="how far past a milestone (x) training may go while the evaluation runs",
+    )
+    on_missing: Literal["pause", "evaluate", "alert"] = "pause"
+
+    @model_validator(mode="after")
+    def _something(self) -> EvaluationCadence:
+        if self.every is None and self.max_interval is None:
+            raise ValueError("give every (e.g. 4x) and/or max_interval (e.g. 6mo)")
+        return self
+
+
+class Notify(_Model):
+    """Tell someone, by a deadline after the event."""
+
+    recipient: str = Field(min_length=1)
+    deadline: Duration | None = None
+    id: Slug | None = None
+
+
+class OnAlert(_Model):
+    """What an early-warning result changes: a tighter cadence, notifications."""
+
+    every: Cadence | None = None
+    max_interval: Duration | None = None
+    notify: list[Notify] = Field(default_factory=list)
+
+
+class OnTrigger(_Model):
+    """What reaching a level changes besides requiring safeguards: notifications."""
+
+    notify: list[Notify] = Field(default_factory=list)
+
+
+class EvaluationTrigger(_Cited):
+    """An evaluation result that raises an alert or reaches a level."""
+
+    evaluation: Slug
+    metric: str = Field(min_length=1)
+    alert: Number | None = None
+    trigger: Number | None = None
+    direction: Literal["higher", "lower"] = Field(
+        default="higher", description="whether a higher value means more capable"
+    )
+
+    @model_validator(mode="after")
+    def _order(self) -> EvaluationTrigger:
+        if self.alert is None and self.trigger is None:
+            raise ValueError("give an alert value, a trigger value, or both")
+        if self.alert is not None and self.trigger is not None:
+            early = self.alert <= self.trigger if self.direction == "higher" else (
+                self.alert >= self.trigger
+            )
+            if not early:
+                raise ValueError(
+                    f"alert ({self.alert:g}) must come before trigger ({self.trigger:g}) "
+                    f"for direction {self.direction!r}"
+                )
+        return self
+
+    def meets(self, value: float, which: Literal["alert", "trigger"]) -> bool:
+        """Whether ``value`` meets this trigger's alert or trigger line."""
+        line = self.alert if which == "alert" else self.trigger
+        if line is None:
+            return False
+        return value >= line if self.direction == "higher" else value <= line
+
+
+class Level(_Cited):
+    """A capability level: evaluation triggers, required safeguards, alert and trigger effects."""
+
+    id: Slug
+    name: str = ""
+    description: str = ""
+    evaluations: list[EvaluationTrigger] = Field(min_length=1)
+    requires: list[Slug] = Field(default_factory=list)
+    on_alert: OnAlert = Field(default_factory=OnAlert)
+    on_trigger: OnTrigger = Field(default_factory=OnTrigger)
+
+
+class Capability(_Cited):
+    """A risk domain with its levels (e.g. CBRN with CBRN-3 and CBRN-4)."""
+
+    id: Slug
+    name: str = ""
+    description: str = ""
+    levels: list[Level] = Field(min_length=1)
+
+
+class Safeguard(_Cited):
+    """A protective measure, who may attest it is in place, and how long an attestation lasts."""
+
+    id: Slug
+    kind: Literal["security", "deployment", "alignment", "governance", "other"]
+    attested_by: list[Role] = Field(min_length=1)
+    max_age: Duration | None = None
+    description: str = ""
+
+
+# --- governance and disclosure --------------------------------------------------------------
+
+
+def _clause(value: Any) -> Any:
+    # `rso` is shorthand for {any_of: [rso], count: 1}.
+    return {"any_of": [value]} if isinstance(value, str) else value
+
+
+class QuorumClause(_Model):
+    """``count`` approvals by distinct keys, each holding one of ``any_of``."""
+
+    any_of: list[Role] = Field(min_length=1)
+    count: int = Field(default=1, ge=1, le=100)
+
+    def describe(self) -> str:
+        """``rso`` / ``one of board, ltbt`` / ``2 of board``."""
+        roles = ", ".join(self.any_of)
+        if self.count == 1 and len(self.any_of) == 1:
+            return roles
+        return f"{self.count} of {roles}" if self.count > 1 else f"one of {roles}"
+
+
+Clause = Annotated[QuorumClause, BeforeValidator(_clause)]
+
+
+class ResumptionRule(_Cited):
+    """Who must approve before a paused run resumes, and how far it may then go."""
+
+    quorum: list[Clause] = Field(min_length=1)
+    require_ceiling: bool = Field(
+        default=False, description="every resumption must carry a compute ceiling"
+    )
+    max_ceiling: Cadence | None = Field(
+        default=None, description="no resumption may go beyond this multiple of the paused compute"
+    )
+    require_evaluation: bool = Field(
+        default=False, description="every resumption needs a fresh evaluation after the pause"
+    )
+
+
+class Governance(_Cited):
+    """Roles, the resumption quorum, and who may change the policy."""
+
+    roles: list[Role] = Field(min_length=1)
+    resumption: ResumptionRule
+    policy_change: list[Clause] = Field(min_length=1)
+
+
+class Disclosure(_Cited):
+    """What a pause publishes, and to whom."""
+
+    on_pause: list[
+        Literal["verdict", "reasons", "compute", "capabilities", "safeguards", "missing"]
+    ] = Field(default_factory=lambda: ["verdict", "reasons"])
+    recipients: list[str] = Field(default_factory=list)
+    statement: str = Field(default="", description="template for the pause's public statement")
+
+
+class Source(_Model):
+    """The document a policy's numbers come from."""
+
+    title: str = Field(min_length=1)
+    publisher: str = ""
+    version: str = ""
+    date: UtcTime | None = None
+    url: str = ""
+    note: str = ""
+
+
+# --- the policy -----------------------------------------------------------------------------
+
+
+class ReferenceProblems(PolicyError):
+    """A policy names a regime, safeguard or role it does not define; ``paths`` locate each."""
+
+    def __init__(self, paths: list[tuple[tuple[Any, ...], str]]) -> None:
+        super().__init__(
+            "the policy refers to things it does not define",
+            problems=[(_dotted(path), msg) for path, msg in paths],
+        )
+        self.paths = paths
+
+
+class Policy(_Model):
+    """A responsible scaling policy (or a law's or letter's compute rules) as data."""
+
+    id: Slug
+    version: str = Field(min_length=1)
+    kind: Literal["law", "framework", "letter", "demo", "custom"] = "custom"
+    title: str = ""
+    description: str = ""
+    source: Source | None = None
+    compute: Compute
+    evaluation: EvaluationCadence | None = None
+    capabilities: list[Capability] = Field(default_factory=list)
+    safeguards: list[Safeguard] = Field(default_factory=list)
+    governance: Governance
+    disclosure: Disclosure = Field(default_factory=Disclosure)
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Policy:
+        # Raised as PolicyError (not ValueError) so the loader can place each problem at its
+        # own line; pydantic lets non-ValueError exceptions through unchanged.
+        problems = _cross_problems(self)
+        if problems:
+            raise ReferenceProblems(problems)
+        return self
+
+    # -- helpers used by the gate, the supervisor and the CLI --
+
+    def digest(self) -> str:
+        """Hex SHA-256 of the canonical form: independent of formatting, key order, spelling."""
+        body = {"scalegate-policy": SCHEMA_VERSION, "policy": self.model_dump(mode="json")}
+        data = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(data.encode()).hexdigest()
+
+    def evaluation_ids(self) -> list[str]:
+        """Every evaluation id the capability levels rely on, in policy order, once each."""
+        seen: dict[str, None] = {}
+        for cap in self.capabilities:
+            for level in cap.levels:
+                for trig in level.evaluations:
+                    seen.setdefault(trig.evaluation, None)
+        return list(seen)
+
+    def safeguard(self, safeguard_id: str) -> Safeguard | None:
+        """The safeguard with this id, if the policy defines it."""
+        return next((s for s in self.safeguards if s.id == safeguard_id), None)
+
+    def threshold(self, threshold_id: str) -> ComputeThreshold | None:
+        """The compute threshold with this id, if any."""
+        return next((t for t in self.compute.thresholds if t.id == threshold_id), None)
+
+
+def _dotted(path: tuple[Any, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(policy)"
+
+
+def _duplicates(items: list[Any], path: tuple[Any, ...]) -> list[tuple[tuple[Any, ...], str]]:
+    seen: dict[str, int] = {}
+    out = []
+    for i, item in enumerate(items):
+        if item.id in seen:
+            out.append(
+                ((*path, i, "id"), f"duplicate id {item.id!r} (first at index {seen[item.id]})")
+            )
+        seen.setdefault(item.id, i)
+    return out
+
+
+def _cross_problems(p: Policy) -> list[tuple[tuple[Any, ...], str]]:
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    regimes = sorted(p.compute.regimes)
+    if p.compute.effective.regime not in p.compute.regimes:
+        problems.append(
+            (
+                ("compute", "effective", "regime"),
+                f"unknown regime {p.compute.effective.regime!r}; defined: {', '.join(regimes)}",
+            )
+        )
+    problems += _duplicates(p.compute.thresholds, ("compute", "thresholds"))
+    for i, t in enumerate(p.compute.thresholds):
+        if t.regime not in p.compute.regimes:
+            problems.append(
+                (
+                    ("compute", "thresholds", i, "regime"),
+                    f"unknown regime {t.regime!r}; defined: {', '.join(regimes)}",
+                )
+            )
+    problems += _duplicates(p.capabilities, ("capabilities",))
+    problems += _duplicates(p.safeguards, ("safeguards",))
+    safeguards = {s.id for s in p.safeguards}
+    for ci, cap in enumerate(p.capabilities):
+        problems += _duplicates(cap.levels, ("capabilities", ci, "levels"))
+        for li, level in enumerate(cap.levels):
+            for ri, sid in enumerate(level.requires):
+                if sid not in safeguards:
+                    problems.append(
+                        (
+                            ("capabilities", ci, "levels", li, "requires", ri),
+                            f"unknown safeguard {sid!r}; defined: "
+                            + (", ".join(sorted(safeguards)) or "(none; add a safeguards: list)"),
+                        )
+                    )
+    roles = set(p.governance.roles)
+    declared = ", ".join(p.governance.roles)
+
+    def check_roles(names: list[str], path: tuple[Any, ...]) -> None:
+        for i, role in enumerate(names):
+            if role not in roles:
+                problems.append(
+                    ((*path, i), f"role {role!r} is not in governance.roles ({declared})")
+                )
+
+    for si, s in enumerate(p.safeguards):
+        check_roles(s.attested_by, ("safeguards", si, "attested_by"))
+    for qi, clause in enumerate(p.governance.resumption.quorum):
+        check_roles(clause.any_of, ("governance", "resumption", "quorum", qi, "any_of"))
+    for qi, clause in enumerate(p.governance.policy_change):
+        check_roles(clause.any_of, ("governance", "policy_change", qi, "any_of"))
+    return problems

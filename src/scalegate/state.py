@@ -1,0 +1,253 @@
+"""A run's state as a fold over its ledger statements (pure, no I/O).
+
+The supervisor folds what it appends; the auditor re-folds the whole log and must
+get the same state, then the same decisions. The fold records; it does not judge:
+whether an attestation's signer may attest, or an approver may approve, is the
+gate's question. For that the fold keeps, with every statement, the signer's key
+name and the roles that key held — resolved by the caller from ``key`` statements.
+
+>>> state = fold(entries)          # entries: Entry(ref, statement, signer, roles)
+>>> state = fold(more, into=state) # continue from an earlier state
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from scalegate.errors import RunError
+from scalegate.ledger.statements import (
+    ApprovalPredicate,
+    AttestationPredicate,
+    CheckpointPredicate,
+    ComputePredicate,
+    DecisionPredicate,
+    EvalPredicate,
+    NotificationPredicate,
+    PausePredicate,
+    PolicyRef,
+    Predicate,
+    Ref,
+    ResumePredicate,
+    RunPredicate,
+    Statement,
+)
+
+P = TypeVar("P", bound=Predicate)
+
+
+class Entry(BaseModel):
+    """One ledger entry as the fold sees it: where it is, what it says, who signed it."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    ref: Ref
+    statement: Statement
+    signer: str | None = None
+    roles: tuple[str, ...] = ()
+
+
+class Recorded(BaseModel, Generic[P]):
+    """A predicate folded into the state, with its ref, signer and the signer's roles."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ref: Ref
+    predicate: P
+    signer: str | None = None
+    roles: tuple[str, ...] = ()
+
+    @property
+    def index(self) -> int:
+        """The entry's index in the log."""
+        return self.ref.index
+
+
+def same_ref(a: Ref, b: Ref) -> bool:
+    """Whether two refs name the same entry (index and leaf hash both match)."""
+    return a.index == b.index and a.leaf_hash == b.leaf_hash
+
+
+class RunState(BaseModel):
+    """Everything the ledger says about one run, in log order."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str | None = None
+    run: Recorded[RunPredicate] | None = None
+    compute: list[Recorded[ComputePredicate]] = Field(default_factory=list)
+    checkpoints: list[Recorded[CheckpointPredicate]] = Field(default_factory=list)
+    evals: list[Recorded[EvalPredicate]] = Field(default_factory=list)
+    attestations: list[Recorded[AttestationPredicate]] = Field(default_factory=list)
+    decisions: list[Recorded[DecisionPredicate]] = Field(default_factory=list)
+    pauses: list[Recorded[PausePredicate]] = Field(default_factory=list)
+    approvals: list[Recorded[ApprovalPredicate]] = Field(default_factory=list)
+    resumes: list[Recorded[ResumePredicate]] = Field(default_factory=list)
+    notifications: list[Recorded[NotificationPredicate]] = Field(default_factory=list)
+    size: int = Field(default=0, ge=0, description="log size the state rests on (last index + 1)")
+    latest_time: datetime | None = None
+
+    # -- views --
+
+    @property
+    def org(self) -> str | None:
+        """The organisation that registered the run."""
+        return self.run.predicate.org if self.run else None
+
+    @property
+    def policy(self) -> PolicyRef | None:
+        """The policy the run registered under."""
+        return self.run.predicate.policy if self.run else None
+
+    @property
+    def started_at(self) -> datetime | None:
+        """When the run started (its ``run`` statement)."""
+        return self.run.predicate.started_at if self.run else None
+
+    @property
+    def planned_flop(self) -> float | None:
+        """The compute the run declared it plans to use."""
+        return self.run.predicate.planned_flop if self.run else None
+
+    @property
+    def latest_compute(self) -> Recorded[ComputePredicate] | None:
+        """The most recent ``compute`` statement."""
+        return self.compute[-1] if self.compute else None
+
+    @property
+    def step(self) -> int:
+        """The latest training step the ledger knows of."""
+        return self.compute[-1].predicate.step if self.compute else 0
+
+    def find(self, ref: Ref) -> Recorded[Predicate] | None:
+        """The folded record at ``ref`` (any kind), if the state holds it."""
+        for records in (
+            self.compute, self.checkpoints, self.evals, self.attestations, self.decisions,
+            self.pauses, self.approvals, self.resumes, self.notifications,
+        ):
+            for record in records:
+                if same_ref(record.ref, ref):
+                    return record  # type: ignore[return-value]
+        if self.run and same_ref(self.run.ref, ref):
+            return self.run  # type: ignore[return-value]
+        return None
+
+    def resume_of(self, pause: Ref) -> Recorded[ResumePredicate] | None:
+        """The first ``resume`` that lifts ``pause``, if any."""
+        return next((r for r in self.resumes if same_ref(r.predicate.pause, pause)), None)
+
+    @property
+    def active_pause(self) -> Recorded[PausePredicate] | None:
+        """The latest pause if no resume has lifted it."""
+        if not self.pauses:
+            return None
+        last = self.pauses[-1]
+        return None if self.resume_of(last.ref) else last
+
+    @property
+    def last_resume(self) -> Recorded[ResumePredicate] | None:
+        """The resume that lifted the latest pause (whose ceiling, if any, now applies)."""
+        if not self.pauses:
+            return None
+        return self.resume_of(self.pauses[-1].ref)
+
+    def approvals_for(self, pause: Ref) -> list[Recorded[ApprovalPredicate]]:
+        """Approvals bound to ``pause`` (by index and leaf hash), in log order."""
+        return [a for a in self.approvals if same_ref(a.predicate.pause, pause)]
+
+
+_KINDS: dict[type[Predicate], str] = {
+    ComputePredicate: "compute",
+    CheckpointPredicate: "checkpoints",
+    EvalPredicate: "evals",
+    AttestationPredicate: "attestations",
+    DecisionPredicate: "decisions",
+    PausePredicate: "pauses",
+    ApprovalPredicate: "approvals",
+    ResumePredicate: "resumes",
+    NotificationPredicate: "notifications",
+}
+
+
+def _record(entry: Entry) -> Recorded[Predicate]:
+    predicate = entry.statement.predicate
+    cls = Recorded[type(predicate)]  # type: ignore[misc]
+    return cls(ref=entry.ref, predicate=predicate, signer=entry.signer, roles=entry.roles)
+
+
+def _time_of(predicate: Predicate) -> datetime | None:
+    for name in ("at", "sent_at", "started_at", "valid_from"):
+        value = getattr(predicate, name, None)
+        if isinstance(value, datetime):
+            return value
+    return None
+
+
+def fold(
+    entries: Iterable[Entry],
+    *,
+    run_id: str | None = None,
+    into: RunState | None = None,
+) -> RunState:
+    """Fold ledger entries into the state of one run.
+
+    ``run_id`` selects the run; without it, the first ``run`` statement's run is used.
+    Entries about other runs are skipped; organisation-scoped attestations (no run id)
+    are kept when they concern the run's organisation (or name none). ``into`` continues
+    an earlier fold. Raises :class:`RunError` only if two different runs could be meant.
+    """
+    base = into or RunState(run_id=run_id)
+    if into is not None and run_id is not None and into.run_id not in (None, run_id):
+        raise RunError(f"cannot fold run {run_id!r} into the state of run {into.run_id!r}")
+    run_id = base.run_id or run_id
+    lists: dict[str, list[Recorded[Predicate]]] = {
+        name: list(getattr(base, name)) for name in _KINDS.values()
+    }
+    run = base.run
+    size = base.size
+    latest = base.latest_time
+    pending_attestations: list[Entry] = []
+    for entry in entries:
+        size = max(size, entry.ref.index + 1)
+        predicate = entry.statement.predicate
+        if isinstance(predicate, RunPredicate):
+            if run_id is None:
+                run_id = predicate.run_id
+            if predicate.run_id == run_id and run is None:
+                run = _record(entry)  # type: ignore[assignment]
+                latest = _later(latest, predicate.started_at)
+            continue
+        name = _KINDS.get(type(predicate))
+        if name is None:
+            continue  # key, policy, commitment, ...: not part of a run's state
+        if isinstance(predicate, AttestationPredicate) and predicate.scope == "org":
+            pending_attestations.append(entry)  # the run's org may only be known later
+            continue
+        owner = getattr(predicate, "run_id", None)
+        if run_id is None and owner is not None:
+            run_id = owner
+        if owner != run_id:
+            continue
+        lists[name].append(_record(entry))
+        latest = _later(latest, _time_of(predicate))
+    org = run.predicate.org if run else None
+    for entry in pending_attestations:
+        predicate = entry.statement.predicate
+        assert isinstance(predicate, AttestationPredicate)
+        if predicate.org is not None and org is not None and predicate.org != org:
+            continue
+        lists["attestations"].append(_record(entry))
+        latest = _later(latest, predicate.valid_from)
+    lists["attestations"].sort(key=lambda r: r.ref.index)
+    return RunState(run_id=run_id, run=run, size=size, latest_time=latest, **lists)
+
+
+def _later(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)
