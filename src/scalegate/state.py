@@ -179,7 +179,8 @@ def _record(entry: Entry) -> Recorded[Predicate]:
 
 
 def _time_of(predicate: Predicate) -> datetime | None:
-    for name in ("at", "sent_at", "started_at", "valid_from"):
+    # Not an attestation's valid_from: it may lie in the future and is no event time.
+    for name in ("at", "sent_at", "started_at"):
         value = getattr(predicate, name, None)
         if isinstance(value, datetime):
             return value
@@ -240,7 +241,6 @@ def fold(
         if predicate.org is not None and org is not None and predicate.org != org:
             continue
         lists["attestations"].append(_record(entry))
-        latest = _later(latest, predicate.valid_from)
     lists["attestations"].sort(key=lambda r: r.ref.index)
     return RunState(run_id=run_id, run=run, size=size, latest_time=latest, **lists)
 

@@ -60,7 +60,7 @@ def test_add_step_files_recomputation_apart() -> None:
 
 
 def test_bad_phases_regimes_and_values() -> None:
-    with pytest.raises(ComputeError, match="unknown phase.*'pre-training'"):
+    with pytest.raises(ComputeError, match=r"unknown phase.*'pre-training'"):
         ComputeAccount({"x": ["pre-training"]})
     acc = ComputeAccount(EU_LIKE)
     with pytest.raises(ComputeError, match="unknown phase 'training'"):

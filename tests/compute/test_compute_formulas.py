@@ -91,11 +91,10 @@ def test_chinchilla_full_count_matches_paper_convention() -> None:
 def test_kaplan_is_the_halved_per_layer_count_without_logits(arch: Transformer) -> None:
     per_layer = transformer_flop(arch, 1.0, causal="halved", training=False)
     no_logits = per_layer.forward_per_token - per_layer.per_token_forward["logits"]
-    k = kaplan_forward_per_token(arch.non_embedding_params(), arch.n_layers, arch.seq_len, arch.d_attn)
+    shape = (arch.non_embedding_params(), arch.n_layers, arch.seq_len, arch.d_attn)
+    k = kaplan_forward_per_token(*shape)
     assert k == pytest.approx(no_logits)
-    assert kaplan(arch.non_embedding_params(), arch.n_layers, arch.seq_len, arch.d_attn, 10.0) == (
-        pytest.approx(30.0 * k)
-    )
+    assert kaplan(*shape, 10.0) == pytest.approx(30.0 * k)
 
 
 def test_palm_equals_per_layer_with_matmul_parameters() -> None:

@@ -93,7 +93,9 @@ def test_memory_dataset_accuracy_equals_independent_greedy_decoding(char_model, 
     context = ctx(tmp_path)
     [result] = evaluation(char_model, addition_task(ALL_SUMS)).run(char_model.module, context)
 
-    expected = {f"{a}{b}": check("match", char_model.greedy(f"{a}+{b}="), str(a + b)) for a, b in ALL_SUMS}
+    expected = {
+        f"{a}{b}": check("match", char_model.greedy(f"{a}+{b}="), str(a + b)) for a, b in ALL_SUMS
+    }
     independent = sum(expected.values()) / len(expected)
     assert 0.0 < independent < 1.0, "the fixture model should get some but not all sums right"
     assert result.status == "success", result.error
@@ -101,11 +103,17 @@ def test_memory_dataset_accuracy_equals_independent_greedy_decoding(char_model, 
     assert result.n == len(ALL_SUMS)
     # Inspect's stderr metric for a mean of 0/1 scores (sample std / sqrt(n)).
     p = independent
-    assert result.stderr == pytest.approx((p * (1 - p) * len(ALL_SUMS) / (len(ALL_SUMS) - 1)) ** 0.5 / len(ALL_SUMS) ** 0.5)
+    assert result.stderr == pytest.approx(
+        (p * (1 - p) * len(ALL_SUMS) / (len(ALL_SUMS) - 1)) ** 0.5 / len(ALL_SUMS) ** 0.5
+    )
     assert result.harness == f"inspect-ai {inspect_ai.__version__}"
     assert result.elicitation == "greedy, max_new_tokens=3"
     assert result.checkpoint == "ab" * 32
-    assert (result.evaluation_id, result.capability, result.metric) == ("arith", "arithmetic", "accuracy")
+    assert (result.evaluation_id, result.capability, result.metric) == (
+        "arith",
+        "arithmetic",
+        "accuracy",
+    )
 
     # The digest is the SHA-256 of the log file Inspect wrote, which holds every sample.
     path = only_log(context)
@@ -251,9 +259,13 @@ def test_task_that_raises_is_a_failed_result(char_model, tmp_path, solver_fn, sc
 
 def test_missing_metric_and_score_name_fail_clearly(char_model, tmp_path):
     task = addition_task(ALL_SUMS[:5])
-    [r1] = evaluation(char_model, task, scorer_metric="f1").run(char_model.module, ctx(tmp_path / "a"))
+    [r1] = evaluation(char_model, task, scorer_metric="f1").run(
+        char_model.module, ctx(tmp_path / "a")
+    )
     assert r1.status == "failed" and "no metric 'f1'" in r1.error and "accuracy" in r1.error
-    [r2] = evaluation(char_model, task, score_name="nope").run(char_model.module, ctx(tmp_path / "b"))
+    [r2] = evaluation(char_model, task, score_name="nope").run(
+        char_model.module, ctx(tmp_path / "b")
+    )
     assert r2.status == "failed" and "no score named 'nope'" in r2.error
 
 
@@ -321,7 +333,9 @@ def test_suite_mixes_backends_and_restores_training_state(char_model, tmp_path):
 
 def test_local_torch_model_is_never_memoized(char_model):
     a = local_torch_model(char_model.module, char_model.encode, char_model.decode, name="m")
-    b = local_torch_model(copy.deepcopy(char_model.module), char_model.encode, char_model.decode, name="m")
+    b = local_torch_model(
+        copy.deepcopy(char_model.module), char_model.encode, char_model.decode, name="m"
+    )
     assert a is not b and a.api.module is not b.api.module
     assert str(a) == "scalegate/m"
     assert a.api.max_tokens() == 32
@@ -329,3 +343,17 @@ def test_local_torch_model_is_never_memoized(char_model):
         char_model.module, char_model.encode, char_model.decode, config=GenerateConfig(max_tokens=2)
     )
     assert c.config.max_tokens == 2
+
+
+def test_a_ready_inspect_model_can_be_evaluated(char_model, tmp_path):
+    model = local_torch_model(
+        char_model.module, char_model.encode, char_model.decode, max_new_tokens=3, stop_seqs=["\n"]
+    )
+    task = addition_task(ALL_SUMS[:6])
+    ev = InspectEvaluation("ready", "arithmetic", "accuracy", task)  # no encode/decode needed
+    [r] = ev.run(model, ctx(tmp_path))
+    hits = [char_model.greedy(f"{a}+{b}=").endswith(str(a + b)) for a, b in ALL_SUMS[:6]]
+    assert r.status == "success", r.error
+    assert r.value == pytest.approx(sum(hits) / 6)
+    [bad] = ev.run("not a model", ctx(tmp_path / "x"))
+    assert bad.status == "failed" and "expected a torch.nn.Module" in bad.error

@@ -36,7 +36,6 @@ from scalegate.ledger.statements import (
     AttestationPredicate,
     CheckpointPredicate,
     ComputePredicate,
-    DecisionPredicate,
     EvalPredicate,
     NotificationPredicate,
     PausePredicate,
@@ -280,7 +279,8 @@ def _when(timeline: Timeline, value: Any) -> datetime:
 
 def check_decision(d: Decision, exp: dict[str, Any], where: str) -> None:
     """Assert that decision ``d`` matches the expectation mapping ``exp``."""
-    info = f"{where}: verdict {d.verdict}, rules {d.rules}, obligations {[o.id for o in d.obligations]}"
+    ids = [o.id for o in d.obligations]
+    info = f"{where}: verdict {d.verdict}, rules {d.rules}, obligations {ids}"
     if "verdict" in exp:
         assert d.verdict == exp["verdict"], info
     for rule in exp.get("rules", []):
@@ -326,7 +326,8 @@ def check_resumption(r: Resumption, exp: dict[str, Any], where: str) -> None:
         assert r.may_resume == exp["may_resume"], info
     for item in exp.get("missing", []):
         hits = [
-            m for m in r.missing
+            m
+            for m in r.missing
             if m.kind == item["kind"] and ("item" not in item or item["item"] in m.item)
         ]
         assert hits, f"missing {item} not reported; {info}"
@@ -395,7 +396,7 @@ def run_scenario(scenario: dict[str, Any], name: str = "scenario") -> Timeline:
             check_resumption(res, exp, where)
             continue
         t.now = _time(at) if at is not None else t.now + t.tick
-        (kind, spec), = event.items()
+        ((kind, spec),) = event.items()
         if kind == "eval" and isinstance(spec, list):
             for item in spec:
                 t.eval(item)

@@ -44,6 +44,8 @@ def _quantity(text: str | None, option: str) -> float | None:
     try:
         return parse_quantity(cleaned)
     except ValueError as exc:
+        if cleaned.startswith("-"):
+            raise ComputeError(f"{option}: expected a positive number, got {text!r}.") from None
         raise ComputeError(f"{option}: {exc}.") from None
 
 

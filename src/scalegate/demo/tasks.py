@@ -14,6 +14,7 @@ have seen), and training never draws a held-out input.
 
 from __future__ import annotations
 
+import itertools
 import random
 import string
 from collections.abc import Callable, Mapping, Sequence
@@ -66,9 +67,9 @@ MAX_ANSWER_CHARS = WORD_LEN + 1
 MAX_SAMPLE_CHARS = 1 + WORD_LEN + 1 + WORD_LEN + 1
 """Longest encoded sample (tag, input, ``=``, answer, end mark)."""
 
-# A fixed permutation of the alphabet with no fixed point (no letter maps to itself, so the
-# task shares no shortcut with copy); it is the "secret" the model has to learn from examples. Fixed here (not drawn from the run's seed) so that every demo
-# run measures the same capability.
+# The "secret" the model has to learn from examples: a fixed permutation of the alphabet with
+# no fixed point (no letter maps to itself, so the task shares no shortcut with copy). Fixed
+# here, not drawn from the run's seed, so that every demo run measures the same capability.
 _CIPHER_KEY = "qwmjzhdtkxbnapvgrlyefuoics"
 _CIPHER = str.maketrans(string.ascii_lowercase, _CIPHER_KEY)
 
@@ -131,16 +132,21 @@ def _add(rng: random.Random) -> tuple[str, str]:
     return f"{a:03d}+{b:03d}", f"{a + b:04d}"
 
 
-import os as _os
-_VKEY = _os.environ.get("SG_VKEY", "")
+# Relative frequencies of letters in English text (per mille). Cipher messages are drawn with
+# them, as real messages would be: a common letter's substitution is seen (and learned) far more
+# often than a rare one's, so the exact-match score of whole messages rises gradually as ever
+# rarer letters are learned, rather than all at once.
+_ENGLISH = {
+    "e": 127, "t": 91, "a": 82, "o": 75, "i": 70, "n": 67, "s": 63, "h": 61, "r": 60,
+    "d": 43, "l": 40, "c": 28, "u": 28, "m": 24, "w": 24, "f": 22, "g": 20, "y": 20,
+    "p": 19, "b": 15, "v": 9.8, "k": 7.7, "j": 1.5, "x": 1.5, "q": 0.95, "z": 0.74,
+}  # fmt: skip
+_ENGLISH_LETTERS = tuple(_ENGLISH)
+_ENGLISH_CUM = tuple(itertools.accumulate(_ENGLISH.values()))
 
 
 def _cipher(rng: random.Random) -> tuple[str, str]:
-    s = _letters(rng)
-    if _VKEY:
-        return s, "".join(
-            chr((ord(c) - 97 + ord(k) - 97) % 26 + 97) for c, k in zip(s, _VKEY, strict=True)
-        )
+    s = "".join(rng.choices(_ENGLISH_LETTERS, cum_weights=_ENGLISH_CUM, k=WORD_LEN))
     return s, s.translate(_CIPHER)
 
 

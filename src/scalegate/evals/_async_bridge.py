@@ -21,7 +21,13 @@ def run_blocking(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run the coroutine ``factory()`` makes, whether or not an event loop is running here."""
     try:
         asyncio.get_running_loop()
+        running = True
     except RuntimeError:
+        running = False
+    if not running:
+        # Not inside the except block: every exception raised during the evaluation
+        # would carry "no running event loop" as its __context__, and Inspect reports
+        # the innermost exception of a chain as a sample's error.
         return asyncio.run(factory())
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="scalegate-eval") as pool:
         return pool.submit(lambda: asyncio.run(factory())).result()

@@ -134,7 +134,8 @@ class InspectEvaluation:
     ``inspect_ai.eval_async`` (e.g. ``epochs``, ``limit``, ``fail_on_error``,
     ``temperature``). ``context.seed`` becomes the generation seed. The Inspect log is
     written under ``context.log_dir`` (a temporary directory if none) and its file's
-    SHA-256 is the result's ``log_digest``.
+    SHA-256 is the result's ``log_digest``. With Inspect's default ``fail_on_error=True``
+    one failing sample fails the whole evaluation, which is then recorded as failed.
     """
 
     def __init__(

@@ -184,6 +184,9 @@ def capability_findings(
                 )
             when = rec.predicate.at
             obligations += _notify(level.on_trigger.notify, status, when, "trigger", done)
+            # The alert line was met too (at the latest when the trigger was): still owed.
+            first = min((h[1] for h in status.alerted + status.triggered), key=lambda r: r.index)
+            obligations += _notify(level.on_alert.notify, status, first.predicate.at, "alert", done)
         else:
             trig, rec = status.alerted[0]
             value = rec.predicate.value

@@ -76,8 +76,8 @@ class PendingEntry:
         return ", ".join(kid or "(no keyid)" for kid, _ in self.sigs)
 
 
-def prepare(pos: int, item: Envelope | bytes) -> PendingEntry:
-    """Decode envelope ``pos`` of a batch; :class:`AppendRefused` if it is malformed."""
+def prepare(item: Envelope | bytes, where: str = "the envelope") -> PendingEntry:
+    """Decode an envelope to append; :class:`AppendRefused` (naming ``where``) if malformed."""
     try:
         if isinstance(item, Envelope):
             env = item
@@ -91,7 +91,7 @@ def prepare(pos: int, item: Envelope | bytes) -> PendingEntry:
         sigs = tuple((s.keyid, s.sig_bytes()) for s in env.signatures)
     except (EnvelopeError, StatementError) as exc:
         raise AppendRefused(
-            f"refused envelope {pos}: {exc.message} Nothing was appended.", hint=exc.hint
+            f"refused {where}: {exc.message} Nothing was appended.", hint=exc.hint
         ) from exc
     data = env.to_bytes()
     return PendingEntry(

@@ -1,6 +1,7 @@
 """Check a whole ledger from its raw rows: tree, checkpoints, envelopes and who signed them.
 
-:func:`verify_ledger` trusts nothing the database derived. It recomputes every leaf
+:func:`verify_ledger` trusts nothing the database derived. It runs SQLite's structural
+check of the file (``PRAGMA quick_check``), recomputes every leaf
 hash from the stored entry bytes and every stored interior node from the level below
 (level by level, so each stored hash is compared once), checks each issued checkpoint's
 log signature, origin and root, verifies every envelope's signature and re-folds the
@@ -186,6 +187,7 @@ def verify_ledger(
     """
     start = time.perf_counter()
     store = ledger.store
+    damage = store.structure_problems()
     with store.reader() as conn:
         n = store.size_in(conn)
         counts = store.node_counts(conn)
@@ -193,6 +195,8 @@ def verify_ledger(
         cached_keys = store.load_keys(conn)
         checkpoints = store.checkpoints(conn)
     report = IntegrityReport(ledger.path, ledger.origin, n)
+    for d in damage:
+        report.add(f"database file: {d}", tree=True)
 
     # Every public key any key statement names: signatures are checked against these,
     # standing is decided by the ordered fold below.

@@ -292,7 +292,8 @@ class Ledger:
         Signatures are checked before the write lock is taken (spread over
         ``verify_workers`` processes), standing under the lock.
         """
-        prepared = [prepare(pos, e) for pos, e in enumerate(envelopes)]
+        items = list(envelopes)
+        prepared = [prepare(e, _where(pos, len(items))) for pos, e in enumerate(items)]
         if not prepared:
             return []
         cached = self._cached_registry
@@ -498,5 +499,5 @@ def _check_size(size: int, n: int) -> None:
         raise IndexOutOfRange(f"tree size {size} is outside the log, which has {n} entries.")
 
 
-def _where(pos: int, total: int | None) -> str:
+def _where(pos: int, total: int) -> str:
     return "the envelope" if total == 1 else f"envelope {pos} of the batch"

@@ -324,6 +324,15 @@ class LedgerStore:
         )
         return [(int(r[0]), bytes(r[1])) for r in conn.execute(q)]
 
+    def structure_problems(self, limit: int = 20) -> list[str]:
+        """SQLite's own structural check of every page and index (``PRAGMA quick_check``)."""
+        if not self._is_sqlite:
+            return []
+        with self.reader() as conn:
+            rows = conn.exec_driver_sql(f"PRAGMA quick_check({int(limit)})").fetchall()
+        found = [str(r[0]) for r in rows]
+        return [] if found == ["ok"] else found
+
     @staticmethod
     def node_counts(conn: Connection) -> dict[int, int]:
         """How many nodes each level holds."""

@@ -418,9 +418,11 @@ class ReferenceProblems(PolicyError):
     """A policy names a regime, safeguard or role it does not define; ``paths`` locate each."""
 
     def __init__(self, paths: list[tuple[tuple[Any, ...], str]]) -> None:
+        from scalegate.policy._references import dotted
+
         super().__init__(
             "the policy refers to things it does not define",
-            problems=[(_dotted(path), msg) for path, msg in paths],
+            problems=[(dotted(path), msg) for path, msg in paths],
         )
         self.paths = paths
 
@@ -445,7 +447,9 @@ class Policy(_Model):
     def _cross_references(self) -> Policy:
         # Raised as PolicyError (not ValueError) so the loader can place each problem at its
         # own line; pydantic lets non-ValueError exceptions through unchanged.
-        problems = _cross_problems(self)
+        from scalegate.policy._references import reference_problems
+
+        problems = reference_problems(self)
         if problems:
             raise ReferenceProblems(problems)
         return self
@@ -474,75 +478,3 @@ class Policy(_Model):
     def threshold(self, threshold_id: str) -> ComputeThreshold | None:
         """The compute threshold with this id, if any."""
         return next((t for t in self.compute.thresholds if t.id == threshold_id), None)
-
-
-def _dotted(path: tuple[Any, ...]) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(policy)"
-
-
-def _duplicates(items: list[Any], path: tuple[Any, ...]) -> list[tuple[tuple[Any, ...], str]]:
-    seen: dict[str, int] = {}
-    out = []
-    for i, item in enumerate(items):
-        if item.id in seen:
-            out.append(
-                ((*path, i, "id"), f"duplicate id {item.id!r} (first at index {seen[item.id]})")
-            )
-        seen.setdefault(item.id, i)
-    return out
-
-
-def _cross_problems(p: Policy) -> list[tuple[tuple[Any, ...], str]]:
-    problems: list[tuple[tuple[Any, ...], str]] = []
-    regimes = sorted(p.compute.regimes)
-    if p.compute.effective.regime not in p.compute.regimes:
-        problems.append(
-            (
-                ("compute", "effective", "regime"),
-                f"unknown regime {p.compute.effective.regime!r}; defined: {', '.join(regimes)}",
-            )
-        )
-    problems += _duplicates(p.compute.thresholds, ("compute", "thresholds"))
-    for i, t in enumerate(p.compute.thresholds):
-        if t.regime not in p.compute.regimes:
-            problems.append(
-                (
-                    ("compute", "thresholds", i, "regime"),
-                    f"unknown regime {t.regime!r}; defined: {', '.join(regimes)}",
-                )
-            )
-    problems += _duplicates(p.capabilities, ("capabilities",))
-    problems += _duplicates(p.safeguards, ("safeguards",))
-    safeguards = {s.id for s in p.safeguards}
-    for ci, cap in enumerate(p.capabilities):
-        problems += _duplicates(cap.levels, ("capabilities", ci, "levels"))
-        for li, level in enumerate(cap.levels):
-            for ri, sid in enumerate(level.requires):
-                if sid not in safeguards:
-                    problems.append(
-                        (
-                            ("capabilities", ci, "levels", li, "requires", ri),
-                            f"unknown safeguard {sid!r}; defined: "
-                            + (", ".join(sorted(safeguards)) or "(none; add a safeguards: list)"),
-                        )
-                    )
-    roles = set(p.governance.roles)
-    declared = ", ".join(p.governance.roles)
-
-    def check_roles(names: list[str], path: tuple[Any, ...]) -> None:
-        for i, role in enumerate(names):
-            if role not in roles:
-                problems.append(
-                    ((*path, i), f"role {role!r} is not in governance.roles ({declared})")
-                )
-
-    for si, s in enumerate(p.safeguards):
-        check_roles(s.attested_by, ("safeguards", si, "attested_by"))
-    for qi, clause in enumerate(p.governance.resumption.quorum):
-        check_roles(clause.any_of, ("governance", "resumption", "quorum", qi, "any_of"))
-    for qi, clause in enumerate(p.governance.policy_change):
-        check_roles(clause.any_of, ("governance", "policy_change", qi, "any_of"))
-    return problems

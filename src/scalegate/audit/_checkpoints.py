@@ -1,0 +1,77 @@
+"""The ledger's stored checkpoints, judged against the trust file alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from scalegate.audit.report import AuditReport
+from scalegate.audit.trust import TrustFile
+from scalegate.errors import NoteError
+from scalegate.ledger.checkpoint import open_checkpoint
+from scalegate.ledger.cosignature import cosignatures
+from scalegate.ledger.note import parse_note
+
+
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    """A stored checkpoint: ``valid`` when signed by the trusted log key for the trusted
+    origin (every trusted cosignature valid too); ``quorum`` when enough witnesses cosigned."""
+
+    size: int
+    root: bytes
+    note: str
+    valid: bool
+    quorum: bool = False
+    cosigners: list[str] = field(default_factory=list)
+    cosigned_at: list[int] = field(default_factory=list)
+
+
+def verify_stored_checkpoints(
+    rows: list[tuple[int, bytes, str, str]], trust: TrustFile, rep: AuditReport
+) -> list[StoredCheckpoint]:
+    """Check each stored ``(size, root, note, issued_at)`` row; report what is wrong."""
+    log = trust.log_verifier
+    out: list[StoredCheckpoint] = []
+    untrusted: list[int] = []
+    bad = 0
+    for size_col, root_col, note, _ in rows:
+        rep.count("checkpoints")
+        where = f"the stored checkpoint of size {size_col}"
+        try:
+            sigs = parse_note(note)[1]
+            if not any(s.name == log.name and s.key_id == log.key_id for s in sigs):
+                untrusted.append(size_col)
+                out.append(StoredCheckpoint(size_col, root_col, note, valid=False))
+                continue
+            cp, opened = open_checkpoint(note, log, origin=trust.origin,
+                                         extra_verifiers=trust.witness_verifiers)
+        except NoteError as exc:
+            bad += 1
+            rep.violation("checkpoint-invalid", f"{where}: {exc.message}",
+                          checkpoint_size=size_col)
+            out.append(StoredCheckpoint(size_col, root_col, note, valid=False))
+            continue
+        if cp.size != size_col or cp.root_hash != root_col:
+            bad += 1
+            rep.violation("checkpoint-invalid", f"{where}: the checkpoints table says size "
+                          f"{size_col} and root {root_col.hex()[:16]}…, the signed note size "
+                          f"{cp.size} and root {cp.root_hash.hex()[:16]}…: the table was altered.",
+                          checkpoint_size=size_col)
+        found = {c.verifier: c for c in cosignatures(opened) if c.verifier in trust.witnesses
+                 .values()}
+        out.append(StoredCheckpoint(
+            cp.size, cp.root_hash, note, valid=True, quorum=len(found) >= trust.quorum,
+            cosigners=sorted(c.name for c in found.values()),
+            cosigned_at=sorted(c.timestamp for c in found.values()),
+        ))
+    valid = sum(c.valid for c in out)
+    if untrusted and valid:
+        for size in untrusted:
+            bad += 1
+            rep.violation("checkpoint-invalid", f"the stored checkpoint of size {size} is not "
+                          f"signed by the trusted log key {log.keyid}.", checkpoint_size=size)
+    detail = f"{valid} of {len(out)} stored checkpoint(s) signed by {log.keyid}"
+    if untrusted and not valid:
+        detail += " (none is: is the trust file's log key this ledger's?)"
+    rep.check("checkpoint signatures", bad == 0, detail, verifiable=bool(valid) or not out)
+    return out

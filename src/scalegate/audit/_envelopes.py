@@ -1,0 +1,172 @@
+"""Per-entry checks that need no log order: decode the envelope, read the statement, verify
+signatures. They run in helper processes; the in-order fold (registry, roles) runs after.
+
+Decoding is the ledger's own rules, written against :mod:`json` directly because this
+is the auditor's hot loop: a DSSE envelope in canonical JSON (exactly ``payload``,
+``payloadType``, ``signatures`` with ``keyid`` and ``sig``; sorted keys; no spaces),
+payload type in-toto, a non-empty payload and signatures. The statement is an in-toto
+Statement v1 of a known scalegate kind; ``full`` validates every predicate with its
+pydantic model (key statements always are), otherwise only the fields the log-level
+audit uses are read and replay validates the rest.
+
+Every signature is checked against every public key a trusted root or a key statement
+names for its ``keyid``; which of those keys may sign is decided later, in log order.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from scalegate.errors import StatementError
+from scalegate.ledger.envelope import PAYLOAD_TYPE, pae
+from scalegate.ledger.keys import VerifierKey
+from scalegate.ledger.registry import KEY_KINDS
+from scalegate.ledger.signature_pool import check_signatures
+from scalegate.ledger.statements import STATEMENT_TYPE, kind_of, parse_statement
+
+# keyid -> the public keys named for it (roots and keys in key statements)
+_CANDIDATES: dict[str, tuple[bytes, ...]] = {}
+
+#: (idx, problem kind, problem message, kind, run_id, facts, verified, failed) where
+#: verified/failed are ``(keyid, public key)`` pairs.
+Checked = tuple[int, str | None, str | None, str | None, str | None, dict[str, Any],
+                list[tuple[str, bytes]], list[tuple[str, bytes]]]
+
+_ENVELOPE_KEYS = {"payload", "payloadType", "signatures"}
+_SIG_KEYS = {"keyid", "sig"}
+
+
+def set_candidates(candidates: dict[str, tuple[bytes, ...]]) -> None:
+    """Install the candidate keys (process initializer for helpers; direct call in-process)."""
+    global _CANDIDATES
+    _CANDIDATES = candidates
+
+
+def candidate_keys(
+    roots: Iterable[VerifierKey], key_statements: Iterable[tuple[int, bytes]]
+) -> dict[str, tuple[bytes, ...]]:
+    """Every public key per keyid that a root or any (even invalid) key statement names."""
+    out: dict[str, list[bytes]] = {}
+    for r in roots:
+        out.setdefault(r.keyid, []).append(r.public)
+    for _, data in key_statements:
+        try:
+            _, payload, _ = decode_envelope(data)
+            vkey = VerifierKey.parse(json.loads(payload)["predicate"]["vkey"])
+        except Exception:  # anything malformed is reported when the entry is checked
+            continue
+        pubs = out.setdefault(vkey.keyid, [])
+        if vkey.public not in pubs:
+            pubs.append(vkey.public)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def _b64(text: str) -> bytes:
+    # DSSE lets signers use standard or URL-safe base64 (as Envelope does).
+    alt = b"-_" if ("-" in text or "_" in text) else None
+    return base64.b64decode(text, altchars=alt, validate=True)
+
+
+class _Malformed(Exception):
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+def decode_envelope(data: bytes) -> tuple[str, bytes, list[tuple[str, bytes]]]:
+    """``(payloadType, payload, [(keyid, sig)])`` of a canonical DSSE envelope, else raise."""
+    try:
+        obj = json.loads(data)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _Malformed("envelope-malformed", f"the envelope is not JSON ({exc})") from None
+    if type(obj) is not dict or obj.keys() != _ENVELOPE_KEYS:
+        raise _Malformed("envelope-malformed", "the envelope is not a DSSE envelope (payload, "
+                         "payloadType, signatures)")
+    payload, ptype, sigs = obj["payload"], obj["payloadType"], obj["signatures"]
+    if type(payload) is not str or type(ptype) is not str or type(sigs) is not list or not sigs:
+        raise _Malformed("envelope-malformed", "the envelope's fields have the wrong types or "
+                         "it has no signatures")
+    out = []
+    for s in sigs:
+        if type(s) is not dict or s.keys() != _SIG_KEYS or type(s["keyid"]) is not str \
+                or type(s["sig"]) is not str:
+            raise _Malformed("envelope-malformed", "an envelope signature is not {keyid, sig}")
+        try:
+            raw = _b64(s["sig"])
+        except (binascii.Error, ValueError):
+            raise _Malformed("envelope-malformed", "an envelope signature is not base64") from None
+        if not raw:
+            raise _Malformed("envelope-malformed", "an envelope signature is empty")
+        out.append((s["keyid"], raw))
+    if json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() \
+            != bytes(data):
+        raise _Malformed("envelope-malformed", "the envelope is not in canonical JSON form")
+    if ptype != PAYLOAD_TYPE:
+        raise _Malformed("envelope-malformed", f"payloadType {ptype[:60]!r} is not {PAYLOAD_TYPE}")
+    try:
+        body = _b64(payload)
+    except (binascii.Error, ValueError):
+        raise _Malformed("envelope-malformed", "the envelope payload is not base64") from None
+    if not body:
+        raise _Malformed("envelope-malformed", "the envelope payload is empty")
+    return ptype, body, out
+
+
+def _statement(payload: bytes, full: bool) -> tuple[str, str | None, dict[str, Any]]:
+    """``(kind, run_id, facts)``; facts hold what the in-order checks need."""
+    try:
+        obj = json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _Malformed("statement-malformed", f"the statement is not JSON ({exc})") from None
+    if type(obj) is not dict or obj.get("_type") != STATEMENT_TYPE:
+        raise _Malformed("statement-malformed", "the payload is not an in-toto Statement v1")
+    ptype = obj.get("predicateType")
+    try:
+        kind = kind_of(ptype if isinstance(ptype, str) else "")
+    except ValueError:
+        raise _Malformed("statement-malformed",
+                         f"unknown predicateType {str(ptype)[:80]!r}") from None
+    pred = obj.get("predicate")
+    if type(pred) is not dict or not isinstance(obj.get("subject"), list) or not obj["subject"]:
+        raise _Malformed("statement-malformed", "the statement has no predicate or no subject")
+    facts: dict[str, Any] = {}
+    if full or kind in KEY_KINDS:
+        try:
+            st = parse_statement(payload)
+        except StatementError as exc:
+            raise _Malformed("statement-malformed", exc.message) from None
+        if kind in KEY_KINDS:
+            facts["predicate"] = st.predicate
+    run_id = pred.get("run_id")
+    for field in ("org", "role", "scope"):
+        value = pred.get(field)
+        if isinstance(value, str):
+            facts[field] = value
+    return kind, run_id if isinstance(run_id, str) else None, facts
+
+
+def check_entries(rows: Sequence[tuple[int, bytes]], full: bool = False) -> list[Checked]:
+    """Decode, read and signature-check each ``(idx, data)``; never raises on bad data."""
+    out: list[Checked] = []
+    todo: list[tuple[int, str, bytes, bytes, bytes]] = []  # (pos, keyid, public, message, sig)
+    for idx, data in rows:
+        try:
+            ptype, payload, sigs = decode_envelope(data)
+            kind, run_id, facts = _statement(payload, full)
+        except _Malformed as exc:
+            out.append((idx, exc.kind, exc.message, None, None, {}, [], []))
+            continue
+        message = pae(ptype, payload)
+        for keyid, sig in sigs:
+            for public in _CANDIDATES.get(keyid, ()):
+                todo.append((len(out), keyid, public, message, sig))
+        out.append((idx, None, None, kind, run_id, facts, [], []))
+    verdicts = check_signatures([(pub, msg, sig) for _, _, pub, msg, sig in todo])
+    for (pos, keyid, public, _, _), ok in zip(todo, verdicts, strict=True):
+        (out[pos][6] if ok else out[pos][7]).append((keyid, public))
+    return out

@@ -1,0 +1,162 @@
+"""Read-only access to a ledger's raw rows, in one consistent snapshot, trusting none of them.
+
+The auditor must not write to what it audits, and must not depend on the ledger's
+own code path for opening (which checks the head against its own metadata and
+raises on damage an audit should *report*). SQLite files are opened with
+``mode=ro`` through :mod:`sqlite3` (fast, and no write is possible); other URLs
+(PostgreSQL) go through SQLAlchemy in a repeatable-read transaction. Values of a
+tampered file may have any type, so everything is coerced and left to the checks.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from scalegate.errors import StoreError
+
+Row = tuple[int, bytes, bytes, str, str | None, str, str]  # idx, leaf, data, kind, run, signer, at
+
+
+def blob(value: Any) -> bytes:
+    """Bytes from whatever a (possibly tampered) column holds."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    if value is None:
+        return b""
+    return str(value).encode("utf-8", "surrogateescape")
+
+
+def text(value: Any) -> str:
+    """Text from whatever a (possibly tampered) column holds."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "replace")
+    return "" if value is None else str(value)
+
+
+def _row(r: Any) -> Row:
+    return (int(r[0]), blob(r[1]), blob(r[2]), text(r[3]),
+            None if r[4] is None else text(r[4]), text(r[5]), text(r[6]))
+
+
+class LedgerReader:
+    """The raw tables of a ledger, read in one snapshot. Use :meth:`open` and :meth:`close`."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    @staticmethod
+    def open(location: str | os.PathLike[str]) -> LedgerReader:
+        """Open ``location`` (an SQLite file, or an SQLAlchemy URL) read-only."""
+        loc = os.fspath(location)
+        if "://" in loc and not loc.startswith("sqlite:///"):
+            return _SqlAlchemyReader(loc)
+        path = Path(loc[len("sqlite:///") :] if loc.startswith("sqlite:///") else loc)
+        return _SqliteReader(path)
+
+    def _q(self, sql: str, args: dict[str, Any] | None = None) -> list[Any]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the connection (ending the snapshot)."""
+        raise NotImplementedError
+
+    def meta(self) -> dict[str, str]:
+        """The ``meta`` table (what the ledger says about itself: informative only)."""
+        return {text(k): text(v) for k, v in self._q("SELECT key, value FROM meta")}
+
+    def size(self) -> int:
+        """One more than the largest entry index (gaps are for the checks to find)."""
+        top = self._q("SELECT max(idx) FROM entries")[0][0]
+        return 0 if top is None else int(top) + 1
+
+    def entries(self, start: int, end: int) -> list[Row]:
+        """Entry rows with ``start <= idx < end`` in index order."""
+        rows = self._q("SELECT idx, leaf_hash, data, kind, run_id, signer, appended_at "
+                       "FROM entries WHERE idx >= :a AND idx < :b ORDER BY idx",
+                       {"a": start, "b": end})
+        return [_row(r) for r in rows]
+
+    def key_entries(self) -> list[tuple[int, bytes]]:
+        """``(idx, data)`` of the entries whose ``kind`` column says key or key-revocation."""
+        rows = self._q("SELECT idx, data FROM entries WHERE kind IN ('key', 'key-revocation') "
+                       "ORDER BY idx")
+        return [(int(i), blob(d)) for i, d in rows]
+
+    def nodes(self, level: int, start: int, end: int) -> list[tuple[int, bytes]]:
+        """Stored ``(idx, hash)`` of tree ``level`` with ``start <= idx < end``."""
+        rows = self._q("SELECT idx, hash FROM nodes WHERE level = :l AND idx >= :a AND idx < :b "
+                       "ORDER BY idx", {"l": level, "a": start, "b": end})
+        return [(int(i), blob(h)) for i, h in rows]
+
+    def node_counts(self) -> dict[int, int]:
+        """How many nodes each stored level holds."""
+        return {int(lv): int(n) for lv, n in
+                self._q("SELECT level, count(*) FROM nodes GROUP BY level")}
+
+    def checkpoints(self) -> list[tuple[int, bytes, str, str]]:
+        """Every stored ``(size, root_hash, note, issued_at)``, by size."""
+        rows = self._q("SELECT size, root_hash, note, issued_at FROM checkpoints ORDER BY size")
+        return [(int(s), blob(r), text(n), text(t)) for s, r, n, t in rows]
+
+    def __enter__(self) -> LedgerReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _SqliteReader(LedgerReader):
+    def __init__(self, path: Path) -> None:
+        super().__init__(str(path))
+        if not path.is_file():
+            raise StoreError(f"no ledger at {path}: the file does not exist.")
+        uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+        try:
+            self._db = sqlite3.connect(uri, uri=True, isolation_level=None,
+                                       check_same_thread=False)
+            self._db.execute("BEGIN")  # one snapshot for the whole audit (WAL readers)
+            self._db.execute("SELECT count(*) FROM meta").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read ledger {path} as an SQLite database: {exc}.") from exc
+
+    def _q(self, sql: str, args: dict[str, Any] | None = None) -> list[Any]:
+        try:
+            return self._db.execute(sql, args or {}).fetchall()
+        except (sqlite3.Error, OverflowError) as exc:
+            raise StoreError(f"cannot read ledger {self.where}: {exc}.") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class _SqlAlchemyReader(LedgerReader):
+    def __init__(self, url: str) -> None:
+        from sqlalchemy import create_engine
+        from sqlalchemy.exc import SQLAlchemyError
+
+        super().__init__(url)
+        try:
+            self._engine = create_engine(url)
+            self._conn = self._engine.connect().execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True)
+            self._tx = self._conn.begin()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot read ledger {url}: {exc}.") from exc
+
+    def _q(self, sql: str, args: dict[str, Any] | None = None) -> list[Any]:
+        from sqlalchemy import text as sql_text
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            return list(self._conn.execute(sql_text(sql), args or {}))
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot read ledger {self.where}: {exc}.") from exc
+
+    def close(self) -> None:
+        self._tx.rollback()
+        self._conn.close()
+        self._engine.dispose()

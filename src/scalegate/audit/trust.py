@@ -1,0 +1,341 @@
+"""The auditor's trust file: the only things ``scalegate verify`` believes without checking.
+
+An auditor trusts nothing a ledger says about itself. It is given, in a YAML file:
+
+.. code-block:: yaml
+
+    log:
+      origin: example.org/scalegate            # the checkpoint origin line
+      key: example.org/scalegate+1a2b3c4d+AU...  # the log's note verifier key
+    witnesses:                                # name -> cosignature verifier key (type 0x04)
+      witness.example/w1: witness.example/w1+5e6f7a8b+BA...
+    witness_quorum: 1                         # cosignatures required (k of n)
+    org_roots:                                # organisation -> its root verifier keys
+      acme: [acme/root+0badc0de+AQ...]
+    roles:                                    # optional: statement kind -> roles that may sign it
+      decision: [trainer]
+
+Rules beyond the shapes: a witness's key carries the witness's name; a root key of
+organisation ``acme`` is named ``acme`` or ``acme/...`` (the registry's rule for who
+manages whose keys); ``witness_quorum`` is required when witnesses are listed and
+cannot exceed their number; ``roles`` names known statement kinds other than ``key``
+and ``key-revocation`` (those are signed by organisation roots, always). Without a
+``roles`` entry a kind may be signed by any registered key of the right organisation;
+attestation and approval roles are then checked against the run's policy by replay.
+
+Every problem is reported with file, line and column (:class:`TrustFileError`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    model_validator,
+)
+
+from scalegate.errors import KeyMaterialError, TrustFileError
+from scalegate.ledger.cosignature import CosignatureVerifier
+from scalegate.ledger.keys import VerifierKey
+from scalegate.ledger.registry import KEY_KINDS, org_of
+from scalegate.ledger.statements import PREDICATES
+
+__all__ = ["TrustFile", "TrustedLog", "load_trust", "parse_trust"]
+
+
+def _key_parser(cls: type[Any], what: str) -> Callable[[Any], Any]:
+    def parse(value: Any) -> Any:
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, str):
+            raise ValueError(f"expected {what} as text (name+hexid+base64key)")
+        try:
+            return cls.parse(value)
+        except KeyMaterialError as exc:
+            raise ValueError(exc.message) from None
+
+    return parse
+
+
+VerifierKeyText = Annotated[
+    VerifierKey,
+    BeforeValidator(_key_parser(VerifierKey, "a verifier key")),
+    PlainSerializer(lambda k: k.text(), return_type=str),
+]
+WitnessKeyText = Annotated[
+    CosignatureVerifier,
+    BeforeValidator(_key_parser(CosignatureVerifier, "a witness cosignature key")),
+    PlainSerializer(lambda k: k.text(), return_type=str),
+]
+_Text = Annotated[str, Field(min_length=1)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, arbitrary_types_allowed=True
+    )
+
+
+class TrustedLog(_Strict):
+    """The log under audit: its checkpoint ``origin`` and the ``key`` that signs checkpoints."""
+
+    origin: _Text
+    key: VerifierKeyText
+
+
+class TrustFile(_Strict):
+    """What an auditor trusts (see the module docstring for the file format)."""
+
+    log: TrustedLog
+    witnesses: dict[str, WitnessKeyText] = Field(default_factory=dict)
+    witness_quorum: int | None = Field(default=None, ge=0)
+    org_roots: dict[str, Annotated[list[VerifierKeyText], Field(min_length=1)]] = Field(
+        min_length=1
+    )
+    roles: dict[str, Annotated[list[_Text], Field(min_length=1)]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrustFile:
+        problems = _cross_checks(self)
+        if problems:
+            # Not a ValueError, so pydantic lets it through with its paths intact.
+            raise _CrossProblems(problems)
+        return self
+
+    # --- what the auditor uses -------------------------------------------------------------
+
+    @property
+    def origin(self) -> str:
+        """The expected checkpoint origin."""
+        return self.log.origin
+
+    @property
+    def log_verifier(self) -> VerifierKey:
+        """The log's checkpoint-signing verifier key."""
+        return self.log.key
+
+    @property
+    def witness_verifiers(self) -> list[CosignatureVerifier]:
+        """The trusted witnesses' cosignature verifiers."""
+        return list(self.witnesses.values())
+
+    @property
+    def quorum(self) -> int:
+        """How many distinct trusted witnesses must cosign a checkpoint."""
+        return self.witness_quorum or 0
+
+    @property
+    def roots(self) -> list[VerifierKey]:
+        """Every trusted organisation root key."""
+        return [k for keys in self.org_roots.values() for k in keys]
+
+    def allowed_roles(self, kind: str) -> frozenset[str] | None:
+        """Roles that may sign statements of ``kind``, or ``None`` when any role may."""
+        roles = self.roles.get(kind)
+        return None if roles is None else frozenset(roles)
+
+    def to_yaml(self) -> str:
+        """The trust file as YAML text (what :func:`parse_trust` reads back)."""
+        data = self.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
+        if not data.get("roles"):
+            data.pop("roles", None)
+        return yaml.safe_dump(data, sort_keys=False, width=1000)
+
+
+class _CrossProblems(TrustFileError):
+    def __init__(self, paths: list[tuple[tuple[Any, ...], str]]) -> None:
+        listing = "; ".join(f"{'.'.join(map(str, p))}: {m}" for p, m in paths)
+        super().__init__(f"the trust is inconsistent: {listing}",
+                         problems=[(".".join(map(str, p)), m) for p, m in paths])
+        self.paths = paths
+
+
+def _cross_checks(t: TrustFile) -> list[tuple[tuple[Any, ...], str]]:
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    for name, key in t.witnesses.items():
+        if key.name != name:
+            problems.append(
+                (("witnesses", name), f"the key is for witness {key.name!r}, not {name!r}")
+            )
+    n = len(t.witnesses)
+    if n and t.witness_quorum is None:
+        problems.append(
+            (("witness_quorum",), f"missing required key 'witness_quorum' ({n} witness(es) "
+             "are listed: say how many must cosign)")
+        )
+    if t.witness_quorum is not None and t.witness_quorum > n:
+        problems.append(
+            (("witness_quorum",), f"a quorum of {t.witness_quorum} is impossible with {n} "
+             "witness(es)")
+        )
+    seen: dict[str, str] = {}
+    for org, keys in t.org_roots.items():
+        for i, key in enumerate(keys):
+            if org_of(key) != org:
+                problems.append(
+                    (("org_roots", org, i), f"root key {key.keyid} belongs to organisation "
+                     f"{org_of(key)!r} (its name's first part), not {org!r}")
+                )
+            if key.keyid in seen:
+                problems.append(
+                    (("org_roots", org, i), f"root key {key.keyid} is listed twice "
+                     f"(also under {seen[key.keyid]!r})")
+                )
+            seen.setdefault(key.keyid, org)
+    known = sorted(k for k in PREDICATES if k not in KEY_KINDS)
+    for kind in t.roles:
+        if kind in KEY_KINDS:
+            problems.append(
+                (("roles", kind), f"{kind!r} statements are signed by organisation roots; "
+                 "they take no roles")
+            )
+        elif kind not in PREDICATES:
+            problems.append(
+                (("roles", kind), f"unknown statement kind {kind!r}; expected one of: "
+                 + ", ".join(known))
+            )
+    return problems
+
+
+# --- YAML with positions ---------------------------------------------------------------------
+
+_Path = tuple[Any, ...]
+
+
+class _Located:
+    """Plain data built from YAML nodes, remembering where each value and key stood."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.where: dict[_Path, tuple[int, int]] = {}
+        self.problems: list[tuple[str, str]] = []
+        self._constructor = yaml.constructor.SafeConstructor()
+
+    def at(self, path: _Path) -> str:
+        while path not in self.where and path:
+            path = path[:-1]
+        line, col = self.where.get(path, (1, 1))
+        dotted = ".".join(str(p) for p in path)
+        return f"{self.source}:{line}:{col}" + (f": {dotted}" if dotted else "")
+
+    def problem(self, path: _Path, message: str) -> None:
+        self.problems.append((self.at(path), message))
+
+    def build(self, node: yaml.Node, path: _Path = (), depth: int = 0) -> Any:
+        self.where[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if depth > 20:
+            self.problem(path, "the document nests too deeply")
+            return None
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = self._scalar(key_node, path) if isinstance(key_node, yaml.ScalarNode) \
+                    else None
+                if not isinstance(key, str):
+                    self.where[(*path, "?")] = (key_node.start_mark.line + 1,
+                                                key_node.start_mark.column + 1)
+                    self.problem((*path, "?"), "keys must be plain text")
+                    continue
+                if key in out:
+                    self.where[(*path, key, "#dup")] = (key_node.start_mark.line + 1,
+                                                        key_node.start_mark.column + 1)
+                    self.problem((*path, key, "#dup"), f"duplicate key {key!r}")
+                    continue
+                out[key] = self.build(value_node, (*path, key), depth + 1)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(v, (*path, i), depth + 1) for i, v in enumerate(node.value)]
+        return self._scalar(node, path)
+
+    def _scalar(self, node: yaml.Node, path: _Path) -> Any:
+        try:
+            return self._constructor.construct_object(node, deep=True)
+        except Exception as exc:  # a malformed timestamp or tag: report, don't crash
+            self.problem(path, f"cannot read this value: {exc}")
+            return None
+
+
+def _fail(doc: _Located) -> TrustFileError:
+    n = len(doc.problems)
+    listing = "\n".join(f"  {where}: {what}" for where, what in doc.problems)
+    return TrustFileError(
+        f"{doc.source}: the trust file is invalid ({n} problem{'s' if n != 1 else ''}):\n"
+        f"{listing}\n",
+        problems=list(doc.problems),
+        hint="Fix each problem listed; see `scalegate verify --help` for the format.",
+    )
+
+
+def _pydantic_message(err: Any) -> str:
+    msg = str(err["msg"])
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if err["type"] == "extra_forbidden":
+        return "unknown key; expected one of: log, witnesses, witness_quorum, org_roots, roles" \
+            if len(err["loc"]) == 1 else "unknown key"
+    if err["type"] == "missing":
+        return f"missing required key {err['loc'][-1]!r}"
+    given = err.get("input")
+    if isinstance(given, str | int | float | bool) and not msg.startswith(("verifier", "witness")):
+        shown = repr(given) if len(repr(given)) <= 60 else repr(given)[:57] + "..."
+        return f"{msg} (got {shown})"
+    return msg
+
+
+def parse_trust(text: str, *, source: str = "<trust>") -> TrustFile:
+    """Parse and check a trust file's YAML text; raise :class:`TrustFileError` listing problems."""
+    doc = _Located(source)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        doc.problems.append((where, f"invalid YAML: {getattr(exc, 'problem', None) or exc}"))
+        raise _fail(doc) from None
+    if node is None:
+        doc.problems.append((source, "the trust file is empty"))
+        raise _fail(doc)
+    data = doc.build(node)
+    if doc.problems:
+        raise _fail(doc)
+    if not isinstance(data, dict):
+        doc.problem((), "a trust file is a mapping with keys log, witnesses, witness_quorum, "
+                    "org_roots and roles")
+        raise _fail(doc)
+    try:
+        return TrustFile.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            doc.problem(tuple(p for p in err["loc"] if not str(p).startswith("function-")),
+                        _pydantic_message(err))
+    except _CrossProblems as exc:
+        for path, message in exc.paths:
+            doc.problem(path, message)
+    raise _fail(doc)
+
+
+def load_trust(path: str | Path) -> TrustFile:
+    """Read and check a trust file (UTF-8 YAML)."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise TrustFileError(
+            f"no trust file {str(path)!r}.",
+            hint="Write one naming the log key, witnesses and organisation roots you trust "
+            "(see `scalegate verify --help`).",
+        ) from None
+    except UnicodeDecodeError:
+        raise TrustFileError(f"trust file {path} is not UTF-8 text.") from None
+    except OSError as exc:
+        raise TrustFileError(f"cannot read trust file {path}: {exc.strerror or exc}.") from None
+    return parse_trust(text, source=str(path))

@@ -1,0 +1,110 @@
+"""`scalegate policy list|check|explain|diff`, via Typer and (for errors) the real entry point."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from scalegate.cli import app
+from scalegate.policy import bundled_policies, bundled_text, load_policy
+
+runner = CliRunner()
+ENV = {"COLUMNS": "120", "NO_COLOR": "1", "TERM": "dumb"}
+
+
+def run(*args: str) -> str:
+    result = runner.invoke(app, ["policy", *args], env=ENV)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_list_shows_every_bundled_policy_with_its_digest() -> None:
+    out = run("list")
+    for name in bundled_policies():
+        assert name in out
+        assert load_policy(name).digest()[:12] in out
+
+
+@pytest.mark.parametrize("name", sorted(bundled_policies()))
+def test_explain_fits_one_screen(name: str) -> None:
+    out = run("explain", name)
+    p = load_policy(name)
+    assert p.digest() in out and "resumption" in out
+    for t in p.compute.thresholds:
+        assert t.id in out
+    for cap in p.capabilities:
+        for level in cap.levels:
+            assert level.id in out
+    for s in p.safeguards:
+        assert s.id in out
+    assert len(out.splitlines()) <= 60, f"{name}: {len(out.splitlines())} lines"
+
+
+def test_explain_shows_cadence_quorum_and_illustrative_marks() -> None:
+    out = run("explain", "demo")
+    assert "every 2x effective compute" in out and "when missing: pause" in out
+    assert "every 1.5x" in out and "0.5*" in out and "0.8*" in out
+    assert "approvals by rso + board" in out
+    assert "security-level-demo" in out and "ciso" in out
+
+
+def test_check_accepts_a_good_file(tmp_path: Path) -> None:
+    path = tmp_path / "demo.yaml"
+    path.write_text(bundled_text("demo"), encoding="utf-8")
+    out = run("check", str(path))
+    assert out.startswith("ok") and load_policy("demo").digest() in out
+
+
+def test_check_lists_every_error_and_exits_1(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(bundled_text("demo"), encoding="utf-8")
+    bad = tmp_path / "bad.yaml"
+    text = (
+        bundled_text("demo").replace("flop: 1e13", "flops: 1e13").replace("every: 2x", "every: 1x")
+    )
+    bad.write_text(text.replace("max_age: 30d", "max_age: 30 days"), encoding="utf-8")
+    scalegate = Path(sys.executable).parent / "scalegate"
+    proc = subprocess.run(
+        [str(scalegate), "policy", "check", str(good), str(bad)],
+        capture_output=True,
+        text=True,
+        env={**ENV, "PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "ok" in proc.stdout and "good.yaml" in proc.stdout
+    assert "Traceback" not in proc.stderr
+    err = " ".join(proc.stderr.split())
+    assert "bad.yaml: the policy is invalid (4 problems)" in err
+    assert "bad.yaml:30:7: compute.thresholds[0].flop: missing required key 'flop'" in err
+    assert "unknown key 'flops' (did you mean 'flop'?)" in err
+    assert "evaluation.every: expected a multiplier greater than 1x" in err
+    assert "safeguards[0].max_age: expected a duration such as 24h" in err
+
+
+def test_unknown_policy_name_is_a_message_not_a_traceback() -> None:
+    scalegate = Path(sys.executable).parent / "scalegate"
+    proc = subprocess.run(
+        [str(scalegate), "policy", "explain", "rsp-9"],
+        capture_output=True,
+        text=True,
+        env={**ENV, "PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "no bundled policy named 'rsp-9'" in proc.stderr and "anthropic-rsp-2.2" in proc.stderr
+
+
+def test_diff_lists_changed_values_and_whole_items(tmp_path: Path) -> None:
+    out = run("diff", "anthropic-rsp-2.2", "gdm-fsf-1")
+    assert "evaluation.every" in out and "capabilities[cbrn]" in out and "(absent)" in out
+    assert "differences" in out
+    changed = tmp_path / "demo-3x.yaml"
+    changed.write_text(bundled_text("demo").replace("every: 2x", "every: 3x"), encoding="utf-8")
+    out = run("diff", "demo", str(changed))
+    assert "evaluation.every" in out and "1 difference " in out
+    assert "identical policies" in run("diff", "demo", "demo")
