@@ -72,15 +72,11 @@ class Lab:
             return led.size
 
 
-def make_lab(tmp_path: Path, run: object) -> Lab:
-    """A ledger made through the CLI (``run``: in-process or the real script): keys, init,
-    register-key."""
+@pytest.fixture
+def lab(tmp_path: Path) -> Lab:
+    """A ledger made through the CLI: keys new (log, root, trainer), init, register-key."""
 
     def go(*args: str) -> str:
-        if run is real:
-            res = real(*args, cwd=tmp_path, env={"SCALEGATE_LEDGER": "lab.db"})
-            assert res.returncode == 0, res.stderr
-            return res.stdout
         r = cli(*args)
         assert r.code == 0, r.err
         return r.out
@@ -97,11 +93,6 @@ def make_lab(tmp_path: Path, run: object) -> Lab:
     assert "entry 0" in out
     return Lab(tmp_path, tmp_path / "lab.db", VerifierKey.parse(log_vkey),
                SigningKey.load(tmp_path / "t.key"))
-
-
-@pytest.fixture
-def lab(tmp_path: Path) -> Lab:
-    return make_lab(tmp_path, cli)
 
 
 def test_the_whole_tour_through_the_console_script(lab: Lab) -> None:

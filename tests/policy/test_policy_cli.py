@@ -59,6 +59,16 @@ def test_check_accepts_a_good_file(tmp_path: Path) -> None:
     assert out.startswith("ok") and load_policy("demo").digest() in out
 
 
+def test_policy_text_is_shown_literally_not_as_markup(tmp_path: Path) -> None:
+    path = tmp_path / "lab.yaml"
+    text = bundled_text("demo").replace("title: scalegate demo policy", 'title: "Lab [bold]policy"')
+    path.write_text(
+        text.replace("recipient: demo regulator", 'recipient: "[internal] desk"'), encoding="utf-8"
+    )
+    out = run("explain", str(path))
+    assert "Lab [bold]policy" in out and "[internal] desk" in out
+
+
 def test_check_lists_every_error_and_exits_1(tmp_path: Path) -> None:
     good = tmp_path / "good.yaml"
     good.write_text(bundled_text("demo"), encoding="utf-8")

@@ -38,7 +38,10 @@ def verify_stored_checkpoints(
         rep.count("checkpoints")
         where = f"the stored checkpoint of size {size_col}"
         try:
-            sigs = parse_note(note)[1]
+            text, sigs = parse_note(note)
+            if text + "\n" + "".join(s.line() for s in sigs) != note:
+                raise NoteError("the note is not in canonical form (a signature line's "
+                                "base64 was re-encoded)")
             if not any(s.name == log.name and s.key_id == log.key_id for s in sigs):
                 untrusted.append(size_col)
                 out.append(StoredCheckpoint(size_col, root_col, note, valid=False))

@@ -56,6 +56,8 @@ CLOCK_SKEW = timedelta(minutes=5)
 _CHUNK = 1 << TreeAudit.CHUNK_LEVEL
 
 _GROUPS = {
+    "tree recomputed from the entries": ("entry-missing", "leaf-hash", "tree-node"),
+    "checkpoints agree with the tree": ("tree-root", "log-truncated"),
     "envelopes and signatures": ("envelope-malformed", "statement-malformed", "bad-signature"),
     "signers registered, valid and not revoked": (
         "untrusted-root", "key-refused", "unregistered-signer", "revoked-signer",
@@ -182,7 +184,7 @@ class _LogAudit:
         roots = {s: tree.root(s) for s in sizes if s <= n}
         rep.root_hash = roots[n].hex() if tree.complete else None
         anchor = self._compare_checkpoints(stored, roots, n)
-        consistent = self._compare_seen(seen, roots, n, use_state)
+        consistent = self._compare_seen(seen, roots, n, use_state, anchor)
         self._witness_times(stored)
         self._summarise(n, anchor)
         if use_state and anchor is not None and consistent and tree.complete \
@@ -443,7 +445,7 @@ class _LogAudit:
         return anchor
 
     def _compare_seen(self, seen: list[SeenCheckpoint], roots: dict[int, bytes], n: int,
-                      use_state: bool) -> bool:
+                      use_state: bool, anchor: StoredCheckpoint | None) -> bool:
         rep = self.report
         ok = True
         for c in seen:
@@ -457,6 +459,12 @@ class _LogAudit:
                 rep.violation("split-view", f"the log's tree at size {c.size} is not the one "
                               f"this auditor accepted on {c.seen_at}: history was rewritten or "
                               "this auditor is shown a different log.", checkpoint_size=c.size)
+        if anchor is not None and seen and seen[-1].size > anchor.size:
+            ok = False
+            rep.violation("stale-checkpoint", f"the log's latest witnessed checkpoint has size "
+                          f"{anchor.size}, but this auditor accepted one of size {seen[-1].size} "
+                          f"on {seen[-1].seen_at}: the log serves a stale or rolled-back view.",
+                          checkpoint_size=anchor.size)
         if use_state:
             rep.check("consistent with checkpoints seen before", ok,
                       f"{len(seen)} checkpoint(s) remembered" + (
@@ -476,14 +484,25 @@ class _LogAudit:
                     f"{_iso(cosigned)}: the log's times are wrong.", checkpoint_size=c.size)
 
     def _summarise(self, n: int, anchor: StoredCheckpoint | None) -> None:
-        rep = self.report
-        counts = rep.violation_counts
+        rep, c = self.report, self.report.counts
+        c["runs"] = len(self.run_orgs)
+        holds = {
+            "tree recomputed from the entries": f"{n} leaves and {c.get('nodes', 0)} stored "
+            f"nodes agree; root {rep.root_hash or '?'}",
+            "checkpoints agree with the tree": "every signed checkpoint's root is the "
+            "recomputed root at its size",
+            "envelopes and signatures": f"{c.get('entries', 0)} envelopes, "
+            f"{c.get('signatures', 0)} valid signatures",
+            "signers registered, valid and not revoked": f"{c.get('keys registered', 0)} "
+            f"key(s) registered by trusted roots, {c.get('keys revoked', 0)} revoked",
+            "roles and organisations": f"{len(self.trust.roles)} role rule(s), "
+            f"{c['runs']} run(s)",
+            "derived columns (kind, run, signer)": "agree with the entries",
+            "entry times": "never go back, never after a witness cosigned them",
+        }
         for name, kinds in _GROUPS.items():
-            bad = sum(counts.get(k, 0) for k in kinds)
-            rep.check(name, bad == 0, f"{rep.counts.get('entries', 0)} entries, "
-                      f"{rep.counts.get('signatures', 0)} signatures" if not bad
-                      else f"{bad} violation(s)")
-        rep.counts["runs"] = len(self.run_orgs)
+            bad = sum(rep.violation_counts.get(k, 0) for k in kinds)
+            rep.check(name, bad == 0, holds[name] if not bad else f"{bad} violation(s)")
 
 
 def _iso(t: datetime) -> str:

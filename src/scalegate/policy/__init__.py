@@ -10,6 +10,7 @@ from scalegate.errors import PolicyError
 from scalegate.policy.library import bundled_policies, bundled_text, load_policy
 from scalegate.policy.loader import load_policy_file, parse_policy, policy_from_data
 from scalegate.policy.schema import (
+    SCHEMA_VERSION,
     Capability,
     Compute,
     ComputeThreshold,
@@ -32,6 +33,7 @@ from scalegate.policy.schema import (
 )
 
 __all__ = [
+    "SCHEMA_VERSION",
     "Capability",
     "Compute",
     "ComputeThreshold",

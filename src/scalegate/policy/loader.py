@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from scalegate.errors import PolicyError
 from scalegate.policy._references import dotted
-from scalegate.policy.schema import Policy, ReferenceProblems
+from scalegate.policy.schema import Policy, _ReferenceProblems
 
 # libyaml's parser when PyYAML was built with it (15x faster); same nodes, same marks.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -261,7 +261,7 @@ def _validate(data: Any, doc: _Document) -> Policy:
                 pos = doc.locate(path, key=err["type"] == "extra_forbidden")
             doc.problem(pos, path, _message(err, path))
         raise _fail(doc) from None
-    except ReferenceProblems as exc:
+    except _ReferenceProblems as exc:
         for path, msg in exc.paths:
             doc.problem(doc.locate(path), path, msg)
         raise _fail(doc) from None

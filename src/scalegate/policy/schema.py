@@ -414,7 +414,7 @@ class Source(_Model):
 # --- the policy -----------------------------------------------------------------------------
 
 
-class ReferenceProblems(PolicyError):
+class _ReferenceProblems(PolicyError):
     """A policy names a regime, safeguard or role it does not define; ``paths`` locate each."""
 
     def __init__(self, paths: list[tuple[tuple[Any, ...], str]]) -> None:
@@ -451,7 +451,7 @@ class Policy(_Model):
 
         problems = reference_problems(self)
         if problems:
-            raise ReferenceProblems(problems)
+            raise _ReferenceProblems(problems)
         return self
 
     # -- helpers used by the gate, the supervisor and the CLI --

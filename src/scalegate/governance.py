@@ -1,0 +1,198 @@
+"""The people side of a pause: attest a safeguard, approve a resumption, resume.
+
+Each call signs one statement with the caller's own key and appends it; the gate's
+:func:`~scalegate.gate.resumption` decides whether a resumption is allowed and, if
+not, the :class:`~scalegate.errors.RunPaused` it raises lists exactly what is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from scalegate.errors import RunError, RunPaused
+from scalegate.gate import resumption
+from scalegate.ledger.keys import SigningKey
+from scalegate.ledger.log import AppendResult, Ledger
+from scalegate.ledger.statements import (
+    ApprovalPredicate,
+    AttestationPredicate,
+    Ref,
+    ResumePredicate,
+    now_utc,
+    sign_statement,
+)
+from scalegate.policy import Policy
+from scalegate.runs import policy_of_run, require_run
+
+Clock = Callable[[], datetime]
+
+
+def _ref(result: AppendResult) -> Ref:
+    return Ref(index=result.index, leaf_hash=result.leaf_hash.hex())
+
+
+def evidence_digest(evidence: str | Path | bytes | None) -> str | None:
+    """SHA-256 (hex) of an evidence file or bytes; None when there is no evidence."""
+    if evidence is None:
+        return None
+    if isinstance(evidence, bytes):
+        return hashlib.sha256(evidence).hexdigest()
+    path = Path(evidence)
+    if not path.is_file():
+        raise RunError(f"evidence file {path} does not exist", hint="Pass an existing file.")
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def attest(
+    ledger: Ledger,
+    key: SigningKey,
+    safeguard: str,
+    *,
+    policy: Policy | None = None,
+    run_id: str | None = None,
+    evidence: str | Path | bytes | None = None,
+    evidence_uri: str | None = None,
+    valid_for: timedelta | None = None,
+    now: datetime | None = None,
+) -> Ref:
+    """Attest that ``safeguard`` is in place, signed by ``key`` (e.g. the CISO's).
+
+    Organisation-wide unless ``run_id`` is given. With a policy, the safeguard must be
+    one it names, and ``valid_for`` defaults to the safeguard's maximum age.
+    """
+    now = now or now_utc()
+    if run_id is not None and policy is None:
+        policy = policy_of_run(ledger, require_run(ledger, run_id))
+    if policy is not None:
+        known = {s.id: s for s in policy.safeguards}
+        if safeguard not in known:
+            raise RunError(
+                f"policy {policy.id} has no safeguard {safeguard!r}.",
+                hint=f"Its safeguards are: {', '.join(known) or 'none'}.",
+            )
+        if valid_for is None:
+            valid_for = known[safeguard].max_age
+    pred = AttestationPredicate(
+        safeguard=safeguard,
+        scope="run" if run_id else "org",
+        org=key.name.split("/", 1)[0],
+        run_id=run_id,
+        evidence_digest=evidence_digest(evidence),
+        evidence_uri=evidence_uri,
+        valid_from=now,
+        valid_until=now + valid_for if valid_for else None,
+    )
+    return _ref(ledger.append(sign_statement(pred, key)))
+
+
+def approve(
+    ledger: Ledger,
+    key: SigningKey,
+    run_id: str,
+    rationale: str,
+    *,
+    role: str | None = None,
+    ceiling: float | str | None = None,
+    now: datetime | None = None,
+) -> Ref:
+    """Approve resuming the run's active pause in one of the signer's governance roles.
+
+    ``ceiling`` caps the resumed run: an absolute effective FLOP figure, or ``"2x"`` for
+    twice the effective compute at the pause.
+    """
+    now = now or now_utc()
+    state = require_run(ledger, run_id)
+    pause = state.active_pause
+    if pause is None:
+        raise RunError(f"run {run_id!r} is not paused; there is nothing to approve.")
+    policy = policy_of_run(ledger, state)
+    role = _approver_role(ledger, key, policy, role)
+    pred = ApprovalPredicate(
+        run_id=run_id,
+        pause=pause.ref,
+        role=role,
+        rationale=rationale,
+        ceiling_flop=_ceiling(ceiling, pause.predicate.effective_flop),
+        at=now,
+    )
+    return _ref(ledger.append(sign_statement(pred, key)))
+
+
+def _approver_role(ledger: Ledger, key: SigningKey, policy: Policy, role: str | None) -> str:
+    reg = ledger.registry().get(key.vkey.keyid)
+    held = tuple(reg.roles) if reg else ()
+    quorum_roles = {r for clause in policy.governance.resumption.quorum for r in clause.any_of}
+    if role is None:
+        usable = [r for r in held if r in quorum_roles]
+        if len(usable) != 1:
+            raise RunError(
+                f"cannot tell in which role {key.name} approves (registered roles: "
+                f"{', '.join(held) or 'none'}; the quorum needs: {', '.join(sorted(quorum_roles))}).",
+                hint="Pass --role.",
+            )
+        return usable[0]
+    if role not in held:
+        raise RunError(
+            f"{key.name} is not registered with role {role!r} (it holds: "
+            f"{', '.join(held) or 'none'}).",
+            hint="Register the key with that role (`scalegate ledger register-key`), or "
+            "approve with the key of someone who holds it.",
+        )
+    return role
+
+
+def _ceiling(ceiling: float | str | None, at_pause: float) -> float | None:
+    if ceiling is None:
+        return None
+    from scalegate.units import parse_quantity, parse_ratio
+
+    text = str(ceiling).strip()
+    try:
+        if text.endswith(("x", "×")):
+            return parse_ratio(text) * at_pause
+        return parse_quantity(text)
+    except ValueError as exc:
+        raise RunError(f"ceiling {ceiling!r}: {exc}", hint="Write e.g. 2x or 3e21.") from None
+
+
+def resume(
+    ledger: Ledger,
+    key: SigningKey,
+    run_id: str,
+    *,
+    policy: Policy | None = None,
+    now: datetime | None = None,
+) -> Ref:
+    """Lift the run's active pause if the gate allows it; return the ``resume`` entry.
+
+    Records the gate's decision for the resumption, then the ``resume`` statement citing
+    the pause, the quorum's approvals, that decision and the paused checkpoint. Raises
+    :class:`RunPaused` listing what is missing otherwise.
+    """
+    now = now or now_utc()
+    state = require_run(ledger, run_id)
+    if state.active_pause is None:
+        raise RunError(f"run {run_id!r} is not paused; there is nothing to resume.")
+    policy = policy or policy_of_run(ledger, state)
+    res = resumption(policy, state, now=now)
+    if not res.may_resume or res.decision is None or res.checkpoint is None:
+        missing = res.missing_messages()
+        raise RunPaused(
+            f"run {run_id!r} may not resume yet; missing: " + "; ".join(missing) + ".",
+            missing=missing,
+        )
+    (decision,) = ledger.append_many([sign_statement(res.decision.to_predicate(), key)])
+    assert res.pause is not None
+    pred = ResumePredicate(
+        run_id=run_id,
+        pause=res.pause,
+        approvals=res.approvals,
+        decision=_ref(decision),
+        checkpoint=res.checkpoint,
+        ceiling_flop=res.ceiling_flop,
+        at=now,
+    )
+    return _ref(ledger.append(sign_statement(pred, key)))

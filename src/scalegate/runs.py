@@ -1,0 +1,102 @@
+"""Runs as the ledger records them: read a run's entries, fold its state, find its policy.
+
+This is the bridge between the log (entries, signers, the key registry) and the pure
+fold in :mod:`scalegate.state`: each entry is given to the fold with its signer's key
+name and the roles that key was registered with, so the gate can check who attested
+and who approved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from scalegate.errors import RunError
+from scalegate.ledger.log import Ledger, LogEntry
+from scalegate.ledger.registry import KeyRegistry
+from scalegate.ledger.statements import PolicyPredicate, Ref, RunPredicate
+from scalegate.policy import Policy, parse_policy
+from scalegate.state import Entry, RunState, fold
+
+
+def ref_of(entry: LogEntry) -> Ref:
+    """The ``{index, leaf_hash}`` reference of a stored entry."""
+    return Ref(index=entry.index, leaf_hash=entry.leaf_hash.hex())
+
+
+def to_entries(log_entries: Iterable[LogEntry], registry: KeyRegistry) -> list[Entry]:
+    """Log entries as the fold wants them: ref, statement, signer name and roles."""
+    out = []
+    for e in log_entries:
+        reg = registry.get(e.signer)
+        out.append(
+            Entry(
+                ref=ref_of(e),
+                statement=e.statement,
+                signer=reg.vkey.name if reg else e.signer.split("+", 1)[0],
+                roles=tuple(reg.roles) if reg else (),
+            )
+        )
+    return out
+
+
+def run_log_entries(ledger: Ledger, run_id: str) -> list[LogEntry]:
+    """Every entry that concerns ``run_id``, plus organisation-wide attestations, in order."""
+    own = ledger.entries(run_id=run_id)
+    org_wide = [e for e in ledger.entries(kind="attestation") if e.run_id is None]
+    return sorted(own + org_wide, key=lambda e: e.index)
+
+
+def load_state(ledger: Ledger, run_id: str) -> RunState:
+    """Fold everything the ledger says about ``run_id``."""
+    entries = to_entries(run_log_entries(ledger, run_id), ledger.registry())
+    return fold(entries, run_id=run_id)
+
+
+def require_run(ledger: Ledger, run_id: str) -> RunState:
+    """The state of a registered run; :class:`RunError` naming the known runs otherwise."""
+    state = load_state(ledger, run_id)
+    if state.run is None:
+        known = ", ".join(list_runs(ledger)) or "none yet"
+        raise RunError(
+            f"run {run_id!r} is not registered in ledger {ledger.path} (runs: {known}).",
+            hint="Check the run id (`scalegate runs`), or the ledger path (--ledger).",
+        )
+    return state
+
+
+def list_runs(ledger: Ledger) -> list[str]:
+    """Run ids registered in the ledger, in the order they were registered."""
+    return [e.run_id for e in ledger.entries(kind="run") if e.run_id]
+
+
+def policy_entry(ledger: Ledger, digest: str) -> LogEntry | None:
+    """The ``policy`` statement publishing the policy with this digest, if logged."""
+    for e in ledger.entries(kind="policy"):
+        pred = e.statement.predicate
+        if isinstance(pred, PolicyPredicate) and pred.digest == digest:
+            return e
+    return None
+
+
+def policy_of_run(ledger: Ledger, state: RunState) -> Policy:
+    """The policy a run is under, from the ``policy`` statement its ``run`` statement cites."""
+    if state.run is None:
+        raise RunError("the run is not registered, so it has no policy")
+    run: RunPredicate = state.run.predicate
+    entry = policy_entry(ledger, run.policy.digest)
+    if entry is None:
+        raise RunError(
+            f"run {run.run_id!r} cites policy {run.policy.id} (digest {run.policy.digest[:12]}…) "
+            "but the ledger holds no policy statement with that digest.",
+            hint="Pass the policy explicitly with --policy.",
+        )
+    pred = entry.statement.predicate
+    assert isinstance(pred, PolicyPredicate)
+    policy = parse_policy(pred.document, source=f"ledger entry #{entry.index}")
+    if policy.digest() != run.policy.digest:
+        raise RunError(
+            f"the policy document in entry #{entry.index} does not hash to the digest the run "
+            "cites; the ledger is inconsistent.",
+            hint="Run `scalegate verify` on this ledger.",
+        )
+    return policy

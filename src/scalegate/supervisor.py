@@ -1,0 +1,442 @@
+"""A training run under a policy: count compute, evaluate at milestones, pause by itself.
+
+>>> sup = Supervisor.open("run-1", policy, ledger, trainer_key, model=model, evaluator=suite)
+>>> for batch in loader:
+...     loss = step(model, batch)
+...     decision = sup.step(tokens=n_tokens(batch), batch=batch)
+...     if decision.verdict == "pause":
+...         break                      # the checkpoint is saved and the pause declared
+
+The hot path of :meth:`Supervisor.step` is a few additions and comparisons: FLOP per
+input signature is measured once and cached; the gate is consulted only when compute
+reaches the next point where its answer can change (an evaluation milestone, a compute
+threshold, a resumption ceiling) or when ``check_interval`` seconds have passed (for
+calendar rules); ``compute`` statements are appended every ``compute_every`` steps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from scalegate.compute.account import ComputeAccount
+from scalegate.errors import LedgerUnavailable, RunError, RunPaused
+from scalegate.gate import Decision, decide, resumption
+from scalegate.ledger.keys import SigningKey
+from scalegate.ledger.log import AppendResult, Ledger
+from scalegate.ledger.statements import (
+    CheckpointPredicate,
+    ComputePredicate,
+    EvalPredicate,
+    PausePredicate,
+    PolicyPredicate,
+    PolicyRef,
+    Predicate,
+    Reason,
+    Ref,
+    RunPredicate,
+    make_statement,
+    now_utc,
+    sign_statement,
+)
+from scalegate.manifest import manifest_of
+from scalegate.policy import Policy
+from scalegate.runs import load_state, policy_entry, ref_of
+from scalegate.state import Entry, RunState, fold
+
+Clock = Callable[[], datetime]
+SaveCheckpoint = Callable[[int], "str | Path"]
+
+
+def _ref(result: AppendResult) -> Ref:
+    return Ref(index=result.index, leaf_hash=result.leaf_hash.hex())
+
+
+def paused_error(run_id: str, policy: Policy, state: RunState, now: datetime) -> RunPaused:
+    """The :class:`RunPaused` for a paused run, listing exactly what a resumption lacks."""
+    res = resumption(policy, state, now=now)
+    pause = state.active_pause
+    where = f"paused by entry #{pause.index} at step {pause.predicate.step}" if pause else "paused"
+    if res.may_resume:
+        missing = ["a `resume` statement: run `scalegate resume " + run_id + "`"]
+    else:
+        missing = res.missing_messages()
+    return RunPaused(
+        f"run {run_id!r} is {where}; it may not train until the ledger holds: "
+        + "; ".join(missing) + ".",
+        missing=missing,
+    )
+
+
+class Supervisor:
+    """Supervises one training run under a policy, recording everything in the ledger.
+
+    Create it with :meth:`open`. ``step`` returns the gate's current :class:`Decision`;
+    on ``pause`` the supervisor has already saved the checkpoint (through
+    ``save_checkpoint`` or the model's ``state_dict``) and declared the pause, and every
+    later ``step`` raises :class:`RunPaused`.
+    """
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        policy: Policy,
+        ledger: Ledger,
+        key: SigningKey,
+        state: RunState,
+        evaluator: Any = None,
+        model: Any = None,
+        save_checkpoint: SaveCheckpoint | None = None,
+        checkpoint_dir: Path,
+        compute_every: int,
+        check_interval: float,
+        on_ledger_error: Literal["raise", "pause"],
+        clock: Clock,
+        flop_per_token: float | None,
+        loss_fn: Any = None,
+    ) -> None:
+        self.run_id, self.policy, self.ledger, self.key = run_id, policy, ledger, key
+        self.evaluator, self.model = evaluator, model
+        self._save = save_checkpoint
+        self.checkpoint_dir = checkpoint_dir
+        self.compute_every, self.check_interval = compute_every, check_interval
+        self.on_ledger_error = on_ledger_error
+        self._clock = clock
+        self._flop_per_token = flop_per_token
+        self._loss_fn = loss_fn
+        self._counter: Any = None
+        reg = ledger.registry().get(key.vkey.keyid)
+        self._roles: tuple[str, ...] = tuple(reg.roles) if reg else ()
+        self.state = state
+        self.account = ComputeAccount.for_policy(policy)
+        self._restore_account(state)
+        self._raw = sum(self.account.by_phase().values())
+        self._since_record = 0
+        self._next_check_raw = 0.0  # consult the gate on the first step
+        self._next_check_time = 0.0
+        self.decision: Decision | None = state_decision(state)
+        self.paused = False
+
+    # --- opening -------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        run_id: str,
+        policy: Policy,
+        ledger: Ledger,
+        key: SigningKey,
+        *,
+        evaluator: Any = None,
+        model: Any = None,
+        planned: float | None = None,
+        planned_tokens: float | None = None,
+        org: str | None = None,
+        model_name: str | None = None,
+        save_checkpoint: SaveCheckpoint | None = None,
+        checkpoint_dir: str | Path = "checkpoints",
+        compute_every: int = 100,
+        check_interval: float = 30.0,
+        on_ledger_error: Literal["raise", "pause"] = "raise",
+        clock: Clock | None = None,
+        flop_per_token: float | None = None,
+        loss_fn: Any = None,
+    ) -> Supervisor:
+        """Register ``run_id`` under ``policy`` (signed ``policy`` + ``run`` statements) or
+        reopen it. Reopening a paused run that has no valid resumption raises
+        :class:`RunPaused` listing what is missing; reopening under a different policy
+        raises :class:`RunError`.
+
+        ``planned`` is the planned total FLOP (it triggers ``planned`` thresholds, e.g. the
+        EU notification, before they are reached). FLOP per step comes from the caller's
+        ``flop=``, else the compute counter on ``batch=`` when ``model`` is given (measured
+        once per input signature), else ``flop_per_token`` or 6·N per token.
+        """
+        clock = clock or now_utc
+        if compute_every < 1:
+            raise RunError(f"compute_every must be at least 1, got {compute_every}")
+        state = load_state(ledger, run_id)
+        if state.run is None:
+            state = _register(ledger, key, run_id, policy, clock(), org=org,
+                              model_name=model_name, planned=planned, planned_tokens=planned_tokens)
+        elif state.run.predicate.policy.digest != policy.digest():
+            cited = state.run.predicate.policy
+            raise RunError(
+                f"run {run_id!r} was registered under policy {cited.id} {cited.version} "
+                f"(digest {cited.digest[:12]}…), not {policy.id} {policy.version} "
+                f"(digest {policy.digest()[:12]}…).",
+                hint="Open it with the policy it was registered under, or start a new run id.",
+            )
+        if state.active_pause is not None:
+            raise paused_error(run_id, policy, state, clock())
+        return cls(
+            run_id=run_id, policy=policy, ledger=ledger, key=key, state=state,
+            evaluator=evaluator, model=model, save_checkpoint=save_checkpoint,
+            checkpoint_dir=Path(checkpoint_dir), compute_every=compute_every,
+            check_interval=check_interval, on_ledger_error=on_ledger_error, clock=clock,
+            flop_per_token=flop_per_token, loss_fn=loss_fn,
+        )
+
+    def _restore_account(self, state: RunState) -> None:
+        last = state.latest_compute
+        if last is None:
+            return
+        p = last.predicate
+        for phase, flop in p.flop_by_phase.items():
+            self.account.add(flop, phase, method=p.method if p.method else "measured")
+        self.account.tokens = p.tokens
+        self.account.steps = p.step
+
+    # --- the loop ------------------------------------------------------------------------
+
+    @property
+    def step_index(self) -> int:
+        """Steps accounted so far (across reopenings)."""
+        return self.account.steps
+
+    @property
+    def effective_flop(self) -> float:
+        """Effective compute so far, as the policy defines it."""
+        return self.account.effective()
+
+    def step(
+        self,
+        tokens: float,
+        flop: float | None = None,
+        phase: str = "pretraining",
+        batch: Any = None,
+    ) -> Decision:
+        """Account one optimizer step and return the gate's current decision.
+
+        Consults the gate (and runs due evaluations, and declares a pause) only at
+        milestones; otherwise this is a dictionary look-up and a few additions.
+        """
+        if self.paused:
+            raise paused_error(self.run_id, self.policy, self.state, self._clock())
+        method, flop_now, recompute = self._flop_of(tokens, flop, batch)
+        self.account.add(flop_now, phase, method=method, tokens=tokens, steps=1)
+        if recompute:
+            self.account.add(recompute, "recomputation", method=method)
+        self._raw += flop_now
+        self._since_record += 1
+        try:
+            if self._raw * self.account.multiplier >= self._next_check_raw or (
+                time.monotonic() >= self._next_check_time
+            ):
+                return self.decide_now()
+            if self._since_record >= self.compute_every:
+                self._append([self._compute_predicate()])
+        except LedgerUnavailable:
+            if self.on_ledger_error == "raise":
+                raise
+        assert self.decision is not None
+        return self.decision
+
+    def _flop_of(self, tokens: float, flop: float | None, batch: Any) -> tuple[str, float, float]:
+        if flop is not None:
+            return "declared", float(flop), 0.0
+        if self.model is not None and batch is not None:
+            if self._counter is None:
+                from scalegate.compute.counter import StepCounter
+
+                self._counter = StepCounter(self.model, loss_fn=self._loss_fn)
+            f = self._counter.flop(batch)
+            return "measured", f.model_flop, f.recomputation
+        if self._flop_per_token is None:
+            if self.model is None:
+                raise RunError(
+                    "step() needs flop=..., or a model (with batch=... for measured counts), "
+                    "or flop_per_token at open().",
+                )
+            n = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+            self._flop_per_token = 6.0 * n
+        return "architecture", self._flop_per_token * tokens, 0.0
+
+    # --- milestones ----------------------------------------------------------------------
+
+    def decide_now(self) -> Decision:
+        """Record compute, consult the gate, run due evaluations, declare a pause if needed."""
+        now = self._clock()
+        self._append([self._compute_predicate()])
+        decision = decide(self.policy, self.state, now)
+        if decision.verdict == "evaluate" and self.evaluator is not None:
+            self._evaluate(decision)
+            decision = decide(self.policy, self.state, self._clock())
+        self._append([decision.to_predicate()])
+        self.decision = decision
+        if decision.verdict == "pause":
+            self._declare_pause(decision)
+        self._schedule(decision)
+        return decision
+
+    def _schedule(self, decision: Decision) -> None:
+        lines = [decision.next_eval_at_flop, decision.ceiling_flop]
+        mult = self.account.multiplier
+        for t in self.policy.compute.thresholds:
+            total = self.account.total(t.regime) if t.regime in self.account.regimes else 0.0
+            if total < t.flop:
+                lines.append((self._raw + (t.flop - total)) * mult)
+        upcoming = [x for x in lines if x is not None and x > self._raw * mult]
+        self._next_check_raw = min(upcoming) if upcoming else math.inf
+        self._next_check_time = time.monotonic() + self.check_interval
+
+    def _evaluate(self, decision: Decision) -> None:
+        from scalegate.evals import EvalContext, Suite
+
+        suite = self.evaluator if isinstance(self.evaluator, Suite) else Suite(self.evaluator)
+        ctx = EvalContext(
+            run_id=self.run_id,
+            step=self.step_index,
+            effective_flop=self.effective_flop,
+            checkpoint=self._weights_digest(),
+            log_dir=self.checkpoint_dir / "eval-logs",
+            seed=self.step_index,
+        )
+        results = suite.run(self.model, ctx)
+        preds = [
+            EvalPredicate(
+                run_id=self.run_id, evaluation_id=r.evaluation_id, capability=r.capability,
+                metric=r.metric, value=r.value, stderr=r.stderr, n=r.n,
+                elicitation=r.elicitation, harness=r.harness, step=ctx.step,
+                effective_flop=ctx.effective_flop, checkpoint_digest=ctx.checkpoint,
+                log_digest=r.log_digest, status=r.status, error=r.error, at=r.completed_at,
+            )
+            for r in results
+        ]
+        self._append(preds)
+
+    def _weights_digest(self) -> str | None:
+        if self.model is None or not hasattr(self.model, "state_dict"):
+            return None
+        h = hashlib.sha256()
+        for name, tensor in sorted(self.model.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+
+    def _declare_pause(self, decision: Decision) -> None:
+        assert self.state.decisions, "the decision was appended before the pause"
+        decision_ref = self.state.decisions[-1].ref
+        path = self._save_checkpoint()
+        m = manifest_of(path)
+        now = self._clock()
+        (ck,) = self._append([
+            CheckpointPredicate(
+                run_id=self.run_id, step=self.step_index, digest=m.digest, manifest=m.files,
+                effective_flop=self.effective_flop, uri=str(path), at=now,
+            )
+        ])
+        summary = "; ".join(r.message for r in decision.reasons) or "the gate required a pause"
+        self._append([
+            PausePredicate(
+                run_id=self.run_id, decision=decision_ref, checkpoint=_ref(ck),
+                step=self.step_index, effective_flop=self.effective_flop,
+                public_statement=f"Training of run {self.run_id} is paused: {summary}",
+                at=now,
+            )
+        ])
+        self.paused = True
+
+    def _save_checkpoint(self) -> Path:
+        if self._save is not None:
+            return Path(self._save(self.step_index))
+        if self.model is None:
+            raise RunError(
+                "the run must pause but has no way to save a checkpoint.",
+                hint="Pass model=... or save_checkpoint=... to Supervisor.open().",
+            )
+        import torch
+
+        path = self.checkpoint_dir / f"{self.run_id}-step{self.step_index}"
+        path.mkdir(parents=True, exist_ok=True)
+        torch.save(self.model.state_dict(), path / "model.pt")
+        return path
+
+    # --- the ledger ----------------------------------------------------------------------
+
+    def _compute_predicate(self) -> ComputePredicate:
+        self._since_record = 0
+        acc = self.account
+        return ComputePredicate(
+            run_id=self.run_id, step=acc.steps, tokens=acc.tokens,
+            flop_by_phase=acc.by_phase(), totals=acc.totals(), effective_flop=acc.effective(),
+            method=acc.method, at=self._clock(),
+        )
+
+    def _append(self, predicates: Sequence[Predicate]) -> list[AppendResult]:
+        """Sign and append in one durable batch, then fold what was written (fail closed)."""
+        statements = [make_statement(p) for p in predicates]
+        envelopes = [sign_statement(s, self.key) for s in statements]
+        try:
+            results = self.ledger.append_many(envelopes)
+        except Exception as exc:  # any storage failure must stop training
+            self._ledger_failed(exc)
+            raise LedgerUnavailable(
+                f"could not write to ledger {self.ledger.path}: {exc} Training must not go on "
+                "unrecorded.",
+                hint="Fix the ledger (disk, permissions, key registration), then reopen the run.",
+            ) from exc
+        entries = [
+            Entry(ref=_ref(r), statement=s, signer=self.key.name, roles=self._roles)
+            for r, s in zip(results, statements, strict=True)
+        ]
+        self.state = fold(entries, run_id=self.run_id, into=self.state)
+        return results
+
+    def _ledger_failed(self, exc: BaseException) -> None:
+        self.paused = True
+        self.decision = Decision(
+            verdict="pause",
+            reasons=[Reason(rule="ledger-unavailable", message=f"the ledger could not be "
+                            f"written: {exc}")],
+            run_id=self.run_id, step=self.step_index,
+            effective_flop=self.effective_flop, at=self._clock(),
+        )
+
+    def flush(self) -> None:
+        """Record the current compute now (e.g. at the end of training)."""
+        if self._since_record:
+            self._append([self._compute_predicate()])
+
+
+def state_decision(state: RunState) -> Decision | None:
+    """The last recorded decision of a run, as a :class:`Decision` (None if there is none)."""
+    if not state.decisions:
+        return None
+    d = state.decisions[-1].predicate
+    return Decision(
+        verdict=d.verdict, reasons=d.reasons, obligations=d.obligations,
+        next_eval_at_flop=d.next_eval_at_flop, ceiling_flop=d.ceiling_flop, run_id=d.run_id,
+        step=d.step, effective_flop=d.effective_flop, basis_size=d.basis_size, at=d.at,
+    )
+
+
+def _register(
+    ledger: Ledger, key: SigningKey, run_id: str, policy: Policy, now: datetime, *,
+    org: str | None, model_name: str | None, planned: float | None,
+    planned_tokens: float | None,
+) -> RunState:
+    """Append the policy document (once per digest) and the run statement."""
+    digest = policy.digest()
+    entry = policy_entry(ledger, digest)
+    if entry is None:
+        published = PolicyPredicate(
+            policy_id=policy.id, version=policy.version, digest=digest,
+            document=policy.document(),
+        )
+        policy_ref = _ref(ledger.append(sign_statement(published, key)))
+    else:
+        policy_ref = ref_of(entry)
+    run = RunPredicate(
+        run_id=run_id, org=org or key.name.split("/", 1)[0], model=model_name or "unnamed",
+        policy=PolicyRef(id=policy.id, version=policy.version, digest=digest, ref=policy_ref),
+        planned_flop=planned, planned_tokens=planned_tokens, started_at=now,
+    )
+    ledger.append(sign_statement(run, key))
+    return load_state(ledger, run_id)
