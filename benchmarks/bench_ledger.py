@@ -168,6 +168,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=2000, help="proofs timed per size")
     ap.add_argument("--workdir", type=Path, default=None, help="keep ledgers here (reused)")
     args = ap.parse_args()
+    args.appends = max(args.appends, 512)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="scalegate-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.2f}, work: {work}",

@@ -215,6 +215,11 @@ def test_mutated_bundled_data(name: str, data: st.DataObject) -> None:
         result = outcome(_dump(doc))
         # A typo is never silently ignored.
         assert isinstance(result, PolicyError)
-        assert any(f"unknown key {key!r}" in what for _, what in result.problems), result.problems
+        # Either an unknown key, or (in a mapping of names, e.g. regimes) a problem located
+        # at that key: never silently accepted.
+        assert any(
+            f"unknown key {key!r}" in what or where.endswith(key)
+            for where, what in result.problems
+        ), result.problems
         return
     outcome(_dump(doc))

@@ -9,7 +9,7 @@ from scalegate.audit.trust import TrustFile
 from scalegate.errors import NoteError
 from scalegate.ledger.checkpoint import open_checkpoint
 from scalegate.ledger.cosignature import cosignatures
-from scalegate.ledger.note import parse_note
+from scalegate.ledger.note import NoteSignature, Verifier, parse_note
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ def verify_stored_checkpoints(
 ) -> list[StoredCheckpoint]:
     """Check each stored ``(size, root, note, issued_at)`` row; report what is wrong."""
     log = trust.log_verifier
+    trusted = [log, *trust.witness_verifiers]
     out: list[StoredCheckpoint] = []
     untrusted: list[int] = []
     bad = 0
@@ -42,6 +43,7 @@ def verify_stored_checkpoints(
             if text + "\n" + "".join(s.line() for s in sigs) != note:
                 raise NoteError("the note is not in canonical form (a signature line's "
                                 "base64 was re-encoded)")
+            _check_lookalikes(sigs, trusted)
             if not any(s.name == log.name and s.key_id == log.key_id for s in sigs):
                 untrusted.append(size_col)
                 out.append(StoredCheckpoint(size_col, root_col, note, valid=False))
@@ -78,3 +80,20 @@ def verify_stored_checkpoints(
         detail += " (none is: is the trust file's log key this ledger's?)"
     rep.check("checkpoint signatures", bad == 0, detail, verifiable=bool(valid) or not out)
     return out
+
+
+def _check_lookalikes(sigs: list[NoteSignature], trusted: list[Verifier]) -> None:
+    """Refuse a signature line that matches a trusted key in name or key ID but not both.
+
+    Unknown signers are ignored by note verification, so an altered name or key ID
+    would silently turn a trusted signature into an ignored one; no honest line
+    looks like that (4-byte key IDs of distinct keys collide with odds of 2^-32).
+    """
+    names = {v.name: bytes(v.key_id) for v in trusted}
+    ids = {bytes(v.key_id): v.name for v in trusted}
+    for s in sigs:
+        if names.get(s.name, s.key_id) != s.key_id or ids.get(s.key_id, s.name) != s.name:
+            raise NoteError(
+                f"a signature line names {s.keyid}, which matches a trusted key "
+                f"({s.name if s.name in names else ids[s.key_id]}) in part only: it was altered"
+            )

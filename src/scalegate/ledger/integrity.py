@@ -17,10 +17,9 @@ an outside auditor pins its own instead (``scalegate verify``).
 from __future__ import annotations
 
 import collections
-import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -34,12 +33,12 @@ from scalegate.errors import (
     StatementError,
 )
 from scalegate.ledger import merkle
-from scalegate.ledger.envelope import Envelope, pae
+from scalegate.ledger.entry_check import Checked, check_entries, init_keys
+from scalegate.ledger.envelope import Envelope
 from scalegate.ledger.keys import VerifierKey
 from scalegate.ledger.registry import KEY_KINDS, KeyRegistry
 from scalegate.ledger.schema import EntryRow, parse_time
-from scalegate.ledger.signature_pool import check_signatures
-from scalegate.ledger.statements import STATEMENT_TYPE, kind_of, parse_statement
+from scalegate.ledger.statements import parse_statement
 
 if TYPE_CHECKING:
     from scalegate.ledger.log import Ledger
@@ -83,91 +82,6 @@ class IntegrityReport:
             self.problems.append(problem)
 
 
-# --- envelope checks (run in helper processes) ---------------------------------------------
-
-_ROOTS: dict[str, VerifierKey] = {}
-_CANDIDATES: dict[str, VerifierKey] = {}
-
-
-def _init_keys(roots: Sequence[str], candidates: Sequence[str]) -> None:
-    global _ROOTS, _CANDIDATES
-    _ROOTS = {k.keyid: k for k in map(VerifierKey.parse, roots)}
-    _CANDIDATES = {k.keyid: k for k in map(VerifierKey.parse, candidates)}
-
-
-_Checked = tuple[int, str | None, str, list[str], Any]  # idx, problem, kind, signer ids, predicate
-
-
-def _check_entries(
-    rows: Sequence[tuple[int, bytes, str, str | None]], full: bool
-) -> list[_Checked]:
-    """Decode, parse and signature-check entries; the registry fold happens in order later."""
-    out: list[_Checked] = []
-    todo: list[tuple[int, str, bytes, bytes, bytes]] = []  # (pos, keyid, public, message, sig)
-    for idx, data, kind_col, run_col in rows:
-        try:
-            env = Envelope.from_bytes(data, canonical=True)
-            payload = env.payload_bytes()
-            kind, run_id, predicate = _statement_facts(payload, full)
-            sigs = [(s.keyid, s.sig_bytes()) for s in env.signatures]
-        except (EnvelopeError, StatementError) as exc:
-            out.append((idx, f"entry {idx}: {exc.message}", kind_col, [], None))
-            continue
-        if kind != kind_col or run_id != run_col:
-            out.append((idx, f"entry {idx}: its indexed kind/run ({kind_col}, {run_col}) differ "
-                        f"from the statement's ({kind}, {run_id}).", kind, [], None))
-            continue
-        keys = _ROOTS if kind in KEY_KINDS else _CANDIDATES
-        message = pae(env.payloadType, payload)
-        for kid, sig in sigs:
-            key = keys.get(kid)
-            if key is not None:
-                todo.append((len(out), kid, key.public, message, sig))
-        out.append((idx, None, kind, [], predicate))
-    verdicts = check_signatures([(pub, msg, sig) for _, _, pub, msg, sig in todo])
-    for (pos, kid, _, _, _), ok in zip(todo, verdicts, strict=True):
-        idx, problem, kind, signers, predicate = out[pos]
-        if problem is not None:
-            continue
-        if not ok:
-            bad = f"entry {idx}: the signature by {kid} does not verify."
-            out[pos] = (idx, bad, kind, [], None)
-        elif kid not in signers:
-            signers.append(kid)
-    for pos, (idx, problem, kind, signers, _) in enumerate(out):
-        if problem is None and not signers:
-            out[pos] = (idx, f"entry {idx}: signed by no known key "
-                        f"({'not an organisation root' if kind in KEY_KINDS else 'unregistered'}).",
-                        kind, [], None)
-    return out
-
-
-def _statement_facts(payload: bytes, full: bool) -> tuple[str, str | None, Any]:
-    """``(kind, run_id, predicate-if-key-kind)``; ``full`` validates every predicate."""
-    if full:
-        st = parse_statement(payload)
-        return st.kind, st.run_id, st.predicate if st.kind in KEY_KINDS else None
-    try:
-        obj = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise StatementError(f"statement payload is not JSON: {exc}") from None
-    if not isinstance(obj, dict) or obj.get("_type") != STATEMENT_TYPE:
-        raise StatementError("payload is not an in-toto Statement v1")
-    ptype = obj.get("predicateType")
-    try:
-        kind = kind_of(ptype if isinstance(ptype, str) else "")
-    except ValueError:
-        raise StatementError(f"unknown predicateType {ptype!r}") from None
-    if kind in KEY_KINDS:
-        st = parse_statement(payload)
-        return st.kind, st.run_id, st.predicate
-    pred = obj.get("predicate")
-    if not isinstance(pred, dict):
-        raise StatementError("statement predicate is not an object")
-    run_id = pred.get("run_id")
-    return kind, run_id if isinstance(run_id, str) else None, None
-
-
 # --- the whole check --------------------------------------------------------------------------
 
 
@@ -175,7 +89,7 @@ def verify_ledger(
     ledger: Ledger,
     *,
     workers: int | None = None,
-    full: bool = True,
+    full: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> IntegrityReport:
     """Check everything in ``ledger`` (see the module docstring); never raises on findings.
@@ -222,13 +136,13 @@ def verify_ledger(
         pool = ProcessPoolExecutor(
             max_workers=workers,
             mp_context=multiprocessing.get_context(_START),
-            initializer=_init_keys,
+            initializer=init_keys,
             initargs=(roots, list(candidates.values())),
         )
     else:
-        _init_keys(roots, list(candidates.values()))
+        init_keys(roots, list(candidates.values()))
 
-    pending: collections.deque[tuple[list[EntryRow], Future[list[_Checked]] | list[_Checked]]]
+    pending: collections.deque[tuple[list[EntryRow], Future[list[Checked]] | list[Checked]]]
     pending = collections.deque()
     tops: list[bytes] = []  # recomputed level-CHUNK_LEVEL hashes, chunk by chunk
     try:
@@ -239,11 +153,11 @@ def verify_ledger(
                 tops.extend(_check_chunk_tree(store, conn, a, b, rows, report))
             slim = [(r.index, r.data, r.kind, r.run_id) for r in rows]
             if pool is not None:
-                pending.append((rows, pool.submit(_check_entries, slim, full)))
+                pending.append((rows, pool.submit(check_entries, slim, full)))
                 while len(pending) > 2 * workers:
                     _fold(*pending.popleft(), registry, report)
             else:
-                _fold(rows, _check_entries(slim, full), registry, report)
+                _fold(rows, check_entries(slim, full), registry, report)
             if progress:
                 progress(b, n)
         while pending:
@@ -271,12 +185,13 @@ def verify_ledger(
 
 def _fold(
     rows: list[EntryRow],
-    checked: Future[list[_Checked]] | list[_Checked],
+    checked: Future[list[Checked]] | list[Checked],
     registry: KeyRegistry,
     report: IntegrityReport,
 ) -> None:
     """Apply one chunk's envelope results to the registry, in index order."""
     results = checked.result() if isinstance(checked, Future) else checked
+    verifiers = registry.verifiers()
     for row, (idx, problem, kind, signer_ids, predicate) in zip(rows, results, strict=True):
         report.entries_checked += 1
         if problem is not None:
@@ -292,9 +207,9 @@ def _fold(
                     org = reg.org if reg else None
                 signer = next((s for s in signers if s.name.split("/", 1)[0] == org), signers[0])
                 registry.apply(idx, predicate, signer)
+                verifiers = registry.verifiers()
             else:
                 when = parse_time(row.appended_at)
-                verifiers = registry.verifiers()
                 signer = _standing_signer(signer_ids, verifiers, registry, when)
             if signer.keyid != row.signer:
                 report.add(f"entry {idx}: recorded signer {row.signer} is not the key that "

@@ -439,7 +439,7 @@ class Ledger:
         self,
         *,
         workers: int | None = None,
-        full: bool = True,
+        full: bool = False,
         progress: Callable[[int, int], None] | None = None,
     ) -> IntegrityReport:
         """Recompute the tree, check every checkpoint and envelope and re-fold the registry.

@@ -6,6 +6,7 @@ value so the loader can place it at its line.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -17,7 +18,12 @@ Problem = tuple[tuple[Any, ...], str]
 def dotted(path: tuple[Any, ...]) -> str:
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not str(part) or any(c.isspace() or c in '.[]"' for c in str(part)):
+            out += f"[{json.dumps(str(part), ensure_ascii=False)}]"  # keep odd keys visible
+        else:
+            out += f".{part}" if out else str(part)
     return out or "(policy)"
 
 

@@ -23,13 +23,14 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    PlainSerializer,
     Field,
     model_validator,
 )
 
 from scalegate.compute.phases import PHASES, Phase
 from scalegate.errors import PolicyError
-from scalegate.units import parse_duration, parse_quantity, parse_ratio
+from scalegate.units import format_duration, parse_duration, parse_quantity, parse_ratio
 
 #: Bumped when the meaning of a field changes; part of the digest.
 SCHEMA_VERSION = 1
@@ -99,7 +100,10 @@ Flop = Annotated[float, BeforeValidator(_flop)]
 Multiplier = Annotated[float, BeforeValidator(_ratio)]
 Cadence = Annotated[float, BeforeValidator(_ratio), AfterValidator(_above_one)]
 Grace = Annotated[float, BeforeValidator(_ratio), AfterValidator(_at_least_one)]
-Duration = Annotated[timedelta, BeforeValidator(_duration)]
+# Serialised as people write it ("14d", "6mo") so a policy's JSON form loads back unchanged.
+Duration = Annotated[
+    timedelta, BeforeValidator(_duration), PlainSerializer(format_duration, when_used="json")
+]
 UtcTime = Annotated[datetime, BeforeValidator(_utc_before), AfterValidator(_utc_after)]
 Number = Annotated[float, BeforeValidator(_number), Field(allow_inf_nan=False)]
 Slug = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$", max_length=100)]
@@ -455,6 +459,14 @@ class Policy(_Model):
         return self
 
     # -- helpers used by the gate, the supervisor and the CLI --
+
+    def document(self) -> str:
+        """The policy as a JSON document (valid YAML) that loads back to this policy.
+
+        This is what a ``policy`` statement publishes, so an auditor can replay a run
+        under exactly the policy it ran under.
+        """
+        return json.dumps(self.model_dump(mode="json"), indent=1, ensure_ascii=False) + "\n"
 
     def digest(self) -> str:
         """Hex SHA-256 of the canonical form: independent of formatting, key order, spelling."""
