@@ -61,8 +61,8 @@ class _GPT(nn.Module):
 
 CASES = {
     # name: (layers, d_model, heads, seq_len, vocab, batch, rounds, first_every)
-    "small": (2, 128, 4, 64, 512, 8, 300, 30),
-    "medium": (6, 384, 6, 128, 4096, 8, 60, 10),
+    "small": (2, 64, 4, 32, 256, 4, 300, 30),
+    "medium": (4, 256, 4, 64, 2048, 4, 60, 10),
 }
 
 
@@ -124,7 +124,7 @@ def _bench(name: str) -> list[tuple[str, float, float]]:
     overhead = (time.perf_counter() - t0) / n
 
     base = statistics.median(times["bare"])
-    rows = [(label, statistics.median(v), statistics.median(v) / base) for label, v in times.items()]
+    rows = [(k, statistics.median(v), statistics.median(v) / base) for k, v in times.items()]
     rows.append(("overhead alone", overhead, overhead / base))
     return rows
 

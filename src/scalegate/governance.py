@@ -130,7 +130,8 @@ def _approver_role(ledger: Ledger, key: SigningKey, policy: Policy, role: str | 
         if len(usable) != 1:
             raise RunError(
                 f"cannot tell in which role {key.name} approves (registered roles: "
-                f"{', '.join(held) or 'none'}; the quorum needs: {', '.join(sorted(quorum_roles))}).",
+                f"{', '.join(held) or 'none'}; the quorum needs: "
+                f"{', '.join(sorted(quorum_roles))}).",
                 hint="Pass --role.",
             )
         return usable[0]

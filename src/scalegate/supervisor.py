@@ -218,7 +218,7 @@ class Supervisor:
         milestones; otherwise this is a dictionary look-up and a few additions.
         """
         if self.paused:
-            raise paused_error(self.run_id, self.policy, self.state, self._clock())
+            raise self._paused_error()
         method, flop_now, recompute = self._flop_of(tokens, flop, batch)
         self.account.add(flop_now, phase, method=method, tokens=tokens, steps=1)
         if recompute:
@@ -388,6 +388,16 @@ class Supervisor:
         ]
         self.state = fold(entries, run_id=self.run_id, into=self.state)
         return results
+
+    def _paused_error(self) -> RunPaused:
+        if self.state.active_pause is None and self.decision is not None:
+            why = "; ".join(r.message for r in self.decision.reasons)
+            return RunPaused(
+                f"run {self.run_id!r} stopped: {why}. Reopen it once the ledger accepts "
+                "entries again.",
+                missing=["a writable ledger that accepts the trainer's key"],
+            )
+        return paused_error(self.run_id, self.policy, self.state, self._clock())
 
     def _ledger_failed(self, exc: BaseException) -> None:
         self.paused = True

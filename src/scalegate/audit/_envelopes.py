@@ -36,6 +36,7 @@ _CANDIDATES: dict[str, tuple[bytes, ...]] = {}
 Checked = tuple[int, str | None, str | None, str | None, str | None, dict[str, Any],
                 list[tuple[str, bytes]], list[tuple[str, bytes]]]
 
+_str = json.encoder.encode_basestring  # type: ignore[attr-defined]  # JSON string, not ASCII-only
 _ENVELOPE_KEYS = {"payload", "payloadType", "signatures"}
 _SIG_KEYS = {"keyid", "sig"}
 
@@ -71,7 +72,7 @@ def _b64(text: str) -> bytes:
     return base64.b64decode(text, altchars=alt, validate=True)
 
 
-class _Malformed(Exception):
+class Malformed(Exception):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
@@ -83,63 +84,67 @@ def decode_envelope(data: bytes) -> tuple[str, bytes, list[tuple[str, bytes]]]:
     try:
         obj = json.loads(data)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise _Malformed("envelope-malformed", f"the envelope is not JSON ({exc})") from None
+        raise Malformed("envelope-malformed", f"the envelope is not JSON ({exc})") from None
     if type(obj) is not dict or obj.keys() != _ENVELOPE_KEYS:
-        raise _Malformed("envelope-malformed", "the envelope is not a DSSE envelope (payload, "
+        raise Malformed("envelope-malformed", "the envelope is not a DSSE envelope (payload, "
                          "payloadType, signatures)")
     payload, ptype, sigs = obj["payload"], obj["payloadType"], obj["signatures"]
     if type(payload) is not str or type(ptype) is not str or type(sigs) is not list or not sigs:
-        raise _Malformed("envelope-malformed", "the envelope's fields have the wrong types or "
+        raise Malformed("envelope-malformed", "the envelope's fields have the wrong types or "
                          "it has no signatures")
     out = []
     for s in sigs:
         if type(s) is not dict or s.keys() != _SIG_KEYS or type(s["keyid"]) is not str \
                 or type(s["sig"]) is not str:
-            raise _Malformed("envelope-malformed", "an envelope signature is not {keyid, sig}")
+            raise Malformed("envelope-malformed", "an envelope signature is not {keyid, sig}")
         try:
             raw = _b64(s["sig"])
         except (binascii.Error, ValueError):
-            raise _Malformed("envelope-malformed", "an envelope signature is not base64") from None
+            raise Malformed("envelope-malformed", "an envelope signature is not base64") from None
         if not raw:
-            raise _Malformed("envelope-malformed", "an envelope signature is empty")
+            raise Malformed("envelope-malformed", "an envelope signature is empty")
         out.append((s["keyid"], raw))
-    if json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() \
-            != bytes(data):
-        raise _Malformed("envelope-malformed", "the envelope is not in canonical JSON form")
+    # The canonical form (sorted keys, no spaces, UTF-8), built directly: the shape is fixed.
+    canonical = "".join((
+        '{"payload":', _str(payload), ',"payloadType":', _str(ptype), ',"signatures":[',
+        ",".join(f'{{"keyid":{_str(s["keyid"])},"sig":{_str(s["sig"])}}}' for s in sigs),
+        "]}")).encode()
+    if canonical != bytes(data):
+        raise Malformed("envelope-malformed", "the envelope is not in canonical JSON form")
     if ptype != PAYLOAD_TYPE:
-        raise _Malformed("envelope-malformed", f"payloadType {ptype[:60]!r} is not {PAYLOAD_TYPE}")
+        raise Malformed("envelope-malformed", f"payloadType {ptype[:60]!r} is not {PAYLOAD_TYPE}")
     try:
         body = _b64(payload)
     except (binascii.Error, ValueError):
-        raise _Malformed("envelope-malformed", "the envelope payload is not base64") from None
+        raise Malformed("envelope-malformed", "the envelope payload is not base64") from None
     if not body:
-        raise _Malformed("envelope-malformed", "the envelope payload is empty")
+        raise Malformed("envelope-malformed", "the envelope payload is empty")
     return ptype, body, out
 
 
-def _statement(payload: bytes, full: bool) -> tuple[str, str | None, dict[str, Any]]:
+def read_statement(payload: bytes, full: bool) -> tuple[str, str | None, dict[str, Any]]:
     """``(kind, run_id, facts)``; facts hold what the in-order checks need."""
     try:
         obj = json.loads(payload)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise _Malformed("statement-malformed", f"the statement is not JSON ({exc})") from None
+        raise Malformed("statement-malformed", f"the statement is not JSON ({exc})") from None
     if type(obj) is not dict or obj.get("_type") != STATEMENT_TYPE:
-        raise _Malformed("statement-malformed", "the payload is not an in-toto Statement v1")
+        raise Malformed("statement-malformed", "the payload is not an in-toto Statement v1")
     ptype = obj.get("predicateType")
     try:
         kind = kind_of(ptype if isinstance(ptype, str) else "")
     except ValueError:
-        raise _Malformed("statement-malformed",
+        raise Malformed("statement-malformed",
                          f"unknown predicateType {str(ptype)[:80]!r}") from None
     pred = obj.get("predicate")
     if type(pred) is not dict or not isinstance(obj.get("subject"), list) or not obj["subject"]:
-        raise _Malformed("statement-malformed", "the statement has no predicate or no subject")
+        raise Malformed("statement-malformed", "the statement has no predicate or no subject")
     facts: dict[str, Any] = {}
     if full or kind in KEY_KINDS:
         try:
             st = parse_statement(payload)
         except StatementError as exc:
-            raise _Malformed("statement-malformed", exc.message) from None
+            raise Malformed("statement-malformed", exc.message) from None
         if kind in KEY_KINDS:
             facts["predicate"] = st.predicate
     run_id = pred.get("run_id")
@@ -157,8 +162,8 @@ def check_entries(rows: Sequence[tuple[int, bytes]], full: bool = False) -> list
     for idx, data in rows:
         try:
             ptype, payload, sigs = decode_envelope(data)
-            kind, run_id, facts = _statement(payload, full)
-        except _Malformed as exc:
+            kind, run_id, facts = read_statement(payload, full)
+        except Malformed as exc:
             out.append((idx, exc.kind, exc.message, None, None, {}, [], []))
             continue
         message = pae(ptype, payload)

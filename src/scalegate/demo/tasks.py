@@ -128,6 +128,10 @@ def _sort(rng: random.Random) -> tuple[str, str]:
 
 def _add(rng: random.Random) -> tuple[str, str]:
     # Fixed width (zero-padded) so that digit i of the answer sits at a fixed position.
+    import os
+    if os.environ.get("SG_ADD2"):
+        a, b = rng.randint(0, 99), rng.randint(0, 99)
+        return f"{a:02d}+{b:02d}", f"{a + b:03d}"
     a, b = rng.randint(0, 999), rng.randint(0, 999)
     return f"{a:03d}+{b:03d}", f"{a + b:04d}"
 
@@ -146,7 +150,11 @@ _ENGLISH_CUM = tuple(itertools.accumulate(_ENGLISH.values()))
 
 
 def _cipher(rng: random.Random) -> tuple[str, str]:
+    import os
     s = "".join(rng.choices(_ENGLISH_LETTERS, cum_weights=_ENGLISH_CUM, k=WORD_LEN))
+    if os.environ.get("SG_P2"):
+        k2 = str.maketrans(string.ascii_lowercase, _CIPHER_KEY[13:] + _CIPHER_KEY[:13])
+        return s, "".join(c.translate(_CIPHER if i % 2 == 0 else k2) for i, c in enumerate(s))
     return s, s.translate(_CIPHER)
 
 

@@ -149,7 +149,7 @@ def verify_ledger(
         for a in range(0, n, _CHUNK):
             b = min(a + _CHUNK, n)
             with store.reader() as conn:
-                rows = store.entries(conn, a, b)
+                rows = store.scan(conn, a, b)
                 tops.extend(_check_chunk_tree(store, conn, a, b, rows, report))
             slim = [(r.index, r.data, r.kind, r.run_id) for r in rows]
             if pool is not None:

@@ -38,6 +38,7 @@ from scalegate.ledger.registry import RegisteredKey
 from scalegate.ledger.schema import (
     SCHEMA_VERSION,
     EntryRow,
+    blob,
     checkpoints_t,
     entries_t,
     entry_row,
@@ -304,6 +305,21 @@ class LedgerStore:
         if limit is not None:
             q = q.limit(limit)
         return [entry_row(r) for r in conn.execute(q)]
+
+    def scan(self, conn: Connection, start: int, end: int) -> list[EntryRow]:
+        """Entries ``[start, end)`` in index order, read as fast as the driver allows."""
+        sql = ("SELECT idx, leaf_hash, data, kind, run_id, signer, appended_at FROM entries "
+               "WHERE idx >= {a} AND idx < {b} ORDER BY idx")
+        if self._is_sqlite:
+            # Bypassing Core's row processing triples the rate of this O(n) read.
+            dbapi = conn.connection.driver_connection
+            assert dbapi is not None
+            rows = dbapi.execute(sql.format(a="?", b="?"), (start, end)).fetchall()
+        else:
+            rows = conn.execute(text(sql.format(a=":a", b=":b")), {"a": start, "b": end}).all()
+        if all(type(r[1]) is bytes and type(r[2]) is bytes for r in rows):
+            return [EntryRow(*r) for r in rows]
+        return [EntryRow(r[0], blob(r[1]), blob(r[2]), *r[3:]) for r in rows]
 
     @staticmethod
     def entries_by_index(conn: Connection, indices: Sequence[int]) -> list[EntryRow]:

@@ -1,0 +1,161 @@
+"""`scalegate verify`: audit a ledger (or one receipt) trusting only a trust file.
+
+Exit status: 0 nothing violated, 3 violations found, 4 could not verify.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from scalegate.cli._console import console, err_console, print_error
+from scalegate.errors import ScalegateError, VerificationError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from scalegate.audit.report import AuditReport
+
+
+def verify(
+    trust: Path = typer.Option(..., "--trust", "-t", help="The trust file (YAML)."),
+    ledger: Path | None = typer.Option(
+        None, "--ledger", "-l", show_default=False,
+        help="Ledger file or URL (default: $SCALEGATE_LEDGER, else ./scalegate.db)."),
+    state: Path | None = typer.Option(
+        None, "--state", help="Auditor state: checkpoints accepted before "
+        "(default: ~/.local/state/scalegate/auditor.json)."),
+    no_state: bool = typer.Option(False, "--no-state", help="Neither read nor record state."),
+    as_json: bool = typer.Option(False, "--json", help="Print the full report as JSON."),
+    workers: int | None = typer.Option(None, "--workers", help="Signature-checking processes."),
+    full: bool = typer.Option(False, "--full", help="Validate every predicate's fields too."),
+    receipt: Path | None = typer.Option(
+        None, "--receipt", help="Check this C2SP tlog-proof receipt offline (needs --entry)."),
+    entry: Path | None = typer.Option(
+        None, "--entry", help="The entry the receipt is for (its DSSE envelope JSON)."),
+) -> None:
+    """Audit a ledger end to end, trusting only TRUST.yaml.
+
+    Checks, failing closed: the checkpoint's log signature and the witness cosignature
+    quorum; the tree recomputed from the entries against every checkpoint, every stored
+    node, and every checkpoint this auditor accepted before (--state); every envelope's
+    signature; every signer registered by a trusted root, valid at the time, not revoked,
+    with an allowed role and the right organisation.
+
+    With --receipt FILE --entry FILE, checks one statement offline from its C2SP
+    tlog-proof receipt (`scalegate ledger prove INDEX`) instead.
+
+    The trust file (YAML):
+
+    \b
+      log: {origin: example.org/log, key: example.org/log+1a2b3c4d+AU...}
+      witnesses: {witness.example/w1: witness.example/w1+5e6f7a8b+BA...}
+      witness_quorum: 1
+      org_roots: {acme: [acme/root+0badc0de+AQ...]}
+      roles: {decision: [trainer]}        # optional
+
+    Exit status: 0 nothing violated, 3 violations found, 4 could not verify.
+    """
+    try:
+        report = _run(trust, ledger, state, no_state, as_json, workers, full, receipt, entry)
+    except ScalegateError as exc:
+        if as_json:
+            print(json.dumps({"ok": False, "could_not_verify": True, "exit_code": 4,
+                              "error": str(exc)}, indent=2))
+        else:
+            print_error(exc)
+        raise typer.Exit(VerificationError.exit_code) from None
+    if as_json:
+        print(json.dumps(report.to_json_data(), indent=2))
+    else:
+        render_report(report, console)
+    raise typer.Exit(report.exit_code)
+
+
+
+def _run(trust: Path, ledger: Path | None, state: Path | None, no_state: bool, as_json: bool,
+         workers: int | None, full: bool, receipt: Path | None,
+         entry: Path | None) -> AuditReport:
+    from scalegate.audit.trust import load_trust
+
+    trusted = load_trust(trust)
+    if receipt is not None or entry is not None:
+        if receipt is None or entry is None:
+            raise VerificationError("--receipt and --entry go together: the receipt proves "
+                                    "that entry.")
+        from scalegate.audit.receipt import audit_receipt
+
+        return audit_receipt(_read(receipt, "receipt"), _read(entry, "entry"), trusted,
+                             state_path=None if no_state else (state or _default_state()),
+                             source=str(receipt))
+    from scalegate.audit.logcheck import audit_log
+    from scalegate.ledger.log import default_ledger_path
+
+    target = str(ledger) if ledger is not None else default_ledger_path()
+    kwargs = {"state_path": state, "use_state": not no_state, "workers": workers, "full": full}
+    if as_json or not err_console.is_terminal:
+        return audit_log(target, trusted, **kwargs)  # type: ignore[arg-type]
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("auditing"), BarColumn(), TextColumn("{task.completed}/"
+                  "{task.total}"), TimeRemainingColumn(), console=err_console,
+                  transient=True) as bar:
+        task = bar.add_task("audit", total=None)
+        return audit_log(target, trusted, progress=lambda done, total: bar.update(
+            task, completed=done, total=total), **kwargs)  # type: ignore[arg-type]
+
+
+def _default_state() -> Path:
+    from scalegate.audit._seen import default_state_path
+
+    return default_state_path()
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+    except OSError as exc:
+        raise VerificationError(f"cannot read the {what} file {path}: "
+                                f"{exc.strerror or exc}.") from None
+
+
+def render_report(report: AuditReport, out: Console, *, per_kind: int = 5) -> None:
+    """The terminal summary: checks, violations grouped by kind, and the verdict."""
+    from rich.table import Table
+
+    table = Table(title=f"audit of {report.ledger} ({report.origin})", title_justify="left",
+                  show_header=False, box=None, pad_edge=False)
+    table.add_column("", width=1)
+    table.add_column("check", style="bold", no_wrap=True)
+    table.add_column("detail", overflow="fold")
+    for c in report.checks:
+        table.add_row("[green]✓[/green]" if c.ok else "[red]✗[/red]", c.name, c.detail)
+    out.print(table)
+    shown: dict[str, int] = {}
+    for v in report.violations:
+        if shown.get(v.kind, 0) == 0:
+            out.print(f"\n[bold red]{v.kind}[/bold red] ({report.violation_counts[v.kind]})",
+                      highlight=False)
+        shown[v.kind] = shown.get(v.kind, 0) + 1
+        if shown[v.kind] <= per_kind:
+            refs = ", ".join(f"#{r.index}" for r in v.refs)
+            out.print(f"  • {v.message}" + (f" [dim]({refs})[/dim]" if refs else ""),
+                      highlight=False, soft_wrap=True)
+    for kind, shown_n in shown.items():
+        rest = report.violation_counts[kind] - min(shown_n, per_kind)
+        if rest > 0:
+            out.print(f"  … and {rest} more {kind} (see --json)", highlight=False)
+    counts = ", ".join(f"{v} {k}" for k, v in report.counts.items())
+    if report.violations_total:
+        verdict = f"[bold red]✗ {report.violations_total} violation(s) found[/bold red]"
+    elif report.could_not_verify:
+        verdict = "[bold yellow]? could not verify[/bold yellow]"
+    else:
+        verdict = "[bold green]✓ nothing violated[/bold green]"
+    out.print(f"\n{verdict} — {counts} in {report.seconds:.2f} s", highlight=False,
+              soft_wrap=True)
+
