@@ -114,6 +114,8 @@ class Supervisor:
         reg = ledger.registry().get(key.vkey.keyid)
         self._roles: tuple[str, ...] = tuple(reg.roles) if reg else ()
         self.state = state
+        self._read_upto = ledger.size  # entries below this index have been folded
+        self._mine: set[int] = set()  # indices we appended since the last refresh
         self.account = ComputeAccount.for_policy(policy)
         self._restore_account(state)
         self._raw = sum(self.account.by_phase().values())
@@ -264,9 +266,11 @@ class Supervisor:
         """Record compute, consult the gate, run due evaluations, declare a pause if needed."""
         now = self._clock()
         self._append([self._compute_predicate()])
+        self._refresh()
         decision = decide(self.policy, self.state, now)
         if decision.verdict == "evaluate" and self.evaluator is not None:
             self._evaluate(decision)
+            self._refresh()
             decision = decide(self.policy, self.state, self._clock())
         self._append([decision.to_predicate()])
         self.decision = decision
@@ -387,7 +391,27 @@ class Supervisor:
             for r, s in zip(results, statements, strict=True)
         ]
         self.state = fold(entries, run_id=self.run_id, into=self.state)
+        self._mine.update(r.index for r in results)
         return results
+
+    def _refresh(self) -> None:
+        """Re-read the run if anyone else wrote to it (e.g. an attestation) since we last read.
+
+        Called right after our own append, so the decision's basis (the state's size) holds
+        exactly the entries the auditor will fold when it replays this decision.
+        """
+        since = self._read_upto
+        foreign = [
+            e
+            for e in self.ledger.entries(since, run_id=self.run_id)
+            + self.ledger.entries(since, kind="attestation")
+            if e.index not in self._mine
+        ]
+        if foreign:
+            self.state = load_state(self.ledger, self.run_id)
+        seen = [*self._mine, *(e.index for e in foreign)]
+        self._read_upto = max(since, max(seen) + 1) if seen else since
+        self._mine.clear()
 
     def _paused_error(self) -> RunPaused:
         if self.state.active_pause is None and self.decision is not None:

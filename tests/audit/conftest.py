@@ -78,14 +78,17 @@ class Lab:
                             started_at=T0)
         return self.append(sign_statement(pred, self.trainer))
 
+    def compute_envelope(self, step: int, key: SigningKey | None = None) -> Envelope:
+        return sign_statement(ComputePredicate(
+            run_id=self.run_id, step=step, tokens=1e3 * step,
+            flop_by_phase={"pretraining": 1e15 * step}, effective_flop=1e15 * step,
+            method="6ND", at=T0), key or self.trainer)
+
     def compute(self, n: int = 1, key: SigningKey | None = None) -> list[Ref]:
         envs = []
         for _ in range(n):
             self.step += 1
-            envs.append(sign_statement(ComputePredicate(
-                run_id=self.run_id, step=self.step, tokens=1e3 * self.step,
-                flop_by_phase={"pretraining": 1e15 * self.step}, effective_flop=1e15 * self.step,
-                method="6ND", at=T0), key or self.trainer))
+            envs.append(self.compute_envelope(self.step, key))
         return [Ref(index=i, leaf_hash=h.hex()) for i, h in self.ledger.append_many(envs)]
 
     def pause_and_approve(self, approver: SigningKey | None = None, role: str = "rso") -> Ref:

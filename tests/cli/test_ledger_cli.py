@@ -117,7 +117,7 @@ def test_the_whole_tour_through_the_console_script(lab: Lab) -> None:
     assert rows[0]["statement"]["predicate"]["step"] == 0
     assert rows[0]["signer"] == lab.trainer.vkey.keyid
 
-    ok = real("ledger", "verify", cwd=lab.dir, env=env)
+    ok = real("ledger", "verify", "--full", cwd=lab.dir, env=env)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "ledger verifies" in ok.stdout and "4 entries" in ok.stdout
 

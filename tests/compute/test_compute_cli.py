@@ -156,3 +156,14 @@ def test_unknown_chip_message_lists_every_known_chip() -> None:
     assert proc.returncode == 1
     for name in CHIPS:
         assert name in proc.stderr.replace("\n", "")
+
+
+def test_chip_table_command() -> None:
+    proc = subprocess.run(
+        [str(SCALEGATE), "compute", "chips", "--json"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    table = json.loads(proc.stdout)
+    assert set(table) == set(CHIPS)
+    assert table["H100-SXM"]["peak"]["bf16"] == 989e12
+    assert "datasheet" in table["H100-SXM"]["sources"]["bf16"]

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from scalegate.audit.replay import replay_decisions
 from scalegate.demo.workspace import create_workspace
 from scalegate.errors import LedgerUnavailable, RunError, RunPaused
 from scalegate.evals import Probe, Suite
 from scalegate.governance import approve, attest, resume
 from scalegate.ledger.statements import KeyRevocationPredicate, sign_statement
 from scalegate.policy import load_policy
-from scalegate.runs import load_state
+from scalegate.runs import load_state, run_log_entries, to_entries
 from scalegate.supervisor import Supervisor
 
 STEP_FLOP = 1e11  # the demo policy evaluates first at 1e12, then every 2x (1.5x after alert)
@@ -131,6 +132,13 @@ def test_pause_honoured_then_resume_with_quorum(world, tmp_path: Path) -> None:
     assert d.verdict == "pause"
     assert any(r.rule.startswith("ceiling") for r in d.reasons), d.rules
     assert sup.effective_flop == pytest.approx(2 * paused_at, rel=0.02)
+
+    # Every recorded decision replays to the same verdict and rules.
+    entries = to_entries(run_log_entries(ws.ledger, "run-1"), ws.ledger.registry())
+    replayed = replay_decisions(load_policy("demo"), entries, "run-1")
+    assert len(replayed) >= 10
+    assert [r for r in replayed if not r.matches] == []
+    assert {r.recorded for r in replayed} >= {"continue", "alert", "pause"}
 
 
 def test_compute_is_recorded_in_batches_not_every_step(world, tmp_path: Path) -> None:

@@ -46,7 +46,6 @@ from scalegate.audit.trust import TrustFile
 from scalegate.errors import KeyNotAuthorized, ScalegateError, VerificationError
 from scalegate.ledger.keys import VerifierKey
 from scalegate.ledger.registry import KEY_KINDS, KeyRegistry, RegisteredKey, org_of
-from scalegate.ledger.schema import parse_time
 from scalegate.ledger.statements import Ref, Statement, parse_statement
 
 __all__ = ["CLOCK_SKEW", "AuditedEntry", "audit_log", "default_state_path"]
@@ -294,7 +293,8 @@ class _LogAudit:
 
     def _time(self, idx: int, text: str, refs: list[Ref]) -> datetime | None:
         try:
-            when = parse_time(text)
+            # The ledger's RFC 3339 form (schema.format_time); no SQLAlchemy import for it.
+            when = datetime.fromisoformat(text.replace("Z", "+00:00"))
             if when.utcoffset() is None:
                 raise ValueError("no UTC offset")
         except ValueError:

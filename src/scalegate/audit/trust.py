@@ -217,18 +217,20 @@ class _Located:
     def __init__(self, source: str) -> None:
         self.source = source
         self.where: dict[_Path, tuple[int, int]] = {}
+        self.keys: dict[_Path, tuple[int, int]] = {}
         self.problems: list[tuple[str, str]] = []
         self._constructor = yaml.constructor.SafeConstructor()
 
-    def at(self, path: _Path) -> str:
-        while path not in self.where and path:
+    def at(self, path: _Path, *, key: bool = False) -> str:
+        found = self.keys.get(path) if key else None
+        dotted = ".".join(str(p) for p in path if not str(p).startswith(("#", "?")))
+        while found is None and path not in self.where and path:
             path = path[:-1]
-        line, col = self.where.get(path, (1, 1))
-        dotted = ".".join(str(p) for p in path)
+        line, col = found or self.where.get(path, (1, 1))
         return f"{self.source}:{line}:{col}" + (f": {dotted}" if dotted else "")
 
-    def problem(self, path: _Path, message: str) -> None:
-        self.problems.append((self.at(path), message))
+    def problem(self, path: _Path, message: str, *, key: bool = False) -> None:
+        self.problems.append((self.at(path, key=key), message))
 
     def build(self, node: yaml.Node, path: _Path = (), depth: int = 0) -> Any:
         self.where[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
@@ -250,6 +252,8 @@ class _Located:
                                                         key_node.start_mark.column + 1)
                     self.problem((*path, key, "#dup"), f"duplicate key {key!r}")
                     continue
+                self.keys[(*path, key)] = (key_node.start_mark.line + 1,
+                                           key_node.start_mark.column + 1)
                 out[key] = self.build(value_node, (*path, key), depth + 1)
             return out
         if isinstance(node, yaml.SequenceNode):
@@ -316,7 +320,7 @@ def parse_trust(text: str, *, source: str = "<trust>") -> TrustFile:
     except ValidationError as exc:
         for err in exc.errors():
             doc.problem(tuple(p for p in err["loc"] if not str(p).startswith("function-")),
-                        _pydantic_message(err))
+                        _pydantic_message(err), key=err["type"] == "extra_forbidden")
     except _CrossProblems as exc:
         for path, message in exc.paths:
             doc.problem(path, message)

@@ -345,4 +345,21 @@ def estimate_cmd(
         _render(est, checks)
 
 
+@app.command("chips")
+def chips_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """The chip table: dense peak FLOP/s per number format, each with its datasheet."""
+    if as_json:
+        typer.echo(json.dumps({n: c.model_dump() for n, c in CHIPS.items()}, indent=2))
+        return
+    table = Table(title="Dense peak per chip (FLOP/s; int8: OP/s)", title_justify="left")
+    for col in ("chip", "format", "peak", "source"):
+        table.add_column(col, overflow="fold")
+    for chip in CHIPS.values():
+        for i, (dtype, value) in enumerate(chip.peak.items()):
+            table.add_row(chip.name if i == 0 else "", dtype, sig2(value, 4), chip.sources[dtype])
+    console.print(table)
+
+
 __all__ = ["app"]

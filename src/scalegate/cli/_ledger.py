@@ -236,6 +236,9 @@ def show(
 @app.command("verify")
 def verify(
     workers: int | None = typer.Option(None, "--workers", help="Signature-checking processes."),
+    full: bool = typer.Option(
+        False, "--full", help="Also validate every predicate field (slower; append already did)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ledger: Path | None = LedgerOpt,
 ) -> None:
@@ -244,13 +247,13 @@ def verify(
 
     with _open(ledger) as led:
         if as_json or not err_console.is_terminal:
-            report = led.verify(workers=workers)
+            report = led.verify(workers=workers, full=full)
         else:
             with Progress(TextColumn("verifying"), BarColumn(), TextColumn("{task.completed}/"
                           "{task.total}"), TimeRemainingColumn(), console=err_console,
                           transient=True) as bar:
                 task = bar.add_task("verify", total=max(led.size, 1))
-                report = led.verify(workers=workers,
+                report = led.verify(workers=workers, full=full,
                                     progress=lambda done, _t: bar.update(task, completed=done))
     if as_json:
         print(json.dumps({

@@ -1,9 +1,11 @@
 """The ledger: an append-only RFC 6962 log of signed statements, with checkpoints and proofs.
 
->>> ledger = Ledger.create("lab.db", "example.org/scalegate", log_key, [root.vkey])
->>> ledger.append(sign_statement(KeyPredicate(...), root))     # (index, leaf_hash)
->>> note = ledger.checkpoint()                                   # C2SP signed checkpoint
->>> ledger.receipt(0)                                            # C2SP tlog-proof text
+::
+
+    ledger = Ledger.create("lab.db", "example.org/scalegate", "log.key", [root.vkey])
+    ledger.append(sign_statement(KeyPredicate(...), root))  # -> (index, leaf_hash)
+    note = ledger.checkpoint()                              # C2SP signed checkpoint
+    receipt = ledger.receipt(0)                             # C2SP tlog-proof text
 
 Who may write: an envelope is appended only if its signature verifies and the signer
 may sign it — a ``key`` or ``key-revocation`` statement by an organisation root of the
@@ -203,9 +205,9 @@ class Ledger:
         checks the signatures of large batches in that many processes.
         """
         store = LedgerStore.open(path)
-        key = SigningKey.load(log_key) if isinstance(log_key, str | os.PathLike) else log_key
-        ledger = cls(store, log_key=key, now=now, verify_workers=verify_workers)
         try:
+            key = SigningKey.load(log_key) if isinstance(log_key, str | os.PathLike) else log_key
+            ledger = cls(store, log_key=key, now=now, verify_workers=verify_workers)
             ledger._check_head()
         except BaseException:
             store.close()

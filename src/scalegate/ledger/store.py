@@ -317,9 +317,11 @@ class LedgerStore:
             rows = dbapi.execute(sql.format(a="?", b="?"), (start, end)).fetchall()
         else:
             rows = conn.execute(text(sql.format(a=":a", b=":b")), {"a": start, "b": end}).all()
-        if all(type(r[1]) is bytes and type(r[2]) is bytes for r in rows):
+        if all(type(r[1]) is bytes and type(r[2]) is bytes and type(r[6]) is str for r in rows):
             return [EntryRow(*r) for r in rows]
-        return [EntryRow(r[0], blob(r[1]), blob(r[2]), *r[3:]) for r in rows]
+        # A tampered file may hold other types; normalise them and let the checks report it.
+        return [EntryRow(int(r[0]), blob(r[1]), blob(r[2]), str(r[3]),
+                         None if r[4] is None else str(r[4]), str(r[5]), str(r[6])) for r in rows]
 
     @staticmethod
     def entries_by_index(conn: Connection, indices: Sequence[int]) -> list[EntryRow]:

@@ -1,0 +1,144 @@
+"""`scalegate witness ...`: a C2SP tlog-witness that keeps its own state and cosigns checkpoints
+that extend what it cosigned before (and refuses, with evidence, those that do not).
+
+Exit status: 0 cosigned, 3 split view detected (evidence kept in the state file),
+1 any other refusal or error.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from scalegate.cli._console import console, err_console, print_error
+from scalegate.errors import KeyMaterialError, ScalegateError
+
+app = typer.Typer(
+    help="A transparency-log witness (C2SP tlog-witness add-checkpoint): verifies the log's "
+    "signature and consistency with what it cosigned before, then cosigns.",
+    no_args_is_help=True,
+)
+
+StateOpt = typer.Option(..., "--state", help="The witness's state file (JSON).")
+
+
+def _log_key(text: str) -> str:
+    """A verifier key given as text, or as a file whose last non-empty line is one."""
+    from scalegate.ledger.keys import VerifierKey
+
+    path = Path(text)
+    if "+" not in text and path.is_file():
+        lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        text = lines[-1] if lines else ""
+    try:
+        return VerifierKey.parse(text).text()
+    except KeyMaterialError as exc:
+        raise KeyMaterialError(f"--log: {exc.message}", hint=exc.hint) from None
+
+
+def _fail(exc: ScalegateError) -> typer.Exit:
+    print_error(exc)
+    return typer.Exit(exc.exit_code)
+
+
+@app.command("init")
+def init(
+    key: Path = typer.Option(..., "--key", help="The witness's private key file."),
+    log: list[str] = typer.Option(
+        ..., "--log", help="A log's verifier key (text or file) to witness; repeatable."),
+    origin: str | None = typer.Option(
+        None, "--origin", help="The log's checkpoint origin when it is not the key's name "
+        "(only with a single --log)."),
+    state: Path = StateOpt,
+) -> None:
+    """Start a witness: record its key file and the logs it witnesses; print its cosignature
+    verifier key (for auditors' trust files) as the last line."""
+    from scalegate.audit.witness import Witness
+    from scalegate.ledger.keys import VerifierKey
+
+    try:
+        keys = [VerifierKey.parse(_log_key(t)) for t in log]
+        if origin is not None and len(keys) != 1:
+            raise KeyMaterialError("--origin names the origin of a single --log; give one.")
+        logs = {origin or k.name: k for k in keys}
+        witness = Witness.create(state, key, logs)
+    except ScalegateError as exc:
+        raise _fail(exc) from None
+    console.print(f"witness {witness.verifier.keyid} now witnesses "
+                  f"{', '.join(sorted(logs))}; state in {state}.", highlight=False,
+                  soft_wrap=True)
+    print(witness.verifier.text(), flush=True)
+
+
+@app.command("cosign")
+def cosign(
+    ledger: Path = typer.Option(..., "--ledger", "-l", help="The ledger to witness."),
+    state: Path = StateOpt,
+    attach: bool = typer.Option(
+        True, "--attach/--no-attach",
+        help="Also store the cosignature with the ledger's checkpoint (so receipts carry it)."),
+) -> None:
+    """Cosign the ledger's latest checkpoint if it extends what this witness cosigned before;
+    print the cosigned checkpoint."""
+    from scalegate.audit.witness import Witness, witness_ledger
+    from scalegate.ledger.log import Ledger
+
+    try:
+        witness = Witness.open(state)
+        with Ledger.open(ledger) as led:
+            note = witness_ledger(led, witness, attach=attach)
+    except ScalegateError as exc:
+        raise _fail(exc) from None
+    sys.stdout.write(note)
+    sys.stdout.flush()
+
+
+@app.command("add-checkpoint")
+def add_checkpoint(
+    state: Path = StateOpt,
+    request: Path = typer.Argument(
+        Path("-"), help="The add-checkpoint request body ('-': standard input)."),
+) -> None:
+    """Answer one C2SP add-checkpoint request body: print the cosignature line(s), or refuse
+    (a conflict prints the witness's size, as the spec's 409 response does)."""
+    from scalegate.audit.witness import Witness
+    from scalegate.errors import WitnessConflict
+
+    try:
+        body = sys.stdin.buffer.read() if str(request) == "-" else request.read_bytes()
+        response = Witness.open(state).add_checkpoint_request(body)
+    except WitnessConflict as exc:
+        print(exc.size, flush=True)
+        raise _fail(exc) from None
+    except OSError as exc:
+        err_console.print(f"[bold red]error:[/bold red] cannot read {request}: {exc}")
+        raise typer.Exit(1) from None
+    except ScalegateError as exc:
+        raise _fail(exc) from None
+    sys.stdout.write(response)
+    sys.stdout.flush()
+
+
+@app.command("show")
+def show(state: Path = StateOpt) -> None:
+    """What this witness has cosigned, per log, and any split-view evidence it holds."""
+    from scalegate.audit.witness import Witness
+
+    try:
+        witness = Witness.open(state)
+        evidence = witness.evidence()
+    except ScalegateError as exc:
+        raise _fail(exc) from None
+    console.print(f"witness {witness.verifier.text()}", highlight=False, soft_wrap=True)
+    for origin in sorted(witness.logs):
+        rec = witness.latest(origin)
+        seen = "nothing cosigned yet" if rec is None else (
+            f"size {rec.size}, root {rec.root_hash.hex()[:16]}…, cosigned {rec.cosigned_at}")
+        console.print(f"  {origin}: {seen}", highlight=False, soft_wrap=True)
+    if evidence:
+        console.print(f"[bold red]{len(evidence)} split-view evidence record(s)[/bold red]:")
+        for item in evidence[-5:]:
+            console.print(f"  {item['detected_at']} {item['origin']}: {item['reason']}",
+                          highlight=False, soft_wrap=True)

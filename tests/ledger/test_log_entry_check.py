@@ -1,0 +1,100 @@
+"""The per-entry check used by `verify`: its fast decoder agrees with `Envelope.from_bytes`, and
+anything unusual goes to the full decoder, which names the problem."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from scalegate.ledger.entry_check import _fast_envelope, check_entries, init_keys
+from scalegate.ledger.envelope import Envelope, Signature, add_signature
+from scalegate.ledger.keys import SigningKey
+from scalegate.ledger.statements import ComputePredicate, KeyPredicate, sign_statement
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+ROOT = SigningKey.generate("acme/root")
+TRAINER = SigningKey.generate("acme/trainer")
+
+
+def _env(step: int = 1, key: SigningKey = TRAINER) -> Envelope:
+    return sign_statement(ComputePredicate(run_id="r", step=step, tokens=1.0, effective_flop=1.0,
+                                           flop_by_phase={"pretraining": 1.0}, method="6ND",
+                                           at=T0), key)
+
+
+@pytest.fixture(autouse=True)
+def _keys() -> None:
+    init_keys([ROOT.vkey.text()], [TRAINER.vkey.text()])
+
+
+def test_fast_decoder_agrees_with_the_full_one() -> None:
+    for env in [_env(i) for i in range(20)] + [add_signature(_env(5), ROOT)]:
+        data = env.to_bytes()
+        fast = _fast_envelope(data)
+        assert fast is not None
+        assert fast == (env.payloadType, env.payload_bytes(),
+                        [(s.keyid, s.sig_bytes()) for s in env.signatures])
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda d: json.dumps(json.loads(d), indent=1).encode(),  # not canonical
+        lambda d: d.replace(b'"keyid":"acme/trainer', b'"keyid":"acme/\\"trainer'),  # escape
+        lambda d: d[:-1],
+        lambda d: d.replace(b'"payload":"', b'"payload":"==='),
+        lambda d: b" " + d,
+    ],
+)
+def test_anything_unusual_falls_back_to_the_full_decoder(mangle) -> None:  # type: ignore[no-untyped-def]
+    assert _fast_envelope(mangle(_env().to_bytes())) is None
+
+
+def test_check_entries_reports_each_problem_by_index() -> None:
+    good = _env(1).to_bytes()
+    other = _env(2)
+    wrong_sig = _env(3).model_copy(update={"signatures": other.signatures}).to_bytes()
+    pretty = json.dumps(json.loads(good), indent=2).encode()
+    stranger = _env(4, SigningKey.generate("acme/x")).to_bytes()
+    key_by_trainer = sign_statement(KeyPredicate(vkey=TRAINER.vkey.text(), org="acme",
+                                                 valid_from=T0), TRAINER).to_bytes()
+    url_safe = Envelope.from_bytes(good)
+    url_safe = url_safe.model_copy(update={"signatures": [Signature(
+        keyid=TRAINER.vkey.keyid,
+        sig=base64.urlsafe_b64encode(url_safe.signatures[0].sig_bytes()).decode())]})
+    rows = [
+        (10, good, "compute", "r"),
+        (11, wrong_sig, "compute", "r"),
+        (12, pretty, "compute", "r"),
+        (13, good, "eval", "r"),
+        (14, stranger, "compute", "r"),
+        (15, key_by_trainer, "key", None),
+        (16, b"{", "compute", "r"),
+        (17, url_safe.to_bytes(), "compute", "r"),
+    ]
+    out = {idx: (problem, signers) for idx, problem, _, signers, _ in check_entries(rows, False)}
+    assert out[10] == (None, [TRAINER.vkey.keyid])
+    assert "signature by acme/trainer" in out[11][0] and "does not verify" in out[11][0]
+    assert "not in canonical form" in out[12][0]
+    assert "indexed kind/run (eval, r)" in out[13][0]
+    assert "no signature by a key any key statement names" in out[14][0]
+    assert "no signature by an organisation root" in out[15][0]
+    assert "not valid JSON" in out[16][0]
+    assert out[17] == (None, [TRAINER.vkey.keyid])  # URL-safe base64 is valid DSSE
+
+
+def test_full_mode_validates_every_predicate() -> None:
+    env = _env()
+    body = json.loads(env.payload_bytes())
+    body["predicate"]["step"] = -5
+    from scalegate.ledger.envelope import sign_envelope
+    from scalegate.ledger.statements import canonical_json
+
+    bad = sign_envelope(canonical_json(body), TRAINER).to_bytes()
+    light = check_entries([(0, bad, "compute", "r")], False)[0]
+    full = check_entries([(0, bad, "compute", "r")], True)[0]
+    assert light[1] is None
+    assert full[1] is not None and "predicate.step" in full[1]
