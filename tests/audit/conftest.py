@@ -163,3 +163,21 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
     lab = make_lab(tmp_path)
     yield lab
     lab.ledger.close()
+
+
+def rogue_append(lab: Lab, data: bytes, signer: str, at: datetime | None = None,
+                 kind: str = "compute", run_id: str | None = "run-1") -> int:
+    """Append raw entry bytes the way a dishonest log operator could: no admission checks,
+    but a consistent tree (stored nodes) so that only what the entry itself is can be caught."""
+    from scalegate.ledger import merkle
+    from scalegate.ledger.schema import EntryRow, format_time
+
+    store = lab.ledger.store
+    with store.reader() as conn:
+        compact = store.compact_range(conn, store.size_in(conn))
+    with store.writer() as w:
+        leaf = merkle.leaf_hash(data)
+        nodes = compact.append(leaf)[1:]
+        w.add([EntryRow(w.size, leaf, data, kind, run_id, signer,
+                        format_time(at or lab.clock()))], nodes)
+        return w.size - 1

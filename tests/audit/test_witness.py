@@ -69,7 +69,8 @@ def test_refusals_carry_the_spec_status(lab: Lab) -> None:
         (lambda: w.add_checkpoint(0, [b"\x00" * 31], note), 400, "32 bytes"),
         (lambda: w.add_checkpoint(0, [], "not a note"), 400, "malformed"),
         (lambda: w.add_checkpoint_request(b"old 01\n\n" + note.encode()), 400, "old <size>"),
-        (lambda: w.add_checkpoint_request(b"old 0\n" + note.encode()), 400, "empty line"),
+        (lambda: w.add_checkpoint_request(b"old 0\n" + note.encode()), 400, "not base64"),
+        (lambda: w.add_checkpoint_request(b"old 0\nAAAA\n"), 400, "empty line"),
     ]
     for call, status, message in cases:
         with pytest.raises(WitnessRefused, match=message) as info:

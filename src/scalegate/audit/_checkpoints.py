@@ -33,7 +33,7 @@ def verify_stored_checkpoints(
     log = trust.log_verifier
     trusted = [log, *trust.witness_verifiers]
     out: list[StoredCheckpoint] = []
-    untrusted: list[int] = []
+    untrusted: list[tuple[int, str]] = []  # signed by keys the trust file does not know
     bad = 0
     for size_col, root_col, note, _ in rows:
         rep.count("checkpoints")
@@ -43,9 +43,10 @@ def verify_stored_checkpoints(
             if text + "\n" + "".join(s.line() for s in sigs) != note:
                 raise NoteError("the note is not in canonical form (a signature line's "
                                 "base64 was re-encoded)")
-            _check_lookalikes(sigs, trusted)
-            if not any(s.name == log.name and s.key_id == log.key_id for s in sigs):
-                untrusted.append(size_col)
+            lookalike = _lookalike(sigs, trusted)
+            if lookalike or not any(s.name == log.name and s.key_id == log.key_id for s in sigs):
+                untrusted.append((size_col, lookalike or f"it is not signed by the trusted log "
+                                  f"key {log.keyid}"))
                 out.append(StoredCheckpoint(size_col, root_col, note, valid=False))
                 continue
             cp, opened = open_checkpoint(note, log, origin=trust.origin,
@@ -71,10 +72,11 @@ def verify_stored_checkpoints(
         ))
     valid = sum(c.valid for c in out)
     if untrusted and valid:
-        for size in untrusted:
+        # Other checkpoints show the trust file is right for this log: these were altered.
+        for size, why in untrusted:
             bad += 1
-            rep.violation("checkpoint-invalid", f"the stored checkpoint of size {size} is not "
-                          f"signed by the trusted log key {log.keyid}.", checkpoint_size=size)
+            rep.violation("checkpoint-invalid", f"the stored checkpoint of size {size}: {why}.",
+                          checkpoint_size=size)
     detail = f"{valid} of {len(out)} stored checkpoint(s) signed by {log.keyid}"
     if untrusted and not valid:
         detail += " (none is: is the trust file's log key this ledger's?)"
@@ -82,18 +84,17 @@ def verify_stored_checkpoints(
     return out
 
 
-def _check_lookalikes(sigs: list[NoteSignature], trusted: list[Verifier]) -> None:
-    """Refuse a signature line that matches a trusted key in name or key ID but not both.
+def _lookalike(sigs: list[NoteSignature], trusted: list[Verifier]) -> str | None:
+    """Why a signature line matches a trusted key in name or key ID but not both, if one does.
 
     Unknown signers are ignored by note verification, so an altered name or key ID
-    would silently turn a trusted signature into an ignored one; no honest line
-    looks like that (4-byte key IDs of distinct keys collide with odds of 2^-32).
+    would silently turn a trusted signature into an ignored one; no honest line looks
+    like that (unless the trust file names the wrong key, hence no verdict alone).
     """
     names = {v.name: bytes(v.key_id) for v in trusted}
     ids = {bytes(v.key_id): v.name for v in trusted}
     for s in sigs:
         if names.get(s.name, s.key_id) != s.key_id or ids.get(s.key_id, s.name) != s.name:
-            raise NoteError(
-                f"a signature line names {s.keyid}, which matches a trusted key "
-                f"({s.name if s.name in names else ids[s.key_id]}) in part only: it was altered"
-            )
+            return (f"a signature line names {s.keyid}, which matches the trusted key "
+                    f"{s.name if s.name in names else ids[s.key_id]} in part only")
+    return None

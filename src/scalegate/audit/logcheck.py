@@ -53,6 +53,7 @@ __all__ = ["CLOCK_SKEW", "AuditedEntry", "audit_log", "default_state_path"]
 #: How far the log's clock may disagree with itself and with witnesses.
 CLOCK_SKEW = timedelta(minutes=5)
 _CHUNK = 1 << TreeAudit.CHUNK_LEVEL
+_MIN_PARALLEL = 2 * _CHUNK  # below this, helper processes cost more than they save
 
 _GROUPS = {
     "tree recomputed from the entries": ("entry-missing", "leaf-hash", "tree-node"),
@@ -209,7 +210,7 @@ class _LogAudit:
         key_rows = self.reader.key_entries()
         candidates = _envelopes.candidate_keys(self.trust.roots, key_rows)
         pool = None
-        if self.workers > 1 and n >= 2 * _CHUNK:
+        if self.workers > 1 and n >= _MIN_PARALLEL:
             pool = ProcessPoolExecutor(
                 max_workers=self.workers, initializer=_envelopes.set_candidates,
                 initargs=(candidates,), mp_context=multiprocessing.get_context(

@@ -230,7 +230,9 @@ class Witness:
             "version": _STATE_VERSION,
             "witness": {"name": self.verifier.name, "vkey": self.verifier.text(),
                         "key_file": key_file},
-            "logs": {},
+            "logs": {origin: {"vkey": key.text(), "size": 0, "root_hash": None,
+                              "checkpoint": None, "cosigned_at": None}
+                     for origin, key in self.logs.items()},
             "evidence": [],
         }
 

@@ -253,7 +253,7 @@ def _json(est: Estimate, checks: list[ThresholdCheck]) -> str:
             for c in checks
         ],
     }
-    return json.dumps(doc, indent=2)
+    return json.dumps(doc, indent=2, ensure_ascii=False)
 
 
 def _num(flag: str, help_text: str) -> Any:
@@ -351,7 +351,8 @@ def chips_cmd(
 ) -> None:
     """The chip table: dense peak FLOP/s per number format, each with its datasheet."""
     if as_json:
-        typer.echo(json.dumps({n: c.model_dump() for n, c in CHIPS.items()}, indent=2))
+        table_doc = {n: c.model_dump() for n, c in CHIPS.items()}
+        typer.echo(json.dumps(table_doc, indent=2, ensure_ascii=False))
         return
     table = Table(title="Dense peak per chip (FLOP/s; int8: OP/s)", title_justify="left")
     for col in ("chip", "format", "peak", "source"):

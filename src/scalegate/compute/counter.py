@@ -17,6 +17,9 @@ runs is reported in ``StepFlop.uncounted_ops``, never silently dropped.
 
 Recomputation (forward work redone during backward: activation checkpointing, and the
 attention scores a fused attention backward recomputes) is reported separately.
+
+Count an eager model: inside ``torch.compile`` the dispatcher sees no individual operators.
+Compile after the first step of each signature, or ``count()`` an eager copy.
 """
 
 from __future__ import annotations
@@ -125,13 +128,15 @@ class _Recorder(TorchDispatchMode):
 
     def __init__(self, counter: FlopCounterMode) -> None:
         super().__init__()
-        self._counts = counter.flop_counts
+        # Read through the counter each time: it may swap its dict (e.g. around torch.cond).
+        self._counter = counter
         self.kind = {"forward": 0, "backward": 0, "recomputation": 0}
         self.by_op: dict[str, int] = {}
         self.uncounted: dict[str, int] = {}
 
     def _total(self) -> int:
-        return sum(self._counts["Global"].values()) if "Global" in self._counts else 0
+        counts = self._counter.flop_counts
+        return sum(counts["Global"].values()) if "Global" in counts else 0
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         before = self._total()
