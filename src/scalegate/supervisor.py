@@ -228,10 +228,10 @@ class Supervisor:
         self._raw += flop_now
         self._since_record += 1
         try:
-            if self._raw * self.account.multiplier >= self._next_check_raw or (
-                time.monotonic() >= self._next_check_time
-            ):
+            if self._raw * self.account.multiplier >= self._next_check_raw:
                 return self.decide_now()
+            if time.monotonic() >= self._next_check_time:
+                return self._time_check()
             if self._since_record >= self.compute_every:
                 self._append([self._compute_predicate()])
         except LedgerUnavailable:
@@ -278,6 +278,18 @@ class Supervisor:
             self._declare_pause(decision)
         self._schedule(decision)
         return decision
+
+    def _time_check(self) -> Decision:
+        """Calendar rules (cadence in time, expiring attestations, deadlines) can change the
+        verdict without any compute: re-decide on the recorded state, and record a new
+        decision only when the answer changed."""
+        self._next_check_time = time.monotonic() + self.check_interval
+        self._refresh()
+        fresh = decide(self.policy, self.state, self._clock())
+        last = self.decision
+        if last is not None and fresh.verdict == last.verdict and fresh.rules == last.rules:
+            return last
+        return self.decide_now()
 
     def _schedule(self, decision: Decision) -> None:
         lines = [decision.next_eval_at_flop, decision.ceiling_flop]

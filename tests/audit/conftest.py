@@ -1,4 +1,4 @@
-"""A small lab ledger with real keys, real signatures and a real SQLite file, for the audit tests."""
+"""A small lab ledger (real keys, real signatures, a real SQLite file) for the audit tests."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ from scalegate.ledger.statements import ComputePredicate, sign_statement
 
 from .conftest import T0, Lab, make_lab
 
-N_MUTATIONS = 520
+N_MUTATIONS = 500
 Mutation = Callable[[sqlite3.Connection, random.Random], str]
 
 
@@ -220,12 +220,12 @@ class _Forger:
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> tuple[Lab, Path, Path]:
     directory = tmp_path_factory.mktemp("mutations")
-    lab = make_lab(directory, computes=60)
+    lab = make_lab(directory, computes=50)  # 173 entries, 3 witnessed checkpoints
     lab.checkpoint()
-    lab.compute(70)
+    lab.compute(60)
     lab.pause_and_approve()
     lab.checkpoint()
-    lab.compute(75)
+    lab.compute(55)
     lab.checkpoint()
     clean = lab.copy("clean.db")
     state = directory / "auditor.json"

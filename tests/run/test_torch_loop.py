@@ -29,7 +29,7 @@ from scalegate.compute.counter import count  # noqa: E402
 from scalegate.demo.workspace import Workspace, create_workspace  # noqa: E402
 from scalegate.errors import RunPaused  # noqa: E402
 from scalegate.evals import EvalContext, Probe, Suite  # noqa: E402
-from scalegate.gate import decide  # noqa: E402
+from scalegate.gate import decide, resumption  # noqa: E402
 from scalegate.governance import approve, attest, resume  # noqa: E402
 from scalegate.ledger.statements import CheckpointPredicate  # noqa: E402
 from scalegate.manifest import manifest_of  # noqa: E402
@@ -132,6 +132,15 @@ def write_policy(path: Path, step_flop: float) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: a model this small only loses time to a busy second core."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture()
 def ws(tmp_path: Path):
     workspace = create_workspace(tmp_path / "ws")
@@ -163,10 +172,15 @@ def replay_decisions(ws: Workspace, policy: Policy) -> int:
     """Re-fold the run up to each decision's basis and re-decide: same verdict and reasons."""
     entries = to_entries(run_log_entries(ws.ledger, RUN), ws.ledger.registry())
     state = load_state(ws.ledger, RUN)
+    for_resume = [r.predicate.decision for r in state.resumes]
     for d in state.decisions:
         p = d.predicate
         basis = fold([e for e in entries if e.ref.index < p.basis_size], run_id=RUN)
-        again = decide(policy, basis, p.at)
+        if d.ref in for_resume:  # the gate's answer as if the pause were lifted
+            again = resumption(policy, basis, now=p.at).decision
+            assert again is not None
+        else:
+            again = decide(policy, basis, p.at)
         assert (again.verdict, again.rules) == (p.verdict, [r.rule for r in p.reasons]), d.index
     return len(state.decisions)
 
@@ -299,29 +313,36 @@ def test_supervision_does_not_perturb_training(ws: Workspace, policy: Policy,
 
 
 def test_readme_example_runs_pauses_and_resumes(ws: Workspace, tmp_path: Path) -> None:
-    """examples/torch_loop.py (the README's loop) in a subprocess against a real workspace."""
+    """examples/torch_loop.py (the README's loop) in a subprocess against a real workspace:
+    it pauses by itself, is refused while paused, and trains to the end once resumed."""
     policy_path = write_policy(tmp_path / "policy.yaml", analytic_step_flop())
     key_path = tmp_path / "ws" / "keys" / "trainer.key"
     ws.close()  # the example is another process with its own connection
     cmd = [sys.executable, str(REPO / "examples" / "torch_loop.py"),
            str(ws.ledger_path), str(key_path), str(policy_path), "example-run"]
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
 
     def run() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path,
+                              timeout=120)
 
     first = run()
-    assert first.returncode == 75, first.stderr  # EX_TEMPFAIL: paused, try again later
-    assert "paused at step" in first.stderr
+    assert first.returncode == 1 and "paused at step" in first.stderr, first.stderr
+    assert "Traceback" not in first.stderr
     again = run()  # still paused: refused, saying what is missing
-    assert again.returncode == 1 and "security-level-demo" in again.stderr, again.stderr
+    assert again.returncode == 1 and "Traceback" not in again.stderr, again.stderr
+    assert "may not train until" in again.stderr and "security-level-demo" in again.stderr
 
     from scalegate.ledger.log import Ledger
 
     with Ledger.open(ws.ledger_path) as ledger:
         policy = load_policy(policy_path)
         state = load_state(ledger, "example-run")
-        assert state.active_pause is not None and state.evals[-1].predicate.value >= TRIGGER
+        pause = state.active_pause
+        assert pause is not None and state.evals[-1].predicate.value >= TRIGGER
+        ck = state.find(pause.predicate.checkpoint)
+        assert ck is not None
+        assert manifest_of(tmp_path / ck.predicate.uri).digest == ck.predicate.digest
         attest(ledger, ws.key("ciso"), "security-level-demo", policy=policy)
         approve(ledger, ws.key("rso"), "example-run", "attested")
         approve(ledger, ws.key("board"), "example-run", "agreed")
@@ -329,11 +350,13 @@ def test_readme_example_runs_pauses_and_resumes(ws: Workspace, tmp_path: Path) -
 
     last = run()
     assert last.returncode == 0, last.stderr
-    assert "resumed from step" in last.stdout and "trained to step 400" in last.stdout
+    assert "trained 400 steps" in last.stdout
     with Ledger.open(ws.ledger_path) as ledger:
         state = load_state(ledger, "example-run")
         assert state.active_pause is None and len(state.resumes) == 1
+        after = [e.predicate.value for e in state.evals if e.index > state.resumes[0].index]
+        assert after and min(after) >= TRIGGER, "resumed from the trained weights"
         final = state.compute[-1].predicate
-        assert final.step == 400 and final.method == "measured"
+        assert final.step == 400 and final.tokens == 400 * BATCH and final.method == "measured"
         assert final.flop_by_phase["pretraining"] == pytest.approx(400 * analytic_step_flop())
         assert ledger.verify().ok

@@ -155,8 +155,13 @@ def read_statement(payload: bytes, full: bool) -> tuple[str, str | None, dict[st
     return kind, run_id if isinstance(run_id, str) else None, facts
 
 
-def check_entries(rows: Sequence[tuple[int, bytes]], full: bool = False) -> list[Checked]:
-    """Decode, read and signature-check each ``(idx, data)``; never raises on bad data."""
+def check_entries(
+    rows: Sequence[tuple[int, bytes]], full: bool = False, payloads: bool = False
+) -> list[Checked]:
+    """Decode, read and signature-check each ``(idx, data)``; never raises on bad data.
+
+    With ``payloads`` the decoded statement bytes come back in ``facts["payload"]``.
+    """
     out: list[Checked] = []
     todo: list[tuple[int, str, bytes, bytes, bytes]] = []  # (pos, keyid, public, message, sig)
     for idx, data in rows:
@@ -167,6 +172,8 @@ def check_entries(rows: Sequence[tuple[int, bytes]], full: bool = False) -> list
             out.append((idx, exc.kind, exc.message, None, None, {}, [], []))
             continue
         message = pae(ptype, payload)
+        if payloads:
+            facts["payload"] = payload
         for keyid, sig in sigs:
             for public in _CANDIDATES.get(keyid, ()):
                 todo.append((len(out), keyid, public, message, sig))

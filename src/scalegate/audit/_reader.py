@@ -38,8 +38,15 @@ def text(value: Any) -> str:
 
 
 def _row(r: Any) -> Row:
-    return (int(r[0]), blob(r[1]), blob(r[2]), text(r[3]),
-            None if r[4] is None else text(r[4]), text(r[5]), text(r[6]))
+    i, leaf, data, kind, run, signer, at = r
+    # Fast path for what an untampered SQLite file holds; coerce anything else.
+    if type(leaf) is not bytes or type(data) is not bytes:
+        leaf, data = blob(leaf), blob(data)
+    if type(kind) is not str or type(signer) is not str or type(at) is not str or (
+            run is not None and type(run) is not str):
+        kind, signer, at = text(kind), text(signer), text(at)
+        run = None if run is None else text(run)
+    return (int(i), leaf, data, kind, run, signer, at)
 
 
 class LedgerReader:
@@ -141,8 +148,10 @@ class _SqlAlchemyReader(LedgerReader):
         super().__init__(url)
         try:
             self._engine = create_engine(url)
-            self._conn = self._engine.connect().execution_options(
-                isolation_level="REPEATABLE READ", postgresql_readonly=True)
+            self._conn = self._engine.connect()
+            if self._engine.dialect.name == "postgresql":  # one snapshot, and no writes
+                self._conn = self._conn.execution_options(
+                    isolation_level="REPEATABLE READ", postgresql_readonly=True)
             self._tx = self._conn.begin()
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot read ledger {url}: {exc}.") from exc

@@ -24,7 +24,7 @@ _ABSENT = b"\x00" * 32  # stands in for a missing entry; the log is then reporte
 class TreeAudit:
     """One pass over a log of ``n`` entries, keeping what the roots at ``sizes`` need."""
 
-    CHUNK_LEVEL = 12
+    CHUNK_LEVEL = 11
 
     def __init__(self, reader: LedgerReader, n: int, sizes: set[int], rep: AuditReport) -> None:
         self.reader = reader

@@ -40,12 +40,12 @@ from scalegate.audit import _envelopes
 from scalegate.audit._checkpoints import StoredCheckpoint, verify_stored_checkpoints
 from scalegate.audit._reader import LedgerReader, Row
 from scalegate.audit._seen import SeenCheckpoint, default_state_path, load_seen, record_seen
+from scalegate.audit._signers import SignerCheck
 from scalegate.audit._tree import TreeAudit
-from scalegate.audit.report import AuditReport
+from scalegate.audit.report import AuditReport, CheckpointSummary
 from scalegate.audit.trust import TrustFile
-from scalegate.errors import KeyNotAuthorized, ScalegateError, VerificationError
-from scalegate.ledger.keys import VerifierKey
-from scalegate.ledger.registry import KEY_KINDS, KeyRegistry, RegisteredKey, org_of
+from scalegate.errors import ScalegateError, VerificationError
+from scalegate.ledger.registry import KEY_KINDS, RegisteredKey
 from scalegate.ledger.statements import Ref, Statement, parse_statement
 
 __all__ = ["CLOCK_SKEW", "AuditedEntry", "audit_log", "default_state_path"]
@@ -87,6 +87,7 @@ class AuditedEntry:
     signer_keyid: str | None
     signer: RegisteredKey | None
     authentic: bool
+    payload: bytes | None = None
 
     @property
     def ref(self) -> Ref:
@@ -95,7 +96,10 @@ class AuditedEntry:
 
     def statement(self) -> Statement:
         """The parsed, fully validated statement (raises ``StatementError`` if malformed)."""
-        return parse_statement(_envelopes.decode_envelope(self.data)[1])
+        payload = self.payload
+        if payload is None:
+            payload = _envelopes.decode_envelope(self.data)[1]
+        return parse_statement(payload)
 
 
 def audit_log(
@@ -154,12 +158,12 @@ class _LogAudit:
         self.workers = (os.cpu_count() or 1) if workers is None else max(1, workers)
         self.full = full
         self.on_entry = on_entry
+        self.payloads = on_entry is not None  # replay reads statements: decode them once
         self.progress = progress
-        self.roots: dict[str, VerifierKey] = {r.keyid: r for r in trust.roots}
-        self.registry = KeyRegistry(trust.roots)
-        self.run_orgs: dict[str, str] = {}
+        self.signers = SignerCheck(trust, self._v, report)
         self.latest_time: datetime | None = None
         self.time_at: dict[int, datetime] = {}  # size -> latest entry time before it
+        self.signatures = 0
 
     # --- the whole audit ---------------------------------------------------------------------
 
@@ -186,7 +190,7 @@ class _LogAudit:
         anchor = self._compare_checkpoints(stored, roots, n)
         consistent = self._compare_seen(seen, roots, n, use_state, anchor)
         self._witness_times(stored)
-        self._summarise(n, anchor)
+        self._summarise(n)
         if use_state and anchor is not None and consistent and tree.complete \
                 and roots.get(anchor.size) == anchor.root:
             new = record_seen(state_path, trust.origin, anchor.size, anchor.root, anchor.note)
@@ -226,11 +230,12 @@ class _LogAudit:
                 present = [(r[0], r[2]) for r in rows if r is not None]
                 if pool is not None:
                     pending.append((rows, leaves, pool.submit(
-                        _envelopes.check_entries, present, self.full)))
+                        _envelopes.check_entries, present, self.full, self.payloads)))
                     while len(pending) > 2 * self.workers:
                         self._fold(*pending.popleft())
                 else:
-                    self._fold(rows, leaves, _envelopes.check_entries(present, self.full))
+                    self._fold(rows, leaves, _envelopes.check_entries(present, self.full,
+                                                                      self.payloads))
                 if self.progress:
                     self.progress(b, n)
             while pending:
@@ -258,153 +263,65 @@ class _LogAudit:
         for row, leaf in zip(rows, leaves, strict=True):
             if row is not None:
                 self._entry(row, leaf, next(it))
+        self.report.count("entries", len(results))
+        self.report.count("signatures", self.signatures)
+        self.signatures = 0
+
+    def _v(self, kind: str, message: str, at: tuple[int, bytes], *,
+           run_id: str | None = None) -> None:
+        self.report.violation(kind, message, [Ref(index=at[0], leaf_hash=at[1].hex())],
+                              run_id=run_id)
 
     def _entry(self, row: Row, leaf: bytes, res: _envelopes.Checked) -> None:
-        rep = self.report
         idx, _, data, kind_col, run_col, signer_col, at_col = row
         _, bad_kind, bad_msg, kind, run_id, facts, verified, failed = res
-        rep.count("entries")
-        refs = [Ref(index=idx, leaf_hash=leaf.hex())]
-        when = self._time(idx, at_col, refs)
+        at = (idx, leaf)  # made into a Ref only if a violation needs one
+        when = self._time(idx, at_col, at)
         if bad_kind is not None:
-            rep.violation(bad_kind, f"entry {idx}: {bad_msg}.", refs)
+            self._v(bad_kind, f"entry {idx}: {bad_msg}.", at)
             self._emit(idx, leaf, data, None, None, when, None, None, False)
             return
         if kind_col != kind or run_col != run_id:
-            rep.violation("index-mismatch", f"entry {idx}: its kind/run columns ({kind_col}, "
-                          f"{run_col}) differ from the statement's ({kind}, {run_id}).", refs,
-                          run_id=run_id)
-        rep.count("signatures", len(verified))
+            self._v("index-mismatch", f"entry {idx}: its kind/run columns ({kind_col}, "
+                    f"{run_col}) differ from the statement's ({kind}, {run_id}).", at,
+                    run_id=run_id)
+        self.signatures += len(verified)
         if kind in KEY_KINDS:
-            keyid, reg, ok = self._key_statement(idx, facts, verified, failed, refs), None, True
+            keyid, reg = self.signers.key_statement(idx, facts, verified, failed, at), None
             ok = keyid is not None
         else:
-            reg = self._signer(idx, kind or "", run_id, facts, when, verified, failed, refs)
+            reg = self.signers.signer(idx, kind or "", run_id, facts, when, verified, failed, at)
             keyid, ok = (reg.keyid if reg else None), reg is not None
         if ok and keyid != signer_col:
-            rep.violation("index-mismatch", f"entry {idx}: the signer column says {signer_col}, "
-                          f"but it was signed by {keyid}.", refs, run_id=run_id)
-        self._emit(idx, leaf, data, kind, run_id, when, keyid, reg, ok)
+            self._v("index-mismatch", f"entry {idx}: the signer column says {signer_col}, "
+                    f"but it was signed by {keyid}.", at, run_id=run_id)
+        self._emit(idx, leaf, data, kind, run_id, when, keyid, reg, ok, facts.get("payload"))
 
     def _emit(self, idx: int, leaf: bytes, data: bytes, kind: str | None, run_id: str | None,
               when: datetime | None, keyid: str | None, reg: RegisteredKey | None,
-              ok: bool) -> None:
+              ok: bool, payload: bytes | None = None) -> None:
         if self.on_entry is not None:
-            self.on_entry(AuditedEntry(idx, leaf, data, kind, run_id, when, keyid, reg, ok))
+            self.on_entry(AuditedEntry(idx, leaf, data, kind, run_id, when, keyid, reg, ok,
+                                       payload))
 
-    def _time(self, idx: int, text: str, refs: list[Ref]) -> datetime | None:
+    def _time(self, idx: int, text: str, at: tuple[int, bytes]) -> datetime | None:
         try:
-            # The ledger's RFC 3339 form (schema.format_time); no SQLAlchemy import for it.
-            when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            when = datetime.fromisoformat(text)
             if when.utcoffset() is None:
                 raise ValueError("no UTC offset")
         except ValueError:
-            self.report.violation("index-mismatch", f"entry {idx}: appended_at {text[:40]!r} is "
-                                  "not an RFC 3339 time.", refs)
+            self._v("index-mismatch", f"entry {idx}: appended_at {text[:40]!r} is not an "
+                    "RFC 3339 time.", at)
             return None
         latest = self.latest_time
         if latest is not None and when < latest - CLOCK_SKEW:
-            self.report.violation("time-order", f"entry {idx} was appended at {_iso(when)}, "
-                                  f"before an earlier entry's {_iso(latest)}.", refs)
+            self._v("time-order", f"entry {idx} was appended at {_iso(when)}, before an "
+                    f"earlier entry's {_iso(latest)}.", at)
         if latest is None or when > latest:
             self.latest_time = latest = when
         if idx + 1 in self.time_sizes:
             self.time_at[idx + 1] = latest
         return when
-
-    def _key_statement(
-        self, idx: int, facts: dict[str, Any], verified: list[tuple[str, bytes]],
-        failed: list[tuple[str, bytes]], refs: list[Ref],
-    ) -> str | None:
-        roots = self.roots
-        bad = [k for k, pub in failed if k in roots and roots[k].public == pub]
-        good = [roots[k] for k, pub in verified if k in roots and roots[k].public == pub]
-        if bad:
-            self.report.violation("bad-signature", f"entry {idx}: the signature by root {bad[0]} "
-                                  "does not verify.", refs)
-            return None
-        if not good:
-            who = ", ".join(sorted({k for k, _ in verified + failed})) or "no known key"
-            self.report.violation("untrusted-root", f"entry {idx}: a key statement signed by "
-                                  f"{who}, which is not a trusted organisation root.", refs)
-            return None
-        pred = facts["predicate"]
-        org = getattr(pred, "org", None)
-        if org is None:  # a revocation: the org of the key it revokes
-            try:
-                reg = self.registry.get(VerifierKey.parse(pred.vkey).keyid)
-            except ScalegateError:
-                reg = None
-            org = reg.org if reg else None
-        signer = next((s for s in good if org_of(s) == org), good[0])
-        try:
-            self.registry.apply(idx, pred, signer)
-        except KeyNotAuthorized as exc:
-            self.report.violation("key-refused", f"entry {idx}: {exc.message}", refs)
-            return None
-        self.report.count("keys registered" if pred.KIND == "key" else "keys revoked")
-        return signer.keyid
-
-    def _signer(
-        self, idx: int, kind: str, run_id: str | None, facts: dict[str, Any],
-        when: datetime | None, verified: list[tuple[str, bytes]],
-        failed: list[tuple[str, bytes]], refs: list[Ref],
-    ) -> RegisteredKey | None:
-        rep, registry = self.report, self.registry
-        regs = [r for k, pub in verified if (r := registry.get(k)) and r.vkey.public == pub]
-        bad = [k for k, pub in failed if (r := registry.get(k)) and r.vkey.public == pub]
-        where = f"entry {idx} ({kind})"
-        if bad:
-            rep.violation("bad-signature", f"{where}: the signature by {bad[0]} does not "
-                          "verify.", refs, run_id=run_id)
-            return None
-        if not regs:
-            who = ", ".join(sorted({k for k, _ in verified + failed})) or "no known key"
-            rooted = " (an organisation root signs only key statements)" if any(
-                k in self.roots for k, _ in verified) else ""
-            rep.violation("unregistered-signer", f"{where}: signed by {who}, which no trusted "
-                          f"root had registered before it{rooted}.", refs, run_id=run_id)
-            return None
-        if when is None:
-            rep.violation("signer-not-valid", f"{where}: the entry has no readable time, so "
-                          "its signer's validity cannot be checked.", refs, run_id=run_id)
-            return None
-        signer = next((r for r in regs if r.valid_at(when)), None)
-        if signer is None:
-            first = regs[0]
-            revoked = first.revoked_at is not None and when >= first.revoked_at
-            rep.violation("revoked-signer" if revoked else "signer-not-valid",
-                          f"{where} at {_iso(when)}: signer {first.problem_at(when)}.", refs,
-                          run_id=run_id)
-            return None
-        self._roles_and_orgs(where, kind, run_id, facts, signer, refs)
-        return signer
-
-    def _roles_and_orgs(self, where: str, kind: str, run_id: str | None, facts: dict[str, Any],
-                        signer: RegisteredKey, refs: list[Ref]) -> None:
-        rep = self.report
-        allowed = self.trust.allowed_roles(kind)
-        if allowed is not None and not allowed.intersection(signer.roles):
-            rep.violation("wrong-role", f"{where}: signer {signer.keyid} holds roles "
-                          f"{list(signer.roles)}; the trust file allows {sorted(allowed)} for "
-                          f"{kind} statements.", refs, run_id=run_id)
-        claimed = facts.get("role")
-        if kind == "approval" and claimed is not None and claimed not in signer.roles:
-            rep.violation("wrong-role", f"{where}: the approval claims role {claimed!r}, but "
-                          f"signer {signer.keyid} holds {list(signer.roles)}.", refs,
-                          run_id=run_id)
-        org = facts.get("org")
-        if kind == "run" and run_id is not None:
-            self.run_orgs.setdefault(run_id, org or signer.org)
-        if org is not None and kind in ("run", "attestation", "endorsement") \
-                and org != signer.org:
-            rep.violation("wrong-org", f"{where}: speaks for organisation {org!r} but is signed "
-                          f"by {signer.keyid} of {signer.org!r}.", refs, run_id=run_id)
-        elif run_id is not None and run_id in self.run_orgs \
-                and self.run_orgs[run_id] != signer.org:
-            rep.violation("wrong-org", f"{where}: run {run_id} belongs to "
-                          f"{self.run_orgs[run_id]!r} but this is signed by {signer.keyid} of "
-                          f"{signer.org!r}.", refs, run_id=run_id)
 
     # --- after the pass ------------------------------------------------------------------------
 
@@ -434,8 +351,6 @@ class _LogAudit:
             rep.check("witnessed checkpoint", False, why + "; nothing anchors the log.",
                       verifiable=False)
             return None
-        from scalegate.audit.report import CheckpointSummary
-
         rep.checkpoint = CheckpointSummary(
             size=anchor.size, root_hash=anchor.root.hex(), cosigned_by=anchor.cosigners,
             cosigned_at=anchor.cosigned_at, note=anchor.note)
@@ -484,9 +399,9 @@ class _LogAudit:
                     f"{_iso(latest)}, after a witness cosigned that checkpoint at "
                     f"{_iso(cosigned)}: the log's times are wrong.", checkpoint_size=c.size)
 
-    def _summarise(self, n: int, anchor: StoredCheckpoint | None) -> None:
+    def _summarise(self, n: int) -> None:
         rep, c = self.report, self.report.counts
-        c["runs"] = len(self.run_orgs)
+        c["runs"] = len(self.signers.run_orgs)
         holds = {
             "tree recomputed from the entries": f"{n} leaves and {c.get('nodes', 0)} stored "
             f"nodes agree; root {rep.root_hash or '?'}",

@@ -15,6 +15,7 @@ lives in the log); the report says who signed it and leaves that to a full audit
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -35,10 +36,14 @@ __all__ = ["audit_receipt", "canonical_entry"]
 
 
 def canonical_entry(data: bytes) -> bytes:
-    """The log-entry bytes for ``data``: a DSSE envelope in any JSON layout is re-encoded
-    canonically (as the ledger stores it); anything else is taken as is."""
+    """The log-entry bytes for ``data``: a DSSE envelope in any JSON layout (or a line of
+    ``scalegate ledger show --json``, which holds one under ``envelope``) is re-encoded
+    canonically, as the ledger stores it; anything else is taken as is."""
     try:
-        return Envelope.from_bytes(data).to_bytes()
+        obj = json.loads(data)
+        if isinstance(obj, dict) and isinstance(obj.get("envelope"), dict):
+            obj = obj["envelope"]
+        return Envelope.from_bytes(json.dumps(obj).encode()).to_bytes()
     except Exception:  # not an envelope: the bytes themselves are the entry
         return data
 
@@ -126,6 +131,7 @@ def _describe_entry(rep: AuditReport, data: bytes) -> None:
         rep.violation(exc.kind, f"the proven entry is malformed: {exc.message}")
         return
     signers = ", ".join(k for k, _ in sigs)
-    rep.check("statement", True, f"a {kind} statement" + (f" of run {run_id}" if run_id else "")
-              + f", signed by {signers} (the signer's registration is checked by a full audit "
-              "of the ledger, not offline)")
+    article = "an" if kind[0] in "aeiou" else "a"
+    run = f" of run {run_id}" if run_id else ""
+    rep.check("statement", True, f"{article} {kind} statement{run}, signed by {signers} (the "
+              "signer's registration is checked by a full audit of the ledger, not offline)")

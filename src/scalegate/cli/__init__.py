@@ -21,12 +21,14 @@ app = typer.Typer(
 
 def _register() -> None:
     # Imported here so `scalegate --help` stays fast and each group owns its module.
-    from scalegate.cli import _compute, _keys, _ledger, _policy
+    from scalegate.cli import _compute, _demo, _keys, _ledger, _policy, _runs
 
     app.add_typer(_keys.app, name="keys")
     app.add_typer(_ledger.app, name="ledger")
     app.add_typer(_policy.app, name="policy")
     app.add_typer(_compute.app, name="compute")
+    app.command("demo")(_demo.demo)
+    _runs.register(app)
 
 
 _register()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.text import Text
 
 from scalegate.errors import PolicyError, ScalegateError
 
@@ -12,7 +13,12 @@ err_console = Console(stderr=True)
 
 def print_error(exc: ScalegateError) -> None:
     """Print an expected error as one paragraph (plus listed problems), never a traceback."""
-    err_console.print(f"[bold red]error:[/bold red] {exc}", highlight=False, soft_wrap=True)
+    # Messages are plain text (they may contain brackets): never interpret them as markup.
+    err_console.print(
+        Text.assemble(("error: ", "bold red"), str(exc)), highlight=False, soft_wrap=True
+    )
     if isinstance(exc, PolicyError):
         for where, what in exc.problems:
-            err_console.print(f"  [cyan]{where}[/cyan]: {what}", highlight=False, soft_wrap=True)
+            err_console.print(
+                Text.assemble("  ", (where, "cyan"), f": {what}"), highlight=False, soft_wrap=True
+            )

@@ -272,7 +272,7 @@ def approve(
 ) -> None:
     """Approve resuming a paused run, bound to its pause, signed with your key."""
     from scalegate import governance
-    from scalegate.ledger.statements import now_utc
+    from scalegate.ledger.statements import ApprovalPredicate, now_utc
     from scalegate.runs import require_run
 
     signer = _key(key)
@@ -290,10 +290,11 @@ def approve(
         value = _ceiling_value(ceiling, at_pause) if ceiling is not None else None
         ref = governance.approve(led, signer, run, rationale, role=role, ceiling=value, now=now)
         entry = led.entry(ref.index).statement.predicate
+        assert isinstance(entry, ApprovalPredicate)
         limit = (f"; ceiling {_flop(value)} effective FLOP ({value / at_pause:.3g}x the "
                  f"{_flop(at_pause)} at the pause)" if value is not None else "")
         _say(f"approved resuming run {run} from pause #{pause.index} as "
-             f"{getattr(entry, 'role', role)}, entry {ref.index}, signed by {signer.name}{limit}.")
+             f"{entry.role}, entry {ref.index}, signed by {signer.name}{limit}.")
         _resumption_report(led, run)
 
 
@@ -352,6 +353,7 @@ def runs(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
 ) -> None:
     """List the runs in the ledger: status, steps, effective compute, last verdict and values."""
+    from rich import box
     from rich.table import Table
 
     from scalegate.cli._runs_view import summarize
@@ -363,13 +365,16 @@ def runs(
     if as_json:
         print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
         return
-    table = Table(title=f"{where}: {len(rows)} run(s)", title_justify="left")
-    for col in ("run", "org", "model", "policy", "status", "steps", "effective FLOP",
-                "last verdict", "last evaluations"):
-        table.add_column(col, justify="right" if col in ("steps", "effective FLOP") else "left")
+    table = Table(title=f"{where}: {len(rows)} run(s)", title_justify="left", box=box.SIMPLE,
+                  collapse_padding=True)
+    # Narrow terminals: org over model, and one evaluation a line, keep every column legible.
+    for col in ("run", "org / model", "policy", "status", "steps", "eff. FLOP", "verdict",
+                "last evaluations"):
+        table.add_column(col, justify="right" if col in ("steps", "eff. FLOP") else "left",
+                         overflow="fold", no_wrap=col in ("run", "steps", "eff. FLOP", "verdict"))
     for r in rows:
-        evals = ", ".join(f"{k} {_value(v)}" for k, v in r.last_evaluations.items())
-        table.add_row(r.run_id, r.org, r.model, f"{r.policy_id} {r.policy_version}",
+        evals = "\n".join(f"{k} {_value(v)}" for k, v in r.last_evaluations.items())
+        table.add_row(r.run_id, f"{r.org}\n{r.model}", f"{r.policy_id} {r.policy_version}",
                       r.status_text, str(r.steps), _flop(r.effective_flop),
                       r.last_verdict or "-", evals or "-")
     console.print(table)

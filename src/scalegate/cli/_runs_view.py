@@ -221,8 +221,7 @@ def _evaluations(policy: Policy, state: RunState) -> list[EvalLine]:
                 for trig in level.evaluations:
                     if trig.evaluation != p.evaluation_id or trig.metric != p.metric:
                         continue
-                    lines.append(f"{level.id}: alert {_num(trig.alert)}, trigger "
-                                 f"{_num(trig.trigger)}")
+                    lines.append(f"{level.id}: {_num(trig.alert)} / {_num(trig.trigger)}")
                     if p.value is None or p.status != "success":
                         met = "failed"
                     elif trig.meets(p.value, "trigger"):
@@ -350,7 +349,7 @@ def render(v: RunView, console: Console) -> None:
 
     compute = Table(title="compute by regime", title_justify="left", box=box.SIMPLE)
     for col in ("regime", "total FLOP", "thresholds"):
-        compute.add_column(col)
+        compute.add_column(col, overflow="fold")
     for r in v.regimes:
         marks = "; ".join(
             f"{'✓' if t.met else '·'} {t.id}: {t.action} at {_flop(t.flop)} ({t.basis})"
@@ -361,19 +360,22 @@ def render(v: RunView, console: Console) -> None:
     evals = Table(title="evaluations" + _earlier(len(v.evaluations) - RECENT),
                   title_justify="left", box=box.SIMPLE)
     for col in ("entry", "evaluation", "step", "eff. FLOP", "value", "alert / trigger", "met"):
-        evals.add_column(col)
+        evals.add_column(col, overflow="fold",
+                         no_wrap=col in ("entry", "step", "eff. FLOP", "value"))
     for x in v.evaluations[-RECENT:]:
         value = "failed" if x.value is None else f"{x.value:.3g}" + (
-            f" ± {x.stderr:.2g}" if x.stderr is not None else "")
+            f"±{x.stderr:.2g}" if x.stderr is not None else "")
         met = f"[bold red]{e(x.met)}[/bold red]" if x.met.startswith("TRIGGER") else e(x.met)
+        # One level: its id is in the "met" column; several: each line names its level.
+        lines = x.lines if len(x.lines) > 1 else [ln.split(": ", 1)[-1] for ln in x.lines]
         evals.add_row(str(x.index), e(x.evaluation_id), str(x.step), _flop(x.effective_flop),
-                      value, e("; ".join(x.lines)), met)
+                      value, e("; ".join(lines)) or "-", met)
     say(evals)
 
     decisions = Table(title="decisions" + _earlier(len(v.decisions) - RECENT),
                       title_justify="left", box=box.SIMPLE)
     for col in ("entry", "step", "eff. FLOP", "verdict", "rules"):
-        decisions.add_column(col)
+        decisions.add_column(col, overflow="fold")
     for d in v.decisions[-RECENT:]:
         decisions.add_row(str(d.index), str(d.step), _flop(d.effective_flop), d.verdict,
                           e(", ".join(d.rules)) or "-")
@@ -391,7 +393,8 @@ def render(v: RunView, console: Console) -> None:
     for o in v.obligations:
         due = "no deadline" if o.deadline is None else f"by {_time(o.deadline)}"
         flag = " [bold red]OVERDUE[/bold red]" if o.overdue else ""
-        say(f"  {e(o.id)}: notify {e(o.recipient)} {due}{flag} — {e(o.message)}",
+        what = o.message.split("; OVERDUE since")[0]  # the flag already says so
+        say(f"  {e(o.id)}: notify {e(o.recipient)} {due}{flag} — {e(what)}",
             soft_wrap=True, highlight=False)
 
     if v.may_resume is None:

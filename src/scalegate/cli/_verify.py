@@ -18,7 +18,7 @@ from scalegate.errors import ScalegateError, VerificationError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from scalegate.audit.report import AuditReport
+    from scalegate.audit.report import AuditReport, Violation
 
 
 def verify(
@@ -36,27 +36,27 @@ def verify(
     receipt: Path | None = typer.Option(
         None, "--receipt", help="Check this C2SP tlog-proof receipt offline (needs --entry)."),
     entry: Path | None = typer.Option(
-        None, "--entry", help="The entry the receipt is for (its DSSE envelope JSON)."),
+        None, "--entry", help="The entry the receipt is for: its DSSE envelope JSON, or its "
+        "line of `scalegate ledger show --json`."),
 ) -> None:
-    """Audit a ledger end to end, trusting only TRUST.yaml.
+    r"""Audit a ledger end to end, trusting only the trust file.
 
-    Checks, failing closed: the checkpoint's log signature and the witness cosignature
-    quorum; the tree recomputed from the entries against every checkpoint, every stored
-    node, and every checkpoint this auditor accepted before (--state); every envelope's
-    signature; every signer registered by a trusted root, valid at the time, not revoked,
+    Fails closed on: the checkpoint's log signature and witness quorum; the tree
+    recomputed from the entries against every checkpoint, every stored node and
+    every checkpoint this auditor accepted before (--state); every signature;
+    every signer registered by a trusted root, valid at the time, not revoked,
     with an allowed role and the right organisation.
 
-    With --receipt FILE --entry FILE, checks one statement offline from its C2SP
-    tlog-proof receipt (`scalegate ledger prove INDEX`) instead.
+    With --receipt FILE --entry FILE: check one statement offline from its
+    C2SP tlog-proof receipt (`scalegate ledger prove INDEX`) instead.
 
-    The trust file (YAML):
+    Trust file (YAML):
 
-    \b
       log: {origin: example.org/log, key: example.org/log+1a2b3c4d+AU...}
       witnesses: {witness.example/w1: witness.example/w1+5e6f7a8b+BA...}
       witness_quorum: 1
-      org_roots: {acme: [acme/root+0badc0de+AQ...]}
-      roles: {decision: [trainer]}        # optional
+      org_roots: {acme: \[acme/root+0badc0de+AQ...]}
+      roles: {decision: \[trainer]}   # optional: kind -> roles allowed
 
     Exit status: 0 nothing violated, 3 violations found, 4 could not verify.
     """
@@ -125,6 +125,7 @@ def _read(path: Path, what: str) -> bytes:
 
 def render_report(report: AuditReport, out: Console, *, per_kind: int = 5) -> None:
     """The terminal summary: checks, violations grouped by kind, and the verdict."""
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"audit of {report.ledger} ({report.origin})", title_justify="left",
@@ -133,20 +134,20 @@ def render_report(report: AuditReport, out: Console, *, per_kind: int = 5) -> No
     table.add_column("check", style="bold", no_wrap=True)
     table.add_column("detail", overflow="fold")
     for c in report.checks:
-        table.add_row("[green]✓[/green]" if c.ok else "[red]✗[/red]", c.name, c.detail)
-    out.print(table)
-    shown: dict[str, int] = {}
+        table.add_row("[green]✓[/green]" if c.ok else "[red]✗[/red]", escape(c.name),
+                      escape(c.detail))
+    out.print(table, highlight=False)
+    groups: dict[str, list[Violation]] = {}
     for v in report.violations:
-        if shown.get(v.kind, 0) == 0:
-            out.print(f"\n[bold red]{v.kind}[/bold red] ({report.violation_counts[v.kind]})",
-                      highlight=False)
-        shown[v.kind] = shown.get(v.kind, 0) + 1
-        if shown[v.kind] <= per_kind:
+        groups.setdefault(v.kind, []).append(v)
+    for kind, items in groups.items():
+        out.print(f"\n[bold red]{kind}[/bold red] ({report.violation_counts[kind]})",
+                  highlight=False)
+        for v in items[:per_kind]:
             refs = ", ".join(f"#{r.index}" for r in v.refs)
-            out.print(f"  • {v.message}" + (f" [dim]({refs})[/dim]" if refs else ""),
+            out.print(f"  • {escape(v.message)}" + (f" [dim]({refs})[/dim]" if refs else ""),
                       highlight=False, soft_wrap=True)
-    for kind, shown_n in shown.items():
-        rest = report.violation_counts[kind] - min(shown_n, per_kind)
+        rest = report.violation_counts[kind] - min(len(items), per_kind)
         if rest > 0:
             out.print(f"  … and {rest} more {kind} (see --json)", highlight=False)
     counts = ", ".join(f"{v} {k}" for k, v in report.counts.items())

@@ -53,8 +53,7 @@ def init(
         "(only with a single --log)."),
     state: Path = StateOpt,
 ) -> None:
-    """Start a witness: record its key file and the logs it witnesses; print its cosignature
-    verifier key (for auditors' trust files) as the last line."""
+    """Start a witness for the given logs; print its cosignature key (for trust files)."""
     from scalegate.audit.witness import Witness
     from scalegate.ledger.keys import VerifierKey
 
@@ -80,8 +79,7 @@ def cosign(
         True, "--attach/--no-attach",
         help="Also store the cosignature with the ledger's checkpoint (so receipts carry it)."),
 ) -> None:
-    """Cosign the ledger's latest checkpoint if it extends what this witness cosigned before;
-    print the cosigned checkpoint."""
+    """Cosign the ledger's latest checkpoint if consistent; print the cosigned checkpoint."""
     from scalegate.audit.witness import Witness, witness_ledger
     from scalegate.ledger.log import Ledger
 
@@ -101,8 +99,10 @@ def add_checkpoint(
     request: Path = typer.Argument(
         Path("-"), help="The add-checkpoint request body ('-': standard input)."),
 ) -> None:
-    """Answer one C2SP add-checkpoint request body: print the cosignature line(s), or refuse
-    (a conflict prints the witness's size, as the spec's 409 response does)."""
+    """Answer one C2SP add-checkpoint request: print cosignature line(s), or refuse.
+
+    A conflict (the spec's 409) prints the size this witness last cosigned.
+    """
     from scalegate.audit.witness import Witness
     from scalegate.errors import WitnessConflict
 
@@ -123,7 +123,7 @@ def add_checkpoint(
 
 @app.command("show")
 def show(state: Path = StateOpt) -> None:
-    """What this witness has cosigned, per log, and any split-view evidence it holds."""
+    """Show what this witness cosigned, per log, and any split-view evidence."""
     from scalegate.audit.witness import Witness
 
     try:

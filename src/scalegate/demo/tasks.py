@@ -151,7 +151,13 @@ _ENGLISH_CUM = tuple(itertools.accumulate(_ENGLISH.values()))
 
 def _cipher(rng: random.Random) -> tuple[str, str]:
     import os
-    s = "".join(rng.choices(_ENGLISH_LETTERS, cum_weights=_ENGLISH_CUM, k=WORD_LEN))
+    r = float(os.environ.get("SG_GEOM", "0"))
+    if r:
+        letters = _CIPHER_KEY  # arbitrary but fixed rank order
+        cum = list(itertools.accumulate(r**k for k in range(26)))
+        s = "".join(rng.choices(letters, cum_weights=cum, k=WORD_LEN))
+    else:
+        s = "".join(rng.choices(_ENGLISH_LETTERS, cum_weights=_ENGLISH_CUM, k=WORD_LEN))
     if os.environ.get("SG_P2"):
         k2 = str.maketrans(string.ascii_lowercase, _CIPHER_KEY[13:] + _CIPHER_KEY[:13])
         return s, "".join(c.translate(_CIPHER if i % 2 == 0 else k2) for i, c in enumerate(s))

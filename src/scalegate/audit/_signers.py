@@ -1,0 +1,131 @@
+"""Who may sign what, decided in log order from the trusted roots alone.
+
+The key registry is re-folded from the entries with only the trust file's roots: a
+``key`` or ``key-revocation`` statement must verify under a trusted root of the key's
+organisation; any other statement under a key so registered, valid at the entry's time
+and not revoked. On top of the registry's rules: the trust file's ``roles`` map (which
+roles may sign a kind), an approval's signer holding the role it claims, and a
+statement speaking for a run (or an organisation) being signed by that organisation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from scalegate.audit.report import AuditReport
+from scalegate.audit.trust import TrustFile
+from scalegate.errors import KeyNotAuthorized, ScalegateError
+from scalegate.ledger.keys import VerifierKey
+from scalegate.ledger.registry import KeyRegistry, RegisteredKey, org_of
+
+Violation = Callable[..., None]  # (kind, message, (index, leaf_hash), *, run_id=...)
+
+
+def _iso(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
+
+
+class SignerCheck:
+    """The registry fold and the signer checks; violations go to ``violation``."""
+
+    def __init__(self, trust: TrustFile, violation: Violation, report: AuditReport) -> None:
+        self.trust = trust
+        self.roots: dict[str, VerifierKey] = {r.keyid: r for r in trust.roots}
+        self.registry = KeyRegistry(trust.roots)
+        self.run_orgs: dict[str, str] = {}
+        self._violation = violation
+        self._report = report
+
+    def key_statement(
+        self, idx: int, facts: dict[str, Any], verified: list[tuple[str, bytes]],
+        failed: list[tuple[str, bytes]], at: tuple[int, bytes],
+    ) -> str | None:
+        """Fold a key statement; the keyid of the root that signed it, or ``None`` if refused."""
+        roots, v = self.roots, self._violation
+        bad = [k for k, pub in failed if k in roots and roots[k].public == pub]
+        good = [roots[k] for k, pub in verified if k in roots and roots[k].public == pub]
+        if bad:
+            v("bad-signature", f"entry {idx}: the signature by root {bad[0]} does not verify.",
+              at)
+            return None
+        if not good:
+            who = ", ".join(sorted({k for k, _ in verified + failed})) or "no known key"
+            v("untrusted-root", f"entry {idx}: a key statement signed by {who}, which is not "
+              "a trusted organisation root.", at)
+            return None
+        pred = facts["predicate"]
+        org = getattr(pred, "org", None)
+        if org is None:  # a revocation: the org of the key it revokes
+            try:
+                reg = self.registry.get(VerifierKey.parse(pred.vkey).keyid)
+            except ScalegateError:
+                reg = None
+            org = reg.org if reg else None
+        signer = next((s for s in good if org_of(s) == org), good[0])
+        try:
+            self.registry.apply(idx, pred, signer)
+        except KeyNotAuthorized as exc:
+            v("key-refused", f"entry {idx}: {exc.message}", at)
+            return None
+        self._report.count("keys registered" if pred.KIND == "key" else "keys revoked")
+        return signer.keyid
+
+    def signer(
+        self, idx: int, kind: str, run_id: str | None, facts: dict[str, Any],
+        when: datetime | None, verified: list[tuple[str, bytes]],
+        failed: list[tuple[str, bytes]], at: tuple[int, bytes],
+    ) -> RegisteredKey | None:
+        """The registered key in standing that signed an ordinary statement, else ``None``."""
+        registry, v = self.registry, self._violation
+        regs = [r for k, pub in verified if (r := registry.get(k)) and r.vkey.public == pub]
+        bad = [k for k, pub in failed if (r := registry.get(k)) and r.vkey.public == pub]
+        where = f"entry {idx} ({kind})"
+        if bad:
+            v("bad-signature", f"{where}: the signature by {bad[0]} does not verify.", at,
+              run_id=run_id)
+            return None
+        if not regs:
+            who = ", ".join(sorted({k for k, _ in verified + failed})) or "no known key"
+            rooted = " (an organisation root signs only key statements)" if any(
+                k in self.roots for k, _ in verified) else ""
+            v("unregistered-signer", f"{where}: signed by {who}, which no trusted root had "
+              f"registered before it{rooted}.", at, run_id=run_id)
+            return None
+        if when is None:
+            v("signer-not-valid", f"{where}: the entry has no readable time, so its signer's "
+              "validity cannot be checked.", at, run_id=run_id)
+            return None
+        signer = next((r for r in regs if r.valid_at(when)), None)
+        if signer is None:
+            first = regs[0]
+            revoked = first.revoked_at is not None and when >= first.revoked_at
+            v("revoked-signer" if revoked else "signer-not-valid",
+              f"{where} at {_iso(when)}: signer {first.problem_at(when)}.", at, run_id=run_id)
+            return None
+        self._roles_and_orgs(where, kind, run_id, facts, signer, at)
+        return signer
+
+    def _roles_and_orgs(self, where: str, kind: str, run_id: str | None, facts: dict[str, Any],
+                        signer: RegisteredKey, at: tuple[int, bytes]) -> None:
+        v = self._violation
+        allowed = self.trust.allowed_roles(kind)
+        if allowed is not None and not allowed.intersection(signer.roles):
+            v("wrong-role", f"{where}: signer {signer.keyid} holds roles {list(signer.roles)}; "
+              f"the trust file allows {sorted(allowed)} for {kind} statements.", at,
+              run_id=run_id)
+        claimed = facts.get("role")
+        if kind == "approval" and claimed is not None and claimed not in signer.roles:
+            v("wrong-role", f"{where}: the approval claims role {claimed!r}, but signer "
+              f"{signer.keyid} holds {list(signer.roles)}.", at, run_id=run_id)
+        org = facts.get("org")
+        if kind == "run" and run_id is not None:
+            self.run_orgs.setdefault(run_id, org or signer.org)
+        if org is not None and kind in ("run", "attestation", "endorsement") \
+                and org != signer.org:
+            v("wrong-org", f"{where}: speaks for organisation {org!r} but is signed by "
+              f"{signer.keyid} of {signer.org!r}.", at, run_id=run_id)
+        elif run_id is not None and self.run_orgs.get(run_id, signer.org) != signer.org:
+            v("wrong-org", f"{where}: run {run_id} belongs to {self.run_orgs[run_id]!r} but "
+              f"this is signed by {signer.keyid} of {signer.org!r}.", at, run_id=run_id)

@@ -1,0 +1,254 @@
+"""``scalegate demo``: a tiny transformer trained under the demo policy, end to end.
+
+The run counts its compute, is evaluated at the policy's compute milestones through
+Inspect AI, pauses itself when the stand-in dangerous capability reaches its trigger
+without the required safeguard, and — visibly — resumes from the paused checkpoint only
+after the CISO attests the safeguard and the RSO and a board member approve. It ends
+with a verification of the ledger and every decision replayed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+
+from scalegate.audit.replay import replay_decisions
+from scalegate.demo.display import DemoView, EvalRow
+from scalegate.demo.evaluations import DANGEROUS_EVAL, demo_suite
+from scalegate.demo.workspace import Workspace, create_workspace
+from scalegate.errors import RunError
+from scalegate.gate import Decision
+from scalegate.governance import approve, attest, resume
+from scalegate.ledger.statements import CheckpointPredicate
+from scalegate.manifest import manifest_of
+from scalegate.policy import Policy, load_policy
+from scalegate.runs import load_state, run_log_entries, to_entries
+from scalegate.supervisor import Supervisor
+from scalegate.units import sig2
+
+RUN_ID = "demo-run"
+MARKER = ".scalegate-demo"
+SAFEGUARD = "security-level-demo"
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What ``scalegate demo`` was asked to do."""
+
+    dir: Path
+    steps: int | None = None
+    seed: int | None = None
+    until_pause: bool = False
+    live: bool = True
+
+
+def prepare_dir(path: Path) -> None:
+    """Start from an empty workspace; only ever delete a directory an earlier demo made."""
+    if path.exists():
+        if not path.is_dir():
+            raise RunError(f"--dir {path} exists and is not a directory.",
+                           hint="Choose another --dir.")
+        if any(path.iterdir()) and not (path / MARKER).exists():
+            raise RunError(
+                f"--dir {path} is not empty and was not made by `scalegate demo`; "
+                "refusing to overwrite it.",
+                hint="Choose an empty or new directory with --dir.",
+            )
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    (path / MARKER).write_text("made by scalegate demo; deleted by the next demo run\n")
+
+
+class _Demo:
+    def __init__(self, opts: DemoOptions, console: Console) -> None:
+        from scalegate.demo.training import DEMO_SEED, DemoTrainConfig
+
+        self.opts, self.console = opts, console
+        config = DemoTrainConfig()
+        if opts.steps is not None:
+            config = config.model_copy(update={"budget_steps": opts.steps})
+        self.config = config
+        self.seed = DEMO_SEED if opts.seed is None else opts.seed
+        prepare_dir(opts.dir)
+        self.ws: Workspace = create_workspace(opts.dir)
+        self.policy: Policy = load_policy("demo")
+        level = self.policy.capabilities[0].levels[0].evaluations[0]
+        self.view = DemoView(
+            run_id=RUN_ID, policy=f"{self.policy.id} v{self.policy.version}",
+            budget=config.budget_steps, alert=level.alert or 0.0,
+            trigger=level.trigger or 1.0, dangerous=DANGEROUS_EVAL,
+        )
+        self.suite = demo_suite()
+        self.seen_evals = 0
+
+    # --- training ------------------------------------------------------------------------
+
+    def _open(self, trainer: Any, *, planned: float | None = None) -> Supervisor:
+        ckdir = self.opts.dir / "checkpoints"
+        return Supervisor.open(
+            RUN_ID, self.policy, self.ws.ledger, self.ws.key("trainer"),
+            evaluator=self.suite, model=trainer.model, loss_fn=_demo_loss, planned=planned,
+            model_name="TinyGPT (scalegate demo)", checkpoint_dir=ckdir, compute_every=25,
+            check_interval=5.0,
+            save_checkpoint=lambda step: trainer.save(ckdir / f"{RUN_ID}-step{step:05d}.pt"),
+        )
+
+    def train(self, trainer: Any, sup: Supervisor, live: Live | None) -> Decision | None:
+        decision = None
+        last_draw = 0.0
+        while trainer.step_index < self.config.budget_steps:
+            batch = trainer.batch()
+            tokens = trainer.step()
+            decision = sup.step(tokens=tokens, batch=batch)
+            self._observe(sup, decision)
+            now = time.monotonic()
+            if live is not None and (now - last_draw > 0.1 or decision.verdict != "continue"):
+                live.update(self.view.render())
+                last_draw = now
+            if decision.verdict == "pause":
+                break
+        return decision
+
+    def _observe(self, sup: Supervisor, decision: Decision) -> None:
+        v = self.view
+        v.step, v.flop = sup.step_index, sup.effective_flop
+        v.next_eval, v.ceiling = decision.next_eval_at_flop, decision.ceiling_flop
+        v.entries = self.ws.ledger.size
+        if decision.verdict != v.verdict or decision.verdict != "continue":
+            v.reasons = [r.message for r in decision.reasons]
+        if decision.verdict != v.verdict:
+            v.event(f"step {v.step}: gate says {decision.verdict.upper()}")
+        v.verdict = decision.verdict
+        evals = sup.state.evals[self.seen_evals:]
+        if evals:
+            self.seen_evals += len(evals)
+            first = evals[0].predicate
+            v.evals.append(EvalRow(first.step, first.effective_flop,
+                                   {e.predicate.evaluation_id: e.predicate.value for e in evals}))
+
+    # --- the pause and the people --------------------------------------------------------
+
+    def govern(self) -> Path:
+        ledger, key, say = self.ws.ledger, self.ws.key, self.console.print
+        state = load_state(ledger, RUN_ID)
+        pause = state.active_pause
+        assert pause is not None
+        say(Panel.fit(
+            f"[bold red]PAUSED[/] at step {pause.predicate.step}, "
+            f"{sig2(pause.predicate.effective_flop)} FLOP (entry #{pause.index})\n"
+            f"{pause.predicate.public_statement}",
+            title="the run paused itself", border_style="red"))
+        try:
+            resume(ledger, key("trainer"), RUN_ID)
+        except Exception as exc:  # the gate's refusal, shown to the reader
+            say(f"[dim]trainer tries to resume →[/] [red]refused:[/] {exc}")
+        ref = attest(ledger, key("ciso"), SAFEGUARD, policy=self.policy,
+                     evidence=b"demo: weight-security review, all controls in place")
+        say(f"[green]✓[/] CISO attests [bold]{SAFEGUARD}[/] (entry #{ref.index})")
+        ref = approve(ledger, key("rso"), RUN_ID, "safeguard verified; resume in steps",
+                      ceiling="4x")
+        say(f"[green]✓[/] RSO approves, ceiling 4× the compute at the pause (entry #{ref.index})")
+        ref = approve(ledger, key("board"), RUN_ID, "board concurs")
+        say(f"[green]✓[/] board member approves (entry #{ref.index})")
+        ref = resume(ledger, key("trainer"), RUN_ID)
+        state = load_state(ledger, RUN_ID)
+        ck = state.find(state.resumes[-1].predicate.checkpoint)
+        assert ck is not None and isinstance(ck.predicate, CheckpointPredicate)
+        path = Path(ck.predicate.uri or "")
+        if manifest_of(path).digest != ck.predicate.digest:
+            raise RunError(f"checkpoint {path} does not match the digest the pause recorded")
+        say(f"[green]✓[/] resumed (entry #{ref.index}) from checkpoint {path.name}, "
+            f"digest {ck.predicate.digest[:16]}… matches the pause record")
+        return path
+
+    # --- the end -------------------------------------------------------------------------
+
+    def verify(self) -> bool:
+        ledger = self.ws.ledger
+        report = ledger.verify()
+        entries = to_entries(run_log_entries(ledger, RUN_ID), ledger.registry())
+        replayed = replay_decisions(self.policy, entries, RUN_ID)
+        mismatched = [r for r in replayed if not r.matches]
+        table = Table(title="verification", show_header=False, title_justify="left")
+        table.add_row("log", f"{report.size} entries, tree and checkpoint "
+                      + ("[green]verified[/]" if report.tree_ok else "[red]BROKEN[/]"))
+        table.add_row("signatures", f"{report.signatures_checked} checked, "
+                      + ("[green]all valid[/]" if report.ok else f"[red]{report.problems_total} "
+                         "problems[/]"))
+        table.add_row("decisions", f"{len(replayed)} replayed, "
+                      + ("[green]all match[/]" if not mismatched
+                         else f"[red]{len(mismatched)} differ[/]"))
+        self.console.print(table)
+        for p in report.problems[:5]:
+            self.console.print(f"  [red]•[/] {p}")
+        return report.ok and not mismatched
+
+    def where(self) -> None:
+        d = self.opts.dir
+        self.console.print(
+            f"files: ledger [bold]{d / 'ledger.db'}[/], keys {d / 'keys'}, checkpoints "
+            f"{d / 'checkpoints'}, evaluation logs {d / 'checkpoints' / 'eval-logs'}\n"
+            f"try: [bold]scalegate run status {RUN_ID} --ledger {d / 'ledger.db'}[/]"
+        )
+
+
+def run_demo(opts: DemoOptions, console: Console | None = None) -> bool:
+    """Run the demo; True when it ended with a verified ledger."""
+    from scalegate.compute.counter import count
+    from scalegate.demo.training import DemoTrainer
+
+    console = console or Console()
+    demo = _Demo(opts, console)
+    try:
+        console.print(f"workspace {opts.dir}: keys for root, log, trainer, ciso, rso, board; "
+                      f"ledger with {demo.ws.ledger.size} key registrations")
+        trainer = DemoTrainer(demo.config, seed=demo.seed)
+        per_step = count(trainer.model, trainer.batch(), _demo_loss).model_flop
+        sup = demo._open(trainer, planned=per_step * demo.config.budget_steps)
+        planned = per_step * demo.config.budget_steps
+        demo.view.event(f"run registered under policy demo; planned {sig2(planned)} FLOP")
+        decision = _train_live(demo, trainer, sup)
+        if decision is not None and decision.verdict == "pause":
+            if opts.until_pause:
+                console.print(f"stopped at the pause (--until-pause). Continue by hand: "
+                              f"scalegate run status {RUN_ID} --ledger {opts.dir / 'ledger.db'}")
+                return demo.verify()
+            path = demo.govern()
+            trainer = DemoTrainer.load(path)
+            sup = demo._open(trainer)
+            demo.view.event(f"resumed at step {trainer.step_index}")
+            decision = _train_live(demo, trainer, sup)
+        sup.flush()
+        console.print(f"training finished at step {demo.view.step}, "
+                      f"{sig2(demo.view.flop)} FLOP, final verdict {demo.view.verdict}")
+        ok = demo.verify()
+        demo.where()
+        return ok
+    finally:
+        demo.ws.close()
+
+
+def _train_live(demo: _Demo, trainer: Any, sup: Supervisor) -> Decision | None:
+    if not demo.opts.live:
+        return demo.train(trainer, sup, None)
+    with Live(demo.view.render(), console=demo.console, refresh_per_second=8,
+              transient=False) as live:
+        decision = demo.train(trainer, sup, live)
+        live.update(demo.view.render())
+    return decision
+
+
+def _demo_loss(model: Any, batch: Any) -> Any:
+    import torch.nn.functional as F
+
+    x, y = batch
+    logits = model(x)
+    return F.cross_entropy(logits.view(-1, logits.shape[-1]), y.view(-1), ignore_index=-1)

@@ -1,0 +1,175 @@
+"""`scalegate verify` end to end through its CLI: a ledger audit, and offline receipts from
+`scalegate ledger prove`; exit status 0 ok, 3 violations found, 4 could not verify."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from scalegate.cli import _ledger, _verify
+from scalegate.ledger.keys import SigningKey
+
+from .conftest import ORIGIN, Lab
+
+runner = CliRunner()
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    app.command("verify")(_verify.verify)
+    app.add_typer(_ledger.app, name="ledger")
+    return app
+
+
+def _run(*args: str, input: str | None = None) -> tuple[int, str]:
+    res = runner.invoke(_app(), list(args), input=input)
+    if res.exception and not isinstance(res.exception, SystemExit):
+        raise res.exception
+    return res.exit_code, res.stdout
+
+
+@pytest.fixture
+def trust_file(lab: Lab) -> Path:
+    path = lab.dir / "trust.yaml"
+    path.write_text(lab.trust().to_yaml(), encoding="utf-8")
+    return path
+
+
+def _prove(lab: Lab, index: int) -> tuple[Path, Path]:
+    """A receipt from `ledger prove`, and the entry as `ledger show --json` prints it."""
+    code, receipt = _run("ledger", "prove", str(index), "--ledger", str(lab.path))
+    assert code == 0, receipt
+    code, shown = _run("ledger", "show", "--ledger", str(lab.path), "--json", "--start",
+                       str(index), "--limit", "1")
+    assert code == 0, shown
+    r, e = lab.dir / f"r{index}.txt", lab.dir / f"e{index}.json"
+    r.write_text(receipt, encoding="utf-8")
+    e.write_text(shown, encoding="utf-8")  # the `ledger show --json` line holds the envelope
+    return r, e
+
+
+def test_verify_a_ledger_ok_then_violations(lab: Lab, trust_file: Path) -> None:
+    lab.pause_and_approve()
+    lab.checkpoint()
+    state = lab.dir / "state.json"
+    base = ["verify", "--ledger", str(lab.path), "--trust", str(trust_file), "--state",
+            str(state)]
+    code, out = _run(*base)
+    assert code == 0, out
+    assert "nothing violated" in out and "witnessed checkpoint" in out
+    code, out = _run(*base, "--json")
+    data = json.loads(out)
+    assert code == 0 and data["ok"] and data["exit_code"] == 0
+    assert {c["name"] for c in data["checks"]} >= {"tree recomputed from the entries",
+                                                   "envelopes and signatures"}
+    assert json.loads(state.read_text())["logs"][ORIGIN]["checkpoints"][0]["size"] == \
+        lab.ledger.size
+    lab.ledger.close()
+    con = sqlite3.connect(lab.path)
+    con.execute("UPDATE entries SET data = replace(data, 'a', 'b') WHERE idx = 7")
+    con.commit()
+    con.close()
+    code, out = _run(*base, "--json")
+    data = json.loads(out)
+    assert code == 3 and not data["ok"]
+    # The altered entry no longer hashes to its leaf, is no envelope, and the tree it gives
+    # is neither the signed one nor the one this auditor accepted before.
+    assert data["violation_counts"] == {"leaf-hash": 1, "envelope-malformed": 1,
+                                        "tree-root": 1, "split-view": 1}
+    assert data["violations"][0]["refs"][0]["index"] == 7
+    code, out = _run(*base)
+    assert code == 3 and "leaf-hash" in out and "violation(s) found" in out
+
+
+def test_verify_could_not_verify(lab: Lab, trust_file: Path) -> None:
+    lab.checkpoint(cosigners=(0,))
+    code, out = _run("verify", "--ledger", str(lab.path), "--trust", str(trust_file),
+                     "--no-state")
+    assert code == 4 and "could not verify" in out
+    code, out = _run("verify", "--ledger", str(lab.path), "--trust", str(lab.dir / "no.yaml"),
+                     "--json")
+    assert code == 4 and "no trust file" in json.loads(out)["error"]
+    bad = lab.dir / "bad.yaml"
+    bad.write_text("log: {origin: x}\n")
+    code, out = _run("verify", "--ledger", str(lab.path), "--trust", str(bad))
+    assert code == 4
+
+
+def test_a_receipt_verifies_offline(lab: Lab, trust_file: Path) -> None:
+    lab.pause_and_approve()
+    lab.checkpoint()
+    receipt, entry = _prove(lab, lab.refs["pause"].index)  # a pause declaration, offline
+    code, out = _run("verify", "--trust", str(trust_file), "--receipt", str(receipt),
+                     "--entry", str(entry), "--no-state", "--json")
+    data = json.loads(out)
+    assert code == 0, data
+    assert data["checkpoint"]["cosigned_by"] == ["witness.example/w1", "witness.example/w2"]
+    assert "a pause statement of run run-1, signed by acme/trainer" in json.dumps(data["checks"])
+    code, out = _run("verify", "--trust", str(trust_file), "--receipt", str(receipt),
+                     "--entry", str(entry), "--no-state")
+    assert code == 0 and "inclusion of the entry" in out
+    # The bare envelope, in any JSON layout, is the same entry.
+    bare = lab.dir / "bare.json"
+    bare.write_text(json.dumps(json.loads(entry.read_text())["envelope"], indent=2))
+    code, _ = _run("verify", "--trust", str(trust_file), "--receipt", str(receipt),
+                   "--entry", str(bare), "--no-state")
+    assert code == 0
+
+
+def test_receipt_failures_are_violations_or_could_not_verify(lab: Lab, trust_file: Path) -> None:
+    lab.checkpoint()
+    receipt, entry = _prove(lab, 4)
+    _, other = _prove(lab, 5)
+    text = receipt.read_text()
+
+    def check(receipt_text: str, entry_path: Path, trust: Path = trust_file,
+              *extra: str) -> int:
+        path = lab.dir / "x.txt"
+        path.write_text(receipt_text)
+        return _run("verify", "--trust", str(trust), "--receipt", str(path), "--entry",
+                    str(entry_path), "--no-state", *extra)[0]
+
+    assert check(text, entry) == 0
+    assert check(text, other) == 3  # the receipt proves another entry
+    lines = text.split("\n")
+    lines[3] = "A" * 43 + "="  # an altered proof hash
+    assert check("\n".join(lines), entry) == 3
+    assert check(text.replace("index 4", "index 5"), entry) == 3
+    assert check("not a receipt", entry) == 4
+    one = lab.dir / "one.yaml"
+    one.write_text(lab.trust(quorum=2).model_copy(update={"witnesses": {
+        w.name: v for w, v in zip(lab.witnesses, lab.trust().witness_verifiers, strict=True)
+    }}).to_yaml())
+    # Stripping a cosignature leaves fewer than the quorum: could not verify.
+    stripped = "".join(ln + "\n" for ln in text.rstrip("\n").split("\n")
+                       if "witness.example/w2" not in ln)
+    assert check(stripped, entry) == 4
+    other_log = lab.trust().model_copy(update={"log": lab.trust().log.model_copy(
+        update={"key": SigningKey.generate("example.org/elsewhere").vkey})})
+    elsewhere = lab.dir / "elsewhere.yaml"
+    elsewhere.write_text(other_log.to_yaml())
+    assert check(text, entry, elsewhere) == 4
+    assert _run("verify", "--trust", str(trust_file), "--receipt", str(receipt))[0] == 4
+
+
+def test_a_receipt_from_a_split_view_is_caught_by_the_auditor_state(
+        lab: Lab, trust_file: Path) -> None:
+    lab.checkpoint()
+    state = lab.dir / "state.json"
+    code, _ = _run("verify", "--ledger", str(lab.path), "--trust", str(trust_file), "--state",
+                   str(state))
+    assert code == 0
+    receipt, entry = _prove(lab, 2)
+    args = ["verify", "--trust", str(trust_file), "--receipt", str(receipt), "--entry",
+            str(entry), "--state", str(state)]
+    assert _run(*args)[0] == 0
+    data = json.loads(state.read_text())
+    data["logs"][ORIGIN]["checkpoints"][0]["root_hash"] = "A" * 43 + "="
+    state.write_text(json.dumps(data))
+    code, out = _run(*args, "--json")
+    assert code == 3 and "split-view" in json.loads(out)["violation_counts"]
