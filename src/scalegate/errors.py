@@ -68,7 +68,11 @@ class PolicyError(ScalegateError):
     """A policy file is invalid. ``problems`` lists every (location, message) found."""
 
     def __init__(
-        self, message: str, *, problems: list[tuple[str, str]] | None = None, hint: str | None = None
+        self,
+        message: str,
+        *,
+        problems: list[tuple[str, str]] | None = None,
+        hint: str | None = None,
     ) -> None:
         super().__init__(message, hint=hint)
         self.problems = problems or []

@@ -212,7 +212,7 @@ class ComputePredicate(Predicate):
 
 
 class CheckpointPredicate(Predicate):
-    """A model checkpoint: per-file SHA-256 manifest and its digest (OpenSSF model-signing style)."""
+    """A model checkpoint: per-file SHA-256 manifest and its digest (OpenSSF model signing)."""
 
     KIND: ClassVar[str] = "checkpoint"
     run_id: str
@@ -262,7 +262,9 @@ class AttestationPredicate(Predicate):
 
     def subject(self) -> ResourceDescriptor:
         body = canonical_json(self.model_dump(mode="json"))
-        return ResourceDescriptor(name=f"safeguard/{self.safeguard}", digest={"sha256": sha256_hex(body)})
+        return ResourceDescriptor(
+            name=f"safeguard/{self.safeguard}", digest={"sha256": sha256_hex(body)}
+        )
 
 
 class DecisionPredicate(Predicate):
