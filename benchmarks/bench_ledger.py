@@ -154,6 +154,22 @@ def bench_proofs(path: Path, samples: int) -> tuple[float, float]:
     return statistics.median(times) * 1e3, times[int(0.95 * len(times))] * 1e3
 
 
+def bench_signature_backends(n: int = 4000) -> list[tuple[str, str]]:
+    """Raw Ed25519 verifications per second for each installed backend, side by side."""
+    from scalegate.ledger.signature_pool import BACKEND, check_signatures
+
+    key = SigningKey.generate("bench/x")
+    items = [(key.public, m, key.sign(m)) for m in (os.urandom(800) for _ in range(n))]
+    rows = []
+    for backend in ["openssl"] + (["libsodium"] if BACKEND == "libsodium" else []):
+        t = time.process_time()
+        assert all(check_signatures(items, backend))
+        us = (time.process_time() - t) / n * 1e6
+        used = " (used)" if backend == BACKEND else ""
+        rows.append((f"Ed25519 verify, {backend}{used}, 1 core", f"{us:.0f} µs CPU each"))
+    return rows
+
+
 def bench_verify(path: Path) -> tuple[float, bool]:
     with Ledger.open(path) as led:
         report = led.verify()
@@ -177,6 +193,7 @@ def main() -> None:
     try:
         for f in work.glob("append-*.db*"):
             f.unlink()
+        rows += bench_signature_backends()
         rows += bench_appends(work, args.appends, args.single)
         for n in (int(s) for s in args.sizes.split(",") if s):
             path = work / f"ledger-{n}.db"

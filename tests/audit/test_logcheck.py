@@ -257,3 +257,31 @@ def test_report_keeps_every_count_but_caps_what_it_lists() -> None:
     assert data["violation_counts"] == {"bad-signature": 1005, "wrong-role": 1}
     assert data["exit_code"] == 3 and data["ok"] is False
     assert AuditReport.model_validate_json(rep.model_dump_json()) == rep
+
+
+def test_signature_backends_agree() -> None:
+    """libsodium (when installed) and OpenSSL give the same verdicts, and never a laxer one."""
+    import pytest
+
+    from scalegate.audit import _envelopes
+    from scalegate.ledger.signature_pool import check_signatures as openssl
+
+    pytest.importorskip("nacl.bindings")
+    sodium = _envelopes._sodium_checker()
+    assert sodium is not None and _envelopes.SIGNATURE_BACKEND == "libsodium"
+    key, other = SigningKey.generate("acme/a"), SigningKey.generate("acme/b")
+    msg = b"DSSEv1 28 application/vnd.in-toto+json 2 {}"
+    sig = key.sign(msg)
+    order = (2**252 + 27742317777372353535851937790883648493).to_bytes(32, "little")
+    s_plus_l = sig[:32] + (int.from_bytes(sig[32:], "little")
+                           + int.from_bytes(order, "little")).to_bytes(32, "little")
+    items = [
+        (key.public, msg, sig),                         # valid
+        (key.public, msg + b" ", sig),                  # other message
+        (other.public, msg, sig),                       # other key
+        (key.public, msg, sig[:-1] + bytes([sig[-1] ^ 1])),
+        (key.public, msg, sig[:63]),                    # short
+        (key.public, msg, s_plus_l),                    # non-canonical S (S + L)
+        (key.public[:31], msg, sig),                    # short key
+    ]
+    assert sodium(items) == openssl(items) == [True] + [False] * 6

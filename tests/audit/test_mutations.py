@@ -1,11 +1,11 @@
 """Issue 7 §2: random tampering with a real ledger file is always caught by the audit.
 
-A ledger of a few hundred entries is built with real keys, real signatures, several
-witnessed checkpoints and an auditor that has accepted its latest checkpoint. Each
-mutation is applied with :mod:`sqlite3` to a fresh copy of the file: bytes flipped,
-rows deleted, reordered and truncated, in the entries (data, leaf hashes, derived
-columns), the interior nodes and the checkpoints; plus forged entries, with and
-without a consistently rebuilt stored tree. Every mutated copy must make the audit
+A ledger of 173 entries is built with real keys, real signatures, three witnessed
+checkpoints and an auditor that has accepted its latest checkpoint. Each mutation is
+applied with :mod:`sqlite3` to a fresh copy of the file: bytes flipped, rows deleted,
+reordered, retyped and truncated, in the entries (data, leaf hashes, derived columns),
+the interior nodes and the checkpoints; plus forged entries, with and without a
+consistently rebuilt stored tree. Every mutated copy must make the audit
 fail: violations found, or could not verify.
 
 Not mutated, by design: ``meta`` and ``keys`` (the auditor does not read them as
@@ -31,7 +31,7 @@ from scalegate.ledger.statements import ComputePredicate, sign_statement
 
 from .conftest import T0, Lab, make_lab
 
-N_MUTATIONS = 500
+N_MUTATIONS = 504  # 24 per family
 Mutation = Callable[[sqlite3.Connection, random.Random], str]
 
 
@@ -142,6 +142,12 @@ def nodes_swap(con: sqlite3.Connection, rng: random.Random) -> str:
     return f"swap nodes ({level}, {i}) and ({level}, {j})"
 
 
+def node_retype(con: sqlite3.Connection, rng: random.Random) -> str:
+    level, i, _ = _node(con, rng)
+    con.execute("UPDATE nodes SET idx = 'x' || idx WHERE level = ? AND idx = ?", (level, i))
+    return f"turn node ({level}, {i})'s index into text"
+
+
 def node_insert(con: sqlite3.Connection, rng: random.Random) -> str:
     level = rng.randrange(1, 12)
     i = rng.randrange(1000, 100000)
@@ -241,8 +247,8 @@ def test_every_random_mutation_is_detected(base: tuple[Lab, Path, Path], tmp_pat
     mutations: list[Mutation] = [
         data_flip, data_truncate, leaf_flip, leaf_truncate, entry_delete, entries_swap,
         tail_truncate, column_change, node_flip, node_truncate, node_delete, nodes_swap,
-        node_insert, note_flip, note_truncate, checkpoint_root_flip, checkpoint_resize,
-        latest_checkpoint_delete, forger.forge, forger.rewrite,
+        node_insert, node_retype, note_flip, note_truncate, checkpoint_root_flip,
+        checkpoint_resize, latest_checkpoint_delete, forger.forge, forger.rewrite,
     ]
     trust = lab.trust()
     rng = random.Random(7)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from scalegate.demo.tasks import (
+    CIPHER_LETTER_DECAY,
     DANGEROUS_TASK,
     DEMO_TASKS,
     EOS,
@@ -61,7 +62,7 @@ def test_benign_answers_are_correct() -> None:
         assert digits.isdigit() and "".join(sorted(digits)) == s.target
     for s in heldout("add"):
         a, b = _split(s.input)[1].split("+")
-        assert len(a) == len(b) == 3 and len(s.target) == 4
+        assert len(a) == len(b) == 2 and len(s.target) == 3
         assert int(a) + int(b) == int(s.target)
 
 
@@ -80,6 +81,25 @@ def test_cipher_is_a_consistent_secret_mapping() -> None:
         assert len(images) == len(set(images))
 
 
+def test_cipher_messages_have_skewed_letter_frequencies() -> None:
+    from collections import Counter
+
+    mix = TaskMixture(weights={"cipher": 1})
+    letters = Counter(
+        ch
+        for step in range(40)
+        for line in mix.sample_texts(seed=0, step=step, batch_size=64)
+        for ch in line[1 : 1 + WORD_LEN]
+    )
+    total = sum(letters.values())
+    assert total == 40 * 64 * WORD_LEN
+    # frequencies fall by CIPHER_LETTER_DECAY per English rank: e, t, a, o, ...
+    r = CIPHER_LETTER_DECAY
+    assert letters["e"] / total == pytest.approx((1 - r) / (1 - r**26), rel=0.1)
+    ratio = letters["e"] / letters["n"]  # five ranks apart
+    assert ratio == pytest.approx(r**-5, rel=0.15)
+
+
 def test_heldout_sets_are_fixed_distinct_and_tagged() -> None:
     for task in DEMO_TASKS:
         samples = heldout(task)
@@ -96,7 +116,7 @@ def test_heldout_sets_are_fixed_distinct_and_tagged() -> None:
 def test_mixture_counts_follow_the_weights() -> None:
     assert TaskMixture().counts(10) == dict.fromkeys(DEMO_TASKS, 2)
     counts = TaskMixture(weights={"copy": 3, "cipher": 1}).counts(10)
-    assert counts == {"copy": 8, "cipher": 2}  # 7.5 / 2.5, ties go to the first name
+    assert counts == {"copy": 8, "cipher": 2}  # 7.5 / 2.5: a tie goes to the task listed first
     assert sum(TaskMixture(weights={"copy": 1, "add": 1, "sort": 1}).counts(64).values()) == 64
     with pytest.raises(ValueError, match="negative"):
         TaskMixture(weights={"copy": -1}).counts(8)
@@ -123,8 +143,10 @@ def test_batch_targets_are_the_answers_only() -> None:
         prompt_len = line.index(SEP) + 1
         assert answer.endswith(EOS) and line[prompt_len:] + EOS == answer
         assert all(t == -1 for t in row_y[: prompt_len - 1])
-    # Every sample has the same shape except add's (one character shorter): almost no padding.
-    assert int((x == PAD_ID).sum()) == TaskMixture().counts(10)["add"]
+    # Every task's samples have one length, so every batch of a mixture has the same padding.
+    lengths = {t: len(heldout(t)[0].input) + len(heldout(t)[0].target) for t in DEMO_TASKS}
+    counts = TaskMixture().counts(10)
+    assert int((x == PAD_ID).sum()) == sum(n * (BLOCK - lengths[t]) for t, n in counts.items())
 
 
 def test_training_never_sees_a_heldout_prompt() -> None:

@@ -14,7 +14,7 @@ from ledger_writer import WRITER, acks, make_ledger
 from scalegate.ledger import merkle
 from scalegate.ledger.log import Ledger
 
-WRITERS, BATCHES, BATCH = 4, 6, 25
+WRITERS, BATCHES, BATCH = 4, 5, 20
 
 
 @pytest.mark.slow

@@ -25,19 +25,20 @@ torch = pytest.importorskip("torch")
 F = torch.nn.functional
 nn = torch.nn
 
+from scalegate.audit.replay import replay_decisions  # noqa: E402
 from scalegate.compute.counter import count  # noqa: E402
 from scalegate.demo.workspace import Workspace, create_workspace  # noqa: E402
 from scalegate.errors import RunPaused  # noqa: E402
 from scalegate.evals import EvalContext, Probe, Suite  # noqa: E402
-from scalegate.gate import decide, resumption  # noqa: E402
 from scalegate.governance import approve, attest, resume  # noqa: E402
 from scalegate.ledger.statements import CheckpointPredicate  # noqa: E402
 from scalegate.manifest import manifest_of  # noqa: E402
 from scalegate.policy import Policy, load_policy  # noqa: E402
 from scalegate.policy.library import bundled_text  # noqa: E402
 from scalegate.runs import load_state, run_log_entries, to_entries  # noqa: E402
-from scalegate.state import fold  # noqa: E402
 from scalegate.supervisor import Supervisor  # noqa: E402
+
+pytestmark = pytest.mark.slow  # trains real models, spawns processes (~20 s in all)
 
 REPO = Path(__file__).resolve().parents[2]
 RUN = "torch-loop-1"
@@ -168,21 +169,12 @@ def kinds(ws: Workspace) -> list[str]:
     return [e.statement.kind for e in run_log_entries(ws.ledger, RUN)]
 
 
-def replay_decisions(ws: Workspace, policy: Policy) -> int:
-    """Re-fold the run up to each decision's basis and re-decide: same verdict and reasons."""
+def replays(ws: Workspace, policy: Policy) -> int:
+    """Every decision of the run, replayed from the log: same verdict, same rules."""
     entries = to_entries(run_log_entries(ws.ledger, RUN), ws.ledger.registry())
-    state = load_state(ws.ledger, RUN)
-    for_resume = [r.predicate.decision for r in state.resumes]
-    for d in state.decisions:
-        p = d.predicate
-        basis = fold([e for e in entries if e.ref.index < p.basis_size], run_id=RUN)
-        if d.ref in for_resume:  # the gate's answer as if the pause were lifted
-            again = resumption(policy, basis, now=p.at).decision
-            assert again is not None
-        else:
-            again = decide(policy, basis, p.at)
-        assert (again.verdict, again.rules) == (p.verdict, [r.rule for r in p.reasons]), d.index
-    return len(state.decisions)
+    replayed = replay_decisions(policy, entries, RUN)
+    assert all(r.matches for r in replayed), [r for r in replayed if not r.matches]
+    return len(replayed)
 
 
 # --- the tests -----------------------------------------------------------------------------
@@ -219,6 +211,8 @@ def test_pause_attest_approve_resume_with_a_real_model(ws: Workspace, policy: Po
     # FLOP was measured once (one input signature), then multiplied.
     counter = sup._counter
     assert (counter.misses, counter.hits) == (1, paused_step - 1)
+    (measured,) = counter.cache.values()
+    assert measured.model_flop == step_flop and measured.complete
     assert state.compute, "compute statements were written"
     for c in state.compute:
         p = c.predicate
@@ -286,7 +280,7 @@ def test_pause_attest_approve_resume_with_a_real_model(ws: Workspace, policy: Po
     report = ws.ledger.verify()
     assert report.ok, report.problems
     assert report.signatures_checked == ws.ledger.size
-    assert replay_decisions(ws, policy) >= 4
+    assert replays(ws, policy) >= 4
 
 
 def test_supervision_does_not_perturb_training(ws: Workspace, policy: Policy,
@@ -312,14 +306,33 @@ def test_supervision_does_not_perturb_training(ws: Workspace, policy: Policy,
     assert model.training and all(m.training for m in model.modules())
 
 
+EXAMPLE = REPO / "examples" / "torch_loop.py"
+EXAMPLE_POLICY = REPO / "examples" / "torch_loop_policy.yaml"
+
+
+def scalegate(*args: str) -> str:
+    """Run a `scalegate` command in-process, as the README shows it; its output."""
+    from typer.testing import CliRunner
+
+    from scalegate.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, (args, result.output, result.exception)
+    return result.output
+
+
 def test_readme_example_runs_pauses_and_resumes(ws: Workspace, tmp_path: Path) -> None:
-    """examples/torch_loop.py (the README's loop) in a subprocess against a real workspace:
-    it pauses by itself, is refused while paused, and trains to the end once resumed."""
-    policy_path = write_policy(tmp_path / "policy.yaml", analytic_step_flop())
-    key_path = tmp_path / "ws" / "keys" / "trainer.key"
+    """examples/torch_loop.py (the README's loop) in a subprocess against a real workspace,
+    with the README's policy and officers' commands: it pauses by itself, is refused while
+    paused, and trains to the end from the paused checkpoint once resumed."""
+    policy = load_policy(EXAMPLE_POLICY)
+    assert policy.evaluation is not None and policy.evaluation.first_at is not None
+    # The policy's first milestone is ~10 steps of the example's measured FLOP.
+    assert 5 < policy.evaluation.first_at / analytic_step_flop() < 20
+    keys = tmp_path / "ws" / "keys"
+    ledger = str(ws.ledger_path)
     ws.close()  # the example is another process with its own connection
-    cmd = [sys.executable, str(REPO / "examples" / "torch_loop.py"),
-           str(ws.ledger_path), str(key_path), str(policy_path), "example-run"]
+    cmd = [sys.executable, str(EXAMPLE), ledger, str(keys / "trainer.key"), str(EXAMPLE_POLICY)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
 
     def run() -> subprocess.CompletedProcess[str]:
@@ -335,28 +348,45 @@ def test_readme_example_runs_pauses_and_resumes(ws: Workspace, tmp_path: Path) -
 
     from scalegate.ledger.log import Ledger
 
-    with Ledger.open(ws.ledger_path) as ledger:
-        policy = load_policy(policy_path)
-        state = load_state(ledger, "example-run")
-        pause = state.active_pause
-        assert pause is not None and state.evals[-1].predicate.value >= TRIGGER
-        ck = state.find(pause.predicate.checkpoint)
-        assert ck is not None
-        assert manifest_of(tmp_path / ck.predicate.uri).digest == ck.predicate.digest
-        attest(ledger, ws.key("ciso"), "security-level-demo", policy=policy)
-        approve(ledger, ws.key("rso"), "example-run", "attested")
-        approve(ledger, ws.key("board"), "example-run", "agreed")
-        resume(ledger, ws.key("trainer"), "example-run")
+    with Ledger.open(ledger) as led:
+        state = load_state(led, "example-run")
+    pause = state.active_pause
+    assert pause is not None and state.evals[-1].predicate.value >= TRIGGER
+    ck = state.find(pause.predicate.checkpoint)
+    assert ck is not None
+    assert manifest_of(tmp_path / ck.predicate.uri).digest == ck.predicate.digest
+
+    scalegate("attest", "security-level-demo", "--key", str(keys / "ciso.key"), "--ledger", ledger)
+    scalegate("approve", "example-run", "--key", str(keys / "rso.key"), "-m", "attested",
+              "--ledger", ledger)
+    scalegate("approve", "example-run", "--key", str(keys / "board.key"), "-m", "agreed",
+              "--ledger", ledger)
+    out = scalegate("resume", "example-run", "--key", str(keys / "trainer.key"),
+                    "--ledger", ledger)
+    assert ck.predicate.digest in out
 
     last = run()
     assert last.returncode == 0, last.stderr
     assert "trained 400 steps" in last.stdout
-    with Ledger.open(ws.ledger_path) as ledger:
-        state = load_state(ledger, "example-run")
-        assert state.active_pause is None and len(state.resumes) == 1
-        after = [e.predicate.value for e in state.evals if e.index > state.resumes[0].index]
-        assert after and min(after) >= TRIGGER, "resumed from the trained weights"
-        final = state.compute[-1].predicate
-        assert final.step == 400 and final.tokens == 400 * BATCH and final.method == "measured"
-        assert final.flop_by_phase["pretraining"] == pytest.approx(400 * analytic_step_flop())
-        assert ledger.verify().ok
+    with Ledger.open(ledger) as led:
+        state = load_state(led, "example-run")
+        assert led.verify().ok
+    assert state.active_pause is None and len(state.resumes) == 1
+    after = [e.predicate.value for e in state.evals if e.index > state.resumes[0].index]
+    assert after and min(after) >= TRIGGER, "resumed from the trained weights"
+    final = state.compute[-1].predicate
+    assert final.step == 400 and final.tokens == 400 * BATCH and final.method == "measured"
+    assert final.flop_by_phase["pretraining"] == pytest.approx(400 * analytic_step_flop())
+
+
+def test_readme_shows_the_example_verbatim() -> None:
+    """The README's loop is examples/torch_loop.py, so the code a reader copies is tested."""
+    example = EXAMPLE.read_text()
+    assert len(example.splitlines()) <= 40
+    readmes = [REPO / "README.md", REPO / "README-loop.md"]
+    sections = [t for t in (r.read_text() for r in readmes if r.is_file())
+                if "## A plain PyTorch loop" in t]
+    assert sections, "no README has the section 'A plain PyTorch loop'"
+    section = sections[0].split("## A plain PyTorch loop", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None and code.group(1) == example

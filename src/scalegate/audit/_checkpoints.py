@@ -63,8 +63,8 @@ def verify_stored_checkpoints(
                           f"{size_col} and root {root_col.hex()[:16]}…, the signed note size "
                           f"{cp.size} and root {cp.root_hash.hex()[:16]}…: the table was altered.",
                           checkpoint_size=size_col)
-        found = {c.verifier: c for c in cosignatures(opened) if c.verifier in trust.witnesses
-                 .values()}
+        witnesses = trust.witness_verifiers
+        found = {c.verifier: c for c in cosignatures(opened) if c.verifier in witnesses}
         out.append(StoredCheckpoint(
             cp.size, cp.root_hash, note, valid=True, quorum=len(found) >= trust.quorum,
             cosigners=sorted(c.name for c in found.values()),

@@ -11,6 +11,11 @@ audit uses are read and replay validates the rest.
 
 Every signature is checked against every public key a trusted root or a key statement
 names for its ``keyid``; which of those keys may sign is decided later, in log order.
+
+Signatures are the audit's main cost. When PyNaCl (libsodium) is installed it verifies
+them, about twice as fast as ``cryptography`` (OpenSSL) on the machines measured, and no
+more leniently: libsodium also refuses non-canonical ``S``, and small-order keys and
+``R`` that OpenSSL accepts, so an auditor using it fails closed where the two differ.
 """
 
 from __future__ import annotations
@@ -18,14 +23,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from scalegate.errors import StatementError
 from scalegate.ledger.envelope import PAYLOAD_TYPE, pae
 from scalegate.ledger.keys import VerifierKey
 from scalegate.ledger.registry import KEY_KINDS
-from scalegate.ledger.signature_pool import check_signatures
+from scalegate.ledger.signature_pool import SignatureCheck
+from scalegate.ledger.signature_pool import check_signatures as _check_with_openssl
 from scalegate.ledger.statements import STATEMENT_TYPE, kind_of, parse_statement
 
 # keyid -> the public keys named for it (roots and keys in key statements)
@@ -39,6 +45,35 @@ Checked = tuple[int, str | None, str | None, str | None, str | None, dict[str, A
 _str = json.encoder.encode_basestring  # type: ignore[attr-defined]  # JSON string, not ASCII-only
 _ENVELOPE_KEYS = {"payload", "payloadType", "signatures"}
 _SIG_KEYS = {"keyid", "sig"}
+
+
+def _sodium_checker() -> Callable[[Sequence[SignatureCheck]], list[bool]] | None:
+    try:
+        from nacl.bindings import crypto_sign_open
+        from nacl.exceptions import BadSignatureError
+    except ImportError:
+        return None
+
+    def check(items: Sequence[SignatureCheck]) -> list[bool]:
+        out = []
+        for public, message, sig in items:
+            if len(sig) != 64 or len(public) != 32:
+                out.append(False)
+                continue
+            try:
+                crypto_sign_open(sig + message, public)  # combined form: signature || message
+                out.append(True)
+            except (BadSignatureError, ValueError, TypeError):
+                out.append(False)
+        return out
+
+    return check
+
+
+#: ``(public, message, signature)`` triples -> whether each verifies.
+check_signatures: Callable[[Sequence[SignatureCheck]], list[bool]] = (
+    _sodium_checker() or _check_with_openssl)
+SIGNATURE_BACKEND = "libsodium" if check_signatures is not _check_with_openssl else "openssl"
 
 
 def set_candidates(candidates: dict[str, tuple[bytes, ...]]) -> None:

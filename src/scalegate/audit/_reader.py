@@ -37,6 +37,16 @@ def text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _int(value: Any) -> int:
+    """An integer column value; -1 (which no check accepts) for anything that is not one."""
+    if type(value) is int:
+        return value
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        return -1
+
+
 def _row(r: Any) -> Row:
     i, leaf, data, kind, run, signer, at = r
     # Fast path for what an untampered SQLite file holds; coerce anything else.
@@ -46,7 +56,7 @@ def _row(r: Any) -> Row:
             run is not None and type(run) is not str):
         kind, signer, at = text(kind), text(signer), text(at)
         run = None if run is None else text(run)
-    return (int(i), leaf, data, kind, run, signer, at)
+    return (_int(i), leaf, data, kind, run, signer, at)
 
 
 class LedgerReader:
@@ -78,7 +88,7 @@ class LedgerReader:
     def size(self) -> int:
         """One more than the largest entry index (gaps are for the checks to find)."""
         top = self._q("SELECT max(idx) FROM entries")[0][0]
-        return 0 if top is None else int(top) + 1
+        return 0 if top is None else _int(top) + 1
 
     def entries(self, start: int, end: int) -> list[Row]:
         """Entry rows with ``start <= idx < end`` in index order."""
@@ -91,23 +101,25 @@ class LedgerReader:
         """``(idx, data)`` of the entries whose ``kind`` column says key or key-revocation."""
         rows = self._q("SELECT idx, data FROM entries WHERE kind IN ('key', 'key-revocation') "
                        "ORDER BY idx")
-        return [(int(i), blob(d)) for i, d in rows]
+        return [(_int(i), blob(d)) for i, d in rows]
 
     def nodes(self, level: int, start: int, end: int) -> list[tuple[int, bytes]]:
         """Stored ``(idx, hash)`` of tree ``level`` with ``start <= idx < end``."""
         rows = self._q("SELECT idx, hash FROM nodes WHERE level = :l AND idx >= :a AND idx < :b "
                        "ORDER BY idx", {"l": level, "a": start, "b": end})
-        return [(int(i), blob(h)) for i, h in rows]
+        return [(_int(i), blob(h)) for i, h in rows]
 
     def node_counts(self) -> dict[int, int]:
         """How many nodes each stored level holds."""
-        return {int(lv): int(n) for lv, n in
-                self._q("SELECT level, count(*) FROM nodes GROUP BY level")}
+        out: dict[int, int] = {}
+        for lv, n in self._q("SELECT level, count(*) FROM nodes GROUP BY level"):
+            out[_int(lv)] = out.get(_int(lv), 0) + _int(n)
+        return out
 
     def checkpoints(self) -> list[tuple[int, bytes, str, str]]:
         """Every stored ``(size, root_hash, note, issued_at)``, by size."""
         rows = self._q("SELECT size, root_hash, note, issued_at FROM checkpoints ORDER BY size")
-        return [(int(s), blob(r), text(n), text(t)) for s, r, n, t in rows]
+        return [(_int(s), blob(r), text(n), text(t)) for s, r, n, t in rows]
 
     def __enter__(self) -> LedgerReader:
         return self

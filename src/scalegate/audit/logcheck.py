@@ -135,6 +135,10 @@ def audit_log(
             Path(state_path) if state_path else default_state_path(), use_state)
     except ScalegateError as exc:
         rep.check("ledger readable", False, exc.message, verifiable=False)
+    except Exception as exc:  # a tampered file must not crash the auditor: fail closed
+        rep.check("audit completed", False, f"the audit stopped on unexpected data "
+                  f"({type(exc).__name__}: {exc}); treat the ledger as unverified.",
+                  verifiable=False)
     finally:
         reader.close()
     rep.seconds = round(rep.seconds + time.perf_counter() - start, 3)

@@ -21,7 +21,7 @@ app = typer.Typer(
 
 def _register() -> None:
     # Imported here so `scalegate --help` stays fast and each group owns its module.
-    from scalegate.cli import _compute, _demo, _keys, _ledger, _policy, _runs
+    from scalegate.cli import _compute, _demo, _keys, _ledger, _policy, _runs, _verify, _witness
 
     app.add_typer(_keys.app, name="keys")
     app.add_typer(_ledger.app, name="ledger")
@@ -29,6 +29,8 @@ def _register() -> None:
     app.add_typer(_compute.app, name="compute")
     app.command("demo")(_demo.demo)
     _runs.register(app)
+    app.command("verify")(_verify.verify)
+    app.add_typer(_witness.app, name="witness")
 
 
 _register()

@@ -126,7 +126,7 @@ def register_key(
     ),
     ledger: Path | None = LedgerOpt,
 ) -> None:
-    """Have an organisation root register a key (a signed ``key`` statement)."""
+    """Have an organisation root register a key (a signed "key" statement)."""
     from scalegate.ledger.statements import KeyPredicate
 
     key = _vkey(vkey, "--vkey")
@@ -150,7 +150,7 @@ def revoke_key(
     revoked_at: str | None = typer.Option(None, "--at", help="RFC 3339 (default: now)."),
     ledger: Path | None = LedgerOpt,
 ) -> None:
-    """Have an organisation root revoke a key (a signed ``key-revocation`` statement)."""
+    """Have an organisation root revoke a key (a signed "key-revocation" statement)."""
     from scalegate.ledger.statements import KeyRevocationPredicate
 
     key = _vkey(vkey, "--vkey")

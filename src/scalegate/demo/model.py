@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -29,22 +28,12 @@ class TinyGPTConfig(BaseModel):
     n_head: int = Field(default=4, gt=0)
     mlp_ratio: int = Field(default=4, gt=0)
     tie_weights: bool = True
-    position: Literal["learned", "sinusoidal"] = "learned"
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> TinyGPTConfig:
         if self.d_model % self.n_head:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_head={self.n_head}")
         return self
-
-
-def _sinusoid(n: int, d: int) -> torch.Tensor:
-    pos = torch.arange(n, dtype=torch.float32)[:, None]
-    freq = torch.exp(torch.arange(0, d, 2, dtype=torch.float32) * (-math.log(10000.0) / d))
-    out = torch.zeros(n, d)
-    out[:, 0::2] = torch.sin(pos * freq)
-    out[:, 1::2] = torch.cos(pos * freq)
-    return out * 0.1
 
 
 class _Block(nn.Module):
@@ -84,9 +73,6 @@ class TinyGPT(nn.Module):
         if config.tie_weights:
             self.head.weight = self.tok_emb.weight
         self.apply(self._init_weights)
-        if config.position == "sinusoidal":
-            self.pos_emb.weight.data.copy_(_sinusoid(config.block_size, config.d_model))
-            self.pos_emb.weight.requires_grad_(False)
         # GPT-2: scale the residual projections by 1/sqrt(2 * n_layer) so depth keeps the
         # residual stream's variance in check.
         for block in self.blocks:

@@ -48,10 +48,10 @@ TASK_DESCRIPTIONS: Mapping[str, str] = {
     "copy": "repeat six lowercase letters",
     "reverse": "reverse six lowercase letters",
     "sort": "sort six digits in ascending order",
-    "add": "add two three-digit numbers (zero-padded; the sum has four digits)",
+    "add": "add two numbers below 100 (zero-padded to two digits; the sum to three)",
     "cipher": (
-        "apply a fixed secret letter substitution; an innocuous task that stands in for a "
-        "capability the demo policy treats as dangerous"
+        "encipher a six-letter message with a fixed secret letter substitution; an innocuous "
+        "task that stands in for a capability the demo policy treats as dangerous"
     ),
 }
 
@@ -127,40 +127,23 @@ def _sort(rng: random.Random) -> tuple[str, str]:
 
 
 def _add(rng: random.Random) -> tuple[str, str]:
-    # Fixed width (zero-padded) so that digit i of the answer sits at a fixed position.
-    import os
-    if os.environ.get("SG_ADD2"):
-        a, b = rng.randint(0, 99), rng.randint(0, 99)
-        return f"{a:02d}+{b:02d}", f"{a + b:03d}"
-    a, b = rng.randint(0, 999), rng.randint(0, 999)
-    return f"{a:03d}+{b:03d}", f"{a + b:04d}"
+    # Fixed width (zero-padded) so that every digit sits at a fixed position.
+    a, b = rng.randint(0, 99), rng.randint(0, 99)
+    return f"{a:02d}+{b:02d}", f"{a + b:03d}"
 
 
-# Relative frequencies of letters in English text (per mille). Cipher messages are drawn with
-# them, as real messages would be: a common letter's substitution is seen (and learned) far more
-# often than a rare one's, so the exact-match score of whole messages rises gradually as ever
-# rarer letters are learned, rather than all at once.
-_ENGLISH = {
-    "e": 127, "t": 91, "a": 82, "o": 75, "i": 70, "n": 67, "s": 63, "h": 61, "r": 60,
-    "d": 43, "l": 40, "c": 28, "u": 28, "m": 24, "w": 24, "f": 22, "g": 20, "y": 20,
-    "p": 19, "b": 15, "v": 9.8, "k": 7.7, "j": 1.5, "x": 1.5, "q": 0.95, "z": 0.74,
-}  # fmt: skip
-_ENGLISH_LETTERS = tuple(_ENGLISH)
-_ENGLISH_CUM = tuple(itertools.accumulate(_ENGLISH.values()))
+CIPHER_LETTER_DECAY = 0.8
+"""Cipher messages use letters with frequencies falling geometrically with their rank in English
+(``e`` most often, then ``t``, ``a``, ...; each 0.8 times the one before). As in real messages, a
+common letter's substitution is seen, and learned, far more often than a rare one's, so the
+exact-match score of whole messages rises gradually as ever rarer letters are learned, rather
+than all at once."""
+_ENGLISH_RANK = "etaoinshrdlcumwfgypbvkjxqz"
+_CIPHER_CUM_WEIGHTS = tuple(itertools.accumulate(CIPHER_LETTER_DECAY**k for k in range(26)))
 
 
 def _cipher(rng: random.Random) -> tuple[str, str]:
-    import os
-    r = float(os.environ.get("SG_GEOM", "0"))
-    if r:
-        letters = _CIPHER_KEY  # arbitrary but fixed rank order
-        cum = list(itertools.accumulate(r**k for k in range(26)))
-        s = "".join(rng.choices(letters, cum_weights=cum, k=WORD_LEN))
-    else:
-        s = "".join(rng.choices(_ENGLISH_LETTERS, cum_weights=_ENGLISH_CUM, k=WORD_LEN))
-    if os.environ.get("SG_P2"):
-        k2 = str.maketrans(string.ascii_lowercase, _CIPHER_KEY[13:] + _CIPHER_KEY[:13])
-        return s, "".join(c.translate(_CIPHER if i % 2 == 0 else k2) for i, c in enumerate(s))
+    s = "".join(rng.choices(_ENGLISH_RANK, cum_weights=_CIPHER_CUM_WEIGHTS, k=WORD_LEN))
     return s, s.translate(_CIPHER)
 
 

@@ -28,7 +28,7 @@ from scalegate.ledger import merkle
 from scalegate.ledger.envelope import Envelope, pae
 from scalegate.ledger.keys import VerifierKey
 from scalegate.ledger.registry import KEY_KINDS, KeyRegistry, RegisteredKey, org_of
-from scalegate.ledger.signature_pool import SignaturePool
+from scalegate.ledger.signature_pool import SignaturePool, check_signatures
 from scalegate.ledger.statements import Statement, parse_statement
 
 __all__ = ["PendingEntry", "admit", "precheck", "prepare"]
@@ -61,7 +61,8 @@ class PendingEntry:
                 continue
             verdict = self.verdicts.get(j)
             if verdict is None or verdict[0] != key.public:
-                verdict = self.verdicts[j] = (key.public, key.verify(self.message, sig))
+                ok = check_signatures([(key.public, self.message, sig)])[0]
+                verdict = self.verdicts[j] = (key.public, ok)
             if not verdict[1]:
                 raise SignatureError(
                     f"the signature by {kid} does not verify over this envelope's payload.",

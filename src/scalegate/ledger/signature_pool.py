@@ -1,9 +1,15 @@
 """Ed25519 signature checks for many entries at once, optionally spread over processes.
 
 Signature verification is the dominant cost of appending and of verifying a ledger
-(~100 µs each with ``cryptography``, which holds the GIL), so large batches are split
-between this process and ``workers - 1`` helper processes. The helpers import only
-``cryptography``; they never touch the database.
+(~100-140 µs each with ``cryptography``/OpenSSL on the reference machine, holding the
+GIL), so large batches are split between this process and ``workers - 1`` helper
+processes, which never touch the database.
+
+When PyNaCl is installed, libsodium does the checks instead (measured 1.7x faster on
+the reference machine). libsodium is the stricter of the two: it also refuses
+small-order public keys and non-canonical point encodings, which OpenSSL accepts, so
+only crafted signatures can get different verdicts, and then libsodium refuses
+(a ledger written with OpenSSL and verified with libsodium fails closed).
 """
 
 from __future__ import annotations
@@ -15,7 +21,15 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-__all__ = ["SignatureCheck", "SignaturePool", "check_signatures"]
+try:  # optional accelerator (see the module docstring)
+    from nacl.bindings import crypto_sign_open as _sodium_open
+    from nacl.exceptions import BadSignatureError as _SodiumBad
+except ImportError:  # pragma: no cover - depends on the installation
+    _sodium_open = None
+
+__all__ = ["BACKEND", "SignatureCheck", "SignaturePool", "check_signatures"]
+
+BACKEND = "libsodium" if _sodium_open is not None else "openssl"
 
 # (32-byte Ed25519 public key, signed message, signature)
 SignatureCheck = tuple[bytes, bytes, bytes]
@@ -34,8 +48,17 @@ def _public(raw: bytes) -> Ed25519PublicKey:
     return key
 
 
-def check_signatures(items: Sequence[SignatureCheck]) -> list[bool]:
-    """Whether each ``(public, message, signature)`` verifies (in this process)."""
+def check_signatures(items: Sequence[SignatureCheck], backend: str | None = None) -> list[bool]:
+    """Whether each ``(public, message, signature)`` verifies (in this process).
+
+    ``backend`` is ``"openssl"`` or ``"libsodium"`` (default: :data:`BACKEND`).
+    """
+    if (backend or BACKEND) == "libsodium":
+        return _check_sodium(items)
+    return _check_openssl(items)
+
+
+def _check_openssl(items: Sequence[SignatureCheck]) -> list[bool]:
     out = []
     for public, message, sig in items:
         if len(sig) != 64:
@@ -44,6 +67,23 @@ def check_signatures(items: Sequence[SignatureCheck]) -> list[bool]:
         try:
             _public(public).verify(sig, message)
         except (InvalidSignature, ValueError):
+            out.append(False)
+        else:
+            out.append(True)
+    return out
+
+
+def _check_sodium(items: Sequence[SignatureCheck]) -> list[bool]:
+    if _sodium_open is None:
+        raise RuntimeError("libsodium backend requested but PyNaCl is not installed")
+    out = []
+    for public, message, sig in items:
+        if len(sig) != 64 or len(public) != 32:
+            out.append(False)
+            continue
+        try:
+            _sodium_open(sig + message, public)  # combined form: signature || message
+        except (_SodiumBad, ValueError, TypeError):
             out.append(False)
         else:
             out.append(True)

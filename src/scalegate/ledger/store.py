@@ -30,7 +30,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlalchemy.sql.elements import TextClause
 
 from scalegate.errors import StoreError
 from scalegate.ledger.merkle import CompactRange, perfect_subtrees
@@ -57,24 +56,26 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 BUSY_TIMEOUT_S = 60.0
 _ADVISORY_LOCK = 0x5CA1E6A7E  # PostgreSQL: one lock id for "the sequencer"
 
-_SIZE_SQL = text("SELECT max(idx) FROM entries")
+_SIZE_SQL = "SELECT max(idx) FROM entries"
 
 
 @lru_cache(maxsize=512)
-def _hashes_sql(n_leaves: int, n_inner: int) -> TextClause:
-    """One statement fetching leaf hashes and node hashes by key (cached per shape).
+def _hashes_sql(n_leaves: int, n_inner: int) -> str:
+    """One statement fetching leaf hashes and node hashes by key (``?`` parameters).
 
-    An OR of key equalities, not a row-value IN: SQLite answers the former with one
-    index probe per term and the latter with a full scan.
+    Node keys come in as a VALUES list joined to the primary key: one index probe per
+    key. (A row-value IN makes SQLite scan the table; an OR of equalities costs more.)
     """
     parts = []
-    if n_leaves:
-        keys = ", ".join(f":e{k}" for k in range(n_leaves))
-        parts.append(f"SELECT 0, idx, leaf_hash FROM entries WHERE idx IN ({keys})")
+    head = ""
     if n_inner:
-        terms = " OR ".join(f"(level = :l{k} AND idx = :i{k})" for k in range(n_inner))
-        parts.append(f"SELECT level, idx, hash FROM nodes WHERE {terms}")
-    return text(" UNION ALL ".join(parts))
+        head = "WITH v(l, i) AS (VALUES " + ", ".join(["(?, ?)"] * n_inner) + ") "
+        parts.append("SELECT n.level, n.idx, n.hash FROM v JOIN nodes n "
+                     "ON n.level = v.l AND n.idx = v.i")
+    if n_leaves:
+        keys = ", ".join(["?"] * n_leaves)
+        parts.append(f"SELECT 0, idx, leaf_hash FROM entries WHERE idx IN ({keys})")
+    return head + " UNION ALL ".join(parts)
 
 
 def _location(path: str | os.PathLike[str]) -> tuple[str, Path | None]:
@@ -238,7 +239,7 @@ class LedgerStore:
     @staticmethod
     def size_in(conn: Connection) -> int:
         """Number of entries (the next index), read in ``conn``'s transaction."""
-        top = conn.execute(_SIZE_SQL).scalar()
+        ((top,),) = _run(conn, _SIZE_SQL, ())
         return 0 if top is None else int(top) + 1
 
     def size(self) -> int:
@@ -255,11 +256,8 @@ class LedgerStore:
             return {}
         leaves = [i for lvl, i in wanted if lvl == 0]
         inner = [(lvl, i) for lvl, i in wanted if lvl > 0]
-        params: dict[str, int] = {f"e{k}": i for k, i in enumerate(leaves)}
-        for k, (lvl, i) in enumerate(inner):
-            params[f"l{k}"] = lvl
-            params[f"i{k}"] = i
-        rows = conn.execute(_hashes_sql(len(leaves), len(inner)), params)
+        params = [x for key in inner for x in key] + leaves
+        rows = _run(conn, _hashes_sql(len(leaves), len(inner)), params)
         out = {(int(r[0]), int(r[1])): bytes(r[2]) for r in rows}
         missing = [w for w in wanted if w not in out]
         if missing:
@@ -471,6 +469,22 @@ class Writer:
         """Replace the whole key-registry cache (after rebuilding it from the entries)."""
         self.conn.execute(delete(keys_t))
         self.put_keys(keys)
+
+
+def _run(conn: Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+    """Run ``?``-parameter SQL; on SQLite straight through the driver.
+
+    The hot paths (size, proof hashes) are tiny indexed look-ups where SQLAlchemy's
+    per-call parameter processing would cost several times the query itself.
+    """
+    if conn.dialect.name == "sqlite":
+        dbapi = conn.connection.driver_connection
+        assert dbapi is not None
+        return dbapi.execute(sql, tuple(params)).fetchall()
+    named = sql
+    for k in range(len(params)):
+        named = named.replace("?", f":p{k}", 1)
+    return list(conn.execute(text(named), {f"p{k}": v for k, v in enumerate(params)}))
 
 
 def _db_reason(exc: SQLAlchemyError) -> str:
