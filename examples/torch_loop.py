@@ -4,12 +4,7 @@ import sys
 import torch
 from torch import nn
 
-from scalegate.errors import RunPaused
-from scalegate.evals import Probe, Suite
-from scalegate.ledger.keys import SigningKey
-from scalegate.ledger.log import Ledger
-from scalegate.policy import load_policy
-from scalegate.supervisor import Supervisor
+from scalegate import Ledger, Probe, RunPaused, SigningKey, Suite, Supervisor, load_policy
 
 ledger_path, key_path, policy, run_id = [*sys.argv[1:], "example-run"][:4]
 torch.manual_seed(0)  # the task: the next term of an arithmetic progression mod 16
@@ -27,9 +22,8 @@ with Ledger.open(ledger_path) as ledger:
                               model=model, evaluator=evals)  # checkpoints go to ./checkpoints
     except RunPaused as refused:
         sys.exit(str(refused))
-    if sup.state.resumes:  # resumed: start from the checkpoint the pause recorded
-        ck = sup.state.find(sup.state.resumes[-1].predicate.checkpoint).predicate
-        model.load_state_dict(torch.load(f"{ck.uri}/model.pt"))
+    if sup.resume_checkpoint:  # just resumed: from the checkpoint the pause recorded
+        model.load_state_dict(torch.load(sup.resume_checkpoint / "model.pt"))
     for step in range(sup.step_index, 400):  # 400 batches of 64, then the held-out 1024
         x, y = data[64 * step : 64 * step + 64], targets[64 * step : 64 * step + 64]
         opt.zero_grad(); nn.functional.cross_entropy(model(x), y).backward(); opt.step()  # noqa: E702

@@ -100,6 +100,8 @@ class Supervisor:
         clock: Clock,
         flop_per_token: float | None,
         loss_fn: Any = None,
+        optimizer: Any = None,
+        record_interval: float = 10.0,
     ) -> None:
         self.run_id, self.policy, self.ledger, self.key = run_id, policy, ledger, key
         self.evaluator, self.model = evaluator, model
@@ -110,7 +112,15 @@ class Supervisor:
         self._clock = clock
         self._flop_per_token = flop_per_token
         self._loss_fn = loss_fn
+        self.optimizer = optimizer
+        self.record_interval = record_interval
         self._counter: Any = None
+        self._fast: dict[Any, tuple[float, float]] = {}  # batch signature -> (flop, recompute)
+        # Steps are added up here and pushed into the account only when it is read.
+        self._pending: dict[tuple[str, str], float] = {}
+        self._pending_tokens = 0.0
+        self._pending_steps = 0
+        self._next_record_time = 0.0
         reg = ledger.registry().get(key.vkey.keyid)
         self._roles: tuple[str, ...] = tuple(reg.roles) if reg else ()
         self.state = state
@@ -149,6 +159,8 @@ class Supervisor:
         clock: Clock | None = None,
         flop_per_token: float | None = None,
         loss_fn: Any = None,
+        optimizer: Any = None,
+        record_interval: float = 10.0,
     ) -> Supervisor:
         """Register ``run_id`` under ``policy`` (signed ``policy`` + ``run`` statements) or
         reopen it. Reopening a paused run that has no valid resumption raises
@@ -159,6 +171,10 @@ class Supervisor:
         EU notification, before they are reached). FLOP per step comes from the caller's
         ``flop=``, else the compute counter on ``batch=`` when ``model`` is given (measured
         once per input signature), else ``flop_per_token`` or 6·N per token.
+        ``compute`` statements are appended every ``compute_every`` steps but no more
+        often than every ``record_interval`` seconds; the gate is re-consulted for calendar
+        rules every ``check_interval`` seconds. With ``optimizer`` its state is saved with
+        the weights when the run pauses.
         """
         clock = clock or now_utc
         if compute_every < 1:
@@ -182,7 +198,8 @@ class Supervisor:
             evaluator=evaluator, model=model, save_checkpoint=save_checkpoint,
             checkpoint_dir=Path(checkpoint_dir), compute_every=compute_every,
             check_interval=check_interval, on_ledger_error=on_ledger_error, clock=clock,
-            flop_per_token=flop_per_token, loss_fn=loss_fn,
+            flop_per_token=flop_per_token, loss_fn=loss_fn, optimizer=optimizer,
+            record_interval=record_interval,
         )
 
     def _restore_account(self, state: RunState) -> None:
@@ -200,12 +217,28 @@ class Supervisor:
     @property
     def step_index(self) -> int:
         """Steps accounted so far (across reopenings)."""
-        return self.account.steps
+        return self.account.steps + self._pending_steps
 
     @property
     def effective_flop(self) -> float:
         """Effective compute so far, as the policy defines it."""
+        self._settle()
         return self.account.effective()
+
+    @property
+    def counter(self) -> Any:
+        """The :class:`~scalegate.compute.StepCounter` measuring steps (None until used)."""
+        return self._counter
+
+    def _settle(self) -> None:
+        if not self._pending_steps and not self._pending:
+            return
+        for (method, phase), flop in self._pending.items():
+            self.account.add(flop, phase, method=method)
+        self.account.tokens += self._pending_tokens
+        self.account.steps += self._pending_steps
+        self._pending.clear()
+        self._pending_tokens, self._pending_steps = 0.0, 0
 
     def step(
         self,
@@ -221,18 +254,31 @@ class Supervisor:
         """
         if self.paused:
             raise self._paused_error()
-        method, flop_now, recompute = self._flop_of(tokens, flop, batch)
-        self.account.add(flop_now, phase, method=method, tokens=tokens, steps=1)
+        key = _batch_key(batch, self.model) if flop is None and batch is not None else None
+        cached = self._fast.get(key) if key is not None else None
+        if cached is not None:
+            method, (flop_now, recompute) = "measured", cached
+        else:
+            method, flop_now, recompute = self._flop_of(tokens, flop, batch)
+            if key is not None and method == "measured":
+                self._fast[key] = (flop_now, recompute)
+        pending = self._pending
+        pending[method, phase] = pending.get((method, phase), 0.0) + flop_now
         if recompute:
-            self.account.add(recompute, "recomputation", method=method)
+            slot = (method, "recomputation")
+            pending[slot] = pending.get(slot, 0.0) + recompute
+        self._pending_tokens += tokens
+        self._pending_steps += 1
         self._raw += flop_now
         self._since_record += 1
         try:
-            if self._raw * self.account.multiplier >= self._next_check_raw:
+            # A relative tolerance, as the gate's own comparison, so float sums are not late.
+            if self._raw * self.account.multiplier >= self._next_check_raw * (1 - 1e-9):
                 return self.decide_now()
-            if time.monotonic() >= self._next_check_time:
+            now = time.monotonic()
+            if now >= self._next_check_time:
                 return self._time_check()
-            if self._since_record >= self.compute_every:
+            if self._since_record >= self.compute_every and now >= self._next_record_time:
                 self._append([self._compute_predicate()])
         except LedgerUnavailable:
             if self.on_ledger_error == "raise":
@@ -345,7 +391,7 @@ class Supervisor:
         (ck,) = self._append([
             CheckpointPredicate(
                 run_id=self.run_id, step=self.step_index, digest=m.digest, manifest=m.files,
-                effective_flop=self.effective_flop, uri=str(path), at=now,
+                effective_flop=self.effective_flop, uri=str(path.resolve()), at=now,
             )
         ])
         summary = "; ".join(r.message for r in decision.reasons) or "the gate required a pause"
@@ -372,12 +418,16 @@ class Supervisor:
         path = self.checkpoint_dir / f"{self.run_id}-step{self.step_index}"
         path.mkdir(parents=True, exist_ok=True)
         torch.save(self.model.state_dict(), path / "model.pt")
+        if self.optimizer is not None:
+            torch.save(self.optimizer.state_dict(), path / "optimizer.pt")
         return path
 
     # --- the ledger ----------------------------------------------------------------------
 
     def _compute_predicate(self) -> ComputePredicate:
+        self._settle()
         self._since_record = 0
+        self._next_record_time = time.monotonic() + self.record_interval
         acc = self.account
         return ComputePredicate(
             run_id=self.run_id, step=acc.steps, tokens=acc.tokens,
@@ -449,6 +499,57 @@ class Supervisor:
         """Record the current compute now (e.g. at the end of training)."""
         if self._since_record:
             self._append([self._compute_predicate()])
+
+    def __enter__(self) -> Supervisor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.paused:
+            self.flush()
+
+    @property
+    def resume_checkpoint(self) -> Path | None:
+        """The checkpoint to load when the run was just resumed (None otherwise).
+
+        It is the checkpoint the latest ``resume`` statement cites, provided no compute was
+        recorded since; its files are re-hashed and must match the recorded digest.
+        """
+        resumed = self.state.last_resume
+        if resumed is None or (self.state.compute and self.state.compute[-1].index > resumed.index):
+            return None
+        record = self.state.find(resumed.predicate.checkpoint)
+        if record is None or not isinstance(record.predicate, CheckpointPredicate):
+            raise RunError(f"resume #{resumed.index} cites no checkpoint statement of this run")
+        path = Path(record.predicate.uri or "")
+        if manifest_of(path).digest != record.predicate.digest:
+            raise RunError(
+                f"checkpoint {path} does not match the digest recorded in entry #{record.index}.",
+                hint="Restore the checkpoint files the pause recorded; do not resume from others.",
+            )
+        return path
+
+
+def _batch_key(batch: Any, model: Any) -> Any:
+    """A cheap signature of a batch of tensors (shapes, dtypes, devices, grad flags) and the
+    model's mode, or None when the batch is not made of tensors (the counter decides then)."""
+    items = batch.values() if isinstance(batch, dict) else (
+        batch if isinstance(batch, tuple | list) else (batch,)
+    )
+    key = []
+    for t in items:
+        shape = getattr(t, "shape", None)
+        if shape is None:
+            return None
+        key.append((shape, t.dtype, t.device, t.requires_grad))
+    if isinstance(batch, dict):
+        key.append(tuple(batch))
+    return (tuple(key), getattr(model, "training", None), _grad_mode())
+
+
+def _grad_mode() -> bool:
+    import torch  # already imported by whoever made the tensors
+
+    return torch.is_grad_enabled()
 
 
 def state_decision(state: RunState) -> Decision | None:

@@ -70,7 +70,7 @@ def _open(ws, clock, tmp: Path, seen: list[float]) -> Supervisor:
     return Supervisor.open(
         "run-1", load_policy("demo"), ws.ledger, ws.key("trainer"), evaluator=_suite(seen),
         save_checkpoint=_save(tmp), checkpoint_dir=tmp / "ck", compute_every=5, clock=clock,
-        check_interval=1e9,
+        check_interval=1e9, record_interval=0,
     )
 
 
@@ -177,6 +177,7 @@ def test_ledger_failure_can_pause_instead_of_raising(world, tmp_path: Path) -> N
     sup = Supervisor.open(
         "run-2", load_policy("demo"), ws.ledger, ws.key("trainer"), flop_per_token=1.0,
         save_checkpoint=_save(tmp_path), compute_every=2, clock=clock, on_ledger_error="pause",
+        record_interval=0,
     )
     sup.step(tokens=10)
     revoke = KeyRevocationPredicate(

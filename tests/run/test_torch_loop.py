@@ -209,8 +209,8 @@ def test_pause_attest_approve_resume_with_a_real_model(ws: Workspace, policy: Po
     assert [e.predicate.step for e in state.evals] == [s for s, _, _ in probe.seen]
 
     # FLOP was measured once (one input signature), then multiplied.
-    counter = sup._counter
-    assert (counter.misses, counter.hits) == (1, paused_step - 1)
+    counter = sup.counter
+    assert counter.misses == 1  # later steps: the supervisor's own cache or the counter's
     (measured,) = counter.cache.values()
     assert measured.model_flop == step_flop and measured.complete
     assert state.compute, "compute statements were written"
@@ -259,7 +259,7 @@ def test_pause_attest_approve_resume_with_a_real_model(ws: Workspace, policy: Po
         x, _ = train_step(model, opt)
         assert sup.step(tokens=BATCH, batch=x).verdict != "pause"
     sup.flush()
-    assert (sup._counter.misses, sup._counter.hits) == (1, STEPS - paused_step - 1)
+    assert sup.counter.misses == 1
     assert len(probe.seen) > len(accuracies), "evaluations went on after the resumption"
 
     # The ledger tells the story, in order, and every entry verifies.
@@ -296,7 +296,7 @@ def test_supervision_does_not_perturb_training(ws: Workspace, policy: Policy,
         x, loss = train_step(model, opt)
         supervised.append(loss)
         sup.step(tokens=BATCH, batch=x)
-    assert len(probe.seen) >= 4 and sup._counter.misses == 1
+    assert len(probe.seen) >= 4 and sup.counter.misses == 1
 
     bare_model, bare_opt = new_model()
     bare = [train_step(bare_model, bare_opt)[1] for _ in supervised]

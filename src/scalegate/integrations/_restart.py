@@ -35,7 +35,8 @@ def resume_checkpoint(ledger: Any, run_id: str) -> str | None:
     ``None`` when the ledger does not dictate one (a new run, or one already resumed and
     trained). ``ledger`` is a :class:`~scalegate.ledger.log.Ledger` or its path.
 
-    >>> trainer.train(resume_from_checkpoint=resume_checkpoint("ledger.db", "run-1"))  # doctest: +SKIP
+    >>> start = resume_checkpoint("ledger.db", "run-1")      # doctest: +SKIP
+    >>> trainer.train(resume_from_checkpoint=start)          # doctest: +SKIP
     """
     from scalegate.ledger.log import Ledger
     from scalegate.runs import load_state
