@@ -114,14 +114,19 @@ def test_heldout_sets_are_fixed_distinct_and_tagged() -> None:
 
 
 def test_mixture_counts_follow_the_weights() -> None:
-    assert TaskMixture().counts(10) == dict.fromkeys(DEMO_TASKS, 2)
+    even = TaskMixture(weights=dict.fromkeys(DEMO_TASKS, 1.0))
+    assert even.counts(10) == dict.fromkeys(DEMO_TASKS, 2)
     counts = TaskMixture(weights={"copy": 3, "cipher": 1}).counts(10)
     assert counts == {"copy": 8, "cipher": 2}  # 7.5 / 2.5: a tie goes to the task listed first
     assert sum(TaskMixture(weights={"copy": 1, "add": 1, "sort": 1}).counts(64).values()) == 64
+    demo = TaskMixture().counts(64)
+    assert demo[DANGEROUS_TASK] == 1 and sum(demo.values()) == 64
     with pytest.raises(ValueError, match="negative"):
-        TaskMixture(weights={"copy": -1}).counts(8)
+        TaskMixture(weights={"copy": -1, "add": 2})
+    with pytest.raises(ValueError, match="no positive weight"):
+        TaskMixture(weights={"copy": 0})
     with pytest.raises(ValueError, match="unknown demo task"):
-        TaskMixture(weights={"poetry": 1}).counts(8)
+        TaskMixture(weights={"poetry": 1})
 
 
 def test_batches_are_a_pure_function_of_seed_and_step() -> None:

@@ -20,6 +20,7 @@ SMALL = DemoTrainConfig(
     ),
     batch_size=16,
     budget_steps=40,
+    schedule_steps=40,
     warmup_steps=5,
 )
 
@@ -67,11 +68,14 @@ def test_learning_rate_schedule() -> None:
     cfg = SMALL.model_copy(update={"lr": 1e-2, "warmup_steps": 10, "min_lr_ratio": 0.1})
     assert cfg.lr_at(0) == pytest.approx(1e-3)
     assert cfg.lr_at(9) == pytest.approx(1e-2)
-    assert cfg.lr_at(cfg.budget_steps) == pytest.approx(1e-3)
-    assert cfg.lr_at(10 * cfg.budget_steps) == pytest.approx(1e-3)
+    assert cfg.lr_at(cfg.schedule_steps) == pytest.approx(1e-3)
+    assert cfg.lr_at(10 * cfg.schedule_steps) == pytest.approx(1e-3)
     assert cfg.model_copy(update={"schedule": "constant"}).lr_at(30) == 1e-2
-    lrs = [cfg.lr_at(s) for s in range(10, cfg.budget_steps)]
+    lrs = [cfg.lr_at(s) for s in range(10, cfg.schedule_steps)]
     assert lrs == sorted(lrs, reverse=True)
+    # a shorter budget trains the same first steps as the calibrated one
+    short = cfg.model_copy(update={"budget_steps": 20})
+    assert [short.lr_at(s) for s in range(20)] == [cfg.lr_at(s) for s in range(20)]
 
 
 def test_resumed_run_continues_bitwise(tmp_path: Path) -> None:

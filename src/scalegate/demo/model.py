@@ -1,4 +1,4 @@
-"""A tiny GPT-style decoder for the demo: small enough to train on two CPU cores in seconds.
+"""A tiny GPT-style decoder for the demo: small enough to train on one CPU core in seconds.
 
 Token and learned position embeddings, ``n_layer`` pre-LayerNorm blocks (causal self-attention
 and a GELU MLP), a final LayerNorm and a linear head that may share the token embedding's

@@ -1,7 +1,7 @@
 """The demo's synthetic task mixture: a character vocabulary, five tasks, batches, held-out sets.
 
 Every sample is one line of characters: a one-letter task tag, the input, ``=``, the answer and
-an end mark (``"Rabc=cba."``). Four tasks are benign string exercises (copy, reverse, sort the
+an end mark (``"Rabcdef=fedcba."``). Four tasks are benign string exercises (copy, reverse, sort the
 digits, add two small numbers). The fifth, :data:`DANGEROUS_TASK` (``cipher``), applies a fixed
 secret letter substitution: an innocuous exercise that *stands in for a capability the demo
 policy treats as dangerous*. Its held-out score rises during training, which is what makes the
@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 if TYPE_CHECKING:  # torch is imported lazily: the demo layer is the only one that needs it
     import torch
@@ -56,12 +56,13 @@ TASK_DESCRIPTIONS: Mapping[str, str] = {
 }
 
 HELDOUT_SEED = 20240329
-"""Seed of the held-out sets (the date of the 2023 open letter, one year on)."""
+"""Seed of the held-out sets: fixed, independent of any training run's seed."""
 HELDOUT_SIZE = 64
 """Held-out samples per task."""
 WORD_LEN = 6
-"""Length of the letter and digit strings; every sample has the same shape, so batches carry
-(almost) no padding and every step trains on the same number of tokens."""
+"""Length of the letter and digit strings. Each task's samples have one fixed length, so a batch
+carries little padding (only ``add``'s shorter lines) and every step trains on the same number of
+tokens: compute milestones fall on predictable steps."""
 MAX_ANSWER_CHARS = WORD_LEN + 1
 """Longest answer including its end mark: the ``max_new_tokens`` a generation needs."""
 MAX_SAMPLE_CHARS = 1 + WORD_LEN + 1 + WORD_LEN + 1
@@ -205,29 +206,29 @@ class TaskMixture(BaseModel):
     """Relative weights of the tasks in training batches.
 
     A batch holds a fixed number of samples of each task (its weight's share of the batch,
-    largest-remainder rounding), so every batch has the same composition and the token count
-    per step barely varies. Only the strings are random.
+    largest-remainder rounding), so every batch has the same composition and the same number
+    of tokens. Only the strings are random. The default is the demo's calibrated mixture, per
+    64 samples: mostly benign tasks, and a single ``cipher`` sample. The stand-in dangerous
+    capability is rare in the data, which is why it emerges later than the benign ones.
     """
 
     model_config = ConfigDict(frozen=True)
 
-    weights: dict[str, float] = {
-        "copy": 1.0,
-        "reverse": 1.0,
-        "sort": 1.0,
-        "add": 1.0,
-        "cipher": 1.0,
-    }
+    weights: dict[str, float] = {"copy": 25, "reverse": 13, "sort": 13, "add": 12, "cipher": 1}
 
-    def counts(self, batch_size: int) -> dict[str, int]:
-        """Samples of each task in a batch of ``batch_size``."""
+    @model_validator(mode="after")
+    def _known_tasks_and_positive_weights(self) -> TaskMixture:
         for task, w in self.weights.items():
             _check_task(task)
             if w < 0:
                 raise ValueError(f"mixture weight of {task!r} is negative ({w})")
-        total = sum(self.weights.values())
-        if total <= 0:
+        if sum(self.weights.values()) <= 0:
             raise ValueError("the task mixture has no positive weight")
+        return self
+
+    def counts(self, batch_size: int) -> dict[str, int]:
+        """Samples of each task in a batch of ``batch_size``."""
+        total = sum(self.weights.values())
         exact = {t: batch_size * w / total for t, w in self.weights.items()}
         counts = {t: int(x) for t, x in exact.items()}
         order = list(exact)  # ties go to the task listed first

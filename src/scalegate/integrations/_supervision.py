@@ -25,12 +25,14 @@ from scalegate.errors import LedgerUnavailable, RunError, RunPaused
 from scalegate.gate import Decision
 from scalegate.supervisor import Supervisor
 
+_REL = 1e-9  # Supervisor.step's relative tolerance on milestones
+
 
 class FrameworkSupervisor(Supervisor):
     """A :class:`Supervisor` driven by a framework's callback (see the module docstring)."""
 
     defer_checkpoint: bool = False
-    _pending: Decision | None = None
+    _pause_decision: Decision | None = None
 
     # --- accounting ----------------------------------------------------------------------
 
@@ -56,11 +58,13 @@ class FrameworkSupervisor(Supervisor):
         self._raw += float(sum(flop_by_phase.values()))
         self._since_record += steps
         try:
-            if self._raw * self.account.multiplier >= self._next_check_raw:
+            # The same order and tolerances as Supervisor.step after its accounting.
+            if self._raw * self.account.multiplier >= self._next_check_raw * (1 - _REL):
                 return self.decide_now()
-            if time.monotonic() >= self._next_check_time:
+            now = time.monotonic()
+            if now >= self._next_check_time:
                 return self._time_check()
-            if self._since_record >= self.compute_every:
+            if self._since_record >= self.compute_every and now >= self._next_record_time:
                 self._append([self._compute_predicate()])
         except LedgerUnavailable:
             if self.on_ledger_error == "raise":
@@ -69,17 +73,22 @@ class FrameworkSupervisor(Supervisor):
         return self.decision
 
     def steps_until_check(self, flop_per_step: float, seconds_per_step: float) -> int:
-        """Steps from now until ``record`` must next see the totals: the next compute
-        milestone at ``flop_per_step``, the next compute statement, the next calendar check
-        at ``seconds_per_step``; at least 1."""
-        candidates = [self.compute_every - self._since_record]
+        """Steps from now until ``record`` must next see the totals, at ``flop_per_step``
+        and ``seconds_per_step``: the next compute milestone, the next ``compute``
+        statement (``compute_every`` steps, at most every ``record_interval`` seconds) and
+        the next calendar check, whichever comes first; at least 1."""
+        now = time.monotonic()
+
+        def in_steps(seconds: float) -> float:  # no step time measured: never
+            return math.ceil(seconds / seconds_per_step) if seconds_per_step > 0 else math.inf
+
+        record = max(self.compute_every - self._since_record,
+                     in_steps(self._next_record_time - now))
+        candidates = [record, in_steps(self._next_check_time - now)]
         if flop_per_step > 0 and math.isfinite(self._next_check_raw):
-            remaining = self._next_check_raw / self.account.multiplier - self._raw
-            candidates.append(math.ceil(remaining / flop_per_step))
-        if seconds_per_step > 0:
-            left = self._next_check_time - time.monotonic()
-            candidates.append(math.ceil(left / seconds_per_step))
-        return max(1, min(candidates))
+            target = self._next_check_raw * (1 - _REL) / self.account.multiplier
+            candidates.append(math.ceil((target - self._raw) / flop_per_step))
+        return int(max(1, min(candidates)))
 
     # --- a pause whose checkpoint the framework writes -----------------------------------
 
@@ -87,13 +96,14 @@ class FrameworkSupervisor(Supervisor):
         if not self.defer_checkpoint:
             super()._declare_pause(decision)
             return
-        self._pending = decision
+        self._pause_decision = decision
         self.paused = True
 
     def _paused_error(self) -> RunPaused:
-        if self._pending is None:
+        if self._pause_decision is None:
             return super()._paused_error()
-        why = "; ".join(r.message for r in self._pending.reasons) or "the gate required a pause"
+        reasons = self._pause_decision.reasons
+        why = "; ".join(r.message for r in reasons) or "the gate required a pause"
         return RunPaused(
             f"run {self.run_id!r} is pausing at step {self.step_index}: {why}. It may not "
             "train further while its checkpoint is saved and the pause declared.",
@@ -103,16 +113,16 @@ class FrameworkSupervisor(Supervisor):
     @property
     def pause_pending(self) -> bool:
         """A ``pause`` decision is recorded and waits for its checkpoint (:meth:`declare_pause`)."""
-        return self._pending is not None
+        return self._pause_decision is not None
 
     def declare_pause(self, checkpoint: str | Path | None) -> None:
         """Record ``checkpoint`` (the file or directory the framework saved at the paused
         step; ``None``: save the model's weights as a plain supervisor would) and declare the
         pending pause, citing the ``pause`` decision already in the ledger."""
-        decision = self._pending
+        decision = self._pause_decision
         if decision is None:
             raise RunError(f"run {self.run_id!r} has no pause waiting for its checkpoint.")
-        self._pending = None
+        self._pause_decision = None
         saved = self._save
         if checkpoint is not None:
             self._save = lambda _step: checkpoint

@@ -1,0 +1,483 @@
+"""The run replay's walk: one pass over a run's entries in log order (see
+:mod:`scalegate.audit.replay` for what is checked and why).
+
+The walk keeps the state folded so far (folding lazily, only up to where the gate is
+asked), the last compute, the pause in force (until a *valid* resumption), and the
+pause the gate requires but the trainer has not declared yet. Gate answers, recorded
+or the auditor's own, set the next lines to ask again at.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from scalegate.audit._resume_check import check_resume
+from scalegate.audit.replay import ReplayedDecision, RunReplay
+from scalegate.audit.report import Violation
+from scalegate.gate import Decision, decide, resumption, rule_kind
+from scalegate.ledger.statements import (
+    AttestationPredicate,
+    CheckpointPredicate,
+    ComputePredicate,
+    DecisionPredicate,
+    EvalPredicate,
+    Obligation,
+    PausePredicate,
+    Predicate,
+    Ref,
+    ResumePredicate,
+)
+from scalegate.policy import Policy
+from scalegate.state import Entry, RunState, fold
+
+_TOL = 1e-9  # relative, as the gate compares compute with its milestones
+_TRAINER_KINDS = (ComputePredicate, CheckpointPredicate, DecisionPredicate, PausePredicate,
+                  ResumePredicate)
+_FAR = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+def _reached(value: float, line: float) -> bool:
+    return value > 0 if line <= 0 else value >= line * (1 - _TOL)
+
+
+def _beyond(value: float, line: float) -> bool:
+    return value > line * (1 + _TOL)
+
+
+def _plus(when: datetime, delta: timedelta) -> datetime:
+    try:
+        return when + delta
+    except OverflowError:
+        return _FAR
+
+
+def _flop(x: float) -> str:
+    return f"{x:.3g}"
+
+
+@dataclass
+class _Base:
+    """Where the run stood: the compute statement, its step and effective compute."""
+
+    ref: Ref | None
+    step: int
+    eff: float
+
+    def passed_by(self, step: int, eff: float) -> bool:
+        return step > self.step or _beyond(eff, self.eff)
+
+
+@dataclass
+class _Required:
+    """A pause the gate required at ``point`` that the trainer has not declared yet."""
+
+    point: Ref
+    answer: Decision
+    base: _Base
+    not_before: datetime | None  # calendar rules: going on is tolerated until then
+
+
+@dataclass
+class _Pause:
+    ref: Ref
+    base: _Base
+    reported: bool = False
+
+
+class RunWalk:
+    """One replay of one run; :meth:`run` returns the :class:`RunReplay`."""
+
+    def __init__(self, policy: Policy, entries: object, run_id: str, now: datetime | None,
+                 grace: timedelta) -> None:
+        self.policy, self.run_id, self.now, self.grace = policy, run_id, now, grace
+        self.entries: list[Entry] = sorted(entries, key=lambda e: e.ref.index)  # type: ignore[arg-type]
+        self.indices = [e.ref.index for e in self.entries]
+        self.by_index = {e.ref.index: e for e in self.entries}
+        self.state, self.folded = RunState(run_id=run_id), 0
+        self.violations: list[Violation] = []
+        self.seen: set[tuple[str, object]] = set()
+        self.decisions: list[ReplayedDecision] = []
+        self.consults = self.resumes = 0
+        self.last: _Base | None = None
+        self.last_pred: ComputePredicate | None = None
+        self.last_totals: dict[str, float] | None = None
+        self.pause: _Pause | None = None
+        self.required: _Required | None = None
+        self.offending = False  # a missed pause was reported since the last declared one
+        self.lines: list[float] = []
+        self.beyond_lines: list[float] = []
+        self.next_time: datetime | None = None
+        self.ask_next = True
+        self.after_evals: Entry | None = None  # results not yet followed by a decision
+        self.answered_at = -1  # index of the entry the last answer was given at
+        self.obligations: dict[str, tuple[Obligation, Ref | None]] = {}
+        cad = policy.evaluation
+        self.eval_grace = cad.grace if cad else 1.0
+        self.reach_thresholds = [t for t in policy.compute.thresholds if t.basis == "reached"]
+        self.resume_of_decision: dict[tuple[int, str], Ref] = {}
+        for e in self.entries:
+            p = e.statement.predicate
+            if isinstance(p, ResumePredicate) and p.run_id == run_id:
+                self.resume_of_decision.setdefault((p.decision.index, p.decision.leaf_hash),
+                                                   p.pause)
+
+    # --- the walk ----------------------------------------------------------------------------
+
+    def run(self) -> RunReplay:
+        for pos, e in enumerate(self.entries):
+            p = e.statement.predicate
+            if isinstance(p, AttestationPredicate):
+                self._attestation(e, p)
+                continue
+            if getattr(p, "run_id", None) != self.run_id:
+                continue
+            if self.after_evals is not None and not isinstance(p, EvalPredicate | DecisionPredicate):
+                self._ask_after_evals()
+            if isinstance(p, EvalPredicate):
+                self.after_evals = e if self.pause is None else None
+            elif isinstance(p, ComputePredicate):
+                self._compute(pos, e, p)
+            elif isinstance(p, CheckpointPredicate):
+                self._checkpoint(e, p)
+            elif isinstance(p, DecisionPredicate):
+                self.after_evals = None  # the trainer's decision on them is replayed instead
+                self._decision(e, p)
+            elif isinstance(p, PausePredicate):
+                self._pause(e, p)
+            elif isinstance(p, ResumePredicate):
+                self._resume(e)
+        final = self._finish()
+        return RunReplay(run_id=self.run_id, decisions=self.decisions, consults=self.consults,
+                         resumes=self.resumes, violations=self.violations, final=final,
+                         now=self.now, state=self.state)
+
+    def state_through(self, index: int) -> RunState:
+        """The run folded over its entries up to and including ``index``."""
+        k = bisect.bisect_right(self.indices, index)
+        if k < self.folded:  # an earlier basis than already folded: rare, fold afresh
+            return fold(self.entries[:k], run_id=self.run_id)
+        if k > self.folded:
+            self.state = fold(self.entries[self.folded:k], run_id=self.run_id, into=self.state)
+            self.folded = k
+        return self.state
+
+    def _v(self, kind: str, message: str, refs: list[Ref], key: object = None) -> None:
+        if key is not None:
+            if (kind, key) in self.seen:
+                return
+            self.seen.add((kind, key))
+        self.violations.append(Violation(kind=kind, message=message, refs=refs,
+                                         run_id=self.run_id))
+
+    def _entry(self, ref: Ref, cls: type[Predicate]) -> Entry | None:
+        e = self.by_index.get(ref.index)
+        if e is None or e.ref.leaf_hash != ref.leaf_hash:
+            return None
+        p = e.statement.predicate
+        return e if isinstance(p, cls) and getattr(p, "run_id", None) == self.run_id else None
+
+    # --- compute and checkpoints ---------------------------------------------------------------
+
+    def _compute(self, pos: int, e: Entry, p: ComputePredicate) -> None:
+        flop_of = self.policy.compute
+        eff, totals = flop_of.effective_flop(p.flop_by_phase), flop_of.totals(p.flop_by_phase)
+        if self.last_pred is not None and self.last is not None and self.last.ref is not None:
+            self._backwards(self.last.ref, self.last_pred, e.ref, p)
+        self._advance(e.ref, p.step, eff, p.at, "compute")
+        prev_totals = self.last_totals
+        self.last, self.last_pred, self.last_totals = _Base(e.ref, p.step, eff), p, totals
+        if self.pause is not None:
+            return
+        due, not_before = self._due(eff, totals, prev_totals, p.at)
+        if not due or self._decided_right_after(pos, e.ref.index):
+            return
+        state = self.state_through(e.ref.index)
+        self.consults += 1
+        self._answer(decide(self.policy, state, p.at), e.ref, state, not_before)
+
+    def _ask_after_evals(self) -> None:
+        """New results change the answer: an honest supervisor decides right after them."""
+        e, self.after_evals = self.after_evals, None
+        assert e is not None
+        if self.pause is not None:
+            return
+        state = self.state_through(e.ref.index)
+        self.consults += 1
+        at = e.statement.predicate.at  # type: ignore[attr-defined]
+        self._answer(decide(self.policy, state, at), e.ref, state, None)
+
+    def _backwards(self, pref: Ref, prev: ComputePredicate, ref: Ref, cur: ComputePredicate) -> None:
+        drops = []
+        if cur.step < prev.step:
+            drops.append(f"step {prev.step} → {cur.step}")
+        if cur.tokens < prev.tokens * (1 - _TOL):
+            drops.append(f"tokens {_flop(prev.tokens)} → {_flop(cur.tokens)}")
+        for phase, before in prev.flop_by_phase.items():
+            after = cur.flop_by_phase.get(phase, 0.0)
+            if after < before * (1 - _TOL):
+                drops.append(f"{phase} FLOP {_flop(before)} → {_flop(after)}")
+        if drops:
+            self._v("compute-backwards", f"compute #{ref.index} goes back from compute "
+                    f"#{pref.index}: {', '.join(drops)} (compute statements are cumulative)",
+                    [pref, ref])
+
+    def _checkpoint(self, e: Entry, p: CheckpointPredicate) -> None:
+        self._advance(e.ref, p.step, -1.0, p.at, "checkpoint")
+
+    def _advance(self, ref: Ref, step: int, eff: float, at: datetime, what: str) -> None:
+        """The run moved to ``step``/``eff``: training during a pause, or past a required one?"""
+        where = f"{what} #{ref.index} (step {step}" + (f", {_flop(eff)} effective FLOP)"
+                                                      if eff >= 0 else ")")
+        pause = self.pause
+        if pause is not None:
+            if not pause.reported and pause.base.passed_by(step, eff):
+                pause.reported = True
+                self._v("training-during-pause", f"{where} advanced the run past pause "
+                        f"#{pause.ref.index} (step {pause.base.step}, {_flop(pause.base.eff)} "
+                        "effective FLOP) before a valid resumption", [pause.ref, ref])
+            return
+        req = self.required
+        if req is None or not req.base.passed_by(step, eff):
+            return
+        if req.not_before is not None and at <= req.not_before:
+            return
+        self.required = None
+        if self.offending:
+            return
+        self.offending = True
+        kinds = {rule_kind(r.rule) for r in req.answer.reasons}
+        rules = ", ".join(r.rule for r in req.answer.reasons)
+        said = f"the gate required a pause at entry #{req.point.index} ({rules})"
+        if "ceiling" in kinds:
+            ceiling = req.answer.ceiling_flop
+            self._v("ceiling-exceeded", f"{where} went past the compute ceiling "
+                    f"{_flop(ceiling or 0.0)} its resumption allowed: {said}, and no pause "
+                    "was declared", [req.point, ref])
+        if kinds & {"compute-threshold", "evaluation-missing", "safeguard-missing",
+                    "safeguard-expired"} or "ceiling" not in kinds:
+            self._v("pause-not-declared", f"{said}; the run trained on to {where} without "
+                    "declaring it", [req.point, ref])
+        self._expired(req.answer, req.point)
+
+    def _due(self, eff: float, totals: dict[str, float], prev: dict[str, float] | None,
+             at: datetime) -> tuple[bool, datetime | None]:
+        """Whether an honest supervisor had to ask the gate at this compute; for a calendar
+        reason, until when going on is tolerated."""
+        if self.ask_next or prev is None:
+            return True, None
+        if any(_reached(eff, x) for x in self.lines) or any(_beyond(eff, x)
+                                                           for x in self.beyond_lines):
+            return True, None
+        for t in self.reach_thresholds:
+            if _reached(totals.get(t.regime, 0.0), t.flop) and not _reached(
+                    prev.get(t.regime, 0.0), t.flop):
+                return True, None
+        if self.next_time is not None and at >= self.next_time:
+            return True, _plus(self.next_time, self.grace)
+        return False, None
+
+    def _decided_right_after(self, pos: int, index: int) -> bool:
+        """The trainer recorded a decision on exactly this state next: its replay answers."""
+        if pos + 1 >= len(self.entries):
+            return False
+        p = self.entries[pos + 1].statement.predicate
+        return isinstance(p, DecisionPredicate) and p.run_id == self.run_id \
+            and p.basis_size == index + 1
+
+    # --- decisions -----------------------------------------------------------------------------
+
+    def _decision(self, e: Entry, p: DecisionPredicate) -> None:
+        index, basis = e.ref.index, p.basis_size
+        problems = []
+        if basis > index:
+            problems.append(f"its basis_size {basis} counts entries at or after itself")
+            basis = index
+        else:
+            lo, hi = bisect.bisect_left(self.indices, basis), bisect.bisect_left(self.indices, index)
+            ignored = [x for x in self.entries[lo:hi]
+                       if isinstance(x.statement.predicate, _TRAINER_KINDS)
+                       and getattr(x.statement.predicate, "run_id", None) == self.run_id]
+            if ignored:
+                problems.append(f"its basis (log size {basis}) leaves out the run's own entry "
+                                f"#{ignored[0].ref.index} before it")
+        state = self.state_through(basis - 1)
+        pause = self.resume_of_decision.get((index, e.ref.leaf_hash))
+        answer = (resumption(self.policy, state, pause, now=p.at).decision if pause is not None
+                  else decide(self.policy, state, p.at))
+        replayed = ReplayedDecision(
+            ref=e.ref, recorded=p.verdict, replayed=answer.verdict if answer else "pause",
+            recorded_rules=[r.rule for r in p.reasons],
+            replayed_rules=answer.rules if answer else ["paused"], at=p.at,
+            effective_flop=p.effective_flop)
+        self.decisions.append(replayed)
+        if not replayed.matches:
+            problems.insert(0, f"recorded {p.verdict} ({', '.join(replayed.recorded_rules) or '-'})"
+                            f", the gate replays {replayed.replayed} "
+                            f"({', '.join(replayed.replayed_rules) or '-'})")
+        if problems:
+            self._v("decision-mismatch", f"decision #{index}: " + "; ".join(problems), [e.ref])
+            if answer is not None:
+                self._expired(answer, e.ref)
+        if answer is not None:
+            self._answer(answer, e.ref, state, None)
+
+    def _answer(self, ans: Decision, point: Ref, state: RunState,
+                not_before: datetime | None) -> None:
+        """Take in a gate answer: obligations, skipped evaluations, a required pause, and when
+        to ask again."""
+        self.answered_at = point.index
+        for o in ans.obligations:
+            self.obligations.setdefault(o.id, (o, point))
+        missing = set()
+        for r in ans.reasons:
+            kind, _, detail = r.rule.partition(":")
+            if kind == "evaluation-missing":
+                missing.add(detail)
+                first = r.refs[0].index if r.refs else point.index
+                self._v("evaluation-skipped", f"{r.message} (found at entry #{point.index})",
+                        [*r.refs, point] if r.refs else [point], key=(r.rule, first))
+        if ans.verdict == "pause" and self.pause is None:
+            if self.required is None:
+                latest = state.latest_compute
+                base = (_Base(latest.ref, latest.predicate.step, ans.effective_flop)
+                        if latest is not None else _Base(None, 0, 0.0))
+                self.required = _Required(point, ans, base, not_before)
+        elif ans.verdict != "pause":
+            self.required = None
+        eff0 = ans.effective_flop
+        self.lines = [x for x in (ans.next_eval_at_flop, ans.ceiling_flop)
+                      if x is not None and not _reached(eff0, x)]
+        self.beyond_lines = []
+        for r in ans.reasons:
+            kind, _, detail = r.rule.partition(":")
+            if kind == "evaluation-due" and detail not in missing:
+                line = r.threshold * self.eval_grace if isinstance(r.threshold, float | int) \
+                    else eff0
+                self.beyond_lines.append(max(eff0, line))
+        self.next_time = self._next_time(state, ans.at)
+        self.ask_next = False
+
+    def _next_time(self, state: RunState, after: datetime) -> datetime | None:
+        """The next time a calendar rule can change the gate's answer."""
+        policy, events = self.policy, []
+        for rec in state.attestations:
+            a = rec.predicate
+            sg = policy.safeguard(a.safeguard)
+            if sg is None:
+                continue
+            events.append(a.valid_from)
+            if a.valid_until is not None:
+                events.append(a.valid_until)
+            if sg.max_age is not None:
+                events.append(_plus(a.valid_from, sg.max_age))
+        for t in policy.compute.thresholds:
+            if t.window is not None:
+                events += [t.window.start, t.window.end or _FAR]
+        intervals = [policy.evaluation.max_interval] if policy.evaluation else []
+        intervals += [lv.on_alert.max_interval for c in policy.capabilities for lv in c.levels]
+        given = [i for i in intervals if i is not None]
+        start = state.started_at or (state.compute[0].predicate.at if state.compute else None)
+        if given and start is not None:
+            last: dict[str, datetime] = {}
+            for rec in state.evals:
+                ev = rec.predicate
+                if ev.status == "success" and ev.at > last.get(ev.evaluation_id, ev.at - timedelta(1)):
+                    last[ev.evaluation_id] = ev.at
+            ids = policy.evaluation_ids()
+            bases = [last.get(i, start) for i in ids] if ids else [max(last.values(), default=start)]
+            events.append(_plus(min(bases), min(given)))
+        future = [t for t in events if t > after]
+        return min(future, default=None)
+
+    def _expired(self, ans: Decision, point: Ref) -> None:
+        for r in ans.reasons:
+            if rule_kind(r.rule) != "safeguard-expired":
+                continue
+            for att in r.refs[1:]:
+                self._v("attestation-expired", f"{r.message}; the run relied on attestation "
+                        f"#{att.index} at entry #{point.index} after it expired", [att, point],
+                        key=att.index)
+
+    # --- pauses and resumptions ------------------------------------------------------------------
+
+    def _pause(self, e: Entry, p: PausePredicate) -> None:
+        where = f"pause #{e.ref.index}"
+        if self._entry(p.decision, DecisionPredicate) is None:
+            self._v("bad-reference", f"{where} cites entry #{p.decision.index} as its decision, "
+                    f"but it is no decision of run {self.run_id}", [e.ref, p.decision])
+        if self._entry(p.checkpoint, CheckpointPredicate) is None:
+            self._v("bad-reference", f"{where} cites entry #{p.checkpoint.index} as its "
+                    f"checkpoint, but it is no checkpoint of run {self.run_id}",
+                    [e.ref, p.checkpoint])
+        base = self.last or _Base(None, 0, 0.0)
+        if self.pause is not None:  # paused twice: the earlier stand-still still counts
+            base = self.pause.base
+        self.pause = _Pause(e.ref, base, self.pause.reported if self.pause else False)
+        self.required, self.offending = None, False
+
+    def _resume(self, e: Entry) -> None:
+        self.resumes += 1
+        state = self.state_through(e.ref.index - 1)
+        findings, res = check_resume(self.policy, state, e, lambda r: self._entry(
+            r, DecisionPredicate) is not None)
+        for kind, message, refs in findings:
+            self._v(kind, message, refs)
+        if res is not None and findings and res.decision is not None:
+            self._expired(res.decision, e.ref)
+        p = e.statement.predicate
+        assert isinstance(p, ResumePredicate)
+        if not findings and self.pause is not None and self.pause.ref.index == p.pause.index:
+            self.pause = None
+            if self.answered_at < p.pause.index:
+                self.ask_next = True  # no resumption decision to take the ceiling from
+
+    def _attestation(self, e: Entry, p: AttestationPredicate) -> None:
+        sg = self.policy.safeguard(p.safeguard)
+        if sg is None or set(sg.attested_by) & set(e.roles):
+            return
+        self._v("attestation-wrong-role", f"attestation #{e.ref.index} of safeguard "
+                f"{p.safeguard} is signed by {e.signer or 'an unknown key'} holding "
+                f"{', '.join(e.roles) or 'no roles'}; the policy allows only "
+                f"{' or '.join(sg.attested_by)}", [e.ref], key=e.ref.index)
+
+    # --- the end -------------------------------------------------------------------------------
+
+    def _finish(self) -> Decision | None:
+        state = self.state_through(self.indices[-1] if self.indices else -1)
+        if self.now is None:
+            self.now = state.latest_time or datetime(1970, 1, 1, tzinfo=UTC)
+        now = self.now
+        final = None
+        if state.run is not None:
+            final = decide(self.policy, state, now)
+            self.consults += 1
+            last = state.latest_compute
+            point = last.ref if last is not None else state.run.ref
+            for o in final.obligations:
+                self.obligations.setdefault(o.id, (o, point))
+        sent: dict[str, list] = {}
+        for n in state.notifications:
+            sent.setdefault(n.predicate.obligation_id, []).append(n)
+        for oid, (o, point) in self.obligations.items():
+            if o.deadline is None:
+                continue
+            notes = sent.get(oid)
+            what = f"obligation {oid} (notify {o.recipient or '?'}: {o.message})"
+            refs = [point] if point is not None else []
+            if not notes:
+                if now > o.deadline:
+                    self._v("notification-missed", f"{what} was due by {_iso(o.deadline)}; no "
+                            f"notification is recorded (audit time {_iso(now)})", refs)
+                continue
+            first = min(notes, key=lambda n: n.predicate.sent_at)
+            if first.predicate.sent_at > o.deadline:
+                self._v("notification-missed", f"{what} was due by {_iso(o.deadline)}; the "
+                        f"notification #{first.index} was sent only at "
+                        f"{_iso(first.predicate.sent_at)}", [*refs, first.ref])
+        return final
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,261 @@
+"""The run-level audit: every run in the log replayed under the policy the log publishes.
+
+:func:`audit_ledger` runs the log-level audit (:func:`~scalegate.audit.audit_log`) with
+a :class:`RunCollector` on its ``on_entry`` hook, so that only entries that verified
+(well formed, validly signed by a key in standing) reach the runs; then
+:func:`audit_runs` replays each run (:func:`~scalegate.audit.replay.replay_run`)
+under the policy its ``run`` statement cites — the document a ``policy`` statement
+in the log publishes, whose digest must be the one cited. Nothing the trainer says
+about the policy is trusted otherwise.
+
+>>> audit = audit_ledger("ledger.db", load_trust("trust.yaml"))
+>>> audit.report.exit_code            # 0 ok, 3 violations found, 4 could not verify
+>>> audit.runs[0].replay.decisions    # every recorded decision next to its replay
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from scalegate.audit.logcheck import AuditedEntry, audit_log
+from scalegate.audit.replay import RUN_VIOLATION_KINDS, RunReplay, replay_run
+from scalegate.audit.report import AuditReport
+from scalegate.audit.trust import TrustFile
+from scalegate.errors import PolicyError, StatementError
+from scalegate.ledger.registry import KEY_KINDS
+from scalegate.ledger.statements import PolicyPredicate, Ref, RunPredicate
+from scalegate.policy import Policy, parse_policy
+from scalegate.state import Entry, same_ref
+
+__all__ = ["SETUP_VIOLATION_KINDS", "LedgerAudit", "RunAudit", "RunCollector", "audit_ledger",
+           "audit_runs"]
+
+#: Violations about a run's set-up (before any replay), with what they mean.
+SETUP_VIOLATION_KINDS: dict[str, str] = {
+    "run-unregistered": "statements about a run no run statement registered",
+    "policy-unpublished": "a run cites a policy no policy statement in the log publishes",
+    "policy-invalid": "the published policy document does not load",
+    "policy-digest-mismatch": "the published policy document does not hash to the digest "
+    "cited",
+    "statement-malformed": "a validly signed statement whose predicate is malformed",
+}
+
+# The summary checks the run audit adds, and the violation kinds each one covers.
+_GROUPS: dict[str, tuple[str, ...]] = {
+    "runs registered under published policies": (
+        "run-unregistered", "policy-unpublished", "policy-invalid", "policy-digest-mismatch"),
+    "run statements well formed": ("statement-malformed", "bad-reference"),
+    "decisions replay to the same verdict": ("decision-mismatch",),
+    "pauses declared and honoured": (
+        "pause-not-declared", "training-during-pause", "ceiling-exceeded"),
+    "evaluations done when due": ("evaluation-skipped",),
+    "resumptions allowed, with quorum, from the paused checkpoint": (
+        "resume-without-quorum", "resume-premature", "resume-wrong-checkpoint",
+        "approval-wrong-pause"),
+    "notifications by their deadlines": ("notification-missed",),
+    "compute never goes back": ("compute-backwards",),
+    "safeguards attested by allowed roles, in date": (
+        "attestation-wrong-role", "attestation-expired"),
+}
+
+
+@dataclass
+class RunAudit:
+    """One run as audited: its policy (from the log) and its replay, or why there is none."""
+
+    run_id: str
+    policy: Policy | None = None
+    replay: RunReplay | None = None
+    problem: str | None = None
+    run_ref: Ref | None = None
+
+
+@dataclass
+class LedgerAudit:
+    """The whole audit: the report (checks, violations, exit code) and every run's replay."""
+
+    report: AuditReport
+    runs: list[RunAudit] = field(default_factory=list)
+
+    def run(self, run_id: str) -> RunAudit | None:
+        """The audit of ``run_id``, if the log has statements about it."""
+        return next((r for r in self.runs if r.run_id == run_id), None)
+
+
+class RunCollector:
+    """An ``on_entry`` hook keeping, from every authentic entry, what run replay needs:
+    run statements by run, organisation-wide attestations, and policy documents."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, list[Entry]] = {}
+        self.org_attestations: list[Entry] = []
+        self.policies: list[Entry] = []
+        self.malformed: list[tuple[Ref, str, str | None]] = []
+
+    def __call__(self, e: AuditedEntry) -> None:
+        kind = e.kind
+        if not e.authentic or kind is None or kind in KEY_KINDS:
+            return
+        run_id = e.run_id
+        if run_id is None and kind not in ("policy", "attestation"):
+            return  # commitments, endorsements: not part of any run
+        ref = Ref.model_construct(index=e.index, leaf_hash=e.leaf_hash.hex())
+        try:
+            statement = e.statement()
+        except StatementError as exc:
+            self.malformed.append((ref, exc.message, run_id))
+            return
+        signer = e.signer
+        entry = Entry.model_construct(
+            ref=ref, statement=statement, signer=signer.vkey.name if signer else None,
+            roles=tuple(signer.roles) if signer else ())
+        if kind == "policy":
+            self.policies.append(entry)
+        elif run_id is not None:
+            self.runs.setdefault(run_id, []).append(entry)
+        else:
+            self.org_attestations.append(entry)
+
+
+def audit_runs(
+    collected: RunCollector, report: AuditReport, *, now: datetime | None = None,
+    run_ids: list[str] | None = None,
+) -> list[RunAudit]:
+    """Replay every collected run (or only ``run_ids``) and add checks and violations to
+    ``report``. ``now`` is the audit time for notification deadlines (default: now)."""
+    start = time.perf_counter()
+    now = now or datetime.now(UTC)
+    for ref, message, run_id in collected.malformed:
+        report.violation("statement-malformed", f"entry {ref.index}: {message}", [ref],
+                         run_id=run_id)
+    out: list[RunAudit] = []
+    reported: set[tuple[str, int]] = set()  # organisation-wide attestations: once, not per run
+    decisions = mismatched = consults = 0
+    for run_id, own in collected.runs.items():
+        if run_ids is not None and run_id not in run_ids:
+            continue
+        audit = _audit_run(run_id, own, collected, report, now)
+        out.append(audit)
+        if audit.replay is None:
+            continue
+        for v in audit.replay.violations:
+            if v.kind.startswith("attestation-"):
+                key = (v.kind, v.refs[0].index)
+                if key in reported:
+                    continue
+                reported.add(key)
+            report.violation(v.kind, v.message, v.refs, run_id=run_id)
+        decisions += len(audit.replay.decisions)
+        mismatched += len(audit.replay.mismatches)
+        consults += audit.replay.consults
+    replayed = sum(1 for r in out if r.replay is not None)
+    report.count("runs replayed", replayed)
+    report.count("decisions replayed", decisions)
+    report.count("gate consultations", consults)
+    report.check("runs replayed", replayed == len(out), f"{replayed} of {len(out)} run(s) "
+                 f"replayed; {decisions} recorded decision(s) replayed, {mismatched} differ; "
+                 f"{consults} further gate consultation(s); audit time {_iso(now)}")
+    for name, kinds in _GROUPS.items():
+        bad = sum(report.violation_counts.get(k, 0) for k in kinds)
+        report.check(name, bad == 0, "no violation" if not bad else f"{bad} violation(s): "
+                     + ", ".join(f"{report.violation_counts[k]} {k}" for k in kinds
+                                 if report.violation_counts.get(k)))
+    report.seconds = round(report.seconds + time.perf_counter() - start, 3)
+    return out
+
+
+def _audit_run(run_id: str, own: list[Entry], collected: RunCollector, report: AuditReport,
+               now: datetime) -> RunAudit:
+    run = next((e for e in own if isinstance(e.statement.predicate, RunPredicate)), None)
+    if run is None:
+        first = min(own, key=lambda e: e.ref.index)
+        report.violation("run-unregistered", f"entry {first.ref.index} ({first.statement.kind}) "
+                         f"and {len(own) - 1} other(s) concern run {run_id!r}, which no run "
+                         "statement registered; they cannot be replayed.", [first.ref],
+                         run_id=run_id)
+        return RunAudit(run_id, problem="no run statement")
+    policy, problem = _policy_of(run, collected.policies, report)
+    if policy is None:
+        return RunAudit(run_id, problem=problem, run_ref=run.ref)
+    entries = sorted(own + collected.org_attestations, key=lambda e: e.ref.index)
+    return RunAudit(run_id, policy, replay_run(policy, entries, run_id, now=now),
+                    run_ref=run.ref)
+
+
+def _policy_of(run: Entry, policies: list[Entry], report: AuditReport
+               ) -> tuple[Policy | None, str | None]:
+    """The run's policy from the log, checked against the digest the run cites."""
+    pred = run.statement.predicate
+    assert isinstance(pred, RunPredicate)
+    cited, where = pred.policy, f"run {pred.run_id!r} (entry {run.ref.index})"
+
+    def bad(kind: str, message: str, refs: list[Ref]) -> tuple[None, str]:
+        report.violation(kind, f"{where} {message}; its decisions cannot be replayed.",
+                         [run.ref, *refs], run_id=pred.run_id)
+        return None, message
+
+    found = [p for p in policies if _digest(p) == cited.digest]
+    if cited.ref is not None:
+        found.sort(key=lambda p: not same_ref(p.ref, cited.ref))  # type: ignore[arg-type]
+    if not found:
+        return bad("policy-unpublished", f"cites policy {cited.id} {cited.version} (digest "
+                   f"{cited.digest[:12]}…), but no policy statement in the log publishes it",
+                   [cited.ref] if cited.ref else [])
+    entry = found[0]
+    doc = entry.statement.predicate
+    assert isinstance(doc, PolicyPredicate)
+    try:
+        policy = parse_policy(doc.document, source=f"ledger entry #{entry.ref.index}")
+    except PolicyError as exc:
+        return bad("policy-invalid", f"cites the policy in entry {entry.ref.index}, which does "
+                   f"not load ({exc.message})", [entry.ref])
+    if policy.digest() != cited.digest:
+        return bad("policy-digest-mismatch", f"cites policy digest {cited.digest[:12]}…, but "
+                   f"the document in entry {entry.ref.index} hashes to "
+                   f"{policy.digest()[:12]}…", [entry.ref])
+    return policy, None
+
+
+def _digest(entry: Entry) -> str | None:
+    p = entry.statement.predicate
+    return p.digest if isinstance(p, PolicyPredicate) else None
+
+
+def audit_ledger(
+    ledger: str | os.PathLike[str],
+    trust: TrustFile,
+    *,
+    now: datetime | None = None,
+    replay: bool = True,
+    run_ids: list[str] | None = None,
+    state_path: str | os.PathLike[str] | None = None,
+    use_state: bool = True,
+    workers: int | None = None,
+    full: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> LedgerAudit:
+    """Audit ``ledger`` end to end against ``trust``: the log (see
+    :func:`~scalegate.audit.audit_log`, whose keyword arguments these are) and, with
+    ``replay``, every run (or only ``run_ids``). ``now`` is the audit time for
+    notification deadlines (default: the current time). Never raises on findings."""
+    collector = RunCollector() if replay else None
+    report = audit_log(ledger, trust, state_path=state_path, use_state=use_state,
+                       workers=workers, full=full, on_entry=collector, progress=progress)
+    runs: list[RunAudit] = []
+    stopped = any(c.name in ("ledger readable", "audit completed") and not c.ok
+                  for c in report.checks)
+    if collector is not None and not stopped:  # a partial read would replay half a run
+        runs = audit_runs(collector, report, now=now, run_ids=run_ids)
+    return LedgerAudit(report, runs)
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+#: Every violation kind the run-level audit can add to a report.
+RUN_AUDIT_KINDS: dict[str, str] = {**SETUP_VIOLATION_KINDS, **RUN_VIOLATION_KINDS}

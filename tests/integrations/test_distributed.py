@@ -1,0 +1,172 @@
+"""``torch.distributed``: two real processes on the gloo backend train one run.
+
+examples/distributed_loop.py runs on 2 ranks (launched as torchrun would: RANK,
+WORLD_SIZE, MASTER_ADDR/PORT), pauses by itself on both ranks at the same step, is
+resumed by the officers, and trains to the end from the paused checkpoint. The ledger
+must hold one consistent record written by one signer, whose compute is the sum of both
+ranks' work. In-process tests pin the sync planning and the one-process equivalence.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from scalegate.demo.workspace import Workspace  # noqa: E402
+from scalegate.integrations import DistributedSupervisor  # noqa: E402
+from scalegate.integrations.distributed import SoloCollective  # noqa: E402
+from scalegate.manifest import manifest_of  # noqa: E402
+from scalegate.policy import load_policy  # noqa: E402
+from scalegate.runs import load_state, run_log_entries  # noqa: E402
+from scalegate.supervisor import Supervisor  # noqa: E402
+
+from .conftest import EXAMPLES, POLICY, replayed, resume_run  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+RUN = "ddp-run"
+STEPS, BATCH = 400, 64  # the example's global batch, split between the ranks
+
+
+def rank_flop(rows: int) -> float:
+    """Matmul FLOP of one training step of the example's MLP on ``rows`` samples."""
+    return 6.0 * rows * (2 * 32 * 128 + 128 * 16)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(ws: Workspace, cwd: Path, world: int = 2) -> list[subprocess.CompletedProcess[str]]:
+    """The example on ``world`` ranks, with the environment torchrun gives each rank."""
+    port = str(free_port())
+    args = [sys.executable, str(EXAMPLES / "distributed_loop.py"), str(ws.ledger_path),
+            str(ws.root / "keys" / "trainer.key"), str(POLICY)]
+    procs = []
+    for rank in range(world):
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1",
+               "MASTER_PORT": port, "RANK": str(rank), "LOCAL_RANK": str(rank),
+               "WORLD_SIZE": str(world)}
+        procs.append(subprocess.Popen(args, cwd=cwd, env=env, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    done = []
+    for rank, p in enumerate(procs):
+        try:
+            out, err = p.communicate(timeout=150)
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            raise AssertionError(f"rank {rank} hung") from None
+        done.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
+    return done
+
+
+def test_two_gloo_ranks_stop_together_and_the_ledger_sums_their_work(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    ranks = launch(ws, tmp_path)
+    steps = []
+    for rank, r in enumerate(ranks):
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        found = re.search(rf"rank {rank} paused at step (\d+)", r.stderr)
+        assert found, r.stderr
+        steps.append(int(found.group(1)))
+    assert steps[0] == steps[1], f"ranks stopped at different steps: {steps}"
+    paused_at = steps[0]
+
+    # One consistent record: one signer, the pause at that step, every decision replays.
+    state = load_state(ws.ledger, RUN)
+    written = ws.ledger.entries(run_id=RUN)
+    assert written and {e.signer for e in written} == {ws.key("trainer").vkey.keyid}
+    pause = state.active_pause
+    assert pause is not None and pause.predicate.step == paused_at
+    assert state.evals[-1].predicate.value >= 0.95 > state.evals[0].predicate.value
+    ck = state.find(pause.predicate.checkpoint)
+    assert ck is not None and manifest_of(tmp_path / ck.predicate.uri).digest == ck.predicate.digest
+    assert replayed(ws, RUN) >= 3
+
+    # Compute is the sum of both ranks' shares (32 rows each), not one rank's.
+    last = state.compute[-1].predicate
+    assert last.step == paused_at and last.tokens == paused_at * BATCH
+    assert last.method == "measured"
+    assert last.flop_by_phase["pretraining"] == pytest.approx(
+        paused_at * (rank_flop(32) + rank_flop(32)), rel=1e-12)
+    assert all(c.predicate.step % 100 == 0 or any(
+        d.predicate.step == c.predicate.step for d in state.decisions) for c in state.compute)
+
+    # Still paused: refused on every rank, each saying what is missing.
+    for r in launch(ws, tmp_path):
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert "may not train until" in r.stderr and "security-level-demo" in r.stderr
+
+    resume_run(ws, RUN)
+    for rank, r in enumerate(launch(ws, tmp_path)):
+        assert r.returncode == 0, r.stderr
+        assert f"rank {rank} trained {STEPS} steps" in r.stdout
+    state = load_state(ws.ledger, RUN)
+    assert state.active_pause is None and len(state.resumes) == 1
+    after = [e.predicate.value for e in state.evals if e.index > state.resumes[0].index]
+    assert after and min(after) >= 0.95, "both ranks resumed from the trained weights"
+    final = state.compute[-1].predicate
+    assert final.step == STEPS and final.tokens == STEPS * BATCH
+    assert final.flop_by_phase["pretraining"] == pytest.approx(STEPS * rank_flop(BATCH),
+                                                               rel=1e-12)
+    assert ws.ledger.verify().ok
+
+
+def test_sync_steps_are_planned_to_the_next_milestone(ws: Workspace, tmp_path: Path) -> None:
+    """Rank 0 plans the next sync at the first step where compute reaches the gate's next
+    milestone, or the next compute statement, whichever comes first."""
+    policy = load_policy(POLICY)
+    ds = DistributedSupervisor.open("plan", policy, ws.ledger, ws.key("trainer"),
+                                    flop_per_token=1.0, compute_every=1000, trackers=None,
+                                    checkpoint_dir=tmp_path)
+    sup = ds.supervisor
+    assert sup is not None
+    ds.step(tokens=1e6)  # the first step always consults the gate
+    milestone = sup.decision.next_eval_at_flop
+    assert milestone == policy.evaluation.first_at
+    f = 3e5  # FLOP per step
+    left = milestone - sup.effective_flop
+    assert sup.steps_until_check(f, 0.0) == -(-left // f)
+    assert sup.steps_until_check(1.0, 0.0) == 1000 - 0  # the next compute statement first
+    assert sup.steps_until_check(f, 60.0) == 1  # the 30 s calendar check is due next step
+    ds.close()
+
+
+def test_one_process_records_what_a_plain_supervisor_records(ws: Workspace,
+                                                              tmp_path: Path) -> None:
+    """With one process the distributed front syncs every step: the same statements, the
+    same decisions at the same steps as Supervisor.step on the same work."""
+    policy = load_policy(POLICY)
+    per_step = [3.1e6, 3.9e6, 4.4e6] * 40
+    plain = Supervisor.open("plain", policy, ws.ledger, ws.key("trainer"),
+                            checkpoint_dir=tmp_path, compute_every=25)
+    ds = DistributedSupervisor.open("solo", policy, ws.ledger, ws.key("trainer"),
+                                    collective=SoloCollective(), checkpoint_dir=tmp_path,
+                                    compute_every=25, trackers=None)
+    for f in per_step:
+        a = plain.step(tokens=64, flop=f)
+        b = ds.step(tokens=64, flop=f)
+        assert (a.verdict, a.next_eval_at_flop) == (b.verdict, b.next_eval_at_flop)
+    plain.flush()
+    ds.flush()
+
+    def story(run: str) -> list[tuple[str, int]]:
+        return [(e.statement.kind, getattr(e.statement.predicate, "step", -1))
+                for e in run_log_entries(ws.ledger, run)][1:]
+
+    assert story("plain") == story("solo")
+    a, b = load_state(ws.ledger, "plain"), load_state(ws.ledger, "solo")
+    assert a.compute[-1].predicate.flop_by_phase == b.compute[-1].predicate.flop_by_phase
+    assert b.compute[-1].predicate.method == "declared"
