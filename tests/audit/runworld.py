@@ -42,7 +42,7 @@ from scalegate.ledger.statements import (
     sha256_hex,
     sign_statement,
 )
-from scalegate.policy import load_policy
+from scalegate.policy import parse_policy
 from scalegate.runs import load_state
 from scalegate.state import RunState
 from scalegate.supervisor import Supervisor
@@ -51,7 +51,39 @@ RUN = "run-1"
 STEP_FLOP = 1e11  # the demo policy evaluates first at 1e12, then every 2x (1.5x after alert)
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 SAFEGUARD = "security-level-demo"
-POLICY = load_policy("demo")
+#: The audit tests' own policy (the demo policy's mechanisms, numbers frozen here so that
+#: tuning the bundled demo does not move these tests).
+POLICY = parse_policy("""
+id: audit-test
+version: "1"
+kind: custom
+title: run-replay test policy
+compute:
+  regimes:
+    training:
+      include: [pretraining, fine-tuning, rl, synthetic-data, merged-weights]
+  effective: {regime: training, multiplier: 1x, source: none}
+  thresholds:
+    - {id: demo-notify, regime: training, flop: 1e13, basis: reached, action: notify,
+       recipient: demo regulator, deadline: 14d}
+evaluation: {every: 2x, max_interval: 30d, first_at: 1e12, on_missing: pause}
+capabilities:
+  - id: cyber-demo
+    name: Synthetic dangerous task
+    levels:
+      - id: cyber-demo-1
+        evaluations:
+          - {evaluation: cyber-demo-task, metric: accuracy, alert: 0.5, trigger: 0.8}
+        requires: [security-level-demo]
+        on_alert: {every: 1.5x}
+safeguards:
+  - {id: security-level-demo, kind: security, attested_by: [ciso], max_age: 30d}
+governance:
+  roles: [rso, ciso, board, ceo]
+  resumption:
+    quorum: [rso, {any_of: [board]}]
+  policy_change: [rso, board]
+""", source="tests/audit/runworld.py")
 
 
 class Clock:

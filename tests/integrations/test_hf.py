@@ -92,18 +92,22 @@ def test_example_pauses_is_refused_and_resumes_from_its_checkpoint(
     assert replayed(ws, RUN) >= 5
 
 
+class _Recording(Trainer):
+    """Test-owned record of the attention mask of every micro-batch the Trainer trains on."""
+
+    fed: list[Any]
+
+    def training_step(self, model: Any, inputs: Any, num_items_in_batch: Any = None) -> Any:
+        self.fed.append(inputs["attention_mask"].clone())
+        return super().training_step(model, inputs, num_items_in_batch)
+
+
 class _Watch(TrainerCallback):
-    """Test-owned: the attention masks of every training forward, and the model's mode at
-    the end of every step (after the scalegate callback, which runs before it)."""
+    """The model's mode at the end of every step, after the scalegate callback (which runs
+    before it, evaluations included)."""
 
-    def __init__(self, model: Any) -> None:
-        self.masks: list[Any] = []
+    def __init__(self) -> None:
         self.modes: list[bool] = []
-        model.register_forward_pre_hook(self._seen, with_kwargs=True)
-
-    def _seen(self, module: Any, args: Any, kwargs: Any) -> None:
-        if module.training and torch.is_grad_enabled() and "attention_mask" in kwargs:
-            self.masks.append(kwargs["attention_mask"].clone())
 
     def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None,
                     **kwargs: Any) -> None:
@@ -130,7 +134,7 @@ def test_accounts_non_padding_tokens_of_every_micro_batch(ws: Workspace,
         modes.append(m.training)
         return 0.1
 
-    watch = _Watch(model)
+    watch = _Watch()
     callback = ScalegateCallback(
         "hf-tokens", POLICY, ws.ledger, ws.key("trainer"), phase="fine-tuning",
         evaluator=Suite([Probe("heldout-next-token", "next-token", "accuracy", probe)]),
@@ -139,22 +143,22 @@ def test_accounts_non_padding_tokens_of_every_micro_batch(ws: Workspace,
                              gradient_accumulation_steps=2, save_strategy="no",
                              report_to=["tensorboard"],  # under out/runs
                              use_cpu=True, learning_rate=1e-3, disable_tqdm=True)
-    trainer = Trainer(model=model, args=args, train_dataset=data, callbacks=[callback, watch])
+    trainer = _Recording(model=model, args=args, train_dataset=data, callbacks=[callback, watch])
+    trainer.fed = []
     callback.trainer = trainer
     trainer.train()
 
     state = load_state(ws.ledger, "hf-tokens")
     last = state.compute[-1].predicate
-    assert last.step == 12 and len(watch.masks) == 24  # two micro-batches per step
-    fed = sum(float(m.sum()) for m in watch.masks)
+    assert last.step == 12 and len(trainer.fed) == 24  # two micro-batches per step
+    fed = sum(float(m.sum()) for m in trainer.fed)
     assert last.tokens == fed < 24 * 8 * length  # padding is not counted
     batch = {k: v[:8] for k, v in trainer.data_collator(data[:8]).items()}
     per_batch = count(model, batch).model_flop  # every micro-batch is padded to [8, 8]
-    expected = sum(per_batch * float(m.sum()) / m.numel() for m in watch.masks)
+    expected = sum(per_batch * float(m.sum()) / m.numel() for m in trainer.fed)
     assert last.flop_by_phase == {"fine-tuning": pytest.approx(expected, rel=1e-9)}
     assert last.method == "measured"
-    # Counted once per signature, by one extra step: the counter's own forward was not
-    # mistaken for training (24 forwards seen by the test, tokens equal).
+    # Counted once per signature, by one extra step, which was not taken for training.
     assert callback.supervisor.meter.counter.misses == 1
 
     assert modes and not any(modes), "evaluations ran in eval mode"

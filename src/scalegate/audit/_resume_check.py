@@ -50,8 +50,9 @@ def check_resume(
         elif not same_ref(rec.predicate.pause, p.pause):
             out.append(("approval-wrong-pause", f"{where} of pause #{pause.index} cites "
                         f"approval #{rec.index}, which is bound to entry "
-                        f"#{rec.predicate.pause.index} (leaf {rec.predicate.pause.leaf_hash[:12]}…), "
-                        "not to this pause", [rec.ref, ref, pause.ref]))
+                        f"#{rec.predicate.pause.index} (leaf "
+                        f"{rec.predicate.pause.leaf_hash[:12]}…), not to this pause",
+                        [rec.ref, ref, pause.ref]))
         else:
             bound.append(rec)
     if not short:

@@ -133,7 +133,8 @@ class RunWalk:
                 continue
             if getattr(p, "run_id", None) != self.run_id:
                 continue
-            if self.after_evals is not None and not isinstance(p, EvalPredicate | DecisionPredicate):
+            if self.after_evals is not None and not isinstance(
+                    p, EvalPredicate | DecisionPredicate):
                 self._ask_after_evals()
             if isinstance(p, EvalPredicate):
                 self.after_evals = e if self.pause is None else None
@@ -208,7 +209,8 @@ class RunWalk:
         at = e.statement.predicate.at  # type: ignore[attr-defined]
         self._answer(decide(self.policy, state, at), e.ref, state, None)
 
-    def _backwards(self, pref: Ref, prev: ComputePredicate, ref: Ref, cur: ComputePredicate) -> None:
+    def _backwards(self, pref: Ref, prev: ComputePredicate, ref: Ref,
+                   cur: ComputePredicate) -> None:
         drops = []
         if cur.step < prev.step:
             drops.append(f"step {prev.step} → {cur.step}")
@@ -295,7 +297,8 @@ class RunWalk:
             problems.append(f"its basis_size {basis} counts entries at or after itself")
             basis = index
         else:
-            lo, hi = bisect.bisect_left(self.indices, basis), bisect.bisect_left(self.indices, index)
+            lo = bisect.bisect_left(self.indices, basis)
+            hi = bisect.bisect_left(self.indices, index)
             ignored = [x for x in self.entries[lo:hi]
                        if isinstance(x.statement.predicate, _TRAINER_KINDS)
                        and getattr(x.statement.predicate, "run_id", None) == self.run_id]
@@ -336,8 +339,11 @@ class RunWalk:
             if kind == "evaluation-missing":
                 missing.add(detail)
                 first = r.refs[0].index if r.refs else point.index
+                refs = list(r.refs)
+                if not any(x.index == point.index for x in refs):
+                    refs.append(point)
                 self._v("evaluation-skipped", f"{r.message} (found at entry #{point.index})",
-                        [*r.refs, point] if r.refs else [point], key=(r.rule, first))
+                        refs, key=(r.rule, first))
         if ans.verdict == "pause" and self.pause is None:
             if self.required is None:
                 latest = state.latest_compute
@@ -383,10 +389,12 @@ class RunWalk:
             last: dict[str, datetime] = {}
             for rec in state.evals:
                 ev = rec.predicate
-                if ev.status == "success" and ev.at > last.get(ev.evaluation_id, ev.at - timedelta(1)):
+                if ev.status == "success" and (ev.evaluation_id not in last
+                                               or ev.at > last[ev.evaluation_id]):
                     last[ev.evaluation_id] = ev.at
             ids = policy.evaluation_ids()
-            bases = [last.get(i, start) for i in ids] if ids else [max(last.values(), default=start)]
+            bases = ([last.get(i, start) for i in ids] if ids
+                     else [max(last.values(), default=start)])
             events.append(_plus(min(bases), min(given)))
         future = [t for t in events if t > after]
         return min(future, default=None)

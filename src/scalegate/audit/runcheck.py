@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from scalegate.audit.logcheck import AuditedEntry, audit_log
 from scalegate.audit.replay import RUN_VIOLATION_KINDS, RunReplay, replay_run
@@ -73,6 +74,29 @@ class RunAudit:
     problem: str | None = None
     run_ref: Ref | None = None
 
+    def to_json_data(self) -> dict[str, Any]:
+        """A JSON-ready summary: the policy, every replayed decision, what the gate says now."""
+        out: dict[str, Any] = {"run_id": self.run_id, "replayed": self.replay is not None,
+                               "problem": self.problem,
+                               "run": self.run_ref.model_dump() if self.run_ref else None}
+        if self.policy is not None:
+            out["policy"] = {"id": self.policy.id, "version": self.policy.version,
+                             "digest": self.policy.digest()}
+        rep = self.replay
+        if rep is not None:
+            state = rep.state
+            out.update(
+                status="paused" if state is not None and state.active_pause else "running",
+                step=state.step if state is not None else None,
+                effective_flop=rep.final.effective_flop if rep.final else None,
+                verdict_now=rep.final.verdict if rep.final else None,
+                decisions_replayed=len(rep.decisions), mismatched=len(rep.mismatches),
+                gate_consultations=rep.consults, resumptions=rep.resumes,
+                violations=len(rep.violations),
+                decisions=[{**d.model_dump(mode="json"), "matches": d.matches}
+                           for d in rep.decisions])
+        return out
+
 
 @dataclass
 class LedgerAudit:
@@ -84,6 +108,12 @@ class LedgerAudit:
     def run(self, run_id: str) -> RunAudit | None:
         """The audit of ``run_id``, if the log has statements about it."""
         return next((r for r in self.runs if r.run_id == run_id), None)
+
+    def to_json_data(self) -> dict[str, Any]:
+        """The report as JSON-ready data (every check and violation) with ``runs`` added."""
+        data = self.report.to_json_data()
+        data["runs"] = [r.to_json_data() for r in self.runs]
+        return data
 
 
 class RunCollector:

@@ -86,15 +86,21 @@ class DemoView:
         return table
 
     def _bar(self, value: float | None) -> Text:
+        """A bar of the score with the alert (┆) and trigger (┃) lines drawn across it."""
         if value is None:
             return Text("failed", style="red")
         width = 30
         filled = round(value * width)
         style = "red" if value >= self.trigger else "yellow" if value >= self.alert else "green"
-        text = Text("█" * filled, style=style)
-        text.append("░" * (width - filled), style="dim")
-        marks = Text(f" {value:.2f}", style=style)
-        return text + marks
+        marks = {round(self.alert * width): ("┆", "yellow"), round(self.trigger * width): ("┃", "red")}
+        text = Text()
+        for i in range(width):
+            if i in marks and i >= filled:
+                text.append(*marks[i])
+            else:
+                text.append("█" if i < filled else "░", style=style if i < filled else "dim")
+        text.append(f" {value:.2f}", style=style)
+        return text
 
     def _gate(self) -> Panel:
         style = _VERDICT_STYLE.get(self.verdict, "white")

@@ -15,7 +15,6 @@ it or names exactly what is wrong, so the fast path never decides a failure.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import re
@@ -27,13 +26,15 @@ from scalegate.ledger.envelope import PAYLOAD_TYPE, Envelope, pae
 from scalegate.ledger.keys import VerifierKey
 from scalegate.ledger.registry import KEY_KINDS
 from scalegate.ledger.signature_pool import check_signatures
-from scalegate.ledger.statements import STATEMENT_TYPE, kind_of, parse_statement
+from scalegate.ledger.statements import PREDICATES, STATEMENT_TYPE, parse_statement
 
 __all__ = ["Checked", "check_entries", "init_keys"]
 
 # (index, problem or None, kind, keyids whose signatures verified, key predicate or None)
 Checked = tuple[int, str | None, str, list[str], Any]
 
+_JSON = json.JSONDecoder()
+_KINDS = {cls.predicate_type(): kind for kind, cls in PREDICATES.items()}
 _ROOTS: dict[str, VerifierKey] = {}
 _CANDIDATES: dict[str, VerifierKey] = {}
 
@@ -55,9 +56,14 @@ _CANONICAL = re.compile(
 _SIGS = re.compile(_SIG)
 
 
+_URL_SAFE = bytes.maketrans(b"-_", b"+/")
+
+
 def _b64(text: bytes) -> bytes:
-    alt = b"-_" if b"-" in text or b"_" in text else None  # DSSE allows URL-safe base64
-    return base64.b64decode(text, altchars=alt, validate=True)
+    # _CANONICAL already limited the alphabet; DSSE also allows URL-safe base64.
+    if b"-" in text or b"_" in text:
+        text = text.translate(_URL_SAFE)
+    return binascii.a2b_base64(text, strict_mode=True)
 
 
 def _fast_envelope(data: bytes) -> tuple[str, bytes, list[tuple[str, bytes]]] | None:
@@ -81,16 +87,15 @@ def _statement_facts(payload: bytes, full: bool) -> tuple[str, str | None, Any]:
         st = parse_statement(payload)
         return st.kind, st.run_id, st.predicate if st.kind in KEY_KINDS else None
     try:
-        obj = json.loads(payload)
+        obj = _JSON.decode(payload.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise StatementError(f"statement payload is not JSON: {exc}") from None
     if not isinstance(obj, dict) or obj.get("_type") != STATEMENT_TYPE:
         raise StatementError("payload is not an in-toto Statement v1")
     ptype = obj.get("predicateType")
-    try:
-        kind = kind_of(ptype if isinstance(ptype, str) else "")
-    except ValueError:
-        raise StatementError(f"unknown predicateType {ptype!r}") from None
+    kind = _KINDS.get(ptype) if isinstance(ptype, str) else None
+    if kind is None:
+        raise StatementError(f"unknown predicateType {ptype!r}")
     if kind in KEY_KINDS:
         st = parse_statement(payload)
         return st.kind, st.run_id, st.predicate

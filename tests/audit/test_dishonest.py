@@ -1,0 +1,405 @@
+"""Issue 7 §2: a dishonest trainer, writing statements directly with its valid key, is caught.
+
+Each test starts from a stage of an honest run (built once by the real supervisor and
+real officers, see :mod:`runworld`), lets the trainer cheat in one way, witnesses the
+log and audits it end to end with a trust file. It asserts the violation's kind and the
+statements it points at; the honest stages themselves verify clean.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from scalegate.audit import EXIT_OK, EXIT_VIOLATIONS
+from scalegate.audit.replay import RUN_VIOLATION_KINDS
+from scalegate.audit.report import Violation
+from scalegate.audit.runcheck import SETUP_VIOLATION_KINDS, LedgerAudit
+from scalegate.ledger.statements import (
+    ComputePredicate,
+    PolicyPredicate,
+    PolicyRef,
+    Ref,
+    RunPredicate,
+    sha256_hex,
+)
+
+from .runworld import POLICY, RUN, STEP_FLOP, T0, World, build_stages, new_world
+
+@pytest.fixture(scope="module")
+def stages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, World]:
+    built = build_stages(tmp_path_factory.mktemp("stages"))
+    yield built
+    for w in built.values():
+        w.close()
+
+
+@pytest.fixture
+def at(stages: dict[str, World], tmp_path: Path):
+    """``at("paused")``: a fresh copy of that stage for this test."""
+    made: list[World] = []
+
+    def copy(stage: str) -> World:
+        made.append(stages[stage].copy(tmp_path / f"{stage}-{len(made)}"))
+        return made[-1]
+
+    yield copy
+    for w in made:
+        w.close()
+
+
+def found(audit: LedgerAudit, kind: str) -> list[Violation]:
+    """The violations of ``kind``; the audit must have failed with "violations found"."""
+    assert audit.report.exit_code == EXIT_VIOLATIONS, audit.report.to_json_data()
+    out = [v for v in audit.report.violations if v.kind == kind]
+    assert out, f"no {kind}; found: {[(v.kind, v.message) for v in audit.report.violations]}"
+    return out
+
+
+def idx(refs: list[Ref]) -> list[int]:
+    return [r.index for r in refs]
+
+
+# --- honest ledgers ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stage", ["running", "paused", "resumed", "ceiling"])
+def test_honest_stages_verify_clean(stages: dict[str, World], at, stage: str) -> None:
+    w = at(stage)
+    audit = w.audit()
+    assert audit.report.exit_code == EXIT_OK, [(v.kind, v.message)
+                                               for v in audit.report.violations]
+    (run,) = audit.runs
+    assert run.replay is not None and run.replay.decisions
+    assert not run.replay.mismatches
+    assert all(c.ok for c in audit.report.checks)
+
+
+# --- pauses --------------------------------------------------------------------------------------
+
+
+def test_training_during_a_pause(at) -> None:
+    w = at("paused")
+    pause = w.state().active_pause.ref
+    (c1, c2) = w.more_compute(2)
+    (v,) = found(w.audit(), "training-during-pause")
+    assert idx(v.refs) == [pause.index, c1.index] and v.refs[1] == c1
+    assert v.run_id == RUN
+
+
+def test_a_checkpoint_advancing_during_a_pause(at) -> None:
+    w = at("paused")
+    pause = w.state().active_pause
+    ck = w.checkpoint(pause.predicate.step + 50, pause.predicate.effective_flop + 5e12)
+    (v,) = found(w.audit(), "training-during-pause")
+    assert v.refs == [pause.ref, ck]
+
+
+def test_training_after_an_invalid_resumption_is_training_during_the_pause(at) -> None:
+    w = at("paused")
+    pause = w.state().active_pause.ref
+    w.approve("rso")
+    w.resume()  # no attestation, no board member
+    (c1,) = w.more_compute(1)
+    (v,) = found(w.audit(), "training-during-pause")
+    assert v.refs == [pause, c1]
+
+
+def test_pause_required_by_new_results_not_declared(at) -> None:
+    w = at("running")
+    last = w.state().latest_compute.predicate
+    ev = w.eval(0.9, last.step, last.effective_flop)  # the trigger, without the safeguard
+    (c1, c2) = w.more_compute(2)
+    audit = w.audit()
+    (v,) = found(audit, "pause-not-declared")
+    assert v.refs == [ev, c1]
+    assert "safeguard-missing" in v.message
+
+
+def test_recorded_decision_that_hides_a_pause(at) -> None:
+    w = at("running")
+    last = w.state().latest_compute.predicate
+    w.eval(0.9, last.step, last.effective_flop)
+    d = w.decision("continue")
+    (c1,) = w.more_compute(1)
+    audit = w.audit()
+    (m,) = found(audit, "decision-mismatch")
+    assert m.refs == [d]
+    assert "recorded continue" in m.message and "replays pause" in m.message
+    (v,) = found(audit, "pause-not-declared")
+    assert v.refs == [d, c1]
+
+
+def test_recorded_decision_that_differs(at) -> None:
+    w = at("running")
+    d = w.decision("pause")  # the gate says alert here
+    (v,) = found(w.audit(), "decision-mismatch")
+    assert v.refs == [d]
+
+
+def test_decision_resting_on_a_stale_basis(at) -> None:
+    w = at("running")
+    basis = w.ledger.size
+    w.more_compute(1)
+    d = w.decision("alert", basis=basis)  # leaves out the compute just recorded
+    (v,) = found(w.audit(), "decision-mismatch")
+    assert v.refs == [d] and "leaves out" in v.message
+
+
+def test_skipped_evaluation(at) -> None:
+    w = at("running")  # alerted: the next evaluation is due at 1.5x the last one
+    state = w.state()
+    line = state.decisions[-1].predicate.next_eval_at_flop
+    step = state.latest_compute.predicate.step
+    assert line is not None and line > state.latest_compute.predicate.effective_flop
+    due = w.compute(step + 100, line)
+    past = w.compute(step + 101, line + STEP_FLOP)
+    more = w.compute(step + 102, line + 2 * STEP_FLOP)
+    audit = w.audit()
+    (v,) = found(audit, "evaluation-skipped")
+    assert v.refs == [due, past]
+    (p,) = found(audit, "pause-not-declared")  # on_missing: pause
+    assert p.refs == [past, more]
+
+
+def test_training_past_the_approved_ceiling(at) -> None:
+    w = at("resumed")  # the RSO approved up to 2x the compute at the pause
+    state = w.state()
+    ceiling = state.resumes[0].predicate.ceiling_flop
+    assert ceiling == pytest.approx(2 * state.pauses[0].predicate.effective_flop)
+    step = state.latest_compute.predicate.step
+    at_ceiling = w.compute(step + 360, ceiling)
+    beyond = w.compute(step + 361, ceiling + STEP_FLOP)
+    audit = w.audit()
+    (v,) = found(audit, "ceiling-exceeded")
+    assert v.refs == [at_ceiling, beyond]
+    assert not [x for x in audit.report.violations if x.kind == "pause-not-declared"]
+
+
+# --- resumptions ---------------------------------------------------------------------------------
+
+
+def test_resume_without_quorum(at) -> None:
+    w = at("paused")
+    pause = w.state().active_pause.ref
+    w.attest()
+    w.approve("rso")
+    r = w.resume()
+    (v, *_) = found(w.audit(), "resume-without-quorum")
+    assert v.refs[:2] == [r, pause] and "board" in v.message
+
+
+def test_resume_citing_too_few_approvals(at) -> None:
+    w = at("paused")
+    w.attest()
+    rso = w.approve("rso")
+    w.approve("board")
+    r = w.resume(approvals=[rso])  # the quorum exists in the log, but is not what it cites
+    (v,) = found(w.audit(), "resume-without-quorum")
+    assert v.refs == [r, rso] and "cites approvals" in v.message
+
+
+def test_resume_before_the_gate_allows_it(at) -> None:
+    w = at("paused")
+    pause = w.state().active_pause.ref
+    w.approve("rso")
+    w.approve("board")
+    r = w.resume()  # the safeguard was never attested
+    (v,) = found(w.audit(), "resume-premature")
+    assert v.refs == [r, pause] and "security-level-demo" in v.message
+
+
+def test_resume_from_another_checkpoint(at) -> None:
+    w = at("paused")
+    pause = w.state().active_pause
+    other = w.checkpoint(pause.predicate.step, pause.predicate.effective_flop)  # same step
+    w.attest()
+    w.approve("rso")
+    w.approve("board")
+    r = w.resume(checkpoint=other)
+    (v,) = found(w.audit(), "resume-wrong-checkpoint")
+    assert v.refs == [r, pause.ref, other]
+
+
+def test_approvals_of_an_earlier_pause_reused(at) -> None:
+    w = at("ceiling")
+    state = w.state()
+    first, second = state.pauses
+    old = [a.ref for a in state.approvals_for(first.ref)]
+    r = w.resume(approvals=old)
+    audit = w.audit()
+    wrong = found(audit, "approval-wrong-pause")
+    assert [v.refs for v in wrong] == [[a, r, second.ref] for a in old]
+    assert found(audit, "resume-without-quorum")[0].refs[:2] == [r, second.ref]
+
+
+# --- obligations, compute, attestations -----------------------------------------------------------
+
+
+def _crossing(w: World):
+    """The decision at which the 1e13 notification obligation first appears, and its deadline."""
+    audit = w.audit(now=T0)
+    (run,) = audit.runs
+    first = next(d for d in run.replay.decisions if d.effective_flop >= 1e13)
+    return first.ref, first.at + timedelta(days=14)
+
+
+def test_notification_missed(at) -> None:
+    w = at("running")
+    point, deadline = _crossing(w)
+    assert w.audit(now=deadline - timedelta(hours=1)).report.exit_code == EXIT_OK
+    (v,) = found(w.audit(now=deadline + timedelta(hours=1)), "notification-missed")
+    assert v.refs == [point] and "demo-notify" in v.message
+
+
+def test_notification_sent_late(at) -> None:
+    w = at("running")
+    point, deadline = _crossing(w)
+    n = w.notify("demo-notify", deadline + timedelta(days=1))
+    (v,) = found(w.audit(now=deadline + timedelta(days=2)), "notification-missed")
+    assert v.refs == [point, n] and "only at" in v.message
+
+
+def test_notification_on_time_is_clean(at) -> None:
+    w = at("running")
+    _, deadline = _crossing(w)
+    w.notify("demo-notify", deadline - timedelta(days=1))
+    assert w.audit(now=deadline + timedelta(days=30)).report.exit_code == EXIT_OK
+
+
+def test_compute_going_backwards(at) -> None:
+    w = at("running")
+    prev = w.state().latest_compute
+    back = w.compute(prev.predicate.step - 10, prev.predicate.effective_flop - 1e12)
+    (v,) = found(w.audit(), "compute-backwards")
+    assert v.refs == [prev.ref, back] and "step" in v.message and "pretraining" in v.message
+
+
+def test_attestation_by_a_role_the_safeguard_does_not_allow(at) -> None:
+    w = at("paused")
+    a = w.attest(who="rso")  # security-level-demo is attested by the CISO only
+    (v,) = found(w.audit(), "attestation-wrong-role")
+    assert v.refs == [a] and "ciso" in v.message
+
+
+def test_attestation_relied_on_after_it_expired(at) -> None:
+    w = at("paused")
+    a = w.attest(valid_for=timedelta(hours=1))
+    w.approve("rso")
+    w.approve("board")
+    w.honest_resume()
+    w.clock.jump(timedelta(hours=2))
+    (c1, c2) = w.more_compute(2)
+    audit = w.audit()
+    (v,) = found(audit, "attestation-expired")
+    assert v.refs == [a, c1]
+    (p,) = found(audit, "pause-not-declared")
+    assert p.refs == [c1, c2] and "safeguard-expired" in p.message
+
+
+def test_expiry_within_the_grace_is_tolerated(at) -> None:
+    w = at("paused")
+    w.attest(valid_for=timedelta(hours=1))
+    w.approve("rso")
+    w.approve("board")
+    w.honest_resume()
+    w.clock.jump(timedelta(hours=1))
+    w.more_compute(2)  # minutes after the expiry: a supervisor checks the clock periodically
+    assert w.audit().report.exit_code == EXIT_OK
+
+
+def test_pause_citing_no_checkpoint(at) -> None:
+    w = at("running")
+    last = w.state().latest_compute.predicate
+    w.eval(0.9, last.step, last.effective_flop)
+    d = w.decision("pause")
+    p = w.pause(d, d)  # its "checkpoint" is the decision
+    (v,) = found(w.audit(), "bad-reference")
+    assert v.refs == [p, d] and "checkpoint" in v.message
+
+
+# --- the run's set-up ----------------------------------------------------------------------------
+
+
+def test_policy_never_published(tmp_path: Path) -> None:
+    w = new_world(tmp_path)
+    try:
+        run = w.sign(RunPredicate(run_id=RUN, org=w.ws.org, model="m", started_at=T0,
+                                  policy=PolicyRef(id="demo", version="1",
+                                                   digest=sha256_hex("no such policy"))))
+        w.compute(1, 1e11)
+        (v,) = found(w.audit(), "policy-unpublished")
+        assert v.refs == [run]
+        assert not w.audit().runs[0].replay
+    finally:
+        w.close()
+
+
+def test_policy_document_with_a_false_digest(tmp_path: Path) -> None:
+    w = new_world(tmp_path)
+    try:
+        claimed = sha256_hex("a policy I would rather have")
+        doc = w.sign(PolicyPredicate(policy_id="demo", version="1", digest=claimed,
+                                     document=POLICY.document()))
+        run = w.sign(RunPredicate(run_id=RUN, org=w.ws.org, model="m", started_at=T0,
+                                  policy=PolicyRef(id="demo", version="1", digest=claimed)))
+        (v,) = found(w.audit(), "policy-digest-mismatch")
+        assert v.refs == [run, doc]
+    finally:
+        w.close()
+
+
+def test_policy_document_that_does_not_load(tmp_path: Path) -> None:
+    w = new_world(tmp_path)
+    try:
+        claimed = sha256_hex("unreadable")
+        doc = w.sign(PolicyPredicate(policy_id="demo", version="1", digest=claimed,
+                                     document="id: [unclosed"))
+        run = w.sign(RunPredicate(run_id=RUN, org=w.ws.org, model="m", started_at=T0,
+                                  policy=PolicyRef(id="demo", version="1", digest=claimed)))
+        (v,) = found(w.audit(), "policy-invalid")
+        assert v.refs == [run, doc]
+    finally:
+        w.close()
+
+
+def test_statements_for_an_unregistered_run(tmp_path: Path) -> None:
+    w = new_world(tmp_path)
+    try:
+        c = w.sign(ComputePredicate(run_id="ghost", step=1, tokens=1.0,
+                                    flop_by_phase={"pretraining": 1e20}, effective_flop=1e20,
+                                    method="declared", at=T0))
+        (v,) = found(w.audit(), "run-unregistered")
+        assert v.refs == [c] and v.run_id == "ghost"
+    finally:
+        w.close()
+
+
+def test_a_malformed_statement_with_a_valid_signature(at) -> None:
+    from types import SimpleNamespace
+
+    from scalegate.ledger.envelope import sign_envelope
+    from scalegate.ledger.statements import canonical_json, make_statement
+
+    from .conftest import rogue_append
+
+    w = at("running")
+    good = make_statement(ComputePredicate(run_id=RUN, step=999, tokens=1.0,
+                                           flop_by_phase={"pretraining": 1e14},
+                                           effective_flop=1e14, method="declared", at=T0))
+    body = good.model_dump(mode="json", by_alias=True)
+    body["predicate"]["effective_flop"] = -1.0  # the log admits only valid statements
+    env = sign_envelope(canonical_json(body), w.ws.key("trainer"))
+    index = rogue_append(SimpleNamespace(ledger=w.ledger, clock=w.clock), env.to_bytes(),
+                         w.ws.key("trainer").vkey.keyid)
+    (v,) = found(w.audit(), "statement-malformed")
+    assert idx(v.refs) == [index] and "effective_flop" in v.message
+
+
+def test_every_violation_kind_has_a_test() -> None:
+    import re
+
+    tested = set(re.findall(r'found\(.*, "([a-z-]+)"\)', Path(__file__).read_text()))
+    assert tested == set(RUN_VIOLATION_KINDS) | set(SETUP_VIOLATION_KINDS)
