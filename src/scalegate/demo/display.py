@@ -92,7 +92,10 @@ class DemoView:
         width = 30
         filled = round(value * width)
         style = "red" if value >= self.trigger else "yellow" if value >= self.alert else "green"
-        marks = {round(self.alert * width): ("┆", "yellow"), round(self.trigger * width): ("┃", "red")}
+        marks = {
+            round(self.alert * width): ("┆", "yellow"),
+            round(self.trigger * width): ("┃", "red"),
+        }
         text = Text()
         for i in range(width):
             if i in marks and i >= filled:
