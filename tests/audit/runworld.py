@@ -23,7 +23,7 @@ from typing import Any
 from scalegate.audit import TrustFile, Witness, witness_ledger
 from scalegate.audit.runcheck import LedgerAudit, audit_ledger
 from scalegate.demo.workspace import Workspace, create_workspace
-from scalegate.evals import Probe, Suite
+from scalegate.evals import EvalResult, Suite
 from scalegate.gate import resumption
 from scalegate.governance import approve, attest, resume
 from scalegate.ledger.cosignature import CosignatureVerifier
@@ -105,11 +105,22 @@ def capability(flop: float) -> float:
     return min(1.0, max(0.0, (flop / 1e12) ** 0.5 / 6.5))
 
 
-def _suite() -> Suite:
-    def probe(model: Any, ctx: Any) -> tuple[float, float, int]:
-        return (capability(ctx.effective_flop), 0.01, 100)
+class _Probe:
+    """The dangerous-capability probe, on the test clock (a built-in probe stamps its results
+    with the wall clock, which would put them months after the run)."""
 
-    return Suite([Probe("cyber-demo-task", "cyber-demo", "accuracy", probe)])
+    id, capability, metric = "cyber-demo-task", "cyber-demo", "accuracy"
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+
+    def run(self, model: Any, ctx: Any) -> list[EvalResult]:
+        t = self.clock()
+        return [EvalResult(evaluation_id=self.id, capability=self.capability,
+                           metric=self.metric, value=capability(ctx.effective_flop),
+                           stderr=0.01, n=100, elicitation="none", harness="probe",
+                           log_digest=sha256_hex("log"), status="success", started_at=t,
+                           completed_at=t)]
 
 
 @dataclass
@@ -135,7 +146,7 @@ class World:
             return path
 
         return Supervisor.open(RUN, POLICY, self.ledger, self.ws.key("trainer"),
-                               evaluator=_suite(), save_checkpoint=save,
+                               evaluator=Suite([_Probe(self.clock)]), save_checkpoint=save,
                                checkpoint_dir=self.dir / "ck", compute_every=5,
                                clock=self.clock, check_interval=1e9)
 
@@ -246,6 +257,16 @@ class World:
             "witness_quorum": 1,
             "org_roots": {self.ws.org: [self.ws.org_root.vkey.text()]},
         })
+
+    def trust_file(self) -> Path:
+        """The trust file on disk (YAML), for the command line."""
+        import yaml
+
+        path = self.dir / "trust.yaml"
+        data = self.trust().model_dump(mode="json")
+        path.write_text(yaml.safe_dump({k: data[k] for k in (
+            "log", "witnesses", "witness_quorum", "org_roots")}))
+        return path
 
     def witness(self) -> None:
         w = Witness(self.dir / "witness.json", self.witness_key,

@@ -34,7 +34,12 @@ from scalegate.policy import load_policy
 from scalegate.runs import load_state
 from scalegate.supervisor import Supervisor
 
-STEP_FLOP = 1e11
+DEMO = load_policy("demo")
+assert DEMO.evaluation is not None and DEMO.evaluation.first_at is not None
+FIRST_AT = DEMO.evaluation.first_at
+((TRIGGER,),) = [level.evaluations for cap in DEMO.capabilities for level in cap.levels]
+(NOTIFY,) = DEMO.compute.thresholds
+STEP_FLOP = FIRST_AT / 10  # ten steps to the first evaluation: milestones fall on whole steps
 ROOT = Path(__file__).resolve().parents[2]
 REGISTERED = "_runs" in (ROOT / "src/scalegate/cli/__init__.py").read_text()
 
@@ -57,7 +62,9 @@ class Clock:
 
 
 def capability(flop: float) -> float:
-    return min(1.0, max(0.0, (flop / 1e12) ** 0.5 / 6.5))
+    """sqrt(flop / first_at) / 9.8: below the demo's alert 0.3 up to 8x first_at, alert at
+    16x, trigger 0.6 at 36x (the milestones 1x, 2x, 4x, 8x, 16x, then 1.5x: 24x, 36x)."""
+    return min(1.0, max(0.0, (flop / FIRST_AT) ** 0.5 / 9.8))
 
 
 def _supervisor(ledger: Ledger, key: SigningKey, clock: Clock, tmp: Path,
@@ -281,14 +288,14 @@ def test_run_status_shows_compute_evaluations_obligations_and_what_is_missing(la
     (regime,) = v["regimes"]
     assert regime["regime"] == "training"
     assert regime["total_flop"] == pytest.approx(state.step * STEP_FLOP)
-    assert regime["thresholds"] == [{"id": "demo-notify", "flop": 1e13, "basis": "reached",
+    assert regime["thresholds"] == [{"id": "demo-notify", "flop": NOTIFY.flop, "basis": "reached",
                                      "action": "notify", "recipient": "demo regulator",
                                      "met": True}]
     evals = v["evaluations"]
     assert len(evals) == len(state.evals) >= 3
     assert evals[0]["met"] == "below" and evals[-1]["met"] == "TRIGGER cyber-demo-1"
     assert any(e["met"] == "alert cyber-demo-1" for e in evals)
-    assert evals[-1]["lines"] == ["cyber-demo-1: 0.5 / 0.8"]
+    assert evals[-1]["lines"] == [f"cyber-demo-1: {TRIGGER.alert:g} / {TRIGGER.trigger:g}"]
     assert v["decisions"][-1]["verdict"] == "pause"
     assert "safeguard-missing" in " ".join(v["decisions"][-1]["rules"])
     (notify,) = v["obligations"]
@@ -315,7 +322,7 @@ def test_runs_table_and_json(lab: Lab) -> None:
     assert one["policy_id"] == "demo" and one["model"] == "tiny-demo"
     assert one["org"] == "demo-lab" and one["last_verdict"] == "pause"
     assert one["effective_flop"] == pytest.approx(state.step * STEP_FLOP)
-    assert one["last_evaluations"]["cyber-demo-task"] >= 0.8
+    assert one["last_evaluations"]["cyber-demo-task"] >= TRIGGER.trigger
     assert two["status_text"] == "running" and two["steps"] == 3
     shown = real(lab, "runs")
     assert shown.returncode == 0, shown.stderr

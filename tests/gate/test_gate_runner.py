@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 from timeline_runner import run_scenario
 
-BASE = [{"compute": {"pretraining": 1e12}}]
+from scalegate.policy import load_policy
+
+DEMO = load_policy("demo")
+assert DEMO.evaluation is not None and DEMO.evaluation.first_at is not None
+FIRST_AT = DEMO.evaluation.first_at
+(NOTIFY,) = DEMO.compute.thresholds
+# At the first milestone: an evaluation is due, and the notification line is not yet reached.
+assert NOTIFY.flop > FIRST_AT
+BASE = [{"compute": {"pretraining": FIRST_AT}}]
 
 
 @pytest.mark.parametrize(
@@ -14,8 +22,8 @@ BASE = [{"compute": {"pretraining": 1e12}}]
         ({"expect": {"verdict": "continue"}}, "verdict evaluate"),
         ({"expect": {"rules": ["ceiling"]}}, "missing rule 'ceiling'"),
         ({"expect": {"no_rules": ["evaluation-due"]}}, "unexpected 'evaluation-due'"),
-        ({"expect": {"next_eval_at_flop": 2e12}}, "next_eval_at_flop"),
-        ({"expect": {"obligations": [{"id": "demo-notify"}]}}, "missing obligation"),
+        ({"expect": {"next_eval_at_flop": 2 * FIRST_AT}}, "next_eval_at_flop"),
+        ({"expect": {"obligations": [{"id": NOTIFY.id}]}}, "missing obligation"),
         ({"expect_resumption": {"may_resume": True}}, "may_resume False"),
     ],
 )

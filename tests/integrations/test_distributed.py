@@ -1,7 +1,7 @@
 """``torch.distributed``: two real processes on the gloo backend train one run.
 
-examples/distributed_loop.py runs on 2 ranks (launched as torchrun would: RANK,
-WORLD_SIZE, MASTER_ADDR/PORT), pauses by itself on both ranks at the same step, is
+examples/distributed_loop.py runs on 2 ranks (forked processes given the environment
+torchrun gives: RANK, WORLD_SIZE, MASTER_ADDR/PORT), pauses by itself on both ranks at the same step, is
 resumed by the officers, and trains to the end from the paused checkpoint. The ledger
 must hold one consistent record written by one signer, whose compute is the sum of both
 ranks' work. In-process tests pin the sync planning and the one-process equivalence.
@@ -9,11 +9,12 @@ ranks' work. In-process tests pin the sync planning and the one-process equivale
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import re
 import socket
-import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
@@ -47,39 +48,58 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(ws: Workspace, cwd: Path, world: int = 2) -> list[subprocess.CompletedProcess[str]]:
-    """The example on ``world`` ranks, with the environment torchrun gives each rank."""
-    port = str(free_port())
-    args = [sys.executable, str(EXAMPLES / "distributed_loop.py"), str(ws.ledger_path),
+def _rank(rank: int, world: int, port: int, argv: list[str], cwd: Path, log: Path) -> None:
+    """One rank, forked from this process (torch is imported already: no start-up cost):
+    the environment torchrun gives a rank, then the example as ``python`` would run it."""
+    out = open(log, "w", buffering=1)  # noqa: SIM115 - the process ends with os._exit
+    sys.stdout = sys.stderr = out
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      LOCAL_RANK=str(rank), WORLD_SIZE=str(world), OMP_NUM_THREADS="1")
+    os.chdir(cwd)
+    sys.argv = argv
+    code = 0
+    try:
+        path = argv[0]
+        exec(compile(Path(path).read_text(), path, "exec"), {"__name__": "__main__"})
+    except SystemExit as stop:
+        if isinstance(stop.code, str):
+            print(stop.code, file=out)
+        code = stop.code if isinstance(stop.code, int) else 1
+    except BaseException:
+        traceback.print_exc(file=out)
+        code = 2
+    out.flush()
+    os._exit(code)  # no finalizers: the parent's objects (its ledger connection) are its own
+
+
+def launch(ws: Workspace, cwd: Path, world: int = 2) -> list[tuple[int, str]]:
+    """The example on ``world`` gloo ranks; each rank's exit code and output."""
+    argv = [str(EXAMPLES / "distributed_loop.py"), str(ws.ledger_path),
             str(ws.root / "keys" / "trainer.key"), str(POLICY)]
-    procs = []
-    for rank in range(world):
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1",
-               "MASTER_PORT": port, "RANK": str(rank), "LOCAL_RANK": str(rank),
-               "WORLD_SIZE": str(world)}
-        procs.append(subprocess.Popen(args, cwd=cwd, env=env, text=True,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-    done = []
+    port = free_port()
+    ctx = multiprocessing.get_context("fork")
+    logs = [cwd / f"rank{r}.log" for r in range(world)]
+    procs = [ctx.Process(target=_rank, args=(r, world, port, argv, cwd, logs[r]))
+             for r in range(world)]
+    for p in procs:
+        p.start()
     for rank, p in enumerate(procs):
-        try:
-            out, err = p.communicate(timeout=150)
-        except subprocess.TimeoutExpired:
+        p.join(timeout=120)
+        if p.exitcode is None:
             for q in procs:
                 q.kill()
-            raise AssertionError(f"rank {rank} hung") from None
-        done.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
-    return done
+            raise AssertionError(f"rank {rank} hung: {logs[rank].read_text()}")
+    return [(p.exitcode, log.read_text()) for p, log in zip(procs, logs, strict=True)]
 
 
 def test_two_gloo_ranks_stop_together_and_the_ledger_sums_their_work(
     ws: Workspace, tmp_path: Path
 ) -> None:
-    ranks = launch(ws, tmp_path)
     steps = []
-    for rank, r in enumerate(ranks):
-        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
-        found = re.search(rf"rank {rank} paused at step (\d+)", r.stderr)
-        assert found, r.stderr
+    for rank, (code, out) in enumerate(launch(ws, tmp_path)):
+        assert code == 1 and "Traceback" not in out, out
+        found = re.search(rf"rank {rank} paused at step (\d+)", out)
+        assert found, out
         steps.append(int(found.group(1)))
     assert steps[0] == steps[1], f"ranks stopped at different steps: {steps}"
     paused_at = steps[0]
@@ -105,14 +125,14 @@ def test_two_gloo_ranks_stop_together_and_the_ledger_sums_their_work(
         d.predicate.step == c.predicate.step for d in state.decisions) for c in state.compute)
 
     # Still paused: refused on every rank, each saying what is missing.
-    for r in launch(ws, tmp_path):
-        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
-        assert "may not train until" in r.stderr and "security-level-demo" in r.stderr
+    for code, out in launch(ws, tmp_path):
+        assert code == 1 and "Traceback" not in out, out
+        assert "may not train until" in out and "security-level-demo" in out
 
     resume_run(ws, RUN)
-    for rank, r in enumerate(launch(ws, tmp_path)):
-        assert r.returncode == 0, r.stderr
-        assert f"rank {rank} trained {STEPS} steps" in r.stdout
+    for rank, (code, out) in enumerate(launch(ws, tmp_path)):
+        assert code == 0, out
+        assert f"rank {rank} trained {STEPS} steps" in out
     state = load_state(ws.ledger, RUN)
     assert state.active_pause is None and len(state.resumes) == 1
     after = [e.predicate.value for e in state.evals if e.index > state.resumes[0].index]

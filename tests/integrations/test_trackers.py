@@ -99,7 +99,7 @@ def test_reports_to_the_active_mlflow_run_and_a_tensorboard_writer(
     assert tb[-1].value == pytest.approx(flop[-1].value, rel=1e-6)  # float32 in TensorBoard
     assert [s.value for s in events.Scalars("scalegate/eval/heldout-next-token/accuracy")] == \
         pytest.approx([e.predicate.value for e in state.evals], rel=1e-6)
-    assert "scalegate/decision" in events.Tags()["tensors"]  # the verdict as text
+    assert any(t.startswith("scalegate/decision") for t in events.Tags()["tensors"])
 
 
 def test_never_creates_a_tracker_run(ws: Workspace, tmp_path: Path,
@@ -112,7 +112,7 @@ def test_never_creates_a_tracker_run(ws: Workspace, tmp_path: Path,
     report = ds.report()
     assert report is not None and Trackers().send(report) == []
     experiments = [e.experiment_id for e in store.search_experiments()]
-    assert store.search_runs(experiments) == [] if experiments else True
+    assert not experiments or store.search_runs(experiments) == []
     assert mlflow.active_run() is None
 
 
@@ -150,4 +150,5 @@ def test_lightning_reports_through_its_mlflow_logger(ws: Workspace, tmp_path: Pa
     assert state.compute[-1].predicate.flop_by_phase["pretraining"] == pytest.approx(
         12 * STEP_FLOP)
     verdicts = store.get_metric_history(logger.run_id, "scalegate/verdict")
-    assert {m.value for m in verdicts} == {VERDICT_CODES[state.decisions[-1].predicate.verdict]}
+    assert verdicts[0].value == VERDICT_CODES["continue"]
+    assert verdicts[-1].value == VERDICT_CODES[state.decisions[-1].predicate.verdict]

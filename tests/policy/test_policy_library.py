@@ -132,10 +132,13 @@ def test_demo_policy_shape() -> None:
     p: Policy = load_policy("demo")
     assert p.kind == "demo" and p.evaluation is not None
     assert p.evaluation.every == 2 and p.evaluation.on_missing == "pause"
+    assert p.evaluation.first_at == 1.7e10 and p.evaluation.max_interval == timedelta(days=30)
+    (notify,) = p.compute.thresholds
+    assert (notify.id, notify.flop, notify.action) == ("demo-notify", 1e11, "notify")
     (cap,) = p.capabilities
     (level,) = cap.levels
     (trig,) = level.evaluations
-    assert (trig.alert, trig.trigger) == (0.5, 0.8) and trig.metric == "accuracy"
+    assert (trig.alert, trig.trigger) == (0.3, 0.6) and trig.metric == "accuracy"
     assert level.on_alert.every == 1.5 and level.requires == ["security-level-demo"]
     assert p.safeguards[0].attested_by == ["ciso"]
     quorum = [c.any_of for c in p.governance.resumption.quorum]

@@ -23,7 +23,12 @@ from scalegate.policy import load_policy
 from scalegate.runs import load_state, run_log_entries, to_entries
 from scalegate.supervisor import Supervisor
 
-STEP_FLOP = 1e11  # the demo policy evaluates first at 1e12, then every 2x (1.5x after alert)
+DEMO = load_policy("demo")
+assert DEMO.evaluation is not None and DEMO.evaluation.first_at is not None
+# The demo evaluates first at FIRST_AT, then every 2x (1.5x after the alert).
+FIRST_AT = DEMO.evaluation.first_at
+((TRIGGER,),) = [level.evaluations for cap in DEMO.capabilities for level in cap.levels]
+STEP_FLOP = FIRST_AT / 10  # ten steps to the first evaluation: milestones fall on whole steps
 
 
 class Clock:
@@ -36,8 +41,14 @@ class Clock:
 
 
 def capability(flop: float) -> float:
-    """A capability that grows with compute: 0.5 (alert) near 8e12, 0.8 (trigger) near 3e13."""
-    return min(1.0, max(0.0, (flop / 1e12) ** 0.5 / 6.5))
+    """A capability that grows with compute, as sqrt(flop / first_at) / 9.8.
+
+    Against the demo's alert 0.3 and trigger 0.6, at its milestones (x first_at = 1.7e10):
+    0.10 at 1x, 0.14 at 2x, 0.20 at 4x, 0.289 at 8x (below the alert), 0.41 at 16x (the
+    alert: the cadence tightens to 1.5x), 0.50 at 24x, 0.61 at 36x = 6.1e11 (the trigger
+    without the safeguard: pause).
+    """
+    return min(1.0, max(0.0, (flop / FIRST_AT) ** 0.5 / 9.8))
 
 
 @pytest.fixture()
@@ -86,14 +97,14 @@ def test_pause_honoured_then_resume_with_quorum(world, tmp_path: Path) -> None:
             break
     assert verdicts[-1] == "pause", "the trigger without the safeguard must pause the run"
     assert "alert" in verdicts
-    # Evaluations ran at the milestones: 1e12, then x2 until the alert, then x1.5.
-    assert seen[0] == pytest.approx(1e12)
+    # Evaluations ran at the milestones: first_at, then x2 until the alert, then x1.5.
+    assert seen[0] == pytest.approx(FIRST_AT)
     ratios = [b / a for a, b in itertools.pairwise(seen)]
     assert all(r == pytest.approx(2.0, rel=0.06) or r == pytest.approx(1.5, rel=0.08)
                for r in ratios), ratios
     assert any(r == pytest.approx(1.5, rel=0.08) for r in ratios), "the alert tightens cadence"
     paused_at = sup.effective_flop
-    assert capability(seen[-1]) >= 0.8
+    assert capability(seen[-1]) >= TRIGGER.trigger
 
     # Training during the pause is refused, locally and on reopening.
     with pytest.raises(RunPaused):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,13 +27,14 @@ from scalegate.audit.replay import RUN_VIOLATION_KINDS, RunReplay, replay_run
 from scalegate.audit.report import AuditReport
 from scalegate.audit.trust import TrustFile
 from scalegate.errors import PolicyError, StatementError
+from scalegate.ledger.log import Ledger, LogEntry
 from scalegate.ledger.registry import KEY_KINDS
 from scalegate.ledger.statements import PolicyPredicate, Ref, RunPredicate
 from scalegate.policy import Policy, parse_policy
 from scalegate.state import Entry, same_ref
 
-__all__ = ["SETUP_VIOLATION_KINDS", "LedgerAudit", "RunAudit", "RunCollector", "audit_ledger",
-           "audit_runs"]
+__all__ = ["RUN_AUDIT_KINDS", "SETUP_VIOLATION_KINDS", "LedgerAudit", "RunAudit",
+           "RunCollector", "audit_ledger", "audit_runs", "replay_ledger"]
 
 #: Violations about a run's set-up (before any replay), with what they mean.
 SETUP_VIOLATION_KINDS: dict[str, str] = {
@@ -281,6 +282,31 @@ def audit_ledger(
     if collector is not None and not stopped:  # a partial read would replay half a run
         runs = audit_runs(collector, report, now=now, run_ids=run_ids)
     return LedgerAudit(report, runs)
+
+
+def replay_ledger(
+    ledger: Ledger, *, run_ids: list[str] | None = None, now: datetime | None = None
+) -> LedgerAudit:
+    """Replay runs of an open ledger *without* verifying the log: its own key registry is
+    taken at its word for who signed what (for reports; :func:`audit_ledger` verifies).
+    The report says so with a failed, unverifiable check."""
+    registry = ledger.registry()
+    collector = RunCollector()
+    if run_ids is None:
+        wanted: Iterable[LogEntry] = ledger.iter_entries()
+    else:
+        picked = {e.index: e for rid in run_ids for e in ledger.entries(run_id=rid)}
+        for kind in ("policy", "attestation"):
+            picked.update((e.index, e) for e in ledger.entries(kind=kind))
+        wanted = [picked[i] for i in sorted(picked)]
+    for e in wanted:
+        collector(AuditedEntry(e.index, e.leaf_hash, e.data, e.kind, e.run_id, e.appended_at,
+                               e.signer, registry.get(e.signer), True))
+    report = AuditReport(ledger=ledger.path, origin=ledger.origin, size=ledger.size)
+    report.check("log verified", False, "not checked: signatures, signers, the tree and "
+                 "witnesses are taken from the ledger itself (verify with a trust file: "
+                 "scalegate verify --trust FILE)", verifiable=False)
+    return LedgerAudit(report, audit_runs(collector, report, now=now, run_ids=run_ids))
 
 
 def _iso(t: datetime) -> str:

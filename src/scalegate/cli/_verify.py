@@ -1,4 +1,5 @@
-"""`scalegate verify`: audit a ledger (or one receipt) trusting only a trust file.
+"""`scalegate verify`: audit a ledger (or one receipt) trusting only a trust file, and
+replay every run in it.
 
 Exit status: 0 nothing violated, 3 violations found, 4 could not verify.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from scalegate.audit.report import AuditReport, Violation
+    from scalegate.audit.runcheck import LedgerAudit, RunAudit
 
 
 def verify(
@@ -38,6 +41,14 @@ def verify(
     entry: Path | None = typer.Option(
         None, "--entry", help="The entry the receipt is for: its DSSE envelope JSON, or its "
         "line of `scalegate ledger show --json`."),
+    html: Path | None = typer.Option(
+        None, "--html", help="Also write an HTML audit report with plots to this file."),
+    at: str | None = typer.Option(
+        None, "--at", help="Audit time for notification deadlines (RFC 3339; default: now)."),
+    no_replay: bool = typer.Option(False, "--no-replay", help="Check the log only; do not "
+                                   "replay the runs."),
+    runs: list[str] | None = typer.Option(
+        None, "--run", help="Replay only this run (repeatable; default: every run)."),
 ) -> None:
     r"""Audit a ledger end to end, trusting only the trust file.
 
@@ -46,6 +57,14 @@ def verify(
     every checkpoint this auditor accepted before (--state); every signature;
     every signer registered by a trusted root, valid at the time, not revoked,
     with an allowed role and the right organisation.
+
+    Then replays every run under the policy the log publishes for it: every
+    recorded decision re-decided by the gate, and the gate consulted wherever the
+    trainer had to decide. Reports training during a pause, pauses required but not
+    declared, skipped evaluations, decisions that differ, resumptions without
+    quorum, too early or from another checkpoint, training past an approved
+    ceiling, approvals bound to another pause, missed notification deadlines,
+    compute going backwards, attestations by a wrong role or used after expiry.
 
     With --receipt FILE --entry FILE: check one statement offline from its
     C2SP tlog-proof receipt (`scalegate ledger prove INDEX`) instead.
@@ -60,8 +79,19 @@ def verify(
 
     Exit status: 0 nothing violated, 3 violations found, 4 could not verify.
     """
+    from scalegate.audit.report import AuditReport
+
     try:
-        report = _run(trust, ledger, state, no_state, as_json, workers, full, receipt, entry)
+        if (receipt is not None or entry is not None) and html is not None:
+            raise VerificationError("--html reports on a ledger audit, not on one receipt.")
+        audit = _run(trust, ledger, state, no_state, as_json, workers, full, receipt, entry,
+                     replay=not no_replay, now=parse_time(at), runs=runs or None)
+        report = audit if isinstance(audit, AuditReport) else audit.report
+        if html is not None and not isinstance(audit, AuditReport):
+            from scalegate.audit.report_html import write_html
+
+            write_html(html, audit)
+            err_console.print(f"audit report written to {html}", highlight=False)
     except ScalegateError as exc:
         if as_json:
             print(json.dumps({"ok": False, "could_not_verify": True, "exit_code": 4,
@@ -70,16 +100,31 @@ def verify(
             print_error(exc)
         raise typer.Exit(VerificationError.exit_code) from None
     if as_json:
-        print(json.dumps(report.to_json_data(), indent=2))
+        data = report.to_json_data() if audit is report else audit.to_json_data()
+        print(json.dumps(data, indent=2))
     else:
-        render_report(report, console)
+        render_report(report, console, runs=None if audit is report else audit.runs)
     raise typer.Exit(report.exit_code)
 
 
+def parse_time(text: str | None) -> datetime | None:
+    """An RFC 3339 time with its offset (``Z`` allowed), or ``None``."""
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        when = None
+    if when is None or when.utcoffset() is None:
+        raise VerificationError(f"--at {text!r} is not an RFC 3339 time with an offset.",
+                                hint="Write e.g. 2026-03-15T12:00:00Z.")
+    return when
+
 
 def _run(trust: Path, ledger: Path | None, state: Path | None, no_state: bool, as_json: bool,
-         workers: int | None, full: bool, receipt: Path | None,
-         entry: Path | None) -> AuditReport:
+         workers: int | None, full: bool, receipt: Path | None, entry: Path | None, *,
+         replay: bool = True, now: datetime | None = None,
+         runs: list[str] | None = None) -> AuditReport | LedgerAudit:
     from scalegate.audit.trust import load_trust
 
     trusted = load_trust(trust)
@@ -92,20 +137,21 @@ def _run(trust: Path, ledger: Path | None, state: Path | None, no_state: bool, a
         return audit_receipt(_read(receipt, "receipt"), _read(entry, "entry"), trusted,
                              state_path=None if no_state else (state or _default_state()),
                              source=str(receipt))
-    from scalegate.audit.logcheck import audit_log
+    from scalegate.audit.runcheck import audit_ledger
     from scalegate.ledger.log import default_ledger_path
 
     target = str(ledger) if ledger is not None else default_ledger_path()
-    kwargs = {"state_path": state, "use_state": not no_state, "workers": workers, "full": full}
+    kwargs = {"state_path": state, "use_state": not no_state, "workers": workers, "full": full,
+              "replay": replay, "now": now, "run_ids": runs}
     if as_json or not err_console.is_terminal:
-        return audit_log(target, trusted, **kwargs)  # type: ignore[arg-type]
+        return audit_ledger(target, trusted, **kwargs)  # type: ignore[arg-type]
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     with Progress(TextColumn("auditing"), BarColumn(), TextColumn("{task.completed}/"
                   "{task.total}"), TimeRemainingColumn(), console=err_console,
                   transient=True) as bar:
         task = bar.add_task("audit", total=None)
-        return audit_log(target, trusted, progress=lambda done, total: bar.update(
+        return audit_ledger(target, trusted, progress=lambda done, total: bar.update(
             task, completed=done, total=total), **kwargs)  # type: ignore[arg-type]
 
 
@@ -123,8 +169,36 @@ def _read(path: Path, what: str) -> bytes:
                                 f"{exc.strerror or exc}.") from None
 
 
-def render_report(report: AuditReport, out: Console, *, per_kind: int = 5) -> None:
-    """The terminal summary: checks, violations grouped by kind, and the verdict."""
+def render_runs(runs: list[RunAudit], out: Console) -> None:
+    """One line per run: its policy, replayed decisions, where it stands, violations."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="runs replayed", title_justify="left", header_style="bold")
+    for col in ("run", "policy", "decisions", "gate now", "status", "violations"):
+        table.add_column(col, overflow="fold", no_wrap=col in ("decisions", "violations"))
+    for r in runs:
+        rep, pol = r.replay, r.policy
+        if rep is None or pol is None:
+            table.add_row(escape(r.run_id), "-", "-", "-", f"[red]not replayed: "
+                          f"{escape(r.problem or '?')}[/red]", "-")
+            continue
+        state, final = rep.state, rep.final
+        bad = len(rep.violations)
+        table.add_row(
+            escape(r.run_id), escape(f"{pol.id} {pol.version}"),
+            f"{len(rep.decisions)} ({len(rep.mismatches)} differ)" if rep.mismatches
+            else f"{len(rep.decisions)} match",
+            escape(f"{final.verdict}, {final.effective_flop:.3g} FLOP") if final else "-",
+            "[red]paused[/red]" if state is not None and state.active_pause else "running",
+            f"[red]{bad}[/red]" if bad else "[green]0[/green]")
+    out.print(table, highlight=False)
+
+
+def render_report(report: AuditReport, out: Console, *, per_kind: int = 5,
+                  runs: list[RunAudit] | None = None) -> None:
+    """The terminal summary: checks, the runs replayed, violations grouped by kind, and the
+    verdict."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -137,6 +211,9 @@ def render_report(report: AuditReport, out: Console, *, per_kind: int = 5) -> No
         table.add_row("[green]✓[/green]" if c.ok else "[red]✗[/red]", escape(c.name),
                       escape(c.detail))
     out.print(table, highlight=False)
+    if runs:
+        out.print()
+        render_runs(runs, out)
     groups: dict[str, list[Violation]] = {}
     for v in report.violations:
         groups.setdefault(v.kind, []).append(v)

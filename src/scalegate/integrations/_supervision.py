@@ -77,14 +77,13 @@ class FrameworkSupervisor(Supervisor):
         and ``seconds_per_step``: the next compute milestone, the next ``compute``
         statement (``compute_every`` steps, at most every ``record_interval`` seconds) and
         the next calendar check, whichever comes first; at least 1."""
-        now = time.monotonic()
-
-        def in_steps(seconds: float) -> float:  # no step time measured: never
-            return math.ceil(seconds / seconds_per_step) if seconds_per_step > 0 else math.inf
-
-        record = max(self.compute_every - self._since_record,
-                     in_steps(self._next_record_time - now))
-        candidates = [record, in_steps(self._next_check_time - now)]
+        record = self.compute_every - self._since_record
+        candidates: list[float] = []
+        if seconds_per_step > 0:  # unknown step time (0): the clock is not planned for
+            now = time.monotonic()
+            record = max(record, math.ceil((self._next_record_time - now) / seconds_per_step))
+            candidates.append(math.ceil((self._next_check_time - now) / seconds_per_step))
+        candidates.append(record)
         if flop_per_step > 0 and math.isfinite(self._next_check_raw):
             target = self._next_check_raw * (1 - _REL) / self.account.multiplier
             candidates.append(math.ceil((target - self._raw) / flop_per_step))

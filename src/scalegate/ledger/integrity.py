@@ -124,9 +124,9 @@ def verify_ledger(
             continue  # reported when the entry itself is checked
     roots = [r.text() for r in ledger.org_roots]
     registry = KeyRegistry(ledger.org_roots)
-    workers = (os.cpu_count() or 1) if workers is None else max(1, workers)
-    if n < 4 * _CHUNK:
-        workers = 1
+    if workers is None:  # helper processes pay off from a few chunks on
+        workers = (os.cpu_count() or 1) if n >= 4 * _CHUNK else 1
+    workers = max(1, workers)
     pool = None
     if workers > 1:
         import multiprocessing

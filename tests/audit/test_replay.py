@@ -1,0 +1,199 @@
+"""The run replay as a pure function, the run-level audit around it, and `scalegate verify`
+and `scalegate report` on real ledgers (real keys, a real witness, real subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from scalegate.audit import EXIT_COULD_NOT_VERIFY, EXIT_OK, EXIT_VIOLATIONS
+from scalegate.audit.replay import replay_decisions, replay_run
+from scalegate.audit.runcheck import replay_ledger
+from scalegate.cli._report import report
+from scalegate.policy import load_policy
+from scalegate.runs import run_log_entries, to_entries
+
+from .runworld import POLICY, RUN, World, build_stages
+
+SCALEGATE = [str(Path(sys.executable).with_name("scalegate"))]
+
+
+@pytest.fixture(scope="module")
+def stages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, World]:
+    built = build_stages(tmp_path_factory.mktemp("stages"))
+    yield built
+    for w in built.values():
+        w.close()
+
+
+@pytest.fixture
+def at(stages: dict[str, World], tmp_path: Path):
+    made: list[World] = []
+
+    def copy(stage: str) -> World:
+        made.append(stages[stage].copy(tmp_path / f"{stage}-{len(made)}"))
+        return made[-1]
+
+    yield copy
+    for w in made:
+        w.close()
+
+
+def _entries(w: World):
+    return to_entries(run_log_entries(w.ledger, RUN), w.ledger.registry())
+
+
+# --- the pure replay -----------------------------------------------------------------------------
+
+
+def test_honest_run_replays_clean_and_deterministically(stages: dict[str, World]) -> None:
+    w = stages["ceiling"]
+    entries = _entries(w)
+    now = w.clock.t + timedelta(hours=1)
+    first = replay_run(POLICY, entries, RUN, now=now)
+    again = replay_run(POLICY, list(reversed(entries)), RUN, now=now)  # order does not matter
+    assert first.ok and not first.mismatches
+    assert first.model_dump() == again.model_dump()
+    verdicts = {d.recorded for d in first.decisions}
+    assert verdicts >= {"continue", "alert", "pause"}
+    assert first.resumes == 1 and first.consults > 0
+    assert first.state is not None and first.state.active_pause is not None
+    assert first.final is not None and first.final.verdict == "pause"
+    # The lead's decision-only replay is the same decisions.
+    assert replay_decisions(POLICY, entries, RUN) == replay_run(POLICY, entries, RUN).decisions
+
+
+def test_the_policy_decides_the_replay(stages: dict[str, World]) -> None:
+    """Replayed under another policy, the same honest decisions no longer match."""
+    entries = _entries(stages["paused"])
+    other = replay_run(load_policy("eu-ai-act"), entries, RUN)
+    assert other.mismatches
+    assert {v.kind for v in other.violations} >= {"decision-mismatch"}
+
+
+def test_audit_time_defaults_to_the_run_and_judges_deadlines(at) -> None:
+    w = at("running")
+    entries = _entries(w)
+    replay = replay_run(POLICY, entries, RUN)
+    assert replay.now == replay.state.latest_time and replay.ok
+    late = replay_run(POLICY, entries, RUN, now=w.clock.t + timedelta(days=15))
+    assert [v.kind for v in late.violations] == ["notification-missed"]
+
+
+def test_time_grace_is_a_parameter(at) -> None:
+    w = at("paused")
+    w.attest(valid_for=timedelta(hours=1))
+    w.approve("rso")
+    w.approve("board")
+    w.honest_resume()
+    w.clock.jump(timedelta(hours=1))
+    w.more_compute(2)
+    entries = _entries(w)
+    assert replay_run(POLICY, entries, RUN).ok
+    strict = replay_run(POLICY, entries, RUN, time_grace=timedelta(0))
+    assert {v.kind for v in strict.violations} == {"pause-not-declared", "attestation-expired"}
+
+
+def test_report_checks_and_json(at) -> None:
+    w = at("paused")
+    w.more_compute(1)
+    audit = w.audit()
+    data = audit.to_json_data()
+    names = {c["name"] for c in data["checks"]}
+    assert {"runs replayed", "pauses declared and honoured", "decisions replay to the same "
+            "verdict", "witnessed checkpoint"} <= names
+    assert [c["ok"] for c in data["checks"] if c["name"] == "pauses declared and honoured"] \
+        == [False]
+    (run,) = data["runs"]
+    assert run["run_id"] == RUN and run["policy"]["digest"] == POLICY.digest()
+    assert run["status"] == "paused" and run["violations"] == 1
+    assert all(d["matches"] for d in run["decisions"]) and run["decisions_replayed"] >= 8
+    json.dumps(data)  # JSON-ready
+    assert audit.report.counts["decisions replayed"] == run["decisions_replayed"]
+
+
+def test_replay_without_a_trust_file_says_the_log_is_unverified(at) -> None:
+    w = at("paused")
+    w.more_compute(1)
+    audit = replay_ledger(w.ledger, run_ids=[RUN], now=w.clock.t)
+    assert audit.report.exit_code == EXIT_VIOLATIONS
+    assert [v.kind for v in audit.report.violations] == ["training-during-pause"]
+    assert any(c.name == "log verified" and not c.ok for c in audit.report.checks)
+    resumed = at("resumed")
+    clean = replay_ledger(resumed.ledger, now=resumed.clock.t)
+    assert clean.report.exit_code == EXIT_COULD_NOT_VERIFY and not clean.report.violations
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+
+def _verify(w: World, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*SCALEGATE, "verify", "--trust", str(w.trust_file()), "--ledger",
+                           str(w.ws.ledger_path), "--no-state", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_verify_exit_codes_and_json(at) -> None:
+    honest, cheat, unwitnessed = at("resumed"), at("paused"), at("running")
+    honest.witness()
+    cheat.more_compute(1)
+    cheat.witness()
+    ok = _verify(honest, "--json", "--at", "2026-03-02T00:00:00Z")
+    assert ok.returncode == EXIT_OK, ok.stdout + ok.stderr
+    data = json.loads(ok.stdout)
+    assert data["ok"] and data["runs"][0]["decisions_replayed"] > 0
+    bad = _verify(cheat, "--json", "--at", "2026-03-02T00:00:00Z")
+    assert bad.returncode == EXIT_VIOLATIONS
+    (v,) = json.loads(bad.stdout)["violations"]
+    assert v["kind"] == "training-during-pause" and len(v["refs"]) == 2
+    assert set(v["refs"][0]) == {"index", "leaf_hash"}
+    # No witnessed checkpoint: nothing anchors the log.
+    none = _verify(unwitnessed, "--at", "2026-03-02T00:00:00Z")
+    assert none.returncode == EXIT_COULD_NOT_VERIFY
+    assert "runs replayed" in none.stdout  # the runs are still replayed and shown
+
+
+def test_verify_terminal_summary_and_html(at, tmp_path: Path) -> None:
+    w = at("paused")
+    w.more_compute(1)
+    w.witness()
+    out = tmp_path / "audit.html"
+    r = _verify(w, "--html", str(out), "--at", "2026-03-02T00:00:00Z")
+    assert r.returncode == EXIT_VIOLATIONS, r.stderr
+    assert "training-during-pause" in r.stdout and "runs replayed" in r.stdout
+    assert "1 violation(s) found" in r.stdout
+    assert out.stat().st_size > 100_000 and "audit report written" in r.stderr
+    no_replay = _verify(w, "--no-replay", "--json")
+    assert no_replay.returncode == EXIT_OK
+    assert json.loads(no_replay.stdout)["runs"] == []
+    wrong = _verify(w, "--at", "yesterday")
+    assert wrong.returncode == EXIT_COULD_NOT_VERIFY and "RFC 3339" in wrong.stderr
+
+
+def test_report_command(at, tmp_path: Path) -> None:
+    app = typer.Typer()
+    app.command()(report)
+    w = at("ceiling")
+    runner = CliRunner()
+    out = tmp_path / "run.html"
+    r = runner.invoke(app, [RUN, "--ledger", str(w.ws.ledger_path), "--html", str(out),
+                            "--at", "2026-03-02T00:00:00Z"])
+    assert r.exit_code == 0, r.output
+    assert "NOT verified" in r.output and out.exists()
+    assert "scalegate report: run run-1" in out.read_text()
+    w.witness()
+    trusted = runner.invoke(app, [RUN, "--ledger", str(w.ws.ledger_path), "--html", str(out),
+                                  "--trust", str(w.trust_file()), "--at",
+                                  "2026-03-02T00:00:00Z"])
+    assert trusted.exit_code == EXIT_OK, trusted.output
+    assert "0 violation(s)" in trusted.output and "log verified" in trusted.output
+    missing = runner.invoke(app, ["nope", "--ledger", str(w.ws.ledger_path), "--html",
+                                  str(tmp_path / "x.html")])
+    assert missing.exit_code != 0 and not (tmp_path / "x.html").exists()

@@ -1,0 +1,71 @@
+"""`scalegate demo` end to end, as `make demo` runs it: a real subprocess, a real model.
+
+The run must pause itself at the trigger, be refused until the safeguard is attested and
+the quorum approves, resume from the paused checkpoint, finish, and verify clean — and the
+ledger it leaves must say so to anyone who folds it again.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scalegate.ledger.log import Ledger
+from scalegate.manifest import manifest_of
+from scalegate.runs import load_state
+
+pytestmark = pytest.mark.slow
+SCALEGATE = str(Path(sys.executable).with_name("scalegate"))
+
+
+def _demo(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "120", "NO_COLOR": "1"}
+    return subprocess.run([SCALEGATE, "demo", *args], capture_output=True, text=True,
+                          env=env, timeout=600)
+
+
+def test_demo_pauses_is_approved_resumes_and_verifies(tmp_path: Path) -> None:
+    ws = tmp_path / "demo"
+    done = _demo("--dir", str(ws), "--no-live")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "Traceback" not in out + done.stderr
+    for expected in ("PAUSED at step", "refused", "CISO attests", "RSO approves",
+                     "board member approves", "matches the pause record",
+                     "training finished at step 1000", "all match", "all valid"):
+        assert expected in out, (expected, out)
+
+    with Ledger.open(ws / "ledger.db") as ledger:
+        state = load_state(ledger, "demo-run")
+        assert ledger.verify().ok
+    (pause,) = state.pauses
+    (resumed,) = state.resumes
+    assert resumed.predicate.checkpoint == pause.predicate.checkpoint
+    ck = state.find(pause.predicate.checkpoint)
+    assert ck is not None and manifest_of(ck.predicate.uri).digest == ck.predicate.digest
+    roles = sorted(a.roles[0] for a in state.approvals_for(pause.ref))
+    assert roles == ["board", "rso"]
+    assert state.attestations[0].roles == ("ciso",)
+    # Evaluated at the policy's milestones, through Inspect (the dangerous task) and a probe.
+    dangerous = [e.predicate for e in state.evals if e.predicate.evaluation_id == "cyber-demo-task"]
+    assert dangerous[0].harness.startswith("inspect")
+    assert dangerous[0].value == 0.0 and max(e.value or 0 for e in dangerous) >= 0.6
+    assert [d.predicate.verdict for d in state.decisions].count("alert") >= 1
+    # No compute was recorded between the pause and the resumption.
+    assert not [c for c in state.compute if pause.index < c.index < resumed.index]
+    assert state.compute[-1].predicate.step == 1000
+
+
+def test_demo_refuses_a_directory_it_did_not_make(tmp_path: Path) -> None:
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("precious")
+    refused = _demo("--dir", str(foreign), "--no-live")
+    assert refused.returncode != 0
+    assert "not made by `scalegate demo`" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert (foreign / "thesis.tex").read_text() == "precious"
