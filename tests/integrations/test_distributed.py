@@ -1,10 +1,11 @@
 """``torch.distributed``: two real processes on the gloo backend train one run.
 
-examples/distributed_loop.py runs on 2 ranks (forked processes given the environment
-torchrun gives: RANK, WORLD_SIZE, MASTER_ADDR/PORT), pauses by itself on both ranks at the same step, is
-resumed by the officers, and trains to the end from the paused checkpoint. The ledger
-must hold one consistent record written by one signer, whose compute is the sum of both
-ranks' work. In-process tests pin the sync planning and the one-process equivalence.
+examples/distributed_loop.py runs on 2 ranks (forked processes, each given the environment
+torchrun gives a rank: RANK, WORLD_SIZE, MASTER_ADDR/PORT), pauses by itself on both ranks
+at the same step, is refused while paused, is resumed by the officers, and trains to the
+end from the paused checkpoint. The ledger must hold one consistent record written by one
+signer, whose compute is the sum of both ranks' work. In-process tests pin the sync
+planning and the one-process equivalence.
 """
 
 from __future__ import annotations

@@ -196,7 +196,9 @@ class _Demo:
         self.console.print(
             f"files: ledger [bold]{d / 'ledger.db'}[/], keys {d / 'keys'}, checkpoints "
             f"{d / 'checkpoints'}, evaluation logs {d / 'checkpoints' / 'eval-logs'}\n"
-            f"try: [bold]scalegate run status {RUN_ID} --ledger {d / 'ledger.db'}[/]"
+            f"try: [bold]scalegate run status {RUN_ID} --ledger {d / 'ledger.db'}[/]\n"
+            f"audit it as a regulator would: [bold]scalegate verify --ledger {d / 'ledger.db'} "
+            f"--trust {d / 'trust.yaml'}[/]"
         )
 
 

@@ -78,7 +78,19 @@ def create_workspace(
         )
         envelopes.append(sign_statement(pred, org_root))
     ledger.append_many(envelopes)
+    _write_trust(root / "trust.yaml", origin, log_key, org, org_root)
     return Workspace(root, org, ledger, org_root, log_key, keys)
+
+
+def _write_trust(path: Path, origin: str, log_key: SigningKey, org: str, root: SigningKey) -> None:
+    """The auditor's trust file: what a regulator would configure for this lab's log."""
+    from scalegate.audit.trust import TrustedLog, TrustFile
+
+    trust = TrustFile(
+        log=TrustedLog(origin=origin, key=log_key.vkey.text()),
+        org_roots={org: [root.vkey.text()]},
+    )
+    path.write_text(trust.to_yaml())
 
 
 def _new_key(keydir: Path, name: str) -> SigningKey:
