@@ -194,6 +194,12 @@ def timeline_figure(state: RunState, replay: RunReplay | None) -> go.Figure:
     row("notifications", state.notifications, lambda r: esc(
         f"{r.predicate.obligation_id} to {r.predicate.recipient}"), "#5d4037", "square")
     violations = replay.violations if replay else []
+    wanted = {v.refs[-1].index for v in violations if v.refs} - set(times)
+    if wanted:  # violations mostly point at compute statements: find their times
+        for recs in (state.compute, state.checkpoints):
+            for r in recs:
+                if r.index in wanted:
+                    times[r.index] = r.predicate.at
     located = [(v, times.get(v.refs[-1].index) if v.refs else None) for v in violations]
     if any(t for _, t in located):
         fig.add_trace(go.Scatter(
