@@ -20,15 +20,15 @@ net = nn.Sequential(nn.Embedding(16, 32), nn.Flatten(), nn.Linear(64, 128), nn.G
                     nn.Linear(128, 16))
 if (start := resume_checkpoint(ledger, run_id)) is not None:  # resumed: the paused weights
     net.load_state_dict(torch.load(f"{start}/model.pt"))
-model = nn.parallel.DistributedDataParallel(net)
-opt = torch.optim.SGD(model.parameters(), lr=0.5)
 hx, hy = data[-1024:], targets[-1024:]  # held out: evaluated on rank 0 at milestones
 evals = Suite([Probe("heldout-next-token", "next-token", "accuracy",
                      lambda m, ctx: (m(hx).argmax(-1) == hy).float().mean().item())])
 try:  # on every rank; rank 0 opens the ledger and writes it, the others only count
-    sup = DistributedSupervisor.open(run_id, policy, ledger, key, model=model, evaluator=evals)
-except RunPaused as refused:
+    sup = DistributedSupervisor.open(run_id, policy, ledger, key, model=net, evaluator=evals)
+except RunPaused as refused:  # paused: refused on every rank, before any step
     sys.exit(str(refused))
+model = nn.parallel.DistributedDataParallel(net)
+opt = torch.optim.SGD(model.parameters(), lr=0.5)
 for step in range(sup.step_index, 400):  # a global batch of 64, split between the ranks
     share = torch.arange(64 * step, 64 * step + 64).tensor_split(world)[rank]
     x, y = data[share], targets[share]

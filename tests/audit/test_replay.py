@@ -197,3 +197,41 @@ def test_report_command(at, tmp_path: Path) -> None:
     missing = runner.invoke(app, ["nope", "--ledger", str(w.ws.ledger_path), "--html",
                                   str(tmp_path / "x.html")])
     assert missing.exit_code != 0 and not (tmp_path / "x.html").exists()
+
+
+def test_demo_ledger_verifies_clean(tmp_path: Path) -> None:
+    """A short `scalegate demo` (real model, real Inspect evaluations, the real supervisor),
+    witnessed, audits clean with every decision replayed. (The full demo, through its pause
+    and resumption, takes minutes; the staged runs above cover that path.)"""
+    import io
+
+    pytest.importorskip("torch")
+    from rich.console import Console
+
+    from scalegate.audit import Witness, witness_ledger
+    from scalegate.audit.runcheck import audit_ledger
+    from scalegate.audit.trust import TrustFile
+    from scalegate.demo.run import RUN_ID, DemoOptions, run_demo
+    from scalegate.ledger.cosignature import CosignatureVerifier
+    from scalegate.ledger.keys import SigningKey
+    from scalegate.ledger.log import Ledger
+
+    out = io.StringIO()
+    assert run_demo(DemoOptions(dir=tmp_path / "demo", steps=40, live=False),
+                    Console(file=out, width=120)), out.getvalue()
+    keys = tmp_path / "demo" / "keys"
+    w = SigningKey.generate("witness.example/w1")
+    with Ledger.open(tmp_path / "demo" / "ledger.db") as led:
+        led.checkpoint()
+        witness_ledger(led, Witness(tmp_path / "w.json", w, {led.origin: SigningKey.load(
+            keys / "log.key").vkey}))
+        origin = led.origin
+    trust = TrustFile.model_validate({
+        "log": {"origin": origin, "key": SigningKey.load(keys / "log.key").vkey.text()},
+        "witnesses": {w.name: CosignatureVerifier.from_key(w).text()}, "witness_quorum": 1,
+        "org_roots": {"demo-lab": [SigningKey.load(keys / "root.key").vkey.text()]}})
+    audit = audit_ledger(tmp_path / "demo" / "ledger.db", trust, use_state=False, workers=1)
+    assert audit.report.exit_code == EXIT_OK, audit.report.to_json_data()
+    run = audit.run(RUN_ID)
+    assert run is not None and run.replay is not None and run.replay.decisions
+    assert not run.replay.mismatches and run.replay.state.evals

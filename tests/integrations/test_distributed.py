@@ -77,6 +77,8 @@ def launch(ws: Workspace, cwd: Path, world: int = 2) -> list[tuple[int, str]]:
     """The example on ``world`` gloo ranks; each rank's exit code and output."""
     argv = [str(EXAMPLES / "distributed_loop.py"), str(ws.ledger_path),
             str(ws.root / "keys" / "trainer.key"), str(POLICY)]
+    import torch._dynamo  # noqa: F401 - DDP imports it: once here, not in every child
+
     port = free_port()
     ctx = multiprocessing.get_context("fork")
     logs = [cwd / f"rank{r}.log" for r in range(world)]

@@ -139,6 +139,7 @@ class ScalegateCallback(Callback):
         ds = self._open()
         if ds.paused:
             raise ds._paused_error()  # Lightning went on past should_stop (min_steps)
+        self._discard_measuring()  # a batch the module skipped (on_train_batch_start -> -1)
         if ds.meter.flop_per_token is None:
             self._measuring = ds.meter.measure(batch).__enter__()
 
@@ -172,6 +173,16 @@ class ScalegateCallback(Callback):
         m.__exit__(None, None, None)
         return m.flop
 
+    def _discard_measuring(self, exc: BaseException | None = None) -> None:
+        m, self._measuring = self._measuring, None
+        if m is not None:
+            # Leaving with an error closes the counting mode without caching a count.
+            error = exc or RunError("the batch ended without on_train_batch_end")
+            m.__exit__(type(error), error, None)
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        self._discard_measuring()
+
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         ds = self.supervisor
         if ds is not None:
@@ -181,9 +192,7 @@ class ScalegateCallback(Callback):
         self._close()
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
-        if self._measuring is not None:
-            m, self._measuring = self._measuring, None
-            m.__exit__(type(exception), exception, None)
+        self._discard_measuring(exception)
         self._close()
 
     def _close(self) -> None:

@@ -23,6 +23,7 @@ from pydantic import (
     field_validator,
 )
 
+from scalegate.compute.phases import PHASES
 from scalegate.errors import StatementError
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -203,8 +204,6 @@ class ComputePredicate(Predicate):
     @field_validator("flop_by_phase")
     @classmethod
     def _known_phases(cls, value: dict[str, float]) -> dict[str, float]:
-        from scalegate.compute.phases import PHASES
-
         unknown = sorted(set(value) - set(PHASES))
         if unknown:
             raise ValueError(f"unknown phase(s) {unknown}; known phases: {', '.join(PHASES)}")
