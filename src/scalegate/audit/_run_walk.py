@@ -115,6 +115,8 @@ class RunWalk:
         self.obligations: dict[str, tuple[Obligation, Ref | None]] = {}
         cad = policy.evaluation
         self.eval_grace = cad.grace if cad else 1.0
+        self.eff_regime = policy.compute.effective.regime
+        self.eff_mult = policy.compute.effective.multiplier
         self.reach_thresholds = [t for t in policy.compute.thresholds if t.basis == "reached"]
         self.resume_of_decision: dict[tuple[int, str], Ref] = {}
         for e in self.entries:
@@ -182,8 +184,8 @@ class RunWalk:
     # --- compute and checkpoints ---------------------------------------------------------------
 
     def _compute(self, pos: int, e: Entry, p: ComputePredicate) -> None:
-        flop_of = self.policy.compute
-        eff, totals = flop_of.effective_flop(p.flop_by_phase), flop_of.totals(p.flop_by_phase)
+        totals = self.policy.compute.totals(p.flop_by_phase)
+        eff = totals.get(self.eff_regime, 0.0) * self.eff_mult  # = Compute.effective_flop
         if self.last_pred is not None and self.last is not None and self.last.ref is not None:
             self._backwards(self.last.ref, self.last_pred, e.ref, p)
         self._advance(e.ref, p.step, eff, p.at, "compute")

@@ -20,7 +20,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from scalegate.audit.logcheck import AuditedEntry, audit_log
 from scalegate.audit.replay import RUN_VIOLATION_KINDS, RunReplay, replay_run
@@ -29,7 +31,15 @@ from scalegate.audit.trust import TrustFile
 from scalegate.errors import PolicyError, StatementError
 from scalegate.ledger.log import Ledger, LogEntry
 from scalegate.ledger.registry import KEY_KINDS
-from scalegate.ledger.statements import PolicyPredicate, Ref, RunPredicate
+from scalegate.ledger.statements import (
+    PREDICATES,
+    STATEMENT_TYPE,
+    PolicyPredicate,
+    Ref,
+    ResourceDescriptor,
+    RunPredicate,
+    Statement,
+)
 from scalegate.policy import Policy, parse_policy
 from scalegate.state import Entry, same_ref
 
@@ -136,7 +146,7 @@ class RunCollector:
             return  # commitments, endorsements: not part of any run
         ref = Ref.model_construct(index=e.index, leaf_hash=e.leaf_hash.hex())
         try:
-            statement = e.statement()
+            statement = _parse(kind, e)
         except StatementError as exc:
             self.malformed.append((ref, exc.message, run_id))
             return
@@ -150,6 +160,35 @@ class RunCollector:
             self.runs.setdefault(run_id, []).append(entry)
         else:
             self.org_attestations.append(entry)
+
+
+_FAST: dict[str, type[BaseModel]] = {}
+
+
+def _parse(kind: str, e: AuditedEntry) -> Statement:
+    """The entry's statement, validated by the same models as ``parse_statement`` but from
+    the JSON bytes in one pass (about twice as fast: replay parses every entry). Anything
+    that does not validate this way goes through ``parse_statement``, which accepts or
+    rejects it with its own message."""
+    payload = e.payload
+    shape = _FAST.get(kind)
+    if payload is not None and shape is None and kind in PREDICATES:
+        shape = _FAST[kind] = create_model(  # type: ignore[call-overload]
+            f"_{kind.title()}Statement", __config__=ConfigDict(extra="forbid"),
+            type_=(Literal[STATEMENT_TYPE], Field(alias="_type")),  # type: ignore[valid-type]
+            subject=(list[ResourceDescriptor], Field(min_length=1)),
+            predicateType=(Literal[PREDICATES[kind].predicate_type()], ...),  # type: ignore[valid-type]
+            predicate=(PREDICATES[kind], ...))
+    if payload is not None and shape is not None:
+        try:
+            s = shape.model_validate_json(payload)
+        except ValidationError:
+            pass
+        else:
+            return Statement.model_construct(
+                type_=STATEMENT_TYPE, subject=s.subject,  # type: ignore[attr-defined]
+                predicateType=s.predicateType, predicate=s.predicate)  # type: ignore[attr-defined]
+    return e.statement()
 
 
 def audit_runs(
