@@ -235,3 +235,31 @@ def test_demo_ledger_verifies_clean(tmp_path: Path) -> None:
     run = audit.run(RUN_ID)
     assert run is not None and run.replay is not None and run.replay.decisions
     assert not run.replay.mismatches and run.replay.state.evals
+
+
+def test_fast_statement_parsing_agrees_with_parse_statement(stages: dict[str, World]) -> None:
+    """The collector parses from JSON bytes in one pass; it must read every statement as
+    ``parse_statement`` does, and defer to it (and its error) for anything else."""
+    from scalegate.audit._envelopes import decode_envelope
+    from scalegate.audit.logcheck import AuditedEntry
+    from scalegate.audit.runcheck import _parse
+    from scalegate.errors import StatementError
+    from scalegate.ledger.statements import parse_statement
+
+    kinds = set()
+    for e in stages["ceiling"].ledger.entries():
+        payload = decode_envelope(e.data)[1]
+        audited = AuditedEntry(e.index, e.leaf_hash, e.data, e.kind, e.run_id, e.appended_at,
+                               e.signer, None, True, payload)
+        fast, slow = _parse(e.kind, audited), parse_statement(payload)
+        assert fast.model_dump(by_alias=True) == slow.model_dump(by_alias=True)
+        kinds.add(e.kind)
+    assert kinds >= {"key", "policy", "run", "compute", "eval", "decision", "checkpoint",
+                     "pause", "attestation", "approval", "resume"}
+    body = json.loads(payload)
+    body["predicate"]["surprise"] = 1
+    bad = json.dumps(body).encode()
+    audited = AuditedEntry(0, b"\0" * 32, b"", body["predicateType"].split(":")[2], None,
+                           None, None, None, True, bad)
+    with pytest.raises(StatementError, match="surprise"):
+        _parse(audited.kind or "", audited)

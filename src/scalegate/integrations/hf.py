@@ -89,13 +89,15 @@ class ScalegateCallback(TrainerCallback):
                        processing_class: Any = None, **kwargs: Any) -> None:
         if model is None:
             raise RunError("the Trainer passed no model to the scalegate callback.")
+        # Evaluation logs (and any checkpoint the supervisor saves) live with the Trainer's.
+        options = {"checkpoint_dir": Path(args.output_dir) / "scalegate", **self.options}
         self.supervisor = DistributedSupervisor.open(
             self.run_id, self.policy, self.ledger, self.key, collective=self.collective,
             model=model, evaluator=self.evaluator, flop_per_token=self.flop_per_token,
             loss_fn=self.loss_fn, tokens_of=self.tokens_of,
             pad_token_id=getattr(processing_class, "pad_token_id", None),
             defer_checkpoint=True, trackers=None if self.trainer is not None else self.trackers,
-            **self.options,
+            **options,
         )
         try:
             self.supervisor.check_start(state.global_step)
