@@ -271,6 +271,10 @@ class Supervisor:
         self._pending_steps += 1
         self._raw += flop_now
         self._since_record += 1
+        return self._after_accounting()
+
+    def _after_accounting(self) -> Decision:
+        """Consult the gate at a milestone or calendar check, or record compute when due."""
         try:
             # A relative tolerance, as the gate's own comparison, so float sums are not late.
             if self._raw * self.account.multiplier >= self._next_check_raw * (1 - 1e-9):

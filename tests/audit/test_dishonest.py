@@ -28,6 +28,7 @@ from scalegate.ledger.statements import (
 
 from .runworld import POLICY, RUN, STEP_FLOP, T0, World, build_stages, new_world
 
+
 @pytest.fixture(scope="module")
 def stages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, World]:
     built = build_stages(tmp_path_factory.mktemp("stages"))
@@ -83,7 +84,7 @@ def test_honest_stages_verify_clean(stages: dict[str, World], at, stage: str) ->
 def test_training_during_a_pause(at) -> None:
     w = at("paused")
     pause = w.state().active_pause.ref
-    (c1, c2) = w.more_compute(2)
+    (c1, _) = w.more_compute(2)
     (v,) = found(w.audit(), "training-during-pause")
     assert idx(v.refs) == [pause.index, c1.index] and v.refs[1] == c1
     assert v.run_id == RUN
@@ -111,7 +112,7 @@ def test_pause_required_by_new_results_not_declared(at) -> None:
     w = at("running")
     last = w.state().latest_compute.predicate
     ev = w.eval(0.9, last.step, last.effective_flop)  # the trigger, without the safeguard
-    (c1, c2) = w.more_compute(2)
+    (c1, _) = w.more_compute(2)
     audit = w.audit()
     (v,) = found(audit, "pause-not-declared")
     assert v.refs == [ev, c1]

@@ -21,7 +21,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from scalegate.errors import LedgerUnavailable, RunError, RunPaused
+from scalegate.errors import RunError, RunPaused
 from scalegate.gate import Decision
 from scalegate.supervisor import Supervisor
 
@@ -57,20 +57,7 @@ class FrameworkSupervisor(Supervisor):
                 self.account.add(float(flop), other, method=method)
         self._raw += float(sum(flop_by_phase.values()))
         self._since_record += steps
-        try:
-            # The same order and tolerances as Supervisor.step after its accounting.
-            if self._raw * self.account.multiplier >= self._next_check_raw * (1 - _REL):
-                return self.decide_now()
-            now = time.monotonic()
-            if now >= self._next_check_time:
-                return self._time_check()
-            if self._since_record >= self.compute_every and now >= self._next_record_time:
-                self._append([self._compute_predicate()])
-        except LedgerUnavailable:
-            if self.on_ledger_error == "raise":
-                raise
-        assert self.decision is not None
-        return self.decision
+        return self._after_accounting()
 
     def steps_until_check(self, flop_per_step: float, seconds_per_step: float) -> int:
         """Steps from now until ``record`` must next see the totals, at ``flop_per_step``
