@@ -10,6 +10,7 @@ or the auditor's own, set the next lines to ask again at.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -89,10 +90,10 @@ class _Pause:
 class RunWalk:
     """One replay of one run; :meth:`run` returns the :class:`RunReplay`."""
 
-    def __init__(self, policy: Policy, entries: object, run_id: str, now: datetime | None,
-                 grace: timedelta) -> None:
+    def __init__(self, policy: Policy, entries: Sequence[Entry], run_id: str,
+                 now: datetime | None, grace: timedelta) -> None:
         self.policy, self.run_id, self.now, self.grace = policy, run_id, now, grace
-        self.entries: list[Entry] = sorted(entries, key=lambda e: e.ref.index)  # type: ignore[arg-type]
+        self.entries: list[Entry] = sorted(entries, key=lambda e: e.ref.index)
         self.indices = [e.ref.index for e in self.entries]
         self.by_index = {e.ref.index: e for e in self.entries}
         self.state, self.folded = RunState(run_id=run_id), 0

@@ -21,7 +21,17 @@ app = typer.Typer(
 
 def _register() -> None:
     # Imported here so `scalegate --help` stays fast and each group owns its module.
-    from scalegate.cli import _compute, _demo, _keys, _ledger, _policy, _runs, _verify, _witness
+    from scalegate.cli import (
+        _compute,
+        _demo,
+        _keys,
+        _ledger,
+        _policy,
+        _report,
+        _runs,
+        _verify,
+        _witness,
+    )
 
     app.add_typer(_keys.app, name="keys")
     app.add_typer(_ledger.app, name="ledger")
@@ -30,6 +40,7 @@ def _register() -> None:
     app.command("demo")(_demo.demo)
     _runs.register(app)
     app.command("verify")(_verify.verify)
+    app.command("report")(_report.report)
     app.add_typer(_witness.app, name="witness")
 
 
