@@ -20,7 +20,6 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from scalegate.audit.replay import replay_decisions
 from scalegate.demo.display import DemoView, EvalRow
 from scalegate.demo.evaluations import DANGEROUS_EVAL, demo_suite
 from scalegate.demo.workspace import Workspace, create_workspace
@@ -30,7 +29,7 @@ from scalegate.governance import approve, attest, resume
 from scalegate.ledger.statements import CheckpointPredicate
 from scalegate.manifest import manifest_of
 from scalegate.policy import Policy, load_policy
-from scalegate.runs import load_state, run_log_entries, to_entries
+from scalegate.runs import load_state
 from scalegate.supervisor import Supervisor
 from scalegate.units import sig2
 
@@ -172,29 +171,36 @@ class _Demo:
     # --- the end -------------------------------------------------------------------------
 
     def verify(self) -> bool:
+        """Audit the ledger as a regulator would: trusting only the workspace's trust file."""
+        from scalegate.audit import audit_ledger, load_trust, write_html
+
         ledger = self.ws.ledger
-        report = ledger.verify()
-        entries = to_entries(run_log_entries(ledger, RUN_ID), ledger.registry())
-        replayed = replay_decisions(self.policy, entries, RUN_ID)
-        mismatched = [r for r in replayed if not r.matches]
-        table = Table(title="verification", show_header=False, title_justify="left")
-        table.add_row("log", f"{report.size} entries, tree and checkpoint "
-                      + ("[green]verified[/]" if report.tree_ok else "[red]BROKEN[/]"))
-        table.add_row("signatures", f"{report.signatures_checked} checked, "
-                      + ("[green]all valid[/]" if report.ok else f"[red]{report.problems_total} "
-                         "problems[/]"))
-        table.add_row("decisions", f"{len(replayed)} replayed, "
-                      + ("[green]all match[/]" if not mismatched
-                         else f"[red]{len(mismatched)} differ[/]"))
+        ledger.checkpoint()  # publish a signed checkpoint covering everything written
+        audit = audit_ledger(
+            ledger.path, load_trust(self.opts.dir / "trust.yaml"), use_state=False
+        )
+        report = audit.report
+        write_html(self.opts.dir / "audit.html", audit)
+        run = audit.run(RUN_ID)
+        decisions = len(run.replay.decisions) if run and run.replay else 0
+        table = Table(title="audit (scalegate verify, trusting only trust.yaml)",
+                      show_header=False, title_justify="left")
+        for check in report.checks:
+            mark = "[green]✓[/]" if check.ok else "[red]✗[/]"
+            table.add_row(mark, check.name, check.detail)
+        table.add_row("", "decisions replayed", str(decisions))
+        table.add_row("", "violations", "[green]none[/]" if report.violations_total == 0
+                      else f"[red]{report.violations_total}[/]")
         self.console.print(table)
-        for p in report.problems[:5]:
-            self.console.print(f"  [red]•[/] {p}")
-        return report.ok and not mismatched
+        for v in report.violations[:5]:
+            self.console.print(f"  [red]•[/] {v.kind}: {v.message}", markup=False)
+        return report.ok
 
     def where(self) -> None:
         d = self.opts.dir
         self.console.print(
-            f"files: ledger [bold]{d / 'ledger.db'}[/], keys {d / 'keys'}, checkpoints "
+            f"files: ledger [bold]{d / 'ledger.db'}[/], audit report {d / 'audit.html'}, "
+            f"keys {d / 'keys'}, checkpoints "
             f"{d / 'checkpoints'}, evaluation logs {d / 'checkpoints' / 'eval-logs'}\n"
             f"try: [bold]scalegate run status {RUN_ID} --ledger {d / 'ledger.db'}[/]\n"
             f"audit it as a regulator would: [bold]scalegate verify --ledger {d / 'ledger.db'} "
