@@ -310,17 +310,8 @@ class InspectEvaluation:
     def _failed(
         self, context: EvalContext, started: datetime, error: str, digest: str, n: int = 0
     ) -> EvalResult:
-        return EvalResult.failed(
-            evaluation_id=self.id,
-            capability=self.capability,
-            metric=self.metric,
-            error=error,
-            elicitation=self.elicitation,
-            harness=self.harness,
-            checkpoint=context.checkpoint,
-            log_digest=digest,
-            started_at=started,
-            n=n,
+        return EvalResult.failed_for(
+            self, context, error=error, log_digest=digest, started_at=started, n=n
         )
 
     def _failed_before_log(

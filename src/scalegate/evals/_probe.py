@@ -108,16 +108,9 @@ class Probe:
                 completed_at=utc_now().isoformat(),
             )
             return [
-                EvalResult.failed(
-                    evaluation_id=self.id,
-                    capability=self.capability,
-                    metric=self.metric,
-                    error=error,
-                    elicitation=self.elicitation,
-                    harness=self.harness,
-                    checkpoint=context.checkpoint,
-                    log_digest=write_record(context, self.id, record),
-                    started_at=started,
+                EvalResult.failed_for(
+                    self, context, error=error,
+                    log_digest=write_record(context, self.id, record), started_at=started,
                 )
             ]
         completed = max(utc_now(), started)

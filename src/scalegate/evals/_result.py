@@ -10,7 +10,7 @@ import math
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -111,6 +111,32 @@ class EvalResult(BaseModel):
         if self.completed_at < self.started_at:
             raise ValueError("completed_at is before started_at")
         return self
+
+    @classmethod
+    def failed_for(
+        cls,
+        evaluation: Any,
+        context: EvalContext,
+        *,
+        error: str,
+        log_digest: str,
+        started_at: datetime,
+        n: int = 0,
+    ) -> EvalResult:
+        """A failed result of ``evaluation`` (anything with ``id``, ``capability``,
+        ``metric`` and optionally ``elicitation`` and ``harness``) in ``context``."""
+        return cls.failed(
+            evaluation_id=evaluation.id,
+            capability=str(getattr(evaluation, "capability", "")),
+            metric=str(getattr(evaluation, "metric", "")),
+            error=error,
+            elicitation=str(getattr(evaluation, "elicitation", "") or ""),
+            harness=str(getattr(evaluation, "harness", "") or type(evaluation).__name__),
+            checkpoint=context.checkpoint,
+            log_digest=log_digest,
+            started_at=started_at,
+            n=n,
+        )
 
     @classmethod
     def failed(

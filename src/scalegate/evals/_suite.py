@@ -132,15 +132,8 @@ class Suite:
             "traceback": "".join(traceback.format_exception(ex)) if ex is not None else None,
             "started_at": started.isoformat(),
         }
-        return EvalResult.failed(
-            evaluation_id=ev.id,
-            capability=str(getattr(ev, "capability", "")),
-            metric=str(getattr(ev, "metric", "")),
-            error=message,
-            elicitation=str(getattr(ev, "elicitation", "") or ""),
-            harness=str(getattr(ev, "harness", "") or type(ev).__name__),
-            checkpoint=context.checkpoint,
-            log_digest=write_record(context, ev.id, record),
+        return EvalResult.failed_for(
+            ev, context, error=message, log_digest=write_record(context, ev.id, record),
             started_at=started,
         )
 
