@@ -10,6 +10,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from hypothesis import given, settings
+from hypothesis import strategies as hst
 
 from scalegate.errors import EnvelopeError, SignatureError
 from scalegate.ledger.envelope import (
@@ -202,3 +204,21 @@ def test_canonical_form_required_when_asked() -> None:
     assert Envelope.from_bytes(pretty).to_bytes() != pretty
     with pytest.raises(EnvelopeError, match="not in canonical form"):
         Envelope.from_bytes(pretty, canonical=True)
+
+
+
+# --- canonical bytes are spelled out by hand for speed: they must equal json.dumps's ---------
+
+_TEXT = hst.text(alphabet=hst.characters(blacklist_categories=("Cs",)), max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(payload=_TEXT, ptype=_TEXT,
+       sigs=hst.lists(hst.tuples(_TEXT, _TEXT), min_size=0, max_size=3))
+def test_to_bytes_equals_sorted_compact_json(payload, ptype, sigs):
+    env = Envelope.model_construct(
+        payload=payload, payloadType=ptype,
+        signatures=[Signature.model_construct(keyid=k, sig=s) for k, s in sigs])
+    want = json.dumps(env.model_dump(), sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False).encode("utf-8")
+    assert env.to_bytes() == want

@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from scalegate.ledger.entry_check import _fast_envelope, check_entries, init_keys
+from scalegate.ledger.entry_check import check_entries, init_keys
 from scalegate.ledger.envelope import Envelope, Signature, add_signature
+from scalegate.ledger.envelope import read_canonical as _fast_envelope
 from scalegate.ledger.keys import SigningKey
 from scalegate.ledger.statements import ComputePredicate, KeyPredicate, sign_statement
 

@@ -25,7 +25,7 @@ from scalegate.errors import (
     StatementError,
 )
 from scalegate.ledger import merkle
-from scalegate.ledger.envelope import Envelope, pae
+from scalegate.ledger.envelope import Envelope, pae, read_canonical
 from scalegate.ledger.keys import VerifierKey
 from scalegate.ledger.registry import KEY_KINDS, KeyRegistry, RegisteredKey, org_of
 from scalegate.ledger.signature_pool import SignaturePool, check_signatures
@@ -38,7 +38,6 @@ __all__ = ["PendingEntry", "admit", "precheck", "prepare"]
 class PendingEntry:
     """An envelope decoded for appending: canonical bytes, leaf hash, statement, signatures."""
 
-    envelope: Envelope
     data: bytes
     leaf_hash: bytes
     statement: Statement
@@ -80,25 +79,30 @@ class PendingEntry:
 def prepare(item: Envelope | bytes, where: str = "the envelope") -> PendingEntry:
     """Decode an envelope to append; :class:`AppendRefused` (naming ``where``) if malformed."""
     try:
-        if isinstance(item, Envelope):
-            env = item
-            env.check()
-        elif isinstance(item, bytes | bytearray | memoryview):
-            env = Envelope.from_bytes(bytes(item))
-        else:
-            raise TypeError(f"cannot append a {type(item).__name__}; pass an Envelope")
-        payload = env.payload_bytes()
+        ptype, payload, sigs, data = _decode(item)
         statement = parse_statement(payload)
-        sigs = tuple((s.keyid, s.sig_bytes()) for s in env.signatures)
     except (EnvelopeError, StatementError) as exc:
         raise AppendRefused(
             f"refused {where}: {exc.message} Nothing was appended.", hint=exc.hint
         ) from exc
-    data = env.to_bytes()
     return PendingEntry(
-        env, data, merkle.leaf_hash(data), statement, statement.kind,
-        pae(env.payloadType, payload), sigs, {},
+        data, merkle.leaf_hash(data), statement, statement.kind, pae(ptype, payload),
+        tuple(sigs), {},
     )
+
+
+def _decode(item: Envelope | bytes) -> tuple[str, bytes, list[tuple[str, bytes]], bytes]:
+    """``(payloadType, payload, signatures, canonical bytes)`` of an envelope to append."""
+    if isinstance(item, bytes | bytearray | memoryview):
+        raw = bytes(item)
+        fast = read_canonical(raw)
+        if fast is not None:
+            return (*fast, raw)
+        item = Envelope.from_bytes(raw)
+    elif not isinstance(item, Envelope):
+        raise TypeError(f"cannot append a {type(item).__name__}; pass an Envelope")
+    payload, sigs = item.decoded()
+    return item.payloadType, payload, sigs, item.to_bytes()
 
 
 def precheck(entries: list[PendingEntry], registry: KeyRegistry, pool: SignaturePool) -> None:

@@ -15,14 +15,12 @@ it or names exactly what is wrong, so the fast path never decides a failure.
 
 from __future__ import annotations
 
-import binascii
 import json
-import re
 from collections.abc import Sequence
 from typing import Any
 
 from scalegate.errors import EnvelopeError, StatementError
-from scalegate.ledger.envelope import PAYLOAD_TYPE, Envelope, pae
+from scalegate.ledger.envelope import Envelope, pae, read_canonical
 from scalegate.ledger.keys import VerifierKey
 from scalegate.ledger.registry import KEY_KINDS
 from scalegate.ledger.signature_pool import check_signatures
@@ -44,41 +42,6 @@ def init_keys(roots: Sequence[str], candidates: Sequence[str]) -> None:
     global _ROOTS, _CANDIDATES
     _ROOTS = {k.keyid: k for k in map(VerifierKey.parse, roots)}
     _CANDIDATES = {k.keyid: k for k in map(VerifierKey.parse, candidates)}
-
-
-_B64 = rb"[A-Za-z0-9+/=_-]*"
-_SIG = rb'\{"keyid":"([^"\\\x00-\x1f]*)","sig":"(' + _B64 + rb')"\}'
-# Envelope.to_bytes() output: sorted keys, no spaces; keyids needing JSON escapes fall back.
-_CANONICAL = re.compile(
-    rb'\{"payload":"(' + _B64 + rb')","payloadType":"' + re.escape(PAYLOAD_TYPE.encode())
-    + rb'","signatures":\[(' + _SIG + rb"(?:," + _SIG + rb")*)\]\}"
-)
-_SIGS = re.compile(_SIG)
-
-
-_URL_SAFE = bytes.maketrans(b"-_", b"+/")
-
-
-def _b64(text: bytes) -> bytes:
-    # _CANONICAL already limited the alphabet; DSSE also allows URL-safe base64.
-    if b"-" in text or b"_" in text:
-        text = text.translate(_URL_SAFE)
-    return binascii.a2b_base64(text, strict_mode=True)
-
-
-def _fast_envelope(data: bytes) -> tuple[str, bytes, list[tuple[str, bytes]]] | None:
-    """``(payloadType, payload, [(keyid, sig)])`` of a canonical envelope, else ``None``."""
-    m = _CANONICAL.fullmatch(data)
-    if m is None:
-        return None
-    try:
-        payload = _b64(m.group(1))
-        sigs = [(k.decode("utf-8"), _b64(v)) for k, v in _SIGS.findall(m.group(2))]
-    except (ValueError, binascii.Error):
-        return None
-    if not payload or not all(sig for _, sig in sigs):
-        return None
-    return PAYLOAD_TYPE, payload, sigs
 
 
 def _statement_facts(payload: bytes, full: bool) -> tuple[str, str | None, Any]:
@@ -116,7 +79,7 @@ def check_entries(rows: Sequence[tuple[int, bytes, str, str | None]], full: bool
     todo: list[tuple[int, str, bytes, bytes, bytes]] = []  # (pos, keyid, public, message, sig)
     for idx, data, kind_col, run_col in rows:
         try:
-            fast = _fast_envelope(data)
+            fast = read_canonical(data)
             if fast is None:
                 env = Envelope.from_bytes(data, canonical=True)
                 fast = (env.payloadType, env.payload_bytes(),

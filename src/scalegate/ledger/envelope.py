@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +27,7 @@ __all__ = [
     "Signature",
     "add_signature",
     "pae",
+    "read_canonical",
     "sign_envelope",
     "verify_envelope",
     "verify_envelope_keys",
@@ -38,6 +40,9 @@ def pae(payload_type: str, payload: bytes) -> bytes:
     """DSSE v1 pre-authentication encoding: ``DSSEv1 SP LEN(type) SP type SP LEN(body) SP body``."""
     t = payload_type.encode("utf-8")
     return b"DSSEv1 %d %s %d %s" % (len(t), t, len(payload), payload)
+
+
+_jstr = json.encoder.encode_basestring  # type: ignore[attr-defined]  # a JSON string, UTF-8
 
 
 def _b64decode(text: str, what: str) -> bytes:
@@ -81,9 +86,12 @@ class Envelope(BaseModel):
 
     def to_bytes(self) -> bytes:
         """Canonical JSON (sorted keys, no spaces, UTF-8): the log entry's bytes."""
-        return json.dumps(
-            self.model_dump(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        ).encode("utf-8")
+        # Spelled out (the same bytes as json.dumps(sort_keys=True, separators=(",", ":"),
+        # ensure_ascii=False) of model_dump()) because appends call this per entry.
+        sigs = ",".join(f'{{"keyid":{_jstr(s.keyid)},"sig":{_jstr(s.sig)}}}'
+                        for s in self.signatures)
+        return (f'{{"payload":{_jstr(self.payload)},"payloadType":{_jstr(self.payloadType)},'
+                f'"signatures":[{sigs}]}}').encode()
 
     @classmethod
     def from_bytes(
@@ -124,17 +132,67 @@ class Envelope(BaseModel):
 
     def check(self, payload_type: str | None = PAYLOAD_TYPE) -> None:
         """Structural checks: payload type, non-empty decodable payload, signatures present."""
+        self.decoded(payload_type)
+
+    def decoded(
+        self, payload_type: str | None = PAYLOAD_TYPE
+    ) -> tuple[bytes, list[tuple[str, bytes]]]:
+        """:meth:`check` the envelope; return its payload and ``(keyid, raw signature)`` pairs."""
         if payload_type is not None and self.payloadType != payload_type:
             raise EnvelopeError(
                 f"DSSE envelope has payloadType {self.payloadType!r}, expected {payload_type!r}."
             )
-        if not self.payload_bytes():
+        payload = self.payload_bytes()
+        if not payload:
             raise EnvelopeError("DSSE envelope has an empty payload.")
         if not self.signatures:
             raise EnvelopeError("DSSE envelope has no signatures; it must be signed.")
-        for i, s in enumerate(self.signatures):
-            if not s.sig_bytes():
+        sigs = [(s.keyid, s.sig_bytes()) for s in self.signatures]
+        for i, (_, sig) in enumerate(sigs):
+            if not sig:
                 raise EnvelopeError(f"DSSE envelope signature {i} is empty.")
+        return payload, sigs
+
+
+# --- canonical entry bytes, fast ------------------------------------------------------------
+
+_B64 = rb"[A-Za-z0-9+/=_-]*"
+_SIG = rb'\{"keyid":"([^"\\\x00-\x1f]*)","sig":"(' + _B64 + rb')"\}'
+# Envelope.to_bytes() output: sorted keys, no spaces; keyids needing JSON escapes fall back.
+_CANONICAL = re.compile(
+    rb'\{"payload":"(' + _B64 + rb')","payloadType":"' + re.escape(PAYLOAD_TYPE.encode())
+    + rb'","signatures":\[(' + _SIG + rb"(?:," + _SIG + rb")*)\]\}"
+)
+_SIGS = re.compile(_SIG)
+_URL_SAFE = bytes.maketrans(b"-_", b"+/")
+
+
+def _b64_fast(text: bytes) -> bytes:
+    # _CANONICAL already limited the alphabet; DSSE also allows URL-safe base64.
+    if b"-" in text or b"_" in text:
+        text = text.translate(_URL_SAFE)
+    return binascii.a2b_base64(text, strict_mode=True)
+
+
+def read_canonical(data: bytes) -> tuple[str, bytes, list[tuple[str, bytes]]] | None:
+    """``(payloadType, payload, [(keyid, raw sig)])`` of canonical in-toto envelope bytes.
+
+    One regular expression instead of JSON parsing and model validation, because the
+    ledger's appends and verifications run this per entry. ``None`` means "not
+    recognised", never "invalid": parse those bytes with :meth:`Envelope.from_bytes`,
+    which accepts them or says exactly what is wrong.
+    """
+    m = _CANONICAL.fullmatch(data)
+    if m is None:
+        return None
+    try:
+        payload = _b64_fast(m.group(1))
+        sigs = [(k.decode("utf-8"), _b64_fast(v)) for k, v in _SIGS.findall(m.group(2))]
+    except (ValueError, binascii.Error):
+        return None
+    if not payload or not all(sig for _, sig in sigs):
+        return None
+    return PAYLOAD_TYPE, payload, sigs
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -409,14 +409,19 @@ class Statement(BaseModel):
 
 def kind_of(predicate_type: str) -> str:
     """``urn:scalegate:pause:v1`` -> ``pause``; raises ``ValueError`` for anything else."""
-    if predicate_type.startswith(PREDICATE_PREFIX) and predicate_type.endswith(PREDICATE_SUFFIX):
-        kind = predicate_type[len(PREDICATE_PREFIX) : -len(PREDICATE_SUFFIX)]
-        if kind in PREDICATES:
-            return kind
-    raise ValueError(
-        f"unknown predicateType {predicate_type!r}; expected one of "
-        + ", ".join(p.predicate_type() for p in PREDICATES.values())
-    )
+    kind = _KIND_OF_TYPE.get(predicate_type)  # hot: three lookups per appended entry
+    if kind is None:
+        if len(_KIND_OF_TYPE) != len(PREDICATES):  # a kind registered after import
+            _KIND_OF_TYPE.update({c.predicate_type(): k for k, c in PREDICATES.items()})
+            return kind_of(predicate_type)
+        raise ValueError(
+            f"unknown predicateType {predicate_type!r}; expected one of "
+            + ", ".join(p.predicate_type() for p in PREDICATES.values())
+        )
+    return kind
+
+
+_KIND_OF_TYPE: dict[str, str] = {}
 
 
 def make_statement(predicate: Predicate) -> Statement:
