@@ -12,10 +12,9 @@ audit uses are read and replay validates the rest.
 Every signature is checked against every public key a trusted root or a key statement
 names for its ``keyid``; which of those keys may sign is decided later, in log order.
 
-Signatures are the audit's main cost. When PyNaCl (libsodium) is installed it verifies
-them, about twice as fast as ``cryptography`` (OpenSSL) on the machines measured, and no
-more leniently: libsodium also refuses non-canonical ``S``, and small-order keys and
-``R`` that OpenSSL accepts, so an auditor using it fails closed where the two differ.
+Signatures are the audit's main cost. They are checked with the ledger's bulk
+verifier (:data:`scalegate.ledger.signature_pool.BULK_BACKEND`: ed25519-zebra with
+libsodium's refusals when installed; see that module for exactly what it accepts).
 """
 
 from __future__ import annotations
@@ -23,15 +22,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from scalegate.errors import StatementError
-from scalegate.ledger.envelope import PAYLOAD_TYPE, pae
+from scalegate.ledger.envelope import PAYLOAD_TYPE, pae, read_canonical
 from scalegate.ledger.keys import VerifierKey
 from scalegate.ledger.registry import KEY_KINDS
-from scalegate.ledger.signature_pool import SignatureCheck
-from scalegate.ledger.signature_pool import check_signatures as _check_with_openssl
+from scalegate.ledger.signature_pool import BULK_BACKEND, SignatureCheck
+from scalegate.ledger.signature_pool import check_signatures as _check
 from scalegate.ledger.statements import STATEMENT_TYPE, kind_of, parse_statement
 
 # keyid -> the public keys named for it (roots and keys in key statements)
@@ -47,33 +46,13 @@ _ENVELOPE_KEYS = {"payload", "payloadType", "signatures"}
 _SIG_KEYS = {"keyid", "sig"}
 
 
-def _sodium_checker() -> Callable[[Sequence[SignatureCheck]], list[bool]] | None:
-    try:
-        from nacl.bindings import crypto_sign_open
-        from nacl.exceptions import BadSignatureError
-    except ImportError:
-        return None
-
-    def check(items: Sequence[SignatureCheck]) -> list[bool]:
-        out = []
-        for public, message, sig in items:
-            if len(sig) != 64 or len(public) != 32:
-                out.append(False)
-                continue
-            try:
-                crypto_sign_open(sig + message, public)  # combined form: signature || message
-                out.append(True)
-            except (BadSignatureError, ValueError, TypeError):
-                out.append(False)
-        return out
-
-    return check
+#: The implementation checking signatures in audits.
+SIGNATURE_BACKEND = BULK_BACKEND
 
 
-#: ``(public, message, signature)`` triples -> whether each verifies.
-check_signatures: Callable[[Sequence[SignatureCheck]], list[bool]] = (
-    _sodium_checker() or _check_with_openssl)
-SIGNATURE_BACKEND = "libsodium" if check_signatures is not _check_with_openssl else "openssl"
+def check_signatures(items: Sequence[SignatureCheck]) -> list[bool]:
+    """``(public, message, signature)`` triples -> whether each verifies."""
+    return _check(items, BULK_BACKEND)
 
 
 def set_candidates(candidates: dict[str, tuple[bytes, ...]]) -> None:
@@ -116,6 +95,9 @@ class Malformed(Exception):
 
 def decode_envelope(data: bytes) -> tuple[str, bytes, list[tuple[str, bytes]]]:
     """``(payloadType, payload, [(keyid, sig)])`` of a canonical DSSE envelope, else raise."""
+    fast = read_canonical(data)
+    if fast is not None:
+        return fast
     try:
         obj = json.loads(data)
     except (UnicodeDecodeError, ValueError) as exc:

@@ -23,7 +23,7 @@ from scalegate.errors import EnvelopeError, StatementError
 from scalegate.ledger.envelope import Envelope, pae, read_canonical
 from scalegate.ledger.keys import VerifierKey
 from scalegate.ledger.registry import KEY_KINDS
-from scalegate.ledger.signature_pool import check_signatures
+from scalegate.ledger.signature_pool import BULK_BACKEND, check_signatures
 from scalegate.ledger.statements import PREDICATES, STATEMENT_TYPE, parse_statement
 
 __all__ = ["Checked", "check_entries", "init_keys"]
@@ -100,7 +100,7 @@ def check_entries(rows: Sequence[tuple[int, bytes, str, str | None]], full: bool
             if key is not None:
                 todo.append((len(out), kid, key.public, message, sig))
         out.append((idx, None, kind, [], predicate))
-    verdicts = check_signatures([(pub, msg, sig) for _, _, pub, msg, sig in todo])
+    verdicts = check_signatures([(pub, msg, sig) for _, _, pub, msg, sig in todo], BULK_BACKEND)
     for (pos, kid, _, _, _), ok in zip(todo, verdicts, strict=True):
         idx, problem, kind, signers, _ = out[pos]
         if problem is not None:

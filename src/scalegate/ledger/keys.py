@@ -30,6 +30,9 @@ __all__ = [
     "SigningKey",
     "VerifierKey",
     "check_key_name",
+    "is_canonical_point",
+    "is_small_order",
+    "is_sound_key",
     "key_id",
 ]
 
@@ -60,6 +63,51 @@ def check_key_name(name: str, where: str = "key name") -> None:
         name.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise KeyMaterialError(f"{where} {name!r} is not valid UTF-8.") from exc
+
+
+# --- which 32-byte strings are sound Ed25519 points ------------------------------------------
+
+# Encodings of the 8 small-order Ed25519 points, canonical and not (libsodium's list),
+# compared with the sign bit cleared. Under such a key OpenSSL accepts forged signatures
+# (e.g. R = identity, S = 0 for every message), so no such key may be registered.
+_SMALL_ORDER = frozenset(bytes.fromhex(h) for h in (
+    "0000000000000000000000000000000000000000000000000000000000000000",
+    "0100000000000000000000000000000000000000000000000000000000000000",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+))
+_P = 2**255 - 19
+
+
+def is_small_order(public: bytes) -> bool:
+    """Whether a 32-byte Ed25519 public key is a small-order point (a forgeable key)."""
+    return len(public) == 32 and public[:31] + bytes([public[31] & 0x7F]) in _SMALL_ORDER
+
+
+def is_canonical_point(enc: bytes) -> bool:
+    """A 32-byte point encoding with ``y < p`` that is not a small-order point."""
+    if len(enc) != 32:
+        return False
+    low = enc[:31] + bytes([enc[31] & 0x7F])
+    return low not in _SMALL_ORDER and int.from_bytes(low, "little") < _P
+
+
+def is_sound_key(public: bytes) -> bool:
+    """A canonical point of prime order: what every honestly generated public key is.
+
+    The subgroup check needs libsodium (PyNaCl); without it only the encoding and
+    small-order checks apply.
+    """
+    if not is_canonical_point(public):
+        return False
+    try:
+        from nacl.bindings import crypto_core_ed25519_is_valid_point
+    except ImportError:  # pragma: no cover - PyNaCl is a dependency
+        return True
+    return bool(crypto_core_ed25519_is_valid_point(public))
 
 
 def _b64decode(text: str, where: str) -> bytes:

@@ -43,8 +43,8 @@ from scalegate.errors import (
 from scalegate.ledger import merkle
 from scalegate.ledger.admission import admit, precheck, prepare
 from scalegate.ledger.envelope import Envelope
-from scalegate.ledger.keys import SigningKey, VerifierKey
-from scalegate.ledger.registry import KEY_KINDS, KeyRegistry, RegisteredKey, is_small_order
+from scalegate.ledger.keys import SigningKey, VerifierKey, is_sound_key
+from scalegate.ledger.registry import KEY_KINDS, KeyRegistry, RegisteredKey
 from scalegate.ledger.schema import EntryRow, format_time, parse_time
 from scalegate.ledger.signature_pool import SignaturePool
 from scalegate.ledger.statements import Statement, parse_statement
@@ -172,11 +172,12 @@ class Ledger:
             key_path = str(Path(log_key).resolve())
             log_key = SigningKey.load(key_path)
         roots = [r if isinstance(r, VerifierKey) else VerifierKey.parse(r) for r in org_roots]
-        weak = [r.keyid for r in roots if is_small_order(r.public)]
+        weak = [r.keyid for r in roots if not is_sound_key(r.public)]
         if weak:
             raise KeyMaterialError(
-                f"organisation root {weak[0]} is a small-order point: anyone could forge its "
-                "signatures. Use a real key (`scalegate keys new ORG/root`)."
+                f"organisation root {weak[0]} is not a prime-order point (e.g. a small-order "
+                "one, whose signatures anyone could forge). Use a real key "
+                "(`scalegate keys new ORG/root`)."
             )
         if not roots:
             raise LedgerError(

@@ -30,34 +30,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from scalegate.errors import KeyMaterialError, KeyNotAuthorized
-from scalegate.ledger.keys import VerifierKey
+from scalegate.ledger.keys import VerifierKey, is_small_order, is_sound_key
 from scalegate.ledger.statements import KeyPredicate, KeyRevocationPredicate
 
 __all__ = ["KEY_KINDS", "KeyRegistry", "RegisteredKey", "is_small_order", "org_of"]
 
 KEY_KINDS = frozenset({"key", "key-revocation"})
-
-# Encodings of the 8 small-order Ed25519 points, canonical and not (libsodium's list),
-# compared with the sign bit cleared. Under such a key OpenSSL accepts forged signatures
-# (e.g. R = identity, S = 0 for every message), so no such key may be registered.
-_SMALL_ORDER = frozenset(
-    bytes.fromhex(h)
-    for h in (
-        "0000000000000000000000000000000000000000000000000000000000000000",
-        "0100000000000000000000000000000000000000000000000000000000000000",
-        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
-        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
-        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-        "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
-    )
-)
-
-
-def is_small_order(public: bytes) -> bool:
-    """Whether a 32-byte Ed25519 public key is a small-order point (a forgeable key)."""
-    return len(public) == 32 and public[:31] + bytes([public[31] & 0x7F]) in _SMALL_ORDER
-
 
 def org_of(key: VerifierKey) -> str:
     """The organisation a key name belongs to: ``acme/root`` -> ``acme``."""
@@ -200,10 +178,12 @@ class KeyRegistry:
         except KeyMaterialError as exc:
             raise KeyNotAuthorized(f"{what} registers a malformed verifier key: {exc}") from None
         self.check_root(signer, pred.org, what)
-        if is_small_order(vkey.public):
+        if not is_sound_key(vkey.public):
             raise KeyNotAuthorized(
-                f"{what} registers {vkey.keyid}, whose public key is a small-order point: "
-                "signatures under it can be forged by anyone.",
+                f"{what} registers {vkey.keyid}, whose public key is "
+                + ("a small-order point: signatures under it can be forged by anyone."
+                   if is_small_order(vkey.public) else "not a canonical point of prime order "
+                   "(no key generator makes one; signatures under it are ambiguous)."),
                 hint="Generate a real key with `scalegate keys new`.",
             )
         if vkey.name != pred.org and not vkey.name.startswith(pred.org + "/"):
