@@ -79,7 +79,8 @@ _SMALL_ORDER = frozenset(bytes.fromhex(h) for h in (
     "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
     "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
 ))
-_P = 2**255 - 19
+_SMALL_ORDER_EITHER_SIGN = _SMALL_ORDER | {e[:31] + bytes([e[31] | 0x80]) for e in _SMALL_ORDER}
+_FF30 = b"\xff" * 30
 
 
 def is_small_order(public: bytes) -> bool:
@@ -89,10 +90,10 @@ def is_small_order(public: bytes) -> bool:
 
 def is_canonical_point(enc: bytes) -> bool:
     """A 32-byte point encoding with ``y < p`` that is not a small-order point."""
-    if len(enc) != 32:
+    if len(enc) != 32 or enc in _SMALL_ORDER_EITHER_SIGN:
         return False
-    low = enc[:31] + bytes([enc[31] & 0x7F])
-    return low not in _SMALL_ORDER and int.from_bytes(low, "little") < _P
+    # y >= p only when y's 255 bits are 2^255 - 19 .. 2^255 - 1: ff..ff7f with low byte >= ed
+    return not (enc[31] | 0x80 == 0xFF and enc[0] >= 0xED and enc[1:31] == _FF30)
 
 
 def is_sound_key(public: bytes) -> bool:
