@@ -138,20 +138,22 @@ def test_roles_and_organisations(lab: Lab) -> None:
     lab.ledger = Ledger.open(lab.path, now=lab.clock)
     lab.register(beta, ["trainer"], org="beta", root=beta_root)
     lab.compute(1, key=beta)  # beta signs acme's run
+    lab.compute(1)  # acme again: the signer check's memo of clean entries is used ...
+    lab.compute(2, key=beta)  # ... and never hides a violation
     lab.pause_and_approve(approver=lab.trainer, role="rso")  # a trainer claims the rso role
     lab.checkpoint()
     both = lab.trust().model_copy(update={"org_roots": {"acme": [lab.root.vkey],
                                                           "beta": [beta_root.vkey]}})
     rep = _audit(lab, trust=both, use_state=False)
     assert _kinds(rep) == {"wrong-org", "wrong-role"}, rep.violations
-    assert rep.violation_counts == {"wrong-org": 1, "wrong-role": 1}
+    assert rep.violation_counts == {"wrong-org": 3, "wrong-role": 1}
     # Only acme trusted: beta's key statement and entry are unattributable.
     rep = _audit(lab, use_state=False)
     assert _kinds(rep) == {"untrusted-root", "unregistered-signer", "wrong-role"}
     # The trust file's roles map: compute only by 'evaluator' keys.
     rep = _audit(lab, trust=both.model_copy(update={"roles": {"compute": ["evaluator"]}}),
                  use_state=False)
-    assert rep.violation_counts["wrong-role"] == 1 + 21  # the approval, and every compute
+    assert rep.violation_counts["wrong-role"] == 1 + 24  # the approval, and every compute
 
 
 def test_a_dishonest_operator_is_caught_entry_by_entry(lab: Lab) -> None:

@@ -35,6 +35,10 @@ class SignerCheck:
         self.roots: dict[str, VerifierKey] = {r.keyid: r for r in trust.roots}
         self.registry = KeyRegistry(trust.roots)
         self.run_orgs: dict[str, str] = {}
+        # (keyid, public, kind, run_id, claimed role, org) combinations whose role and
+        # organisation checks passed: logs repeat them 10^5 times. Cleared when keys change.
+        self._clean: dict[tuple[Any, ...], RegisteredKey] = {}
+        self._clean_now = False
         self._violation = violation
         self._report = report
 
@@ -64,6 +68,7 @@ class SignerCheck:
                 reg = None
             org = reg.org if reg else None
         signer = next((s for s in good if org_of(s) == org), good[0])
+        self._clean.clear()
         try:
             self.registry.apply(idx, pred, signer)
         except KeyNotAuthorized as exc:
@@ -78,6 +83,25 @@ class SignerCheck:
         failed: list[tuple[str, bytes]], at: tuple[int, bytes],
     ) -> RegisteredKey | None:
         """The registered key in standing that signed an ordinary statement, else ``None``."""
+        if len(verified) == 1 and not failed and when is not None and kind != "run":
+            memo = (*verified[0], kind, run_id, facts.get("role"), facts.get("org"))
+            reg = self._clean.get(memo)
+            if reg is not None and reg.valid_at(when):
+                return reg
+        else:
+            memo = None
+            if kind == "run":  # may set the run's organisation, which later checks use
+                self._clean.clear()
+        reg = self._signer(idx, kind, run_id, facts, when, verified, failed, at)
+        if memo is not None and reg is not None and self._clean_now:
+            self._clean[memo] = reg
+        return reg
+
+    def _signer(
+        self, idx: int, kind: str, run_id: str | None, facts: dict[str, Any],
+        when: datetime | None, verified: list[tuple[str, bytes]],
+        failed: list[tuple[str, bytes]], at: tuple[int, bytes],
+    ) -> RegisteredKey | None:
         registry, v = self.registry, self._violation
         regs = [r for k, pub in verified if (r := registry.get(k)) and r.vkey.public == pub]
         bad = [k for k, pub in failed if (r := registry.get(k)) and r.vkey.public == pub]
@@ -104,12 +128,18 @@ class SignerCheck:
             v("revoked-signer" if revoked else "signer-not-valid",
               f"{where} at {_iso(when)}: signer {first.problem_at(when)}.", at, run_id=run_id)
             return None
-        self._roles_and_orgs(where, kind, run_id, facts, signer, at)
+        self._clean_now = self._roles_and_orgs(where, kind, run_id, facts, signer, at)
         return signer
 
     def _roles_and_orgs(self, where: str, kind: str, run_id: str | None, facts: dict[str, Any],
-                        signer: RegisteredKey, at: tuple[int, bytes]) -> None:
-        v = self._violation
+                        signer: RegisteredKey, at: tuple[int, bytes]) -> bool:
+        """Report role and organisation violations; whether there were none."""
+        found: list[str] = []
+
+        def v(kind: str, *args: Any, **kwargs: Any) -> None:
+            found.append(kind)
+            self._violation(kind, *args, **kwargs)
+
         allowed = self.trust.allowed_roles(kind)
         if allowed is not None and not allowed.intersection(signer.roles):
             v("wrong-role", f"{where}: signer {signer.keyid} holds roles {list(signer.roles)}; "
@@ -129,3 +159,4 @@ class SignerCheck:
         elif run_id is not None and self.run_orgs.get(run_id, signer.org) != signer.org:
             v("wrong-org", f"{where}: run {run_id} belongs to {self.run_orgs[run_id]!r} but "
               f"this is signed by {signer.keyid} of {signer.org!r}.", at, run_id=run_id)
+        return not found
