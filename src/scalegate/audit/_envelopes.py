@@ -173,28 +173,35 @@ def read_statement(payload: bytes, full: bool) -> tuple[str, str | None, dict[st
 
 
 def check_entries(
-    rows: Sequence[tuple[int, bytes]], full: bool = False, payloads: bool = False
+    rows: Sequence[tuple[int, bytes]], full: bool = False, payloads: bool = False,
+    known: Sequence[bool] | None = None,
 ) -> list[Checked]:
     """Decode, read and signature-check each ``(idx, data)``; never raises on bad data.
 
     With ``payloads`` the decoded statement bytes come back in ``facts["payload"]``.
+    ``known[i]`` true means row ``i``'s signatures all verified in an earlier audit of
+    the same bytes under the same candidate keys: the verdicts are taken as then.
     """
     out: list[Checked] = []
     todo: list[tuple[int, str, bytes, bytes, bytes]] = []  # (pos, keyid, public, message, sig)
-    for idx, data in rows:
+    for i, (idx, data) in enumerate(rows):
         try:
             ptype, payload, sigs = decode_envelope(data)
             kind, run_id, facts = read_statement(payload, full)
         except Malformed as exc:
             out.append((idx, exc.kind, exc.message, None, None, {}, [], []))
             continue
-        message = pae(ptype, payload)
         if payloads:
             facts["payload"] = payload
-        for keyid, sig in sigs:
-            for public in _CANDIDATES.get(keyid, ()):
-                todo.append((len(out), keyid, public, message, sig))
-        out.append((idx, None, None, kind, run_id, facts, [], []))
+        verified: list[tuple[str, bytes]] = []
+        if known is not None and known[i]:
+            verified = [(keyid, pub) for keyid, _ in sigs for pub in _CANDIDATES.get(keyid, ())]
+        else:
+            message = pae(ptype, payload)
+            for keyid, sig in sigs:
+                for public in _CANDIDATES.get(keyid, ()):
+                    todo.append((len(out), keyid, public, message, sig))
+        out.append((idx, None, None, kind, run_id, facts, verified, []))
     verdicts = check_signatures([(pub, msg, sig) for _, _, pub, msg, sig in todo])
     for (pos, keyid, public, _, _), ok in zip(todo, verdicts, strict=True):
         (out[pos][6] if ok else out[pos][7]).append((keyid, public))

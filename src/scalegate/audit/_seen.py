@@ -1,16 +1,29 @@
-"""The auditor's memory: checkpoints it accepted before, per log origin (a JSON state file).
+"""The auditor's memory, per log origin (a JSON state file): checkpoints it accepted
+before, and which entries' signatures it has already verified.
 
 Each later audit checks that the log's tree still has, at each remembered size, the
 remembered root: a log that rewrote or dropped history since, or that shows this
 auditor a different tree than before, is caught even if it re-signed everything.
+
+Signature checks are the audit's main cost, so an audit also remembers, per aligned
+chunk of entries, the chunk's subtree hash recomputed from the entry bytes and which
+entries in it had every signature verify (:class:`VerifiedChunks`). A later audit
+skips the Ed25519 checks of those entries only when the chunk's recomputed hash is
+the same (so the bytes are the ones verified) and the candidate keys are the same
+(so the verdicts would be); everything else is checked again, and the registry fold,
+roles and replay always run in full.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import os
+import zlib
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -37,6 +50,36 @@ class SeenCheckpoint(BaseModel):
         return base64.b64decode(self.root_hash)
 
 
+class VerifiedChunks(BaseModel):
+    """Signature verdicts an audit established, for reuse by the next audit of the log."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    chunk: int  # entries per chunk (aligned, from index 0)
+    candidates: str  # digest of the candidate keys the verdicts were reached with
+    tops: list[str]  # base64 subtree hash of each chunk, recomputed from the entry bytes
+    clean: str  # base64 of zlib of a bitmap: entry i had every signature verify
+
+    def clean_bits(self) -> bytes:
+        """The bitmap (bit ``i % 8`` of byte ``i // 8`` is entry ``i``)."""
+        return zlib.decompress(base64.b64decode(self.clean))
+
+    @staticmethod
+    def make(chunk: int, candidates: str, tops: list[bytes], clean: bytearray
+             ) -> VerifiedChunks:
+        """Build the record from raw hashes and a bitmap."""
+        return VerifiedChunks(
+            chunk=chunk, candidates=candidates,
+            tops=[base64.b64encode(t).decode("ascii") for t in tops],
+            clean=base64.b64encode(zlib.compress(bytes(clean), 6)).decode("ascii"))
+
+
+def candidates_digest(candidates: dict[str, tuple[bytes, ...]]) -> str:
+    """A digest of ``keyid -> public keys`` (what signature verdicts depend on)."""
+    body = json.dumps(sorted((k, [p.hex() for p in v]) for k, v in candidates.items()))
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
 def default_state_path() -> Path:
     """``$XDG_STATE_HOME/scalegate/auditor.json`` (default ``~/.local/state/...``)."""
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
@@ -51,15 +94,20 @@ def _fail(message: str) -> VerificationError:
     )
 
 
-def _logs(path: Path) -> dict[str, list[SeenCheckpoint]]:
+def _read(path: Path) -> dict[str, dict[str, Any]]:
     data = read_json(path, _fail)
     if data is None:
         return {}
-    if data.get("version") != _VERSION or not isinstance(data.get("logs"), dict):
+    if data.get("version") != _VERSION or not isinstance(data.get("logs"), dict) or not all(
+            isinstance(r, dict) for r in data["logs"].values()):
         raise _fail(f"{path} is not an auditor state file (version {_VERSION})")
+    return data["logs"]
+
+
+def _logs(path: Path) -> dict[str, list[SeenCheckpoint]]:
     try:
         return {origin: [SeenCheckpoint.model_validate(c) for c in rec["checkpoints"]]
-                for origin, rec in data["logs"].items()}
+                for origin, rec in _read(path).items()}
     except (ValidationError, KeyError, TypeError) as exc:
         raise _fail(f"{path} is damaged ({str(exc)[:200]})") from None
 
@@ -69,11 +117,24 @@ def load_seen(path: Path, origin: str) -> list[SeenCheckpoint]:
     return sorted(_logs(path).get(origin, []), key=lambda c: c.size)
 
 
+def load_verified(path: Path, origin: str) -> VerifiedChunks | None:
+    """The signature verdicts recorded for ``origin`` (``None`` when there are none)."""
+    rec = _read(path).get(origin, {}).get("verified")
+    if rec is None:
+        return None
+    try:
+        out = VerifiedChunks.model_validate(rec)
+        out.clean_bits()
+    except (ValidationError, ValueError, zlib.error) as exc:
+        raise _fail(f"{path} is damaged ({str(exc)[:200]})") from None
+    return out
+
+
 def record_seen(path: Path, origin: str, size: int, root: bytes, note: str) -> bool:
     """Remember an accepted checkpoint; return whether it was new."""
     with locked_state(path, _fail):
-        logs = _logs(path)
-        seen = logs.setdefault(origin, [])
+        logs = _read(path)
+        seen = load_seen(path, origin)
         if any(c.size == size and c.root == root for c in seen):
             return False
         seen.append(SeenCheckpoint(
@@ -83,7 +144,20 @@ def record_seen(path: Path, origin: str, size: int, root: bytes, note: str) -> b
         seen.sort(key=lambda c: c.size)
         if len(seen) > _MAX_PER_LOG:  # keep the first and the latest ones
             del seen[1 : len(seen) - _MAX_PER_LOG + 1]
-        write_json(path, {"version": _VERSION, "logs": {
-            o: {"checkpoints": [c.model_dump() for c in cs]} for o, cs in logs.items()
-        }}, _fail)
+        logs.setdefault(origin, {})["checkpoints"] = [c.model_dump() for c in seen]
+        _write(path, logs)
     return True
+
+
+def record_verified(path: Path, origin: str, verified: VerifiedChunks) -> None:
+    """Remember the signature verdicts of an audit (replacing the previous ones)."""
+    with locked_state(path, _fail):
+        logs = _read(path)
+        rec = logs.setdefault(origin, {})
+        rec.setdefault("checkpoints", [])
+        rec["verified"] = verified.model_dump()
+        _write(path, logs)
+
+
+def _write(path: Path, logs: dict[str, dict[str, Any]]) -> None:
+    write_json(path, {"version": _VERSION, "logs": logs}, _fail)

@@ -40,14 +40,18 @@ class TreeAudit:
         self._kept: dict[tuple[int, int], bytes] = {}
         self._tops: list[bytes] = []
         self._stored_tops: list[bytes | None] = []
+        #: The subtree hash recomputed from the last chunk's bytes (full, complete chunks).
+        self.last_top: bytes | None = None
 
     def chunk(self, a: int, rows: list[Row | None]) -> list[bytes]:
         """Check leaves ``[a, a + len(rows))`` and their nodes; return the true leaf hashes."""
         leaves: list[bytes] = []
         stored: list[bytes | None] = []
+        self.last_top = None
+        whole = len(rows) == 1 << self.CHUNK_LEVEL
         for i, r in enumerate(rows):
             if r is None:
-                self.complete = False
+                self.complete = whole = False
                 leaves.append(_ABSENT)
                 stored.append(None)
                 continue
@@ -67,6 +71,8 @@ class TreeAudit:
         if len(rows) == 1 << self.CHUNK_LEVEL:
             self._tops.append(true[0])
             self._stored_tops.append(kept[0])
+            if whole:
+                self.last_top = true[0]
         return leaves
 
     def finish(self) -> None:

@@ -25,6 +25,7 @@ every entry in log order with its verdict, for replay to fold runs on the way.
 
 from __future__ import annotations
 
+import base64
 import collections
 import multiprocessing
 import os
@@ -39,7 +40,16 @@ from typing import Any
 from scalegate.audit import _envelopes
 from scalegate.audit._checkpoints import StoredCheckpoint, verify_stored_checkpoints
 from scalegate.audit._reader import LedgerReader, Row
-from scalegate.audit._seen import SeenCheckpoint, default_state_path, load_seen, record_seen
+from scalegate.audit._seen import (
+    SeenCheckpoint,
+    VerifiedChunks,
+    candidates_digest,
+    default_state_path,
+    load_seen,
+    load_verified,
+    record_seen,
+    record_verified,
+)
 from scalegate.audit._signers import SignerCheck
 from scalegate.audit._tree import TreeAudit
 from scalegate.audit.report import AuditReport, CheckpointSummary
@@ -168,6 +178,9 @@ class _LogAudit:
         self.latest_time: datetime | None = None
         self.time_at: dict[int, datetime] = {}  # size -> latest entry time before it
         self.signatures = 0
+        self.prior: VerifiedChunks | None = None  # verdicts of this auditor's last audit
+        self.tops: list[bytes] = []  # this audit's chunk hashes, while chunks are whole
+        self.clean = bytearray()  # bit i: entry i's signatures all verified
 
     # --- the whole audit ---------------------------------------------------------------------
 
@@ -181,13 +194,14 @@ class _LogAudit:
         if use_state:
             try:
                 seen = load_seen(state_path, trust.origin)
+                self.prior = load_verified(state_path, trust.origin)
             except VerificationError as exc:
                 rep.check("auditor state", False, exc.message, verifiable=False)
                 use_state = False
         sizes = {c.size for c in stored if c.valid} | {c.size for c in seen} | {n}
         self.time_sizes = {c.size for c in stored if c.valid and c.cosigned_at}
         tree = TreeAudit(reader, n, {s for s in sizes if s <= n}, rep)
-        self._stream(n, tree)
+        digest = self._stream(n, tree)
         tree.finish()
         roots = {s: tree.root(s) for s in sizes if s <= n}
         rep.root_hash = roots[n].hex() if tree.complete else None
@@ -195,6 +209,9 @@ class _LogAudit:
         consistent = self._compare_seen(seen, roots, n, use_state, anchor)
         self._witness_times(stored)
         self._summarise(n)
+        if use_state and self.tops:
+            record_verified(state_path, trust.origin, VerifiedChunks.make(
+                _CHUNK, digest, self.tops, self.clean[: len(self.tops) * _CHUNK // 8]))
         if use_state and anchor is not None and consistent and tree.complete \
                 and roots.get(anchor.size) == anchor.root:
             new = record_seen(state_path, trust.origin, anchor.size, anchor.root, anchor.note)
@@ -214,9 +231,14 @@ class _LogAudit:
 
     # --- streaming the entries -----------------------------------------------------------------
 
-    def _stream(self, n: int, tree: TreeAudit) -> None:
+    def _stream(self, n: int, tree: TreeAudit) -> str:
+        """Check every entry in chunks; return the digest of the candidate keys used."""
         key_rows = self.reader.key_entries()
         candidates = _envelopes.candidate_keys(self.trust.roots, key_rows)
+        digest = candidates_digest(candidates)
+        prior = self.prior if self.prior and self.prior.candidates == digest \
+            and self.prior.chunk == _CHUNK else None
+        known_bits = prior.clean_bits() if prior else b""
         pool = None
         if self.workers > 1 and n >= _MIN_PARALLEL:
             pool = ProcessPoolExecutor(
@@ -225,21 +247,23 @@ class _LogAudit:
                     "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"))
         else:
             _envelopes.set_candidates(candidates)
+        self.clean = bytearray(-(-n // 8))
         pending: collections.deque[tuple[list[Row | None], list[bytes], Any]] = collections.deque()
         try:
             for a in range(0, n, _CHUNK):
                 b = min(a + _CHUNK, n)
                 rows = self._rows(a, b)
                 leaves = tree.chunk(a, rows)
+                known = self._known(a, rows, tree.last_top, prior, known_bits)
                 present = [(r[0], r[2]) for r in rows if r is not None]
                 if pool is not None:
                     pending.append((rows, leaves, pool.submit(
-                        _envelopes.check_entries, present, self.full, self.payloads)))
+                        _envelopes.check_entries, present, self.full, self.payloads, known)))
                     while len(pending) > 2 * self.workers:
                         self._fold(*pending.popleft())
                 else:
-                    self._fold(rows, leaves, _envelopes.check_entries(present, self.full,
-                                                                      self.payloads))
+                    self._fold(rows, leaves, _envelopes.check_entries(
+                        present, self.full, self.payloads, known))
                 if self.progress:
                     self.progress(b, n)
             while pending:
@@ -247,6 +271,21 @@ class _LogAudit:
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
+        return digest
+
+    def _known(self, a: int, rows: list[Row | None], top: bytes | None,
+               prior: VerifiedChunks | None, bits: bytes) -> list[bool] | None:
+        """Which rows of the chunk at ``a`` an earlier audit verified (``None``: none)."""
+        if top is not None and len(self.tops) == a // _CHUNK:
+            self.tops.append(top)  # the record covers whole chunks from the start only
+        c = a // _CHUNK
+        if prior is None or top is None or c >= len(prior.tops) or \
+                base64.b64decode(prior.tops[c]) != top:
+            return None
+        known = [bool(bits[i >> 3] >> (i & 7) & 1) for i in range(a, a + len(rows))]
+        self.report.count("signatures verified by an earlier audit (same bytes, same keys)",
+                          sum(known))
+        return known
 
     def _rows(self, a: int, b: int) -> list[Row | None]:
         out: list[Row | None] = [None] * (b - a)
@@ -264,9 +303,13 @@ class _LogAudit:
     def _fold(self, rows: list[Row | None], leaves: list[bytes], checked: Any) -> None:
         results = checked.result() if isinstance(checked, Future) else checked
         it = iter(results)
+        clean = self.clean
         for row, leaf in zip(rows, leaves, strict=True):
             if row is not None:
-                self._entry(row, leaf, next(it))
+                res = next(it)
+                self._entry(row, leaf, res)
+                if res[1] is None and not res[7] and 0 <= row[0] < 8 * len(clean):
+                    clean[row[0] >> 3] |= 1 << (row[0] & 7)
         self.report.count("entries", len(results))
         self.report.count("signatures", self.signatures)
         self.signatures = 0
