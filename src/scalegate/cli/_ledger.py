@@ -25,20 +25,22 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-_LEDGER_HELP = "Ledger file (default: $SCALEGATE_LEDGER, else ./scalegate.db)."
+_LEDGER_HELP = ("Ledger file or database URL (default: $SCALEGATE_LEDGER, else "
+                "./scalegate.db).")
 LedgerOpt = typer.Option(None, "--ledger", "-l", help=_LEDGER_HELP, show_default=False)
 LogKeyOpt = typer.Option(
     None, "--log-key", help="The log's private key file (default: the one recorded at init)."
 )
 
 
-def _path(ledger: Path | None) -> Path:
+def _path(ledger: str | None) -> str:
+    """The ledger's location: a file, or a database URL (kept as typed: a URL is no path)."""
     from scalegate.ledger.log import default_ledger_path
 
-    return ledger if ledger is not None else Path(default_ledger_path())
+    return ledger if ledger is not None else default_ledger_path()
 
 
-def _open(ledger: Path | None, log_key: Path | None = None) -> Ledger:
+def _open(ledger: str | None, log_key: Path | None = None) -> Ledger:
     from scalegate.ledger.log import Ledger
 
     return Ledger.open(_path(ledger), log_key=log_key)
@@ -84,7 +86,7 @@ def _when(text: str | None, what: str, *, base: datetime) -> datetime | None:
 
 @app.command("init")
 def init(
-    path: Path = typer.Argument(None, help=_LEDGER_HELP, show_default=False),
+    path: str | None = typer.Argument(None, help=_LEDGER_HELP, show_default=False),
     origin: str = typer.Option(..., "--origin", help="Checkpoint origin, e.g. example.org/log."),
     log_key: Path = typer.Option(..., "--log-key", help="The log's private key file."),
     org_root: list[str] = typer.Option(
@@ -103,7 +105,7 @@ def init(
         print(led.log_vkey.text(), flush=True)
 
 
-def _append_statement(ledger: Path | None, predicate: Any, root_key: Path) -> None:
+def _append_statement(ledger: str | None, predicate: Any, root_key: Path) -> None:
     from scalegate.ledger.keys import SigningKey
     from scalegate.ledger.statements import sign_statement
 
@@ -124,7 +126,7 @@ def register_key(
     valid_until: str | None = typer.Option(
         None, "--valid-until", help="RFC 3339 time or a duration from valid-from (365d, 1y)."
     ),
-    ledger: Path | None = LedgerOpt,
+    ledger: str | None = LedgerOpt,
 ) -> None:
     """Have an organisation root register a key (a signed "key" statement)."""
     from scalegate.ledger.statements import KeyPredicate
@@ -148,7 +150,7 @@ def revoke_key(
     vkey: str = typer.Option(..., "--vkey", help="Verifier key to revoke (text or file)."),
     reason: str = typer.Option(..., "--reason", help="Why (e.g. 'laptop lost')."),
     revoked_at: str | None = typer.Option(None, "--at", help="RFC 3339 (default: now)."),
-    ledger: Path | None = LedgerOpt,
+    ledger: str | None = LedgerOpt,
 ) -> None:
     """Have an organisation root revoke a key (a signed "key-revocation" statement)."""
     from scalegate.ledger.statements import KeyRevocationPredicate
@@ -163,7 +165,7 @@ def revoke_key(
 @app.command("append")
 def append(
     envelopes: list[Path] = typer.Argument(..., help="DSSE envelope JSON files ('-': stdin)."),
-    ledger: Path | None = LedgerOpt,
+    ledger: str | None = LedgerOpt,
 ) -> None:
     """Append signed envelopes as one all-or-nothing batch; print each index and leaf hash."""
     batch = []
@@ -179,7 +181,7 @@ def append(
 
 
 @app.command("checkpoint")
-def checkpoint(ledger: Path | None = LedgerOpt, log_key: Path | None = LogKeyOpt) -> None:
+def checkpoint(ledger: str | None = LedgerOpt, log_key: Path | None = LogKeyOpt) -> None:
     """Print the log-signed checkpoint (C2SP signed note) for the current size."""
     with _open(ledger, log_key) as led:
         sys.stdout.write(led.checkpoint())
@@ -188,7 +190,7 @@ def checkpoint(ledger: Path | None = LedgerOpt, log_key: Path | None = LogKeyOpt
 @app.command("prove")
 def prove(
     index: int = typer.Argument(..., help="Entry index."),
-    ledger: Path | None = LedgerOpt,
+    ledger: str | None = LedgerOpt,
     log_key: Path | None = LogKeyOpt,
 ) -> None:
     """Print an offline inclusion receipt (C2SP tlog-proof) for entry INDEX."""
@@ -203,7 +205,7 @@ def show(
     start: int = typer.Option(0, "--start", help="First index."),
     limit: int | None = typer.Option(None, "--limit", "-n", help="At most this many entries."),
     as_json: bool = typer.Option(False, "--json", help="JSON lines with the full statement."),
-    ledger: Path | None = LedgerOpt,
+    ledger: str | None = LedgerOpt,
 ) -> None:
     """List entries (index, kind, run, signer, time, leaf hash) or, with --json, everything."""
     with _open(ledger) as led:
@@ -240,7 +242,7 @@ def verify(
         False, "--full", help="Also validate every predicate field (slower; append already did)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-    ledger: Path | None = LedgerOpt,
+    ledger: str | None = LedgerOpt,
 ) -> None:
     """Recompute the tree, check every checkpoint and envelope; exit 0 only if all hold."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn

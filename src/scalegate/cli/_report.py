@@ -22,7 +22,7 @@ from scalegate.errors import RunError
 def report(
     run: str = typer.Argument(..., help="The run id (see `scalegate runs`)."),
     html: Path = typer.Option(..., "--html", help="Write the HTML report to this file."),
-    ledger: Path | None = LedgerOpt,
+    ledger: str | None = LedgerOpt,
     trust: Path | None = typer.Option(
         None, "--trust", "-t", help="Verify the log against this trust file first."),
     at: str | None = typer.Option(
@@ -34,7 +34,7 @@ def report(
     from scalegate.ledger.log import Ledger, default_ledger_path
 
     now = parse_time(at)
-    target = ledger if ledger is not None else Path(default_ledger_path())
+    target = ledger if ledger is not None else default_ledger_path()
     if trust is not None:
         from scalegate.audit.runcheck import audit_ledger
         from scalegate.audit.trust import load_trust

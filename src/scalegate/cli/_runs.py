@@ -49,10 +49,10 @@ def register(app: typer.Typer) -> None:
 # --- shared ----------------------------------------------------------------------------------
 
 
-def _ledger(path: Path | None) -> Ledger:
+def _ledger(path: str | None) -> Ledger:
     from scalegate.ledger.log import Ledger, default_ledger_path
 
-    return Ledger.open(path if path is not None else Path(default_ledger_path()))
+    return Ledger.open(path if path is not None else default_ledger_path())
 
 
 def _key(path: Path) -> SigningKey:
@@ -163,7 +163,7 @@ def _policy_naming(led: Ledger, safeguard: str) -> Policy:
 def attest(
     safeguard: str = typer.Argument(..., help="The safeguard's id, as the policy names it."),
     key: Path = KeyOpt,
-    ledger: Path | None = LedgerOpt,
+    ledger: str | None = LedgerOpt,
     run: str | None = typer.Option(
         None, "--run", "-r", help="Attest for this run only (default: organisation-wide)."
     ),
@@ -268,7 +268,7 @@ def approve(
         help="Let the run go on only up to this: a multiple of its compute at the pause (2x) "
         "or effective FLOP (3e21); it pauses again there.",
     ),
-    ledger: Path | None = LedgerOpt,
+    ledger: str | None = LedgerOpt,
 ) -> None:
     """Approve resuming a paused run, bound to its pause, signed with your key."""
     from scalegate import governance
@@ -304,7 +304,7 @@ def approve(
 def resume(
     run: str = typer.Argument(..., help="The paused run."),
     key: Path = KeyOpt,
-    ledger: Path | None = LedgerOpt,
+    ledger: str | None = LedgerOpt,
     policy: str | None = PolicyOpt,
 ) -> None:
     """Lift a run's pause if the gate allows it, and print the checkpoint to resume from."""
@@ -349,7 +349,7 @@ def resume(
 
 
 def runs(
-    ledger: Path | None = LedgerOpt,
+    ledger: str | None = LedgerOpt,
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
 ) -> None:
     """List the runs in the ledger: status, steps, effective compute, last verdict and values."""
@@ -387,7 +387,7 @@ def _value(v: float | None) -> str:
 @run_app.command("status")
 def status(
     run: str = typer.Argument(..., help="The run id (see `scalegate runs`)."),
-    ledger: Path | None = LedgerOpt,
+    ledger: str | None = LedgerOpt,
     as_json: bool = typer.Option(False, "--json", help="Print the status as JSON."),
 ) -> None:
     """One screen on a run: compute vs thresholds, evaluations, decisions, pauses, obligations,

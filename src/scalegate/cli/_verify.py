@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 def verify(
     trust: Path = typer.Option(..., "--trust", "-t", help="The trust file (YAML)."),
-    ledger: Path | None = typer.Option(
+    ledger: str | None = typer.Option(
         None, "--ledger", "-l", show_default=False,
         help="Ledger file or URL (default: $SCALEGATE_LEDGER, else ./scalegate.db)."),
     state: Path | None = typer.Option(
@@ -121,7 +121,7 @@ def parse_time(text: str | None) -> datetime | None:
     return when
 
 
-def _run(trust: Path, ledger: Path | None, state: Path | None, no_state: bool, as_json: bool,
+def _run(trust: Path, ledger: str | None, state: Path | None, no_state: bool, as_json: bool,
          workers: int | None, full: bool, receipt: Path | None, entry: Path | None, *,
          replay: bool = True, now: datetime | None = None,
          runs: list[str] | None = None) -> AuditReport | LedgerAudit:
@@ -140,7 +140,7 @@ def _run(trust: Path, ledger: Path | None, state: Path | None, no_state: bool, a
     from scalegate.audit.runcheck import audit_ledger
     from scalegate.ledger.log import default_ledger_path
 
-    target = str(ledger) if ledger is not None else default_ledger_path()
+    target = ledger if ledger is not None else default_ledger_path()
     kwargs = {"state_path": state, "use_state": not no_state, "workers": workers, "full": full,
               "replay": replay, "now": now, "run_ids": runs}
     if as_json or not err_console.is_terminal:
