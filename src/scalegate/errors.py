@@ -174,3 +174,11 @@ class SplitViewDetected(WitnessRefused):
         super().__init__(message, status=status, hint=hint)
         self.size = size
         self.evidence = evidence
+
+
+class AppendConflict(AppendRefused):
+    """``append_many(..., at_index=N)`` found the log at another size; rebuild and retry."""
+
+    def __init__(self, message: str, *, size: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.size = size

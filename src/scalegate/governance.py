@@ -12,10 +12,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from scalegate.errors import RunError, RunPaused
+from scalegate.errors import AppendConflict, RunError, RunPaused
 from scalegate.gate import resumption
 from scalegate.ledger.keys import SigningKey
 from scalegate.ledger.log import AppendResult, Ledger
+from scalegate.ledger.merkle import leaf_hash
 from scalegate.ledger.statements import (
     ApprovalPredicate,
     AttestationPredicate,
@@ -174,6 +175,23 @@ def resume(
     :class:`RunPaused` listing what is missing otherwise.
     """
     now = now or now_utc()
+    for _ in range(_RESUME_ATTEMPTS):
+        try:
+            return _resume_once(ledger, key, run_id, policy, now)
+        except AppendConflict:  # another writer appended meanwhile: re-read and decide again
+            continue
+    raise RunError(f"could not resume run {run_id!r}: the ledger kept growing while the "
+                   f"resumption was written ({_RESUME_ATTEMPTS} attempts).",
+                   hint="Retry when the run's other writers are quiet.")
+
+
+_RESUME_ATTEMPTS = 5
+
+
+def _resume_once(
+    ledger: Ledger, key: SigningKey, run_id: str, policy: Policy | None, now: datetime
+) -> Ref:
+    """The gate's decision and the ``resume`` citing it, appended in one transaction."""
     state = require_run(ledger, run_id)
     if state.active_pause is None:
         raise RunError(f"run {run_id!r} is not paused; there is nothing to resume.")
@@ -185,15 +203,17 @@ def resume(
             f"run {run_id!r} may not resume yet; missing: " + "; ".join(missing) + ".",
             missing=missing,
         )
-    (decision,) = ledger.append_many([sign_statement(res.decision.to_predicate(), key)])
     assert res.pause is not None
+    decision = sign_statement(res.decision.to_predicate(), key)
+    at = ledger.size
     pred = ResumePredicate(
         run_id=run_id,
         pause=res.pause,
         approvals=res.approvals,
-        decision=_ref(decision),
+        decision=Ref(index=at, leaf_hash=leaf_hash(decision.to_bytes()).hex()),
         checkpoint=res.checkpoint,
         ceiling_flop=res.ceiling_flop,
         at=now,
     )
-    return _ref(ledger.append(sign_statement(pred, key)))
+    _, resumed = ledger.append_many([decision, sign_statement(pred, key)], at_index=at)
+    return _ref(resumed)

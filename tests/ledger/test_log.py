@@ -85,6 +85,23 @@ def test_append_accepts_envelope_bytes_in_any_json_layout(world: World) -> None:
     assert leaf == merkle.leaf_hash(env.to_bytes())  # stored canonically
 
 
+def test_append_at_index_is_a_compare_and_swap(world: World) -> None:
+    from scalegate.errors import AppendConflict
+
+    a, b = world.compute(1), world.compute(2)
+    with pytest.raises(AppendConflict, match="now holds 1 entries") as info:
+        world.ledger.append_many([a, b], at_index=5)
+    assert info.value.size == 1 and world.ledger.size == 1  # nothing written
+    assert [r.index for r in world.ledger.append_many([a, b], at_index=1)] == [1, 2]
+    # Another writer got in first: the stale batch is refused as a whole.
+    other = Ledger.open(world.path, now=lambda: T0 + timedelta(days=1))
+    other.append(world.compute(3))
+    other.close()
+    with pytest.raises(AppendConflict):
+        world.ledger.append_many([world.compute(4)], at_index=3)
+    assert world.ledger.size == 4
+
+
 def test_roots_and_proofs_match_the_reference_tree(world: World) -> None:
     leaves = _fill(world, 70)
     led = world.ledger

@@ -126,7 +126,12 @@ def test_pause_honoured_then_resume_with_quorum(world, tmp_path: Path) -> None:
     with pytest.raises(RunError, match="not registered with role"):
         approve(ws.ledger, ws.key("ciso"), "run-1", "me too", role="board", now=clock())
     approve(ws.ledger, ws.key("board"), "run-1", "agreed", now=clock())
-    resume(ws.ledger, ws.key("trainer"), "run-1", now=clock())
+    resumed = resume(ws.ledger, ws.key("trainer"), "run-1", now=clock())
+    # The gate's decision and the resume citing it went in as one batch, side by side.
+    decision, last = ws.ledger.entries(resumed.index - 1, resumed.index + 1)
+    assert decision.kind == "decision" and last.kind == "resume"
+    assert last.statement.predicate.decision.index == decision.index
+    assert last.statement.predicate.decision.leaf_hash == decision.leaf_hash.hex()
 
     state = load_state(ws.ledger, "run-1")
     assert state.active_pause is None and len(state.resumes) == 1

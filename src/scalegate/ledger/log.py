@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from sqlalchemy.engine import Connection
 
 from scalegate.errors import (
+    AppendConflict,
     AppendRefused,
     IndexOutOfRange,
     KeyMaterialError,
@@ -293,13 +294,18 @@ class Ledger:
         """
         return self.append_many([envelope])[0]
 
-    def append_many(self, envelopes: Iterable[Envelope | bytes]) -> list[AppendResult]:
+    def append_many(
+        self, envelopes: Iterable[Envelope | bytes], *, at_index: int | None = None
+    ) -> list[AppendResult]:
         """Append a batch in one durable transaction; all of it, or (if any is refused) none.
 
         Envelopes are checked in order against the registry as it stands after the
         entries before them, so a batch may register a key and then use it.
         Signatures are checked before the write lock is taken (spread over
-        ``verify_workers`` processes), standing under the lock.
+        ``verify_workers`` processes), standing under the lock. With ``at_index`` the
+        batch goes in only if the log holds exactly that many entries (so its first entry
+        gets that index): entries that cite each other by index can be written together;
+        otherwise :class:`AppendConflict` is raised and nothing is written.
         """
         items = list(envelopes)
         prepared = [prepare(e, _where(pos, len(items))) for pos, e in enumerate(items)]
@@ -312,6 +318,11 @@ class Ledger:
         total = len(prepared)
         with self._store.writer() as w:
             base = w.size
+            if at_index is not None and base != at_index:
+                raise AppendConflict(
+                    f"the batch was built for index {at_index}, but the log now holds {base} "
+                    "entries (another writer appended first). Nothing was appended.",
+                    size=base, hint="Rebuild the batch for the new size and retry.")
             registry = self._registry_in(w)
             if any(p.kind in KEY_KINDS for p in prepared):
                 registry = registry.copy()
