@@ -25,6 +25,11 @@ PEOPLE: dict[str, tuple[str, ...]] = {
 }
 
 
+#: statement kinds only the trainer (the supervisor's key) signs in the demo.
+TRAINER_KINDS = ("policy", "run", "compute", "checkpoint", "eval", "decision", "pause", "resume",
+                 "notification")
+
+
 @dataclass
 class Workspace:
     """Paths and keys of a workspace; ``ledger`` is open until :meth:`close`."""
@@ -89,6 +94,10 @@ def _write_trust(path: Path, origin: str, log_key: SigningKey, org: str, root: S
     trust = TrustFile(
         log=TrustedLog(origin=origin, key=log_key.vkey.text()),
         org_roots={org: [root.vkey.text()]},
+        # Who may sign what (DESIGN.md's table); attestations and approvals are checked
+        # against the run's policy by replay. The supervisor publishes the run's policy
+        # with the trainer's key.
+        roles={kind: ["trainer"] for kind in TRAINER_KINDS},
     )
     path.write_text(trust.to_yaml())
 
