@@ -171,17 +171,21 @@ def bench_proofs(path: Path, samples: int) -> tuple[float, float]:
 
 def bench_signature_backends(n: int = 4000) -> list[Row]:
     """Raw Ed25519 verifications per second for each installed backend, side by side."""
-    from scalegate.ledger.signature_pool import BACKEND, check_signatures
+    from scalegate.ledger.signature_pool import BACKEND, BULK_BACKEND, check_signatures
 
     key = SigningKey.generate("bench/x")
     items = [(key.public, m, key.sign(m)) for m in (os.urandom(800) for _ in range(n))]
     rows = []
-    for backend in ["openssl"] + (["libsodium"] if BACKEND == "libsodium" else []):
+    backends = ["openssl"] + (["libsodium"] if BACKEND == "libsodium" else []) + (
+        ["zebra"] if BULK_BACKEND == "zebra" else [])
+    for backend in backends:
         t, c = time.perf_counter(), _cpu()
         assert all(check_signatures(items, backend))
         wall, cpu = (time.perf_counter() - t) / n, (_cpu() - c) / n
-        used = " (the one in use)" if backend == BACKEND else ""
-        rows.append((f"Ed25519 signature check, {backend}{used}", f"{1 / wall:,.0f} /s",
+        used = [what for what, b in (("appends", BACKEND), ("verification", BULK_BACKEND))
+                if b == backend]
+        label = f" (used for {' and '.join(used)})" if used else ""
+        rows.append((f"Ed25519 signature check, {backend}{label}", f"{1 / wall:,.0f} /s",
                      f"{cpu * 1e6:.0f} µs each"))
     return rows
 
