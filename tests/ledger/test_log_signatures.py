@@ -138,7 +138,10 @@ def test_bulk_verifier_accepts_all_libsodium_does_and_refuses_its_cheap_refusals
     names = list(cases)
     sodium = dict(zip(names, check_signatures(list(cases.values()), "libsodium"), strict=True))
     bulk = dict(zip(names, check_signatures(list(cases.values()), "zebra"), strict=True))
-    assert sodium == {n: n == "honest" for n in names}
+    # (libsodium's cofactorless check accepts the mixed-order key's honest signature when
+    # the challenge k is a multiple of 8: one time in eight. The bulk check never does.)
+    assert {n: v for n, v in sodium.items() if n != "mixed-order key"} == {
+        n: n == "honest" for n in names if n != "mixed-order key"}
     assert bulk["honest"]  # never stricter than admission
     assert not bulk["S + L"] and not bulk["small-order key"] and not bulk["small-order R"]
     assert not bulk["mixed-order key"]

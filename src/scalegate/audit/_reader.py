@@ -155,11 +155,15 @@ class _SqliteReader(LedgerReader):
 class _SqlAlchemyReader(LedgerReader):
     def __init__(self, url: str) -> None:
         from sqlalchemy import create_engine
+        from sqlalchemy.engine import make_url
         from sqlalchemy.exc import SQLAlchemyError
 
         super().__init__(url)
         try:
-            self._engine = create_engine(url)
+            parsed = make_url(url)
+            if parsed.password is not None:  # never print it
+                self.where = url = parsed.render_as_string(hide_password=True)
+            self._engine = create_engine(parsed)
             self._conn = self._engine.connect()
             if self._engine.dialect.name == "postgresql":  # one snapshot, and no writes
                 self._conn = self._conn.execution_options(

@@ -58,7 +58,21 @@ def _flop(x: float) -> str:
     return f"{x:.3g}"
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class _Where:
+    """Where the run moved to, as messages name it (formatted only if one is written)."""
+
+    what: str
+    ref: Ref
+    step: int
+    eff: float
+
+    def __str__(self) -> str:
+        return f"{self.what} #{self.ref.index} (step {self.step}" + (
+            f", {_flop(self.eff)} effective FLOP)" if self.eff >= 0 else ")")
+
+
+@dataclass(slots=True)
 class _Base:
     """Where the run stood: the compute statement, its step and effective compute."""
 
@@ -95,7 +109,6 @@ class RunWalk:
         self.policy, self.run_id, self.now, self.grace = policy, run_id, now, grace
         self.entries: list[Entry] = sorted(entries, key=lambda e: e.ref.index)
         self.indices = [e.ref.index for e in self.entries]
-        self.by_index = {e.ref.index: e for e in self.entries}
         self.state, self.folded = RunState(run_id=run_id), 0
         self.violations: list[Violation] = []
         self.seen: set[tuple[str, object]] = set()
@@ -116,8 +129,7 @@ class RunWalk:
         self.obligations: dict[str, tuple[Obligation, Ref | None]] = {}
         cad = policy.evaluation
         self.eval_grace = cad.grace if cad else 1.0
-        self.eff_regime = policy.compute.effective.regime
-        self.eff_mult = policy.compute.effective.multiplier
+        self.effective_of = policy.compute.effective_flop  # as the gate counts it
         self.reach_thresholds = [t for t in policy.compute.thresholds if t.basis == "reached"]
         self.resume_of_decision: dict[tuple[int, str], Ref] = {}
         for e in self.entries:
@@ -162,8 +174,9 @@ class RunWalk:
         k = bisect.bisect_right(self.indices, index)
         if k < self.folded:  # an earlier basis than already folded: rare, fold afresh
             return fold(self.entries[:k], run_id=self.run_id)
-        if k > self.folded:
-            self.state = fold(self.entries[self.folded:k], run_id=self.run_id, into=self.state)
+        if k > self.folded:  # the walk keeps only its latest state: extend it in place
+            self.state = fold(self.entries[self.folded:k], run_id=self.run_id, into=self.state,
+                              extend=True)
             self.folded = k
         return self.state
 
@@ -176,8 +189,11 @@ class RunWalk:
                                          run_id=self.run_id))
 
     def _entry(self, ref: Ref, cls: type[Predicate]) -> Entry | None:
-        e = self.by_index.get(ref.index)
-        if e is None or e.ref.leaf_hash != ref.leaf_hash:
+        k = bisect.bisect_left(self.indices, ref.index)
+        if k == len(self.indices) or self.indices[k] != ref.index:
+            return None
+        e = self.entries[k]
+        if e.ref.leaf_hash != ref.leaf_hash:
             return None
         p = e.statement.predicate
         return e if isinstance(p, cls) and getattr(p, "run_id", None) == self.run_id else None
@@ -185,11 +201,13 @@ class RunWalk:
     # --- compute and checkpoints ---------------------------------------------------------------
 
     def _compute(self, pos: int, e: Entry, p: ComputePredicate) -> None:
-        totals = self.policy.compute.totals(p.flop_by_phase)
-        eff = totals.get(self.eff_regime, 0.0) * self.eff_mult  # = Compute.effective_flop
+        eff = self.effective_of(p.flop_by_phase)
+        # Regime totals only matter for thresholds on them (the gate recounts them all).
+        totals = self.policy.compute.totals(p.flop_by_phase) if self.reach_thresholds else {}
         if self.last_pred is not None and self.last is not None and self.last.ref is not None:
             self._backwards(self.last.ref, self.last_pred, e.ref, p)
-        self._advance(e.ref, p.step, eff, p.at, "compute")
+        if self.pause is not None or self.required is not None:
+            self._advance(e.ref, p.step, eff, p.at, "compute")
         prev_totals = self.last_totals
         self.last, self.last_pred, self.last_totals = _Base(e.ref, p.step, eff), p, totals
         if self.pause is not None:
@@ -233,8 +251,7 @@ class RunWalk:
 
     def _advance(self, ref: Ref, step: int, eff: float, at: datetime, what: str) -> None:
         """The run moved to ``step``/``eff``: training during a pause, or past a required one?"""
-        where = f"{what} #{ref.index} (step {step}" + (f", {_flop(eff)} effective FLOP)"
-                                                      if eff >= 0 else ")")
+        where = _Where(what, ref, step, eff)
         pause = self.pause
         if pause is not None:
             if not pause.reported and pause.base.passed_by(step, eff):

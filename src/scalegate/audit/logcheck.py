@@ -57,6 +57,7 @@ from scalegate.audit.trust import TrustFile
 from scalegate.errors import ScalegateError, VerificationError
 from scalegate.ledger.registry import KEY_KINDS, RegisteredKey
 from scalegate.ledger.statements import Ref, Statement, parse_statement
+from scalegate.ledger.store import shown_location
 
 __all__ = ["CLOCK_SKEW", "AuditedEntry", "audit_log", "default_state_path"]
 
@@ -134,7 +135,7 @@ def audit_log(
     ``report`` is extended if given (for a caller that has its own checks).
     """
     start = time.perf_counter()
-    rep = report or AuditReport(ledger=os.fspath(ledger), origin=trust.origin)
+    rep = report or AuditReport(ledger=shown_location(os.fspath(ledger)), origin=trust.origin)
     try:
         reader = LedgerReader.open(ledger)
     except ScalegateError as exc:

@@ -102,10 +102,10 @@ def cadence_findings(
                 Reason(
                     rule=f"evaluation-missing:{rule}",
                     message=f"evaluation {', '.join(ids)} was due ({what}, entry "
-                    f"#{m.ref(k).index}) and the run trained on to {flop(m.effective[j])} "
+                    f"#{m.ref(k).index}) and the run trained on to {flop(m.effective_of(j))} "
                     f"effective FLOP (entry #{m.ref(j).index}) without it",
                     threshold=None,
-                    observed=m.effective[j],
+                    observed=m.effective_of(j),
                     refs=[m.ref(k), m.ref(j)],
                 ),
                 missing_kind="evaluation",
@@ -155,7 +155,7 @@ def cadence_findings(
                 ke = m.first_effective(milestones[e])
                 if ke is None:
                     continue
-                j = m.trained_past(ke, max(m.effective[ke], milestones[e] * grace))
+                j = m.trained_past(ke, max(m.effective_of(ke), milestones[e] * grace))
                 if j is not None:
                     late.append((e, ke, j))
             if late:
@@ -199,7 +199,7 @@ def cadence_findings(
                 k = m.first_at_or_after(due_at)
                 if k is None:
                     continue
-                j = m.trained_past(k, m.effective[k])
+                j = m.trained_past(k, m.effective_of(k))
                 if j is not None:
                     late.append((e, k, j))
             if late:
@@ -213,7 +213,7 @@ def cadence_findings(
             continue
         if t.window is not None and (c.when is None or not t.window.contains(c.when)):
             continue
-        line = m.effective[c.index] if c.index is not None else 0.0
+        line = m.effective_of(c.index) if c.index is not None else 0.0
         ids = [
             e for e, ev in info.items()
             if ev.level is None or (line > 0 and not reached(ev.level, line))
@@ -236,9 +236,9 @@ def cadence_findings(
             )
         )
         due.update(dict.fromkeys(ids))
-        k = c.index if c.index is not None else (0 if m.records else None)
+        k = c.index if c.index is not None else (0 if len(m) else None)
         if k is not None:
-            j = m.trained_past(k, max(m.effective[k], line * grace))
+            j = m.trained_past(k, max(m.effective_of(k), line * grace))
             if j is not None:
                 missing(f"threshold/{t.id}", ids, k, j, f"compute threshold {t.id}")
 

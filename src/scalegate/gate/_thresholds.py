@@ -36,7 +36,7 @@ def crossings(policy: Policy, state: RunState, m: Measures) -> list[Crossing]:
             i = m.first_total(t.regime, t.flop)
             if i is None:
                 continue
-            observed = max(tot.get(t.regime, 0.0) for tot in m.totals)
+            observed = m.max_total(t.regime)
             out.append(Crossing(t, observed, m.records[i].predicate.at, m.ref(i), i))
     return out
 

@@ -1,12 +1,16 @@
 """Where a ledger keeps its entries and tree: SQLAlchemy Core over SQLite (default) or PostgreSQL.
 
-The tables are described in :mod:`scalegate.ledger.schema`; SQLite is the tested backend.
+The tables are described in :mod:`scalegate.ledger.schema`; both backends are tested
+(PostgreSQL through a ``postgresql+psycopg://`` URL).
 
 Durability: SQLite runs in WAL mode with ``synchronous=FULL``, so a committed batch is
-on disk before :meth:`LedgerStore.writer` returns. Sequencing: a writer takes the write
-lock first (``BEGIN IMMEDIATE`` on SQLite, a transaction-scoped advisory lock on
-PostgreSQL) and only then reads the log size, so concurrent processes get distinct,
-gap-free indices. Proofs and roots read O(log n) rows through one indexed query.
+on disk before :meth:`LedgerStore.writer` returns; on PostgreSQL a writer turns a
+``synchronous_commit = off`` setting back on for its transaction. Sequencing: a writer
+takes the write lock first (``BEGIN IMMEDIATE`` on SQLite, a transaction-scoped
+advisory lock on PostgreSQL, both given up after :data:`BUSY_TIMEOUT_S`) and only then
+reads the log size, so concurrent processes get distinct, gap-free indices. Readers see
+one snapshot (WAL on SQLite, ``REPEATABLE READ`` on PostgreSQL). Proofs and roots read
+O(log n) rows through one indexed query.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from scalegate.errors import StoreError
@@ -49,7 +53,7 @@ from scalegate.ledger.schema import (
     registered_key,
 )
 
-__all__ = ["BUSY_TIMEOUT_S", "LedgerStore", "Writer"]
+__all__ = ["BUSY_TIMEOUT_S", "LedgerStore", "Writer", "shown_location"]
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 # Several writer processes wait this long for the write lock before giving up.
@@ -57,6 +61,13 @@ BUSY_TIMEOUT_S = 60.0
 _ADVISORY_LOCK = 0x5CA1E6A7E  # PostgreSQL: one lock id for "the sequencer"
 
 _SIZE_SQL = "SELECT max(idx) FROM entries"
+# PostgreSQL writer, before the lock: wait for it at most BUSY_TIMEOUT_S (SQLite's busy
+# timeout), and never acknowledge an append before its commit is flushed.
+_PG_WRITE_SETTINGS_SQL = (
+    f"SELECT set_config('lock_timeout', '{int(BUSY_TIMEOUT_S * 1000)}ms', true), "
+    "set_config('synchronous_commit', CASE current_setting('synchronous_commit') "
+    "WHEN 'off' THEN 'on' ELSE current_setting('synchronous_commit') END, true)"
+)
 
 
 @lru_cache(maxsize=512)
@@ -76,6 +87,20 @@ def _hashes_sql(n_leaves: int, n_inner: int) -> str:
         keys = ", ".join(["?"] * n_leaves)
         parts.append(f"SELECT 0, idx, leaf_hash FROM entries WHERE idx IN ({keys})")
     return head + " UNION ALL ".join(parts)
+
+
+def shown_location(location: str) -> str:
+    """A ledger location fit for messages and reports: a database URL's password masked."""
+    if "://" not in location:
+        return location
+    try:
+        parsed = make_url(location)
+    except Exception:  # not a URL SQLAlchemy reads: nothing in it is known to be secret
+        return location
+    return location if parsed.password is None else parsed.render_as_string(hide_password=True)
+
+
+_shown = shown_location
 
 
 def _location(path: str | os.PathLike[str]) -> tuple[str, Path | None]:
@@ -174,12 +199,14 @@ class LedgerStore:
                 )
             if not p.parent.is_dir():
                 raise StoreError(f"cannot create a ledger at {p}: no directory {p.parent}.")
-        store = cls(cls._engine(url), str(p or url))
+        store = cls(cls._engine(url), str(p) if p is not None else _shown(url))
         try:
             if p is None and cls._has_schema(store.engine):
-                raise StoreError(f"cannot create a ledger at {url}: it already holds one.")
-            metadata.create_all(store.engine)
+                store.engine.dispose()
+                raise StoreError(f"cannot create a ledger at {store.where}: it already holds one.")
+            # One transaction: a server database is never left with tables but no metadata.
             with store.engine.begin() as conn:
+                metadata.create_all(conn)
                 values = {**meta, "schema": SCHEMA_VERSION}
                 conn.execute(insert(meta_t), [{"key": k, "value": v} for k, v in values.items()])
         except SQLAlchemyError as exc:
@@ -202,7 +229,7 @@ class LedgerStore:
         url, p = _location(location)
         if p is not None:
             _check_sqlite_file(p)
-        store = cls(cls._engine(url), str(p or url))
+        store = cls(cls._engine(url), str(p) if p is not None else _shown(url))
         try:
             meta = store.meta()
         except StoreError:
@@ -226,8 +253,12 @@ class LedgerStore:
     def reader(self) -> Iterator[Connection]:
         """A read transaction (a consistent snapshot on SQLite WAL and PostgreSQL)."""
         try:
-            with self.engine.connect() as conn, conn.begin():
-                yield conn
+            with self.engine.connect() as conn:
+                if not self._is_sqlite:  # READ COMMITTED would see commits between statements
+                    conn = conn.execution_options(isolation_level="REPEATABLE READ",
+                                                  postgresql_readonly=True)
+                with conn.begin():
+                    yield conn
         except DBAPIError as exc:
             raise StoreError(f"cannot read ledger {self.where}: {_db_reason(exc)}") from exc
 
@@ -391,8 +422,13 @@ class LedgerStore:
         try:
             with self.engine.connect() as conn:
                 conn = conn.execution_options(scalegate_write=True)
+                if not self._is_sqlite:
+                    # Whatever the server's default: the size read after the lock must see
+                    # the previous writer's commit (a snapshot from before the wait would not).
+                    conn = conn.execution_options(isolation_level="READ COMMITTED")
                 with conn.begin():
                     if not self._is_sqlite:
+                        conn.exec_driver_sql(_PG_WRITE_SETTINGS_SQL)
                         conn.execute(select(func.pg_advisory_xact_lock(_ADVISORY_LOCK)))
                     yield Writer(self, conn, self.size_in(conn))
         except DBAPIError as exc:
@@ -492,8 +528,8 @@ def _db_reason(exc: SQLAlchemyError) -> str:
     text = str(orig if orig is not None else exc).strip()
     if "not a database" in text or "malformed" in text:
         return f"the database file is damaged ({text})"
-    if "no such table" in text:
-        return f"it is not a scalegate ledger ({text})"
-    if "locked" in text or "busy" in text:
+    if "no such table" in text or ("relation " in text and "does not exist" in text):
+        return f"it is not a scalegate ledger ({text.splitlines()[0]})"
+    if "locked" in text or "busy" in text or "lock timeout" in text:
         return f"the ledger stayed locked by another writer for {BUSY_TIMEOUT_S:.0f} s ({text})"
     return text
