@@ -45,6 +45,79 @@ def acks(lines: list[str]) -> list[tuple[int, int, int]]:
     return out
 
 
+def run_concurrent_writers(location: str, key_file: Path, writers: int, batches: int,
+                           batch: int, timeout: float) -> None:
+    """Start ``writers`` writer processes at once on ``location`` and check the outcome:
+    distinct, gap-free indices after entry 0, every writer's steps in place, batches of
+    different writers interleaved, and a ledger that verifies."""
+    import itertools
+    import subprocess
+
+    from scalegate.ledger import merkle
+
+    procs = [
+        subprocess.Popen([sys.executable, str(WRITER), location, str(key_file), f"w{i}",
+                          str(batches), str(batch)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(writers)
+    ]
+    results = [p.communicate(timeout=timeout) for p in procs]
+    for p, (_, err) in zip(procs, results, strict=True):
+        assert p.returncode == 0, err
+    ranges = {f"w{i}": acks(out.splitlines()) for i, (out, _) in enumerate(results)}
+
+    claimed: list[int] = []
+    for rs in ranges.values():
+        assert len(rs) == batches
+        for first, last, _ in rs:
+            assert last - first + 1 == batch
+            claimed.extend(range(first, last + 1))
+    total = writers * batches * batch
+    assert sorted(claimed) == list(range(1, total + 1))  # distinct and gap-free after entry 0
+
+    with Ledger.open(location) as led:
+        assert led.size == total + 1
+        for run_id, rs in ranges.items():
+            entries = led.entries(run_id=run_id)
+            assert [e.statement.predicate.step for e in entries] == list(range(batches * batch))
+            for first, last, step in rs:
+                assert [e.statement.predicate.step for e in led.entries(first, last + 1)] == (
+                    list(range(step, step + batch)))
+        report = led.verify()
+        assert report.ok, report.problems
+        assert report.root == merkle.root([e.leaf_hash for e in led.entries()])
+    # The writers did run at the same time: batches of different writers interleave.
+    order = sorted((first, run) for run, rs in ranges.items() for first, _, _ in rs)
+    switches = sum(1 for a, b in itertools.pairwise(order) if a[1] != b[1])
+    assert switches >= writers - 1
+
+
+def check_survivors(led: Ledger, log_key: SigningKey, run_id: str,
+                    done: list[tuple[int, int, int]], batch: int, seed: int) -> list[bytes]:
+    """After a writer was killed: every acknowledged entry in place, only whole batches,
+    a ledger that verifies and a checkpoint over it. Returns the leaf hashes."""
+    from scalegate.ledger import merkle
+    from scalegate.ledger.checkpoint import open_checkpoint
+
+    mine = led.entries(run_id=run_id)
+    for first, last, step in done:  # every acknowledged entry, in place
+        got = led.entries(first, last + 1)
+        assert [e.run_id for e in got] == [run_id] * (last - first + 1)
+        assert [e.statement.predicate.step for e in got] == list(
+            range(step, step + last - first + 1)), f"seed {seed}"
+    # Only whole batches: an unacknowledged batch either committed fully or not at all.
+    assert len(mine) % batch == 0, f"seed {seed}: {len(mine)} entries of {run_id}"
+    assert len(mine) >= len(done) * batch
+    assert [e.statement.predicate.step for e in mine] == list(range(len(mine)))
+    report = led.verify()
+    assert report.ok, (seed, report.problems)
+    leaves = [e.leaf_hash for e in led.entries()]
+    assert report.root == merkle.root(leaves)
+    cp, _ = open_checkpoint(led.checkpoint(), log_key.vkey)
+    assert (cp.size, cp.root_hash) == (len(leaves), report.root)
+    return leaves
+
+
 def main(db: str, key_file: str, run_id: str, batches: int, batch_size: int) -> None:
     key = SigningKey.load(key_file)
     at = datetime.now(UTC)

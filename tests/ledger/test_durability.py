@@ -12,10 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from ledger_writer import WRITER, acks, make_ledger
+from ledger_writer import WRITER, acks, check_survivors, make_ledger
 
-from scalegate.ledger import merkle
-from scalegate.ledger.checkpoint import open_checkpoint
 from scalegate.ledger.log import Ledger
 
 BATCH = 96
@@ -44,20 +42,4 @@ def test_sigkill_mid_batch_loses_no_acknowledged_entry(tmp_path: Path) -> None:
         assert done, f"seed {seed}: {first_ack!r}"
 
         with Ledger.open(db, log_key=log_key) as led:  # the WAL is recovered, tail intact
-            mine = led.entries(run_id=run_id)
-            # Every acknowledged entry is there, in place, with the steps the writer sent.
-            for first, last, step in done:
-                got = led.entries(first, last + 1)
-                assert [e.run_id for e in got] == [run_id] * (last - first + 1)
-                assert [e.statement.predicate.step for e in got] == list(
-                    range(step, step + last - first + 1)), f"seed {seed}"
-            # Only whole batches: an unacknowledged batch either committed fully or not at all.
-            assert len(mine) % BATCH == 0, f"seed {seed}: {len(mine)} entries of {run_id}"
-            assert len(mine) >= len(done) * BATCH
-            assert [e.statement.predicate.step for e in mine] == list(range(len(mine)))
-            report = led.verify()
-            assert report.ok, (seed, report.problems)
-            leaves = [e.leaf_hash for e in led.entries()]
-            assert report.root == merkle.root(leaves)
-            cp, _ = open_checkpoint(led.checkpoint(), log_key.vkey)
-            assert (cp.size, cp.root_hash) == (len(leaves), report.root)
+            check_survivors(led, log_key, run_id, done, BATCH, seed)

@@ -4,7 +4,6 @@ with SIGKILL, the auditor and the CLI (a throwaway server, see ``conftest_pg.py`
 
 from __future__ import annotations
 
-import itertools
 import os
 import random
 import signal
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest_pg import PostgresServer, start_server
-from ledger_writer import WRITER, acks
+from ledger_writer import WRITER, acks, check_survivors, run_concurrent_writers
 from sqlalchemy.engine import make_url
 
 from scalegate.audit._reader import LedgerReader
@@ -287,41 +286,7 @@ def test_concurrent_writer_processes_get_distinct_gap_free_indices(
     pg_url: str, tmp_path: Path
 ) -> None:
     key_file, _ = _writer_ledger(pg_url, tmp_path)
-    procs = [
-        subprocess.Popen([sys.executable, str(WRITER), pg_url, str(key_file), f"w{i}",
-                          str(BATCHES), str(BATCH)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for i in range(WRITERS)
-    ]
-    results = [p.communicate(timeout=120) for p in procs]
-    for p, (_, err) in zip(procs, results, strict=True):
-        assert p.returncode == 0, err
-    ranges = {f"w{i}": acks(out.splitlines()) for i, (out, _) in enumerate(results)}
-
-    claimed: list[int] = []
-    for rs in ranges.values():
-        assert len(rs) == BATCHES
-        for first, last, _ in rs:
-            assert last - first + 1 == BATCH
-            claimed.extend(range(first, last + 1))
-    total = WRITERS * BATCHES * BATCH
-    assert sorted(claimed) == list(range(1, total + 1))  # distinct and gap-free after entry 0
-
-    with Ledger.open(pg_url) as led:
-        assert led.size == total + 1
-        for run_id, rs in ranges.items():
-            entries = led.entries(run_id=run_id)
-            assert [e.statement.predicate.step for e in entries] == list(range(BATCHES * BATCH))
-            for first, last, step in rs:
-                assert [e.statement.predicate.step for e in led.entries(first, last + 1)] == (
-                    list(range(step, step + BATCH)))
-        report = led.verify()
-        assert report.ok, report.problems
-        assert report.root == merkle.root([e.leaf_hash for e in led.entries()])
-    # The writers did run at the same time: batches of different writers interleave.
-    order = sorted((first, run) for run, rs in ranges.items() for first, _, _ in rs)
-    switches = sum(1 for a, b in itertools.pairwise(order) if a[1] != b[1])
-    assert switches >= WRITERS - 1
+    run_concurrent_writers(pg_url, key_file, WRITERS, BATCHES, BATCH, timeout=120)
 
 
 KILL_BATCH = 96
@@ -352,22 +317,7 @@ def test_sigkill_mid_batch_loses_no_acknowledged_entry(pg_url: str, tmp_path: Pa
 
         # The server rolls back the dead client's transaction and frees the sequencer lock.
         with Ledger.open(pg_url, log_key=log_key) as led:
-            mine = led.entries(run_id=run_id)
-            for first, last, step in done:  # every acknowledged entry, in place
-                got = led.entries(first, last + 1)
-                assert [e.run_id for e in got] == [run_id] * (last - first + 1)
-                assert [e.statement.predicate.step for e in got] == list(
-                    range(step, step + last - first + 1)), f"seed {seed}"
-            # Only whole batches: an unacknowledged batch either committed fully or not at all.
-            assert len(mine) % KILL_BATCH == 0, f"seed {seed}: {len(mine)} entries of {run_id}"
-            assert len(mine) >= len(done) * KILL_BATCH
-            assert [e.statement.predicate.step for e in mine] == list(range(len(mine)))
-            report = led.verify()
-            assert report.ok, (seed, report.problems)
-            leaves = [e.leaf_hash for e in led.entries()]
-            assert report.root == merkle.root(leaves)
-            cp, _ = open_checkpoint(led.checkpoint(), log_key.vkey)
-            assert (cp.size, cp.root_hash) == (len(leaves), report.root)
+            leaves = check_survivors(led, log_key, run_id, done, KILL_BATCH, seed)
             # And the next writer appends right after the survivors.
             trainer = SigningKey.load(key_file)
             assert led.append(_compute(trainer, "after", 0)).index == len(leaves)
