@@ -92,6 +92,31 @@ def run_concurrent_writers(location: str, key_file: Path, writers: int, batches:
     assert switches >= writers - 1
 
 
+def kill_mid_batch(location: str, key_file: Path, run_id: str, batch: int, pause: float,
+                   seed: int) -> list[tuple[int, int, int]]:
+    """Start a writer, let it acknowledge a batch, wait ``pause`` seconds (a random moment
+    of signing, checking or committing), SIGKILL it; return the batches it acknowledged."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, str(WRITER), location, str(key_file), run_id, "100000", str(batch)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert proc.stdout is not None
+    ready = proc.stdout.readline()
+    assert ready.strip() == "READY", (ready, proc.stderr.read() if proc.stderr else "")
+    first_ack = proc.stdout.readline()  # at least one acknowledged batch per round
+    time.sleep(pause)
+    proc.send_signal(signal.SIGKILL)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    done = acks([first_ack, *out.splitlines()])
+    assert done, f"seed {seed}: {first_ack!r}"
+    return done
+
+
 def check_survivors(led: Ledger, log_key: SigningKey, run_id: str,
                     done: list[tuple[int, int, int]], batch: int, seed: int) -> list[bytes]:
     """After a writer was killed: every acknowledged entry in place, only whole batches,

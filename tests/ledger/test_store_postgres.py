@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import subprocess
 import sys
 import threading
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest_pg import PostgresServer, start_server
-from ledger_writer import WRITER, acks, check_survivors, run_concurrent_writers
+from ledger_writer import check_survivors, kill_mid_batch, run_concurrent_writers
 from sqlalchemy.engine import make_url
 
 from scalegate.audit._reader import LedgerReader
@@ -299,21 +298,7 @@ def test_sigkill_mid_batch_loses_no_acknowledged_entry(pg_url: str, tmp_path: Pa
     key_file, log_key = _writer_ledger(pg_url, tmp_path)
     for rnd in range(3):
         run_id = f"run-{rnd}"
-        proc = subprocess.Popen(
-            [sys.executable, str(WRITER), pg_url, str(key_file), run_id, "100000",
-             str(KILL_BATCH)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        assert proc.stdout is not None
-        ready = proc.stdout.readline()
-        assert ready.strip() == "READY", (ready, proc.stderr.read() if proc.stderr else "")
-        first_ack = proc.stdout.readline()  # at least one acknowledged batch per round
-        time.sleep(rng.uniform(0.0, 0.8))  # then a random moment: signing, checking, committing
-        proc.send_signal(signal.SIGKILL)
-        out, _ = proc.communicate(timeout=60)
-        assert proc.returncode == -signal.SIGKILL
-        done = acks([first_ack, *out.splitlines()])
-        assert done, f"seed {seed}: {first_ack!r}"
+        done = kill_mid_batch(pg_url, key_file, run_id, KILL_BATCH, rng.uniform(0.0, 0.8), seed)
 
         # The server rolls back the dead client's transaction and frees the sequencer lock.
         with Ledger.open(pg_url, log_key=log_key) as led:
