@@ -195,6 +195,9 @@ def _fold(
     """Apply one chunk's envelope results to the registry, in index order."""
     results = checked.result() if isinstance(checked, Future) else checked
     verifiers = registry.verifiers()
+    # Entries of one batch share their signers and append time: the last standing verdict
+    # (same signer ids, same appended_at, registry unchanged) is reused as is.
+    last: tuple[list[str], str, VerifierKey] | None = None
     for row, (idx, problem, kind, signer_ids, predicate) in zip(rows, results, strict=True):
         report.entries_checked += 1
         if problem is not None:
@@ -210,10 +213,13 @@ def _fold(
                     org = reg.org if reg else None
                 signer = next((s for s in signers if s.name.split("/", 1)[0] == org), signers[0])
                 registry.apply(idx, predicate, signer)
-                verifiers = registry.verifiers()
+                verifiers, last = registry.verifiers(), None
+            elif last is not None and last[1] == row.appended_at and last[0] == signer_ids:
+                signer = last[2]
             else:
                 when = parse_time(row.appended_at)
                 signer = _standing_signer(signer_ids, verifiers, registry, when)
+                last = (signer_ids, row.appended_at, signer)
             if signer.keyid != row.signer:
                 report.add(f"entry {idx}: recorded signer {row.signer} is not the key that "
                            f"signed it ({signer.keyid}).")
