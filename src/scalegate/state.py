@@ -11,16 +11,17 @@ name and the roles that key held — resolved by the caller from ``key`` stateme
 >>> state = fold(more, into=state, extend=True)  # ... reusing (consuming) its lists
 
 A state is immutable; ``extend=True`` is for a caller that folds a long run piece by
-piece and keeps only the latest state (the supervisor, the auditor's replay): the
-record lists are extended in place instead of copied, so folding n entries in k pieces
-costs O(n) instead of O(n·k).
+piece and keeps only the latest state (as the auditor's replay does): the record lists
+are extended in place instead of copied, so folding n entries in k pieces costs O(n)
+instead of O(n·k), and the gate's figures kept with them (see :class:`Records`) carry
+over from one piece to the next.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeAlias, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -55,6 +56,11 @@ class Entry(BaseModel):
     signer: str | None = None
     roles: tuple[str, ...] = ()
 
+    @property
+    def predicate(self) -> Predicate:
+        """What the statement says (as a :class:`Recorded` names it too)."""
+        return self.statement.predicate
+
 
 class Recorded(BaseModel, Generic[P]):
     """A predicate folded into the state, with its ref, signer and the signer's roles."""
@@ -70,6 +76,28 @@ class Recorded(BaseModel, Generic[P]):
     def index(self) -> int:
         """The entry's index in the log."""
         return self.ref.index
+
+
+#: What :func:`fold` takes: ledger entries, or records already made (an entry reduced to
+#: its predicate, as a state keeps it: the fold keeps such a record as it is).
+EntryOrRecord: TypeAlias = Entry | Recorded[Any]
+
+
+class Records(list[Any]):
+    """A :class:`RunState`'s list of records of one kind (a plain list to every reader)
+    that can also carry what a reader derived from it, in ``derived``: the gate keeps its
+    per-statement compute figures there, valid for as long as the list only grows, as it
+    does when a run is folded piece by piece with ``fold(..., extend=True)``. They live
+    and die with the list; copies and pickles leave them behind."""
+
+    __slots__ = ("derived",)
+
+    def __init__(self, records: Iterable[Any] = ()) -> None:
+        super().__init__(records)
+        self.derived: Any = None
+
+    def __reduce__(self) -> tuple[type[Records], tuple[list[Any]]]:
+        return Records, (list(self),)
 
 
 def same_ref(a: Ref, b: Ref) -> bool:
@@ -178,16 +206,23 @@ _KINDS: dict[type[Predicate], str] = {
 }
 
 
-# Recorded[X] for each predicate class: parametrising a generic model looks it up in
-# pydantic's cache on every subscript, which costs as much as building the record.
-_RECORDED: dict[type[Predicate], type[Recorded[Predicate]]] = {}
+_RECORDED: dict[type[Predicate], type[Recorded[Any]]] = {}
 
 
-def _record(entry: Entry) -> Recorded[Predicate]:
-    predicate = entry.statement.predicate
-    cls = _RECORDED.get(type(predicate))
+def record_type(kind: type[P]) -> type[Recorded[P]]:
+    """``Recorded[kind]``, made once per predicate class (subscripting a generic model
+    looks the class up again each time, which costs as much as building a record)."""
+    cls = _RECORDED.get(kind)
     if cls is None:
-        cls = _RECORDED[type(predicate)] = Recorded[type(predicate)]  # type: ignore[misc]
+        cls = _RECORDED[kind] = Recorded[kind]  # type: ignore[valid-type]
+    return cls
+
+
+def _record(entry: EntryOrRecord) -> Recorded[Predicate]:
+    predicate = entry.predicate
+    cls = _RECORDED.get(type(predicate)) or record_type(type(predicate))
+    if type(entry) is cls:  # a record of its own kind already (immutable): keep it
+        return entry  # type: ignore[return-value]
     return cls(ref=entry.ref, predicate=predicate, signer=entry.signer, roles=entry.roles)
 
 
@@ -201,7 +236,7 @@ def _time_of(predicate: Predicate) -> datetime | None:
 
 
 def fold(
-    entries: Iterable[Entry],
+    entries: Iterable[EntryOrRecord],
     *,
     run_id: str | None = None,
     into: RunState | None = None,
@@ -209,32 +244,36 @@ def fold(
 ) -> RunState:
     """Fold ledger entries into the state of one run.
 
-    ``run_id`` selects the run; without it, the first ``run`` statement's run is used.
-    Entries about other runs are skipped; organisation-scoped attestations (no run id)
-    are kept when they concern the run's organisation (or name none). ``into`` continues
-    an earlier fold. Raises :class:`RunError` only if two different runs could be meant.
+    ``entries`` are :class:`Entry` objects or records already made (see
+    :data:`EntryOrRecord`). ``run_id`` selects the run; without it, the first ``run``
+    statement's run is used. Entries about other runs are skipped; organisation-scoped
+    attestations (no run id) are kept when they concern the run's organisation (or name
+    none). ``into`` continues an earlier fold. Raises :class:`RunError` only if two
+    different runs could be meant.
 
-    With ``extend=True`` the new state takes over ``into``'s record lists and appends to
-    them instead of copying them: the cost is that of the new entries only, but ``into``
-    is used up (its lists now hold the new records too: read only the state returned).
+    With ``extend=True`` the new state takes over ``into``'s record lists (the
+    :class:`Records` a fold made) and appends to them instead of copying them: the cost
+    is that of the new entries only, and what the gate derived from them carries over;
+    but ``into`` is used up (its lists now hold the new records too: read only the state
+    returned).
     """
     base = into or RunState(run_id=run_id)
     if into is not None and run_id is not None and into.run_id not in (None, run_id):
         raise RunError(f"cannot fold run {run_id!r} into the state of run {into.run_id!r}")
     run_id = base.run_id or run_id
-    lists: dict[str, list[Recorded[Predicate]]] = {
-        name: getattr(base, name) if extend else list(getattr(base, name))
-        for name in _KINDS.values()
-    }
+    lists: dict[str, list[Recorded[Predicate]]] = {}
+    for name in _KINDS.values():
+        kept = getattr(base, name)
+        lists[name] = kept if extend and type(kept) is Records else Records(kept)
     run = base.run
     size = base.size
     latest = base.latest_time
-    pending_attestations: list[Entry] = []
+    pending_attestations: list[EntryOrRecord] = []
     for entry in entries:
         index = entry.ref.index
         if index >= size:
             size = index + 1
-        predicate = entry.statement.predicate
+        predicate = entry.predicate
         if isinstance(predicate, RunPredicate):
             if run_id is None:
                 run_id = predicate.run_id
@@ -253,13 +292,16 @@ def fold(
             run_id = owner
         if owner != run_id:
             continue
-        lists[name].append(_record(entry))
-        when = _time_of(predicate)
+        lists[name].append(entry if type(entry) is _RECORDED.get(type(predicate))
+                           else _record(entry))
+        when = getattr(predicate, "at", None)  # what _time_of finds first, mostly
+        if not isinstance(when, datetime):
+            when = _time_of(predicate)
         if when is not None and (latest is None or when > latest):
             latest = when
     org = run.predicate.org if run else None
     for entry in pending_attestations:
-        predicate = entry.statement.predicate
+        predicate = entry.predicate
         assert isinstance(predicate, AttestationPredicate)
         if predicate.org is not None and org is not None and predicate.org != org:
             continue

@@ -4,6 +4,7 @@ and `scalegate report` on real ledgers (real keys, a real witness, real subproce
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from datetime import timedelta
@@ -263,3 +264,130 @@ def test_fast_statement_parsing_agrees_with_parse_statement(stages: dict[str, Wo
                            None, None, None, True, bad)
     with pytest.raises(StatementError, match="surprise"):
         _parse(audited.kind or "", audited)
+
+
+def test_collected_records_replay_as_the_ledgers_own_entries(stages: dict[str, World]) -> None:
+    """The collector keeps each statement as the record a state keeps; replaying them must
+    give what replaying the ledger's own entries (parsed by ``parse_statement``) gives."""
+    from scalegate.audit.logcheck import audit_log
+    from scalegate.audit.runcheck import RunCollector
+    from scalegate.state import Recorded
+
+    for stage in ("paused", "ceiling"):
+        w = stages[stage]
+        collector = RunCollector()
+        audit_log(w.ws.ledger_path, w.trust(), use_state=False, workers=1, on_entry=collector)
+        records = sorted(collector.runs[RUN] + collector.org_attestations,
+                         key=lambda r: r.ref.index)
+        entries = _entries(w)
+        assert len(records) == len(entries) and not collector.malformed
+        for r, e in zip(records, entries, strict=True):
+            assert isinstance(r, Recorded) and type(r.predicate) is type(e.predicate)
+            assert (r.ref, r.predicate, r.signer, r.roles) == (e.ref, e.predicate, e.signer,
+                                                                e.roles)
+        now = w.clock.t + timedelta(hours=1)
+        assert replay_run(POLICY, records, RUN, now=now).model_dump() == \
+            replay_run(POLICY, entries, RUN, now=now).model_dump()
+
+
+def test_the_collector_reads_every_statement_as_parse_statement(
+        stages: dict[str, World]) -> None:
+    """What the collector keeps of each statement is what ``parse_statement`` reads; what
+    it cannot read it reports with parse_statement's own message."""
+    from scalegate.audit._envelopes import decode_envelope
+    from scalegate.audit.logcheck import AuditedEntry
+    from scalegate.audit.runcheck import RunCollector, _parse
+    from scalegate.errors import StatementError
+    from scalegate.ledger.statements import parse_statement
+
+    def collect(kind: str, payload: bytes, index: int = 0) -> RunCollector:
+        c = RunCollector()
+        c(AuditedEntry(index, bytes([index % 256]) * 32, b"", kind,
+                       None if kind == "policy" else RUN, None, None, None, True, payload))
+        return c
+
+    kinds: dict[str, bytes] = {}
+    for e in stages["ceiling"].ledger.entries():
+        if e.kind in ("key", "key-revocation"):
+            continue  # the log audit's, not the replay's
+        payload = decode_envelope(e.data)[1]
+        c = collect(e.kind, payload, e.index)
+        (record,) = c.policies or c.runs[RUN]
+        slow = parse_statement(payload).predicate
+        assert type(record.predicate) is type(slow) and record.predicate == slow
+        assert record.ref.index == e.index and record.ref.leaf_hash == (
+            bytes([e.index % 256]) * 32).hex()
+        kinds[e.kind] = payload
+    assert set(kinds) >= {"policy", "run", "compute", "eval", "decision", "checkpoint",
+                          "pause", "attestation", "approval", "resume"}
+    for kind, payload in kinds.items():
+        body = json.loads(payload)
+        broken = [
+            {**body, "predicate": {**body["predicate"], "surprise": 1}},
+            {**body, "subject": []},
+            {**body, "_type": "https://in-toto.io/Statement/v0.1"},
+            {k: v for k, v in body.items() if k != "_type"},
+            {("type_" if k == "_type" else k): v for k, v in body.items()},
+            {**body, "type_": body["_type"]},
+            {**body, "predicateType": "urn:scalegate:nothing:v1"},
+            {k: v for k, v in body.items() if k != "predicate"},
+        ]
+        for bad in [*(json.dumps(b).encode() for b in broken), payload[:-1], b"[]"]:
+            with pytest.raises(StatementError) as slow_error:
+                parse_statement(bad)
+            with pytest.raises(StatementError, match=re.escape(slow_error.value.message)):
+                _parse(kind, AuditedEntry(0, b"\0" * 32, b"", kind, None, None, None, None,
+                                          True, bad))
+            c = collect(kind, bad)
+            assert [m for _, m, _ in c.malformed] == [slow_error.value.message]
+            assert not c.runs and not c.policies
+    # Odd but valid JSON is read alike (the last of duplicate keys, numbers as strings, an
+    # offset time); what only parse_statement reads (a byte-order mark) it is left to.
+    text = kinds["compute"].decode()
+    as_string = text.replace('"step":', '"step":"', 1).replace(',"tokens"', '","tokens"', 1)
+    for odd in (text.replace('"step":', '"step":0,"step":', 1), as_string,
+                text.replace('Z"', '+02:00"', 1), "\ufeff" + text):
+        (record,) = collect("compute", odd.encode()).runs[RUN]
+        assert record.predicate == parse_statement(odd.encode()).predicate
+
+
+def test_the_audit_leaves_the_garbage_collector_as_it_found_it(at) -> None:
+    """The cyclic collector waits while audits run (nested or in threads: until the last
+    ends); what they made is then in the oldest generation; a process's own frozen
+    objects stay frozen."""
+    import gc
+
+    from scalegate.audit.runcheck import _no_full_collections
+
+    w = at("resumed")
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    thresholds = gc.get_threshold()
+    with _no_full_collections():
+        assert not gc.isenabled()
+        with _no_full_collections():
+            pass
+        assert not gc.isenabled()  # still held by the outer one
+        made = [[i] for i in range(10_000)]  # tracked objects, young
+    assert gc.isenabled() and gc.get_freeze_count() == 0 and gc.get_threshold() == thresholds
+    assert gc.get_count()[0] < 1_000  # not left in the youngest generation
+    assert gc.is_tracked(made[0])
+    with pytest.raises(RuntimeError), _no_full_collections():
+        raise RuntimeError("boom")
+    assert gc.isenabled()
+    assert w.audit().report.ok
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    gc.freeze()  # a process that keeps objects frozen (a pre-forking server)
+    try:
+        frozen = gc.get_freeze_count()
+        with _no_full_collections():
+            pass
+        assert gc.get_freeze_count() == frozen and gc.isenabled()
+    finally:
+        gc.unfreeze()
+    gc.disable()  # and one that runs without the collector
+    try:
+        with _no_full_collections():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

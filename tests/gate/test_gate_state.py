@@ -18,7 +18,7 @@ from scalegate.ledger.statements import (
     parse_statement,
 )
 from scalegate.policy import QuorumClause
-from scalegate.state import Entry, Recorded, fold
+from scalegate.state import Entry, Recorded, fold, record_type
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -153,3 +153,41 @@ def test_quorum_counts_keys_not_approvals_and_checks_roles() -> None:
     used, short, notes = match_quorum(clauses, approvals)
     assert len(used) == 1 and short[0][1] == 1
     assert notes == ["approval #3 by dave as 'board' not counted: the key holds researcher"]
+
+
+def test_folding_in_place_equals_folding_copies() -> None:
+    t = run_scenario(DEMO)
+    whole = fold(t.entries, run_id=t.run_id)
+    for size in (1, 2, 3, 5):
+        state = None
+        for k in range(0, len(t.entries), size):
+            before = state
+            state = fold(t.entries[k : k + size], run_id=t.run_id, into=state, extend=True)
+            if before is not None:  # the earlier state's lists were taken over, not copied
+                assert state.compute is before.compute and state.pauses is before.pauses
+        assert state == whole
+    # Without extend the earlier state is left as it was.
+    part = fold(t.entries[:4], run_id=t.run_id)
+    kept = list(part.compute)
+    fold(t.entries[4:], into=part)
+    assert part.compute == kept
+
+
+def test_records_are_folded_as_they_are() -> None:
+    t = run_scenario(DEMO)
+    state = fold(t.entries, run_id=t.run_id)
+    records = sorted([state.run, *state.compute, *state.checkpoints, *state.evals,
+                      *state.attestations, *state.decisions, *state.pauses, *state.approvals,
+                      *state.resumes, *state.notifications], key=lambda r: r.index)
+    again = fold(records, run_id=t.run_id)
+    assert again == state
+    assert all(a is b for a, b in zip(again.compute, state.compute, strict=True))
+    assert again.run is state.run
+    # Entries and records mixed, in pieces: the same state.
+    by_index = {r.index: r for r in records}
+    mixed = [by_index.get(e.ref.index, e) if i % 2 else e for i, e in enumerate(t.entries)]
+    assert any(isinstance(x, Entry) for x in mixed) and any(x in records for x in mixed)
+    assert fold(mixed[3:], into=fold(mixed[:3], run_id=t.run_id)) == state
+    assert record_type(ComputePredicate) is record_type(ComputePredicate)
+    assert record_type(ComputePredicate) is Recorded[ComputePredicate]
+    assert t.entries[0].predicate is t.entries[0].statement.predicate

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from scalegate.gate import Resumption, match_quorum, resumption
 from scalegate.ledger.statements import Ref, ResumePredicate
 from scalegate.policy import Policy
-from scalegate.state import Entry, RunState, same_ref
+from scalegate.state import EntryOrRecord, RunState, same_ref
 
 #: (kind, message, refs)
 Finding = tuple[str, str, list[Ref]]
@@ -18,12 +18,12 @@ Finding = tuple[str, str, list[Ref]]
 def check_resume(
     policy: Policy,
     state: RunState,
-    entry: Entry,
+    entry: EntryOrRecord,
     is_decision: Callable[[Ref], bool],
 ) -> tuple[list[Finding], Resumption | None]:
     """Violations of one ``resume`` given the run's ``state`` just before it; ``is_decision``
     says whether a ref names a decision of the run. Also returns the gate's resumption."""
-    p = entry.statement.predicate
+    p = entry.predicate
     assert isinstance(p, ResumePredicate)
     ref, where = entry.ref, f"resume #{entry.ref.index}"
     pause = next((x for x in state.pauses if same_ref(x.ref, p.pause)), None)

@@ -2,14 +2,17 @@
 :mod:`scalegate.audit.replay` for what is checked and why).
 
 The walk keeps the state folded so far (folding lazily, only up to where the gate is
-asked), the last compute, the pause in force (until a *valid* resumption), and the
-pause the gate requires but the trainer has not declared yet. Gate answers, recorded
-or the auditor's own, set the next lines to ask again at.
+asked, and in place: see ``fold(..., extend=True)``), the last compute, the pause in
+force (until a *valid* resumption), and the pause the gate requires but the trainer has
+not declared yet. Gate answers, recorded or the auditor's own, set the next lines to
+ask again at. The work per entry is constant (and the gate keeps its per-statement
+figures and extends them likewise), so a run replays in time linear in its length.
 """
 
 from __future__ import annotations
 
 import bisect
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from scalegate.audit._resume_check import check_resume
 from scalegate.audit.replay import ReplayedDecision, RunReplay
 from scalegate.audit.report import Violation
-from scalegate.gate import Decision, decide, resumption, rule_kind
+from scalegate.gate import Decision, decide, effective_counter, resumption, rule_kind
 from scalegate.ledger.statements import (
     AttestationPredicate,
     CheckpointPredicate,
@@ -31,12 +34,13 @@ from scalegate.ledger.statements import (
     ResumePredicate,
 )
 from scalegate.policy import Policy
-from scalegate.state import Entry, RunState, fold
+from scalegate.state import EntryOrRecord, RunState, fold
 
 _TOL = 1e-9  # relative, as the gate compares compute with its milestones
 _TRAINER_KINDS = (ComputePredicate, CheckpointPredicate, DecisionPredicate, PausePredicate,
                   ResumePredicate)
 _FAR = datetime(9999, 12, 31, tzinfo=UTC)
+_INDEX = operator.attrgetter("ref.index")
 
 
 def _reached(value: float, line: float) -> bool:
@@ -54,22 +58,16 @@ def _plus(when: datetime, delta: timedelta) -> datetime:
         return _FAR
 
 
+def _dropped(before: dict[str, float], after: dict[str, float]) -> bool:
+    """Whether a phase's FLOP went down (as :meth:`RunWalk._backwards` reports it)."""
+    for phase, flop in before.items():  # noqa: SIM110 (no generator: runs per compute)
+        if after.get(phase, 0.0) < flop * (1 - _TOL):
+            return True
+    return False
+
+
 def _flop(x: float) -> str:
     return f"{x:.3g}"
-
-
-@dataclass(frozen=True, slots=True)
-class _Where:
-    """Where the run moved to, as messages name it (formatted only if one is written)."""
-
-    what: str
-    ref: Ref
-    step: int
-    eff: float
-
-    def __str__(self) -> str:
-        return f"{self.what} #{self.ref.index} (step {self.step}" + (
-            f", {_flop(self.eff)} effective FLOP)" if self.eff >= 0 else ")")
 
 
 @dataclass(slots=True)
@@ -104,36 +102,43 @@ class _Pause:
 class RunWalk:
     """One replay of one run; :meth:`run` returns the :class:`RunReplay`."""
 
-    def __init__(self, policy: Policy, entries: Sequence[Entry], run_id: str,
+    def __init__(self, policy: Policy, entries: Sequence[EntryOrRecord], run_id: str,
                  now: datetime | None, grace: timedelta) -> None:
         self.policy, self.run_id, self.now, self.grace = policy, run_id, now, grace
-        self.entries: list[Entry] = sorted(entries, key=lambda e: e.ref.index)
-        self.indices = [e.ref.index for e in self.entries]
+        self.entries: list[EntryOrRecord] = list(entries)
+        self.indices = list(map(_INDEX, self.entries))
+        if any(map(operator.gt, self.indices, self.indices[1:])):  # not in log order yet
+            self.entries.sort(key=_INDEX)
+            self.indices.sort()
         self.state, self.folded = RunState(run_id=run_id), 0
         self.violations: list[Violation] = []
         self.seen: set[tuple[str, object]] = set()
         self.decisions: list[ReplayedDecision] = []
         self.consults = self.resumes = 0
-        self.last: _Base | None = None
+        self.last_ref: Ref | None = None  # the latest compute (with last_step, last_eff)
+        self.last_step, self.last_eff = 0, 0.0
+        self.last_tokens, self.last_flop = 0.0, {}
         self.last_pred: ComputePredicate | None = None
         self.last_totals: dict[str, float] | None = None
         self.pause: _Pause | None = None
         self.required: _Required | None = None
         self.offending = False  # a missed pause was reported since the last declared one
-        self.lines: list[float] = []
-        self.beyond_lines: list[float] = []
+        # Ask again when effective compute reaches due_at (the next milestone or ceiling,
+        # as the gate compares) or goes beyond due_past (past a due evaluation).
+        self.due_at: float | None = None
+        self.due_past: float | None = None
         self.next_time: datetime | None = None
         self.ask_next = True
-        self.after_evals: Entry | None = None  # results not yet followed by a decision
+        self.after_evals: EntryOrRecord | None = None  # results not yet followed by a decision
         self.answered_at = -1  # index of the entry the last answer was given at
         self.obligations: dict[str, tuple[Obligation, Ref | None]] = {}
         cad = policy.evaluation
         self.eval_grace = cad.grace if cad else 1.0
-        self.effective_of = policy.compute.effective_flop  # as the gate counts it
+        self.effective_of = effective_counter(policy)  # as the gate counts it
         self.reach_thresholds = [t for t in policy.compute.thresholds if t.basis == "reached"]
         self.resume_of_decision: dict[tuple[int, str], Ref] = {}
         for e in self.entries:
-            p = e.statement.predicate
+            p = e.predicate
             if isinstance(p, ResumePredicate) and p.run_id == run_id:
                 self.resume_of_decision.setdefault((p.decision.index, p.decision.leaf_hash),
                                                    p.pause)
@@ -141,8 +146,13 @@ class RunWalk:
     # --- the walk ----------------------------------------------------------------------------
 
     def run(self) -> RunReplay:
+        run_id = self.run_id
         for pos, e in enumerate(self.entries):
-            p = e.statement.predicate
+            p = e.predicate
+            if type(p) is ComputePredicate and self.after_evals is None \
+                    and p.run_id == run_id:  # most of a run: straight to it
+                self._compute(pos, e, p)
+                continue
             if isinstance(p, AttestationPredicate):
                 self._attestation(e, p)
                 continue
@@ -188,36 +198,42 @@ class RunWalk:
         self.violations.append(Violation(kind=kind, message=message, refs=refs,
                                          run_id=self.run_id))
 
-    def _entry(self, ref: Ref, cls: type[Predicate]) -> Entry | None:
+    def _entry(self, ref: Ref, cls: type[Predicate]) -> EntryOrRecord | None:
         k = bisect.bisect_left(self.indices, ref.index)
         if k == len(self.indices) or self.indices[k] != ref.index:
             return None
         e = self.entries[k]
         if e.ref.leaf_hash != ref.leaf_hash:
             return None
-        p = e.statement.predicate
+        p = e.predicate
         return e if isinstance(p, cls) and getattr(p, "run_id", None) == self.run_id else None
 
     # --- compute and checkpoints ---------------------------------------------------------------
 
-    def _compute(self, pos: int, e: Entry, p: ComputePredicate) -> None:
-        eff = self.effective_of(p.flop_by_phase)
+    def _compute(self, pos: int, e: EntryOrRecord, p: ComputePredicate) -> None:
+        # Every field read once: this runs for nearly every entry of a run.
+        ref, step, tokens, flop_by_phase, at = e.ref, p.step, p.tokens, p.flop_by_phase, p.at
+        eff = self.effective_of(flop_by_phase)
         # Regime totals only matter for thresholds on them (the gate recounts them all).
-        totals = self.policy.compute.totals(p.flop_by_phase) if self.reach_thresholds else {}
-        if self.last_pred is not None and self.last is not None and self.last.ref is not None:
-            self._backwards(self.last.ref, self.last_pred, e.ref, p)
-        if self.pause is not None or self.required is not None:
-            self._advance(e.ref, p.step, eff, p.at, "compute")
+        totals = self.policy.compute.totals(flop_by_phase) if self.reach_thresholds else {}
+        last = self.last_pred
+        if last is not None and self.last_ref is not None and (
+                step < self.last_step or tokens < self.last_tokens * (1 - _TOL)
+                or _dropped(self.last_flop, flop_by_phase)):
+            self._backwards(self.last_ref, last, ref, p)
+        if self.pause is not None or self.required is not None:  # else nothing to check
+            self._advance(ref, step, eff, at, "compute")
         prev_totals = self.last_totals
-        self.last, self.last_pred, self.last_totals = _Base(e.ref, p.step, eff), p, totals
+        self.last_ref, self.last_step, self.last_eff, self.last_pred = ref, step, eff, p
+        self.last_tokens, self.last_flop, self.last_totals = tokens, flop_by_phase, totals
         if self.pause is not None:
             return
-        due, not_before = self._due(eff, totals, prev_totals, p.at)
-        if not due or self._decided_right_after(pos, e.ref.index):
+        due, not_before = self._due(eff, totals, prev_totals, at)
+        if not due or self._decided_right_after(pos, ref.index):
             return
-        state = self.state_through(e.ref.index)
+        state = self.state_through(ref.index)
         self.consults += 1
-        self._answer(decide(self.policy, state, p.at), e.ref, state, not_before)
+        self._answer(decide(self.policy, state, at), ref, state, not_before)
 
     def _ask_after_evals(self) -> None:
         """New results change the answer: an honest supervisor decides right after them."""
@@ -227,7 +243,7 @@ class RunWalk:
             return
         state = self.state_through(e.ref.index)
         self.consults += 1
-        at = e.statement.predicate.at  # type: ignore[attr-defined]
+        at = e.predicate.at  # type: ignore[attr-defined]
         self._answer(decide(self.policy, state, at), e.ref, state, None)
 
     def _backwards(self, pref: Ref, prev: ComputePredicate, ref: Ref,
@@ -246,12 +262,13 @@ class RunWalk:
                     f"#{pref.index}: {', '.join(drops)} (compute statements are cumulative)",
                     [pref, ref])
 
-    def _checkpoint(self, e: Entry, p: CheckpointPredicate) -> None:
+    def _checkpoint(self, e: EntryOrRecord, p: CheckpointPredicate) -> None:
         self._advance(e.ref, p.step, -1.0, p.at, "checkpoint")
 
     def _advance(self, ref: Ref, step: int, eff: float, at: datetime, what: str) -> None:
         """The run moved to ``step``/``eff``: training during a pause, or past a required one?"""
-        where = _Where(what, ref, step, eff)
+        where = f"{what} #{ref.index} (step {step}" + (f", {_flop(eff)} effective FLOP)"
+                                                      if eff >= 0 else ")")
         pause = self.pause
         if pause is not None:
             if not pause.reported and pause.base.passed_by(step, eff):
@@ -289,8 +306,8 @@ class RunWalk:
         reason, until when going on is tolerated."""
         if self.ask_next or prev is None:
             return True, None
-        if any(_reached(eff, x) for x in self.lines) or any(_beyond(eff, x)
-                                                           for x in self.beyond_lines):
+        if (self.due_at is not None and eff >= self.due_at) or (
+                self.due_past is not None and eff > self.due_past):
             return True, None
         for t in self.reach_thresholds:
             if _reached(totals.get(t.regime, 0.0), t.flop) and not _reached(
@@ -304,13 +321,13 @@ class RunWalk:
         """The trainer recorded a decision on exactly this state next: its replay answers."""
         if pos + 1 >= len(self.entries):
             return False
-        p = self.entries[pos + 1].statement.predicate
+        p = self.entries[pos + 1].predicate
         return isinstance(p, DecisionPredicate) and p.run_id == self.run_id \
             and p.basis_size == index + 1
 
     # --- decisions -----------------------------------------------------------------------------
 
-    def _decision(self, e: Entry, p: DecisionPredicate) -> None:
+    def _decision(self, e: EntryOrRecord, p: DecisionPredicate) -> None:
         index, basis = e.ref.index, p.basis_size
         problems = []
         if basis > index:
@@ -320,8 +337,8 @@ class RunWalk:
             lo = bisect.bisect_left(self.indices, basis)
             hi = bisect.bisect_left(self.indices, index)
             ignored = [x for x in self.entries[lo:hi]
-                       if isinstance(x.statement.predicate, _TRAINER_KINDS)
-                       and getattr(x.statement.predicate, "run_id", None) == self.run_id]
+                       if isinstance(x.predicate, _TRAINER_KINDS)
+                       and getattr(x.predicate, "run_id", None) == self.run_id]
             if ignored:
                 problems.append(f"its basis (log size {basis}) leaves out the run's own entry "
                                 f"#{ignored[0].ref.index} before it")
@@ -373,15 +390,20 @@ class RunWalk:
         elif ans.verdict != "pause":
             self.required = None
         eff0 = ans.effective_flop
-        self.lines = [x for x in (ans.next_eval_at_flop, ans.ceiling_flop)
-                      if x is not None and not _reached(eff0, x)]
-        self.beyond_lines = []
+        lines = [x for x in (ans.next_eval_at_flop, ans.ceiling_flop)
+                 if x is not None and not _reached(eff0, x)]
+        beyond_lines = []
         for r in ans.reasons:
             kind, _, detail = r.rule.partition(":")
             if kind == "evaluation-due" and detail not in missing:
                 line = r.threshold * self.eval_grace if isinstance(r.threshold, float | int) \
                     else eff0
-                self.beyond_lines.append(max(eff0, line))
+                beyond_lines.append(max(eff0, line))
+        # _reached(eff, x) for some x is eff >= the least x·(1 - tol) (or eff > 0 for a
+        # line at 0); _beyond(eff, x) for some x is eff > the least x·(1 + tol).
+        reach = [x * (1 - _TOL) for x in lines if x > 0]
+        past = [x * (1 + _TOL) for x in beyond_lines] + [0.0 for x in lines if x <= 0]
+        self.due_at, self.due_past = min(reach, default=None), min(past, default=None)
         self.next_time = self._next_time(state, ans.at)
         self.ask_next = False
 
@@ -430,7 +452,7 @@ class RunWalk:
 
     # --- pauses and resumptions ------------------------------------------------------------------
 
-    def _pause(self, e: Entry, p: PausePredicate) -> None:
+    def _pause(self, e: EntryOrRecord, p: PausePredicate) -> None:
         where = f"pause #{e.ref.index}"
         if self._entry(p.decision, DecisionPredicate) is None:
             self._v("bad-reference", f"{where} cites entry #{p.decision.index} as its decision, "
@@ -439,13 +461,13 @@ class RunWalk:
             self._v("bad-reference", f"{where} cites entry #{p.checkpoint.index} as its "
                     f"checkpoint, but it is no checkpoint of run {self.run_id}",
                     [e.ref, p.checkpoint])
-        base = self.last or _Base(None, 0, 0.0)
+        base = _Base(self.last_ref, self.last_step, self.last_eff)
         if self.pause is not None:  # paused twice: the earlier stand-still still counts
             base = self.pause.base
         self.pause = _Pause(e.ref, base, self.pause.reported if self.pause else False)
         self.required, self.offending = None, False
 
-    def _resume(self, e: Entry) -> None:
+    def _resume(self, e: EntryOrRecord) -> None:
         self.resumes += 1
         state = self.state_through(e.ref.index - 1)
         findings, res = check_resume(self.policy, state, e, lambda r: self._entry(
@@ -454,14 +476,14 @@ class RunWalk:
             self._v(kind, message, refs)
         if res is not None and findings and res.decision is not None:
             self._expired(res.decision, e.ref)
-        p = e.statement.predicate
+        p = e.predicate
         assert isinstance(p, ResumePredicate)
         if not findings and self.pause is not None and self.pause.ref.index == p.pause.index:
             self.pause = None
             if self.answered_at < p.pause.index:
                 self.ask_next = True  # no resumption decision to take the ceiling from
 
-    def _attestation(self, e: Entry, p: AttestationPredicate) -> None:
+    def _attestation(self, e: EntryOrRecord, p: AttestationPredicate) -> None:
         sg = self.policy.safeguard(p.safeguard)
         if sg is None or set(sg.attested_by) & set(e.roles):
             return

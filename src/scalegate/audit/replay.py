@@ -33,7 +33,7 @@ from scalegate.audit.report import Violation
 from scalegate.gate import Decision
 from scalegate.ledger.statements import Ref, Verdict
 from scalegate.policy import Policy
-from scalegate.state import Entry, RunState
+from scalegate.state import EntryOrRecord, RunState
 
 __all__ = [
     "RUN_VIOLATION_KINDS",
@@ -122,7 +122,7 @@ class RunReplay(BaseModel):
 
 def replay_run(
     policy: Policy,
-    entries: Sequence[Entry],
+    entries: Sequence[EntryOrRecord],
     run_id: str,
     *,
     now: datetime | None = None,
@@ -131,7 +131,9 @@ def replay_run(
     """Replay run ``run_id`` under ``policy`` and report every violation.
 
     ``entries`` are the run's entries plus organisation-wide attestations (any order;
-    each with its signer's key name and the roles that key held). ``now`` is the audit
+    each with its signer's key name and the roles that key held), as
+    :class:`~scalegate.state.Entry` objects or as the records a state keeps (see
+    :data:`~scalegate.state.EntryOrRecord`). ``now`` is the audit
     time, against which notification deadlines are judged (default: the latest time
     the run's statements record). ``time_grace`` is :data:`TIME_GRACE`.
     """
@@ -141,7 +143,7 @@ def replay_run(
 
 
 def replay_decisions(
-    policy: Policy, entries: Sequence[Entry], run_id: str
+    policy: Policy, entries: Sequence[EntryOrRecord], run_id: str
 ) -> list[ReplayedDecision]:
     """Replay every ``decision`` of ``run_id`` in ``entries`` (all of the run's entries and
     organisation-wide attestations, any order): :func:`replay_run`'s decisions only."""

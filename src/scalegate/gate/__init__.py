@@ -7,6 +7,7 @@ missing. Both are deterministic and never read the clock: the auditor replays th
 """
 
 from scalegate.gate._decide import decide
+from scalegate.gate._measure import effective_counter
 from scalegate.gate._model import (
     OBLIGATION_KINDS,
     RULE_KINDS,
@@ -24,6 +25,7 @@ __all__ = [
     "Missing",
     "Resumption",
     "decide",
+    "effective_counter",
     "match_quorum",
     "resumption",
     "rule_kind",

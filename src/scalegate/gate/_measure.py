@@ -5,12 +5,13 @@ FLOP by phase with the policy's own regimes and multiplier, so that a policy (no
 trainer) decides what counts. Milestones compare with a relative tolerance so that a
 value written as "exactly 4x" in decimal counts as reached.
 
-The per-statement values are kept between gate calls for as long as the state's list
-of ``compute`` records is the same list (a run folded piece by piece with
-``fold(..., extend=True)``): each call then costs only the statements added since the
-last one, and "the first statement past x" is a binary search over running maxima. A
-state's lists are never changed otherwise (states are immutable), which is what makes
-reusing them sound; anything else (another list, another policy) is measured afresh.
+The per-statement values are kept with the state's list of ``compute`` records (see
+:class:`~scalegate.state.Records`) and reused by the next gate call on it, which for a
+run folded piece by piece with ``fold(..., extend=True)`` is the same list, grown: each
+call then costs only the statements added since the last one, and "the first statement
+past x" is a binary search over running maxima. A state's lists only ever grow that
+way (states are immutable otherwise), which is what makes reusing them sound; anything
+else (another list, another policy) is measured afresh.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from __future__ import annotations
 import bisect
 import threading
 from array import array
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from scalegate.ledger.statements import ComputePredicate, EvalPredicate, Reason, Ref
 from scalegate.policy import Policy
-from scalegate.state import Recorded, RunState
+from scalegate.state import Recorded, Records, RunState
 
 TOLERANCE = 1e-9
 _FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
@@ -68,16 +70,14 @@ class Finding:
 class _Series:
     """Derived values of one list of ``compute`` records under one policy, per record:
     effective compute, steps, times and (for the regimes asked about) regime totals, with
-    running maxima so that "the first record reaching x" is a binary search. Built once
-    and extended as the list grows (a state folded with ``extend=True`` keeps its lists);
-    never changed for the records it covers, so a :class:`Measures` made earlier stays
-    valid."""
+    running maxima so that "the first record reaching x" is a binary search. Kept on the
+    list (:class:`~scalegate.state.Records`) and extended as it grows; never changed for
+    the records it covers, so a :class:`Measures` made earlier stays valid."""
 
-    def __init__(self, policy: Policy, records: list[Recorded[ComputePredicate]]) -> None:
+    def __init__(self, policy: Policy) -> None:
         self.policy = policy
-        self.records = records  # held, so that its id names it while cached
-        self.n = 0
-        self.last: Recorded[ComputePredicate] | None = None
+        self.n = 0  # records covered
+        self.last: Recorded[ComputePredicate] | None = None  # the n-th, to know the list
         self.effective = array("d")
         self.peak_effective = array("d")
         self.totals: dict[str, tuple[array[float], array[float]]] = {}  # values, maxima
@@ -88,40 +88,42 @@ class _Series:
         self.irregular = False  # a NaN: maxima and bisection do not apply, scan instead
 
     def covers(self, policy: Policy, records: list[Recorded[ComputePredicate]]) -> bool:
-        """Whether this series belongs to ``records`` (the same list, grown at most)."""
-        return (self.policy is policy and self.records is records and len(records) >= self.n
+        """Whether this series is of ``records`` as they were, grown at most."""
+        return (self.policy is policy and len(records) >= self.n
                 and (self.n == 0 or records[self.n - 1] is self.last))
 
-    def extend(self) -> None:
-        records, n = self.records, self.n
+    def extend(self, records: list[Recorded[ComputePredicate]]) -> None:
+        n = self.n
         if len(records) == n:
             return
-        effective_of = self.policy.compute.effective_flop  # = totals()[regime] * multiplier
+        effective_of = effective_counter(self.policy)
         totals_of = self.policy.compute.totals
         effective, steps, times = self.effective, self.steps, self.peak_times
         for r in records[n:]:
             p = r.predicate
+            step, at = p.step, p.at
             e = effective_of(p.flop_by_phase)
             if effective and not e >= effective[-1]:
                 self.rising = False
             self._push(effective, self.peak_effective, e)
-            if steps and p.step < steps[-1]:
+            if steps and step < steps[-1]:
                 self.steps_sorted = False
-            steps.append(p.step)
-            times.append(p.at if not times or p.at > times[-1] else times[-1])
+            steps.append(step)
+            times.append(at if not times or at > times[-1] else times[-1])
             if self.totals:
                 t = totals_of(p.flop_by_phase)
                 for name, (values, peaks) in self.totals.items():
                     self._push(values, peaks, t[name])
         self.n, self.last = len(records), records[-1]
 
-    def regime(self, name: str) -> tuple[array[float], array[float]] | None:
+    def regime(self, records: list[Recorded[ComputePredicate]], name: str
+               ) -> tuple[array[float], array[float]] | None:
         """The totals of regime ``name`` and their running maxima (``None``: no such regime)."""
         got = self.totals.get(name)
         if got is None and name in self.policy.compute.regimes:
             got = self.totals[name] = (array("d"), array("d"))
             totals_of = self.policy.compute.totals
-            for r in self.records[: self.n]:
+            for r in records[: self.n]:
                 self._push(*got, totals_of(r.predicate.flop_by_phase)[name])
         return got
 
@@ -133,23 +135,36 @@ class _Series:
         peaks.append(v if not peaks or v > peaks[-1] else peaks[-1])
 
 
-_SERIES: dict[int, _Series] = {}  # by id of the records list (held by the series)
-_SERIES_KEPT = 2
-_LOCK = threading.Lock()
+def effective_counter(policy: Policy) -> Callable[[Mapping[str, float]], float]:
+    """``policy.compute.effective_flop`` as a function of FLOP by phase, with the regime
+    looked up once: the same sum of the same values in the same order (so the same
+    float) at a third of the cost, for callers that count every ``compute`` statement."""
+    regime = policy.compute.regimes.get(policy.compute.effective.regime)
+    if regime is None:  # unreachable for a validated policy
+        return lambda flop_by_phase: 0.0
+    include, zeros = tuple(regime.include), (0.0,) * len(regime.include)
+    multiplier = policy.compute.effective.multiplier
+
+    def effective(flop_by_phase: Mapping[str, float]) -> float:
+        return float(sum(map(flop_by_phase.get, include, zeros))) * multiplier
+
+    return effective
+
+
+_LOCK = threading.Lock()  # decide() may run in several threads on one state
 
 
 def _series(policy: Policy, records: list[Recorded[ComputePredicate]]) -> _Series:
-    """The series for ``records``, extended to cover all of them: reused when the same list
-    was measured before (the states of one run folded with ``extend=True`` share it)."""
+    """The series of ``records``, extended to cover all of them: the one the list carries
+    if it is still of this list and policy (a fold's :class:`~scalegate.state.Records`;
+    a state folded with ``extend=True`` keeps it), else a new one."""
     with _LOCK:
-        series = _SERIES.get(id(records))
-        if series is None or not series.covers(policy, records):
-            series = _Series(policy, records)
-            _SERIES.pop(id(records), None)
-            while len(_SERIES) >= _SERIES_KEPT:
-                del _SERIES[next(iter(_SERIES))]
-            _SERIES[id(records)] = series
-        series.extend()
+        series = getattr(records, "derived", None)
+        if not isinstance(series, _Series) or not series.covers(policy, records):
+            series = _Series(policy)
+            if isinstance(records, Records):
+                records.derived = series
+        series.extend(records)
         return series
 
 
@@ -210,7 +225,7 @@ class Measures:
         if self._s is None:
             return None
         with _LOCK:
-            return self._s.regime(name)
+            return self._s.regime(self.records, name)
 
     def effective_at_step(self, step: int, fallback: float) -> float:
         """Effective compute of the latest ``compute`` statement at or before ``step``."""
