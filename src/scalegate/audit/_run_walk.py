@@ -20,7 +20,16 @@ from datetime import UTC, datetime, timedelta
 from scalegate.audit._resume_check import check_resume
 from scalegate.audit.replay import ReplayedDecision, RunReplay
 from scalegate.audit.report import Violation
-from scalegate.gate import Decision, decide, effective_counter, resumption, rule_kind
+from scalegate.gate import (
+    Decision,
+    beyond,
+    decide,
+    effective_counter,
+    plus,
+    reached,
+    resumption,
+    rule_kind,
+)
 from scalegate.ledger.statements import (
     AttestationPredicate,
     CheckpointPredicate,
@@ -43,19 +52,8 @@ _FAR = datetime(9999, 12, 31, tzinfo=UTC)
 _INDEX = operator.attrgetter("ref.index")
 
 
-def _reached(value: float, line: float) -> bool:
-    return value > 0 if line <= 0 else value >= line * (1 - _TOL)
-
-
-def _beyond(value: float, line: float) -> bool:
-    return value > line * (1 + _TOL)
-
-
-def _plus(when: datetime, delta: timedelta) -> datetime:
-    try:
-        return when + delta
-    except OverflowError:
-        return _FAR
+# The gate's own comparisons (relative tolerance 1e-9), so replay judges as it does.
+_reached, _beyond, _plus = reached, beyond, plus
 
 
 def _dropped(before: dict[str, float], after: dict[str, float]) -> bool:

@@ -7,7 +7,7 @@ missing. Both are deterministic and never read the clock: the auditor replays th
 """
 
 from scalegate.gate._decide import decide
-from scalegate.gate._measure import effective_counter
+from scalegate.gate._measure import beyond, effective_counter, plus, reached
 from scalegate.gate._model import (
     OBLIGATION_KINDS,
     RULE_KINDS,
@@ -24,9 +24,12 @@ __all__ = [
     "Decision",
     "Missing",
     "Resumption",
+    "beyond",
     "decide",
     "effective_counter",
     "match_quorum",
+    "plus",
+    "reached",
     "resumption",
     "rule_kind",
 ]
