@@ -8,6 +8,8 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hst
 
 from scalegate.ledger.entry_check import check_entries, init_keys
 from scalegate.ledger.envelope import Envelope, Signature, add_signature
@@ -52,6 +54,27 @@ def test_fast_decoder_agrees_with_the_full_one() -> None:
 )
 def test_anything_unusual_falls_back_to_the_full_decoder(mangle) -> None:  # type: ignore[no-untyped-def]
     assert _fast_envelope(mangle(_env().to_bytes())) is None
+
+
+_SAMPLE = _env(7).to_bytes()
+# Bytes that matter to the form: quotes, escapes, base64 padding and alphabets, spaces.
+_TWEAKS = hst.sampled_from([b'"', b"\\", b"\\u0041", b"=", b"==", b"-", b"_", b"+", b"/",
+                            b" ", b"A", b"\xc3\xa9", b"{", b"}", b",", b":", b"[", b"]", b""])
+
+
+@settings(max_examples=400, deadline=None)
+@given(hst.lists(hst.tuples(hst.integers(0, len(_SAMPLE)), hst.integers(0, 3), _TWEAKS),
+                 max_size=3))
+def test_fast_decoder_never_accepts_what_the_full_one_would_not(edits) -> None:  # type: ignore[no-untyped-def]
+    data = _SAMPLE
+    for at, cut, insert in edits:
+        data = data[:at] + insert + data[at + cut:]
+    fast = _fast_envelope(data)
+    if fast is None:
+        return  # the full decoder decides
+    env = Envelope.from_bytes(data, canonical=True)  # must not raise
+    assert fast == (env.payloadType, env.payload_bytes(),
+                    [(s.keyid, s.sig_bytes()) for s in env.signatures])
 
 
 def test_check_entries_reports_each_problem_by_index() -> None:

@@ -264,7 +264,7 @@ def test_a_password_in_the_url_is_not_shown(pg_url: str) -> None:
     with Ledger.open(secret) as led:
         assert "s3cr3t" not in led.path and "***" in led.path
         assert led.verify().ok
-        assert "s3cr3t" not in led.verify().path
+        assert "s3cr3t" not in led.verify(workers=2).path  # helpers open their own connections
     with LedgerReader.open(secret) as reader:
         assert "s3cr3t" not in reader.where and reader.size() == 1
 

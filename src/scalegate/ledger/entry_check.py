@@ -19,6 +19,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from scalegate.errors import EnvelopeError, StatementError
 from scalegate.ledger.envelope import Envelope, pae, read_canonical
 from scalegate.ledger.keys import VerifierKey
@@ -50,9 +52,12 @@ def _statement_facts(payload: bytes, full: bool) -> tuple[str, str | None, Any]:
         st = parse_statement(payload)
         return st.kind, st.run_id, st.predicate if st.kind in KEY_KINDS else None
     try:
-        obj = _JSON.decode(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise StatementError(f"statement payload is not JSON: {exc}") from None
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError:  # stricter than json (NaN, huge numbers): json decides
+        try:
+            obj = _JSON.decode(payload.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise StatementError(f"statement payload is not JSON: {exc}") from None
     if not isinstance(obj, dict) or obj.get("_type") != STATEMENT_TYPE:
         raise StatementError("payload is not an in-toto Statement v1")
     ptype = obj.get("predicateType")

@@ -33,11 +33,18 @@ from scalegate.errors import (
     StatementError,
 )
 from scalegate.ledger import merkle
-from scalegate.ledger.entry_check import Checked, check_entries, init_keys
+from scalegate.ledger.chunk_check import (
+    CHUNK_LEVEL,
+    ChunkVerdict,
+    check_chunk,
+    check_level,
+    init_helper,
+)
+from scalegate.ledger.entry_check import init_keys
 from scalegate.ledger.envelope import Envelope
 from scalegate.ledger.keys import VerifierKey
 from scalegate.ledger.registry import KEY_KINDS, KeyRegistry
-from scalegate.ledger.schema import EntryRow, parse_time
+from scalegate.ledger.schema import parse_time
 from scalegate.ledger.statements import parse_statement
 
 if TYPE_CHECKING:
@@ -45,7 +52,6 @@ if TYPE_CHECKING:
 
 __all__ = ["IntegrityReport", "verify_ledger"]
 
-CHUNK_LEVEL = 14  # entries are read and checked in aligned chunks of 2**14
 _CHUNK = 1 << CHUNK_LEVEL
 _MAX_PROBLEMS = 200
 
@@ -136,32 +142,29 @@ def verify_ledger(
         pool = ProcessPoolExecutor(
             max_workers=workers,
             mp_context=multiprocessing.get_context(_START),
-            initializer=init_keys,
-            initargs=(roots, list(candidates.values())),
+            initializer=init_helper,
+            initargs=(store.url, roots, list(candidates.values())),
         )
     else:
         init_keys(roots, list(candidates.values()))
 
-    pending: collections.deque[tuple[list[EntryRow], Future[list[Checked]] | list[Checked]]]
-    pending = collections.deque()
+    pending: collections.deque[Future[ChunkVerdict] | ChunkVerdict] = collections.deque()
     tops: list[bytes] = []  # recomputed level-CHUNK_LEVEL hashes, chunk by chunk
     try:
         for a in range(0, n, _CHUNK):
             b = min(a + _CHUNK, n)
-            with store.reader() as conn:
-                rows = store.scan(conn, a, b)
-                tops.extend(_check_chunk_tree(store, conn, a, b, rows, report))
-            slim = [(r.index, r.data, r.kind, r.run_id) for r in rows]
             if pool is not None:
-                pending.append((rows, pool.submit(check_entries, slim, full)))
+                pending.append(pool.submit(check_chunk, a, b, full))
                 while len(pending) > 2 * workers:
-                    _fold(*pending.popleft(), registry, report)
+                    _fold(pending.popleft(), tops, registry, report)
             else:
-                _fold(rows, check_entries(slim, full), registry, report)
-            if progress:
+                _fold(check_chunk(a, b, full, store), tops, registry, report)
+            if progress and pool is None:
                 progress(b, n)
         while pending:
-            _fold(*pending.popleft(), registry, report)
+            _fold(pending.popleft(), tops, registry, report)
+            if progress:
+                progress(min(len(tops) * _CHUNK, n) if pending else n, n)
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -187,18 +190,24 @@ def verify_ledger(
 
 
 def _fold(
-    rows: list[EntryRow],
-    checked: Future[list[Checked]] | list[Checked],
+    verdict: Future[ChunkVerdict] | ChunkVerdict,
+    tops: list[bytes],
     registry: KeyRegistry,
     report: IntegrityReport,
 ) -> None:
-    """Apply one chunk's envelope results to the registry, in index order."""
-    results = checked.result() if isinstance(checked, Future) else checked
+    """Apply one chunk's results to the report and the registry, in index order."""
+    got = verdict.result() if isinstance(verdict, Future) else verdict
+    for problem in got.problems:
+        report.add(problem, tree=True)
+    report.nodes_checked += got.nodes_checked
+    if got.top is not None:
+        tops.append(got.top)
     verifiers = registry.verifiers()
     # Entries of one batch share their signers and append time: the last standing verdict
     # (same signer ids, same appended_at, registry unchanged) is reused as is.
     last: tuple[list[str], str, VerifierKey] | None = None
-    for row, (idx, problem, kind, signer_ids, predicate) in zip(rows, results, strict=True):
+    for (appended_at, signer_col), (idx, problem, kind, signer_ids, predicate) in zip(
+            got.columns, got.entries, strict=True):
         report.entries_checked += 1
         if problem is not None:
             report.add(problem)
@@ -214,14 +223,14 @@ def _fold(
                 signer = next((s for s in signers if s.name.split("/", 1)[0] == org), signers[0])
                 registry.apply(idx, predicate, signer)
                 verifiers, last = registry.verifiers(), None
-            elif last is not None and last[1] == row.appended_at and last[0] == signer_ids:
+            elif last is not None and last[1] == appended_at and last[0] == signer_ids:
                 signer = last[2]
             else:
-                when = parse_time(row.appended_at)
+                when = parse_time(appended_at)
                 signer = _standing_signer(signer_ids, verifiers, registry, when)
-                last = (signer_ids, row.appended_at, signer)
-            if signer.keyid != row.signer:
-                report.add(f"entry {idx}: recorded signer {row.signer} is not the key that "
+                last = (signer_ids, appended_at, signer)
+            if signer.keyid != signer_col:
+                report.add(f"entry {idx}: recorded signer {signer_col} is not the key that "
                            f"signed it ({signer.keyid}).")
         except (KeyNotAuthorized, SignatureError, KeyMaterialError, ValueError) as exc:
             report.add(f"entry {idx} ({kind}): {exc}")
@@ -244,64 +253,17 @@ def _standing_signer(
     raise problem or KeyNotAuthorized("no signer")
 
 
-def _check_chunk_tree(
-    store: Any, conn: Any, a: int, b: int, rows: list[EntryRow], report: IntegrityReport
-) -> list[bytes]:
-    """Check leaves ``[a, b)`` and their nodes up to CHUNK_LEVEL; return the top node.
-
-    Each stored hash is checked against the stored hashes (or data) right below it, so
-    a tampered row is reported where it is, and all checks together tie every stored
-    node to the entry bytes.
-    """
-    if [r.index for r in rows] != list(range(a, b)):
-        have = {r.index for r in rows}
-        gone = [i for i in range(a, b) if i not in have]
-        report.add(f"entries {gone[:5]}{'…' if len(gone) > 5 else ''} are missing.", tree=True)
-    cur = []
-    for r in rows:
-        if merkle.leaf_hash(r.data) != r.leaf_hash:
-            report.add(f"entry {r.index}: its stored leaf hash is not the hash of its data; "
-                       "the entry or its hash was altered.", tree=True)
-        cur.append(r.leaf_hash)
-    for level in range(1, CHUNK_LEVEL + 1):
-        cur = _check_level(store, conn, level, a >> level, cur, report)
-        if not cur:
-            break
-    return cur if b - a == _CHUNK else []
-
-
-def _check_level(
-    store: Any, conn: Any, level: int, first: int, below: list[bytes], report: IntegrityReport
-) -> list[bytes]:
-    """Check the stored nodes of ``level`` over the (stored) hashes ``below``; return them."""
-    want = [merkle.node_hash(below[i], below[i + 1]) for i in range(0, len(below) - 1, 2)]
-    if not want:
-        return []
-    stored = dict(store.nodes_at(conn, level, first, first + len(want)))
-    out = []
-    for i, h in enumerate(want):
-        got = stored.get(first + i)
-        report.nodes_checked += 1
-        if got != h:
-            report.add(_node_problem(level, first + i, got), tree=True)
-        out.append(h if got is None else got)
-    return out
-
-
 def _check_upper_levels(
     store: Any, conn: Any, tops: list[bytes], n: int, report: IntegrityReport
 ) -> None:
     cur, level = tops, CHUNK_LEVEL
+    problems: list[str] = []
     while len(cur) > 1:
         level += 1
-        cur = _check_level(store, conn, level, 0, cur, report)
-
-
-def _node_problem(level: int, idx: int, stored: bytes | None) -> str:
-    if stored is None:
-        return f"tree node (level {level}, index {idx}) is missing."
-    return (f"tree node (level {level}, index {idx}) is not the hash of the two nodes below "
-            "it; the tree was altered.")
+        cur = check_level(store, conn, level, 0, cur, problems)
+        report.nodes_checked += len(cur)
+    for problem in problems:
+        report.add(problem, tree=True)
 
 
 def _check_checkpoints(

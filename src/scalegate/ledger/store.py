@@ -248,6 +248,12 @@ class LedgerStore:
         """Release every database connection."""
         self.engine.dispose()
 
+    @property
+    def url(self) -> str:
+        """The URL that opens this store again, password included (never show it; see
+        :attr:`where`): helper processes open their own connections with it."""
+        return self.engine.url.render_as_string(hide_password=False)
+
     # --- reading ---------------------------------------------------------------------------
 
     @contextmanager
