@@ -81,6 +81,21 @@ def test_helper_processes_agree_with_one_process(tmp_path: Path) -> None:
     two = _audit(lab, workers=2, use_state=False)
     assert one.ok and two.ok
     assert (one.root_hash, one.counts) == (two.root_hash, two.counts)
+    # Helpers read their chunks themselves: what they find in altered bytes is the same.
+    bad = lab.copy("altered.db")
+    _sql(bad, "UPDATE entries SET data = replace(data, 'eyJ', 'eyK') WHERE idx = 3000")
+    _sql(bad, "DELETE FROM nodes WHERE level = 3 AND idx = 300")
+    _sql(bad, "DELETE FROM entries WHERE idx = 4100")
+    one = audit_log(bad, lab.trust(), use_state=False, workers=1)
+    two = audit_log(bad, lab.trust(), use_state=False, workers=2)
+    assert {"leaf-hash", "tree-node", "entry-missing"} <= set(one.violation_counts)
+    assert one.violations == two.violations and one.counts == two.counts
+    # ... and so is what a second audit may take from the state file.
+    state = tmp_path / "auditor.json"
+    first = audit_log(lab.path, lab.trust(), state_path=state, workers=2)
+    again = audit_log(lab.path, lab.trust(), state_path=state, workers=2)
+    assert first.ok and again.ok and again.counts[
+        "signatures verified by an earlier audit (same bytes, same keys)"] == 4096
     lab.ledger.close()
 
 

@@ -63,16 +63,20 @@ class LedgerReader:
     """The raw tables of a ledger, read in one snapshot. Use :meth:`open` and :meth:`close`."""
 
     def __init__(self, where: str) -> None:
-        self.where = where
+        self.where = where  # for messages (a password masked)
+        self.location = where  # what opens it again (a password included: never show it)
 
     @staticmethod
     def open(location: str | os.PathLike[str]) -> LedgerReader:
         """Open ``location`` (an SQLite file, or an SQLAlchemy URL) read-only."""
         loc = os.fspath(location)
         if "://" in loc and not loc.startswith("sqlite:///"):
-            return _SqlAlchemyReader(loc)
-        path = Path(loc[len("sqlite:///") :] if loc.startswith("sqlite:///") else loc)
-        return _SqliteReader(path)
+            reader: LedgerReader = _SqlAlchemyReader(loc)
+        else:
+            reader = _SqliteReader(Path(loc[len("sqlite:///"):] if loc.startswith("sqlite:///")
+                                        else loc))
+        reader.location = loc
+        return reader
 
     def _q(self, sql: str, args: dict[str, Any] | None = None) -> list[Any]:
         raise NotImplementedError

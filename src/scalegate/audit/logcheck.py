@@ -35,11 +35,11 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-from scalegate.audit import _envelopes
+from scalegate.audit import _chunk, _envelopes
 from scalegate.audit._checkpoints import StoredCheckpoint, verify_stored_checkpoints
-from scalegate.audit._reader import LedgerReader, Row
+from scalegate.audit._chunk import ChunkAudit, Prior
+from scalegate.audit._reader import LedgerReader
 from scalegate.audit._seen import (
     SeenCheckpoint,
     VerifiedChunks,
@@ -86,7 +86,9 @@ class AuditedEntry:
     ``authentic`` is true when the envelope is well formed and validly signed by a key
     in standing (a trusted root for key statements, else a registered key valid at
     ``appended_at``); ``signer`` is that registered key (``None`` for key statements
-    and unauthentic entries). ``leaf_hash`` is recomputed from ``data``.
+    and unauthentic entries). ``leaf_hash`` is recomputed from the entry bytes.
+    ``payload`` is the decoded statement when the envelope decoded; ``data`` holds the
+    entry bytes only when it did not (the audit does not copy what it already decoded).
     """
 
     index: int
@@ -243,75 +245,61 @@ class _LogAudit:
         pool = None
         if self.workers > 1 and n >= _MIN_PARALLEL:
             pool = ProcessPoolExecutor(
-                max_workers=self.workers, initializer=_envelopes.set_candidates,
-                initargs=(candidates,), mp_context=multiprocessing.get_context(
+                max_workers=self.workers, initializer=_chunk.init_helper,
+                initargs=(self.reader.location, candidates),
+                mp_context=multiprocessing.get_context(
                     "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"))
         else:
             _envelopes.set_candidates(candidates)
         self.clean = bytearray(-(-n // 8))
-        pending: collections.deque[tuple[list[Row | None], list[bytes], Any]] = collections.deque()
+        pending: collections.deque[tuple[int, Future[ChunkAudit]]] = collections.deque()
         try:
             for a in range(0, n, _CHUNK):
                 b = min(a + _CHUNK, n)
-                rows = self._rows(a, b)
-                leaves = tree.chunk(a, rows)
-                known = self._known(a, rows, tree.last_top, prior, known_bits)
-                present = [(r[0], r[2]) for r in rows if r is not None]
+                args = (a, b, tree.wanted(a, b), self.full, self.payloads,
+                        _prior(prior, known_bits, a, b))
                 if pool is not None:
-                    pending.append((rows, leaves, pool.submit(
-                        _envelopes.check_entries, present, self.full, self.payloads, known)))
+                    pending.append((a, pool.submit(_chunk.audit_chunk, *args)))
                     while len(pending) > 2 * self.workers:
-                        self._fold(*pending.popleft())
+                        self._fold(*pending.popleft(), tree)
                 else:
-                    self._fold(rows, leaves, _envelopes.check_entries(
-                        present, self.full, self.payloads, known))
-                if self.progress:
+                    self._fold(a, _chunk.audit_chunk(*args, reader=self.reader), tree)
+                if self.progress and pool is None:
                     self.progress(b, n)
             while pending:
-                self._fold(*pending.popleft())
+                self._fold(*pending.popleft(), tree)
+                if self.progress:
+                    self.progress(pending[0][0] if pending else n, n)
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
         return digest
 
-    def _known(self, a: int, rows: list[Row | None], top: bytes | None,
-               prior: VerifiedChunks | None, bits: bytes) -> list[bool] | None:
-        """Which rows of the chunk at ``a`` an earlier audit verified (``None``: none)."""
-        if top is not None and len(self.tops) == a // _CHUNK:
-            self.tops.append(top)  # the record covers whole chunks from the start only
-        c = a // _CHUNK
-        if prior is None or top is None or c >= len(prior.tops) or \
-                base64.b64decode(prior.tops[c]) != top:
-            return None
-        known = [bool(bits[i >> 3] >> (i & 7) & 1) for i in range(a, a + len(rows))]
-        self.report.count("signatures verified by an earlier audit (same bytes, same keys)",
-                          sum(known))
-        return known
+    # --- the in-order fold ---------------------------------------------------------------------
 
-    def _rows(self, a: int, b: int) -> list[Row | None]:
-        out: list[Row | None] = [None] * (b - a)
-        for r in self.reader.entries(a, b):
-            out[r[0] - a] = r
-        gone = [a + i for i, r in enumerate(out) if r is None]
+    def _fold(self, a: int, got: Future[ChunkAudit] | ChunkAudit, tree: TreeAudit) -> None:
+        result = got.result() if isinstance(got, Future) else got
+        columns, chunk_tree, checked = result.columns, result.tree, result.checked
+        gone = [a + i for i, c in enumerate(columns) if c is None]
         if gone:
             self.report.violation(
                 "entry-missing", f"entries {_span(gone)} are missing from the log; the tree "
                 "cannot be recomputed.")
-        return out
-
-    # --- the in-order fold ---------------------------------------------------------------------
-
-    def _fold(self, rows: list[Row | None], leaves: list[bytes], checked: Any) -> None:
-        results = checked.result() if isinstance(checked, Future) else checked
-        it = iter(results)
-        clean = self.clean
-        for row, leaf in zip(rows, leaves, strict=True):
+        tree.add(chunk_tree)
+        if chunk_tree.whole and len(self.tops) == a // _CHUNK:
+            self.tops.append(chunk_tree.top)  # type: ignore[arg-type]  # whole chunks from 0
+        if result.reused:
+            self.report.count("signatures verified by an earlier audit (same bytes, same keys)",
+                              result.reused)
+        it = iter(checked)
+        leaves, undecoded, clean = chunk_tree.leaves, result.undecoded, self.clean
+        for row, leaf in zip(columns, leaves, strict=True):
             if row is not None:
                 res = next(it)
-                self._entry(row, leaf, res)
+                self._entry(row, leaf, res, undecoded)
                 if res[1] is None and not res[7] and 0 <= row[0] < 8 * len(clean):
                     clean[row[0] >> 3] |= 1 << (row[0] & 7)
-        self.report.count("entries", len(results))
+        self.report.count("entries", len(checked))
         self.report.count("signatures", self.signatures)
         self.signatures = 0
 
@@ -320,14 +308,15 @@ class _LogAudit:
         self.report.violation(kind, message, [Ref(index=at[0], leaf_hash=at[1].hex())],
                               run_id=run_id)
 
-    def _entry(self, row: Row, leaf: bytes, res: _envelopes.Checked) -> None:
-        idx, _, data, kind_col, run_col, signer_col, at_col = row
+    def _entry(self, row: _chunk.Columns, leaf: bytes, res: _envelopes.Checked,
+               undecoded: dict[int, bytes]) -> None:
+        idx, kind_col, run_col, signer_col, at_col = row
         _, bad_kind, bad_msg, kind, run_id, facts, verified, failed = res
         at = (idx, leaf)  # made into a Ref only if a violation needs one
         when = self._time(idx, at_col, at)
         if bad_kind is not None:
             self._v(bad_kind, f"entry {idx}: {bad_msg}.", at)
-            self._emit(idx, leaf, data, None, None, when, None, None, False)
+            self._emit(idx, leaf, undecoded.get(idx, b""), None, None, when, None, None, False)
             return
         if kind_col != kind or run_col != run_id:
             self._v("index-mismatch", f"entry {idx}: its kind/run columns ({kind_col}, "
@@ -343,7 +332,7 @@ class _LogAudit:
         if ok and keyid != signer_col:
             self._v("index-mismatch", f"entry {idx}: the signer column says {signer_col}, "
                     f"but it was signed by {keyid}.", at, run_id=run_id)
-        self._emit(idx, leaf, data, kind, run_id, when, keyid, reg, ok, facts.get("payload"))
+        self._emit(idx, leaf, b"", kind, run_id, when, keyid, reg, ok, facts.get("payload"))
 
     def _emit(self, idx: int, leaf: bytes, data: bytes, kind: str | None, run_id: str | None,
               when: datetime | None, keyid: str | None, reg: RegisteredKey | None,
@@ -467,6 +456,14 @@ class _LogAudit:
         for name, kinds in _GROUPS.items():
             bad = sum(rep.violation_counts.get(k, 0) for k in kinds)
             rep.check(name, bad == 0, holds[name] if not bad else f"{bad} violation(s)")
+
+
+def _prior(prior: VerifiedChunks | None, bits: bytes, a: int, b: int) -> Prior | None:
+    """The earlier audit's record of the whole chunk ``[a, b)``, if it has one."""
+    c = a // _CHUNK
+    if prior is None or b - a != _CHUNK or c >= len(prior.tops) or len(bits) < b >> 3:
+        return None
+    return Prior(base64.b64decode(prior.tops[c]), bits[a >> 3 : b >> 3])
 
 
 def _iso(t: datetime) -> str:
