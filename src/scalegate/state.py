@@ -269,11 +269,21 @@ def fold(
     size = base.size
     latest = base.latest_time
     pending_attestations: list[EntryOrRecord] = []
+    compute, compute_record = lists["compute"], record_type(ComputePredicate)
     for entry in entries:
         index = entry.ref.index
         if index >= size:
             size = index + 1
         predicate = entry.predicate
+        # Most of a run: its compute records, folded as they are (what the general path
+        # below does for them, without its lookups).
+        if type(entry) is compute_record and run_id is not None \
+                and predicate.run_id == run_id:
+            compute.append(entry)
+            when = predicate.at
+            if latest is None or when > latest:
+                latest = when
+            continue
         if isinstance(predicate, RunPredicate):
             if run_id is None:
                 run_id = predicate.run_id

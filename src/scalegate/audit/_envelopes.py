@@ -37,6 +37,7 @@ from scalegate.ledger.statements import STATEMENT_TYPE, kind_of, parse_statement
 
 # keyid -> the public keys named for it (roots and keys in key statements)
 _CANDIDATES: dict[str, tuple[bytes, ...]] = {}
+_PAIRS: dict[str, tuple[tuple[str, bytes], ...]] = {}
 
 #: (idx, problem kind, problem message, kind, run_id, facts, verified, failed) where
 #: verified/failed are ``(keyid, public key)`` pairs.
@@ -59,8 +60,10 @@ def check_signatures(items: Sequence[SignatureCheck]) -> list[bool]:
 
 def set_candidates(candidates: dict[str, tuple[bytes, ...]]) -> None:
     """Install the candidate keys (process initializer for helpers; direct call in-process)."""
-    global _CANDIDATES
+    global _CANDIDATES, _PAIRS
     _CANDIDATES = candidates
+    # One (keyid, public) object per key: verdicts pickle it once per chunk, then refer to it.
+    _PAIRS = {k: tuple((k, pub) for pub in pubs) for k, pubs in candidates.items()}
 
 
 def candidate_keys(
@@ -188,7 +191,8 @@ def check_entries(
     the same bytes under the same candidate keys: the verdicts are taken as then.
     """
     out: list[Checked] = []
-    todo: list[tuple[int, str, bytes, bytes, bytes]] = []  # (pos, keyid, public, message, sig)
+    todo: list[tuple[int, tuple[str, bytes], bytes, bytes]] = []  # pos, (keyid, public), msg, sig
+    pairs = _PAIRS
     for i, (idx, data) in enumerate(rows):
         try:
             ptype, payload, sigs = decode_envelope(data)
@@ -200,14 +204,14 @@ def check_entries(
             facts["payload"] = payload
         verified: list[tuple[str, bytes]] = []
         if known is not None and known[i]:
-            verified = [(keyid, pub) for keyid, _ in sigs for pub in _CANDIDATES.get(keyid, ())]
+            verified = [pair for keyid, _ in sigs for pair in pairs.get(keyid, ())]
         else:
             message = pae(ptype, payload)
             for keyid, sig in sigs:
-                for public in _CANDIDATES.get(keyid, ()):
-                    todo.append((len(out), keyid, public, message, sig))
+                for pair in pairs.get(keyid, ()):
+                    todo.append((len(out), pair, message, sig))
         out.append((idx, None, None, kind, run_id, facts, verified, []))
-    verdicts = check_signatures([(pub, msg, sig) for _, _, pub, msg, sig in todo])
-    for (pos, keyid, public, _, _), ok in zip(todo, verdicts, strict=True):
-        (out[pos][6] if ok else out[pos][7]).append((keyid, public))
+    verdicts = check_signatures([(pair[1], msg, sig) for _, pair, msg, sig in todo])
+    for (pos, pair, _, _), ok in zip(todo, verdicts, strict=True):
+        (out[pos][6] if ok else out[pos][7]).append(pair)
     return out

@@ -49,7 +49,12 @@ def _int(value: Any) -> int:
 
 def _row(r: Any) -> Row:
     i, leaf, data, kind, run, signer, at = r
-    # Fast path for what an untampered SQLite file holds; coerce anything else.
+    # Fast path for what an untampered SQLite file holds (the driver's own tuple as is);
+    # coerce anything else.
+    if type(r) is tuple and type(i) is int and type(leaf) is bytes and type(data) is bytes \
+            and type(kind) is str and type(signer) is str and type(at) is str \
+            and (run is None or type(run) is str):
+        return r  # type: ignore[no-any-return]
     if type(leaf) is not bytes or type(data) is not bytes:
         leaf, data = blob(leaf), blob(data)
     if type(kind) is not str or type(signer) is not str or type(at) is not str or (

@@ -179,6 +179,7 @@ class _LogAudit:
         self.progress = progress
         self.signers = SignerCheck(trust, self._v, report)
         self.latest_time: datetime | None = None
+        self._last_text, self._last_time = "", datetime.min  # the last appended_at parsed
         self.time_at: dict[int, datetime] = {}  # size -> latest entry time before it
         self.signatures = 0
         self.prior: VerifiedChunks | None = None  # verdicts of this auditor's last audit
@@ -264,12 +265,8 @@ class _LogAudit:
                         self._fold(*pending.popleft(), tree)
                 else:
                     self._fold(a, _chunk.audit_chunk(*args, reader=self.reader), tree)
-                if self.progress and pool is None:
-                    self.progress(b, n)
             while pending:
                 self._fold(*pending.popleft(), tree)
-                if self.progress:
-                    self.progress(pending[0][0] if pending else n, n)
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
@@ -302,6 +299,8 @@ class _LogAudit:
         self.report.count("entries", len(checked))
         self.report.count("signatures", self.signatures)
         self.signatures = 0
+        if self.progress:
+            self.progress(a + len(columns), self.report.size)
 
     def _v(self, kind: str, message: str, at: tuple[int, bytes], *,
            run_id: str | None = None) -> None:
@@ -342,15 +341,21 @@ class _LogAudit:
                                        payload))
 
     def _time(self, idx: int, text: str, at: tuple[int, bytes]) -> datetime | None:
-        try:
-            when = datetime.fromisoformat(text)
-            if when.utcoffset() is None:
-                raise ValueError("no UTC offset")
-        except ValueError:
-            self._v("index-mismatch", f"entry {idx}: appended_at {text[:40]!r} is not an "
-                    "RFC 3339 time.", at)
-            return None
+        if text == self._last_text:  # entries of one batch share their time
+            when = self._last_time
+        else:
+            try:
+                when = datetime.fromisoformat(text)
+                if when.utcoffset() is None:
+                    raise ValueError("no UTC offset")
+            except ValueError:
+                self._v("index-mismatch", f"entry {idx}: appended_at {text[:40]!r} is not an "
+                        "RFC 3339 time.", at)
+                return None
+            self._last_text, self._last_time = text, when
         latest = self.latest_time
+        if when == latest and idx + 1 not in self.time_sizes:
+            return when
         if latest is not None and when < latest - CLOCK_SKEW:
             self._v("time-order", f"entry {idx} was appended at {_iso(when)}, before an "
                     f"earlier entry's {_iso(latest)}.", at)

@@ -148,23 +148,27 @@ def verify_ledger(
     else:
         init_keys(roots, list(candidates.values()))
 
-    pending: collections.deque[Future[ChunkVerdict] | ChunkVerdict] = collections.deque()
+    pending: collections.deque[Future[ChunkVerdict]] = collections.deque()
     tops: list[bytes] = []  # recomputed level-CHUNK_LEVEL hashes, chunk by chunk
+
+    def take(verdict: Future[ChunkVerdict] | ChunkVerdict) -> None:
+        _fold(verdict, tops, registry, report)
+        if progress:
+            progress(min(report.entries_checked, n), n)
+
     try:
         for a in range(0, n, _CHUNK):
             b = min(a + _CHUNK, n)
-            if pool is not None:
-                pending.append(pool.submit(check_chunk, a, b, full))
-                while len(pending) > 2 * workers:
-                    _fold(pending.popleft(), tops, registry, report)
-            else:
-                _fold(check_chunk(a, b, full, store), tops, registry, report)
-            if progress and pool is None:
-                progress(b, n)
+            if pool is None:
+                take(check_chunk(a, b, full, store))
+                continue
+            pending.append(pool.submit(check_chunk, a, b, full))
+            while len(pending) > 2 * workers:
+                take(pending.popleft())
         while pending:
-            _fold(pending.popleft(), tops, registry, report)
-            if progress:
-                progress(min(len(tops) * _CHUNK, n) if pending else n, n)
+            take(pending.popleft())
+        if progress:
+            progress(n, n)  # also when entries were missing
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
