@@ -42,6 +42,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from ed25519_floor import cli_verify, floor
 from scalegate.audit import TrustFile, Witness, witness_ledger
 from scalegate.audit.runcheck import audit_ledger
 from scalegate.ledger import merkle
@@ -178,28 +179,6 @@ def data_kind(data: bytes) -> str:
     return json.loads(payload)["predicateType"].split(":")[2]
 
 
-def _verify_same(n: int) -> float:
-    """Seconds of ``n`` Ed25519 checks (the bulk backend) in this process."""
-    from scalegate.ledger.signature_pool import BULK_BACKEND, check_signatures
-
-    msg = b"x" * 700  # about a statement's PAE
-    sig = TRAINER.sign(msg)
-    items = [(TRAINER.vkey.public, msg, sig)] * n
-    t = time.perf_counter()
-    assert all(check_signatures(items, BULK_BACKEND))
-    return time.perf_counter() - t
-
-
-def floor(workers: int, sample: int = 40_000) -> float:
-    """Seconds that 10^6 signature checks alone take on ``workers`` processes right now
-    (``sample`` of them timed, scaled): the audit's floor, to read its times against."""
-    ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(workers) as pool:
-        t = time.perf_counter()
-        pool.map(_verify_same, [sample // workers] * workers)
-        return (time.perf_counter() - t) / sample * 1e6
-
-
 def _cpu() -> float:
     """CPU seconds used by this process and its finished children (load-independent-ish)."""
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
@@ -290,13 +269,9 @@ def main() -> None:
                 rows.append((f"speed-up with 2 processes at {n:,} (with replay)",
                              f"×{per['with replay', 1] / per['with replay', 2]:.2f}"))
             if not args.no_reference:
-                with Ledger.open(path) as led:
-                    base = floor(2)
-                    t = time.perf_counter()
-                    ok = led.verify().ok
-                    secs = time.perf_counter() - t
-                    base = (base + floor(2)) / 2
-                rows.append((f"reference: `ledger verify` of {n:,} ({'ok' if ok else 'FAILED'})",
+                secs, _, base, ok = cli_verify(path)
+                rows.append((f"reference: `scalegate ledger verify` of {n:,} "
+                             f"({'ok' if ok else 'FAILED'}; a fresh process)",
                              f"{secs:,.1f} s = {secs / n * 1e5:,.2f} s per 10^5; "
                              f"{secs / n * 1e6 / base:.2f}× the Ed25519 floor ({base:.0f} s)"))
     finally:

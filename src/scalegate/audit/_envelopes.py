@@ -25,15 +25,13 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import orjson
-
 from scalegate.errors import StatementError
 from scalegate.ledger.envelope import PAYLOAD_TYPE, pae, read_canonical
 from scalegate.ledger.keys import VerifierKey
 from scalegate.ledger.registry import KEY_KINDS
 from scalegate.ledger.signature_pool import BULK_BACKEND, SignatureCheck
 from scalegate.ledger.signature_pool import check_signatures as _check
-from scalegate.ledger.statements import STATEMENT_TYPE, kind_of, parse_statement
+from scalegate.ledger.statements import STATEMENT_TYPE, json_value, kind_of, parse_statement
 
 # keyid -> the public keys named for it (roots and keys in key statements)
 _CANDIDATES: dict[str, tuple[bytes, ...]] = {}
@@ -147,12 +145,9 @@ def decode_envelope(data: bytes) -> tuple[str, bytes, list[tuple[str, bytes]]]:
 def read_statement(payload: bytes, full: bool) -> tuple[str, str | None, dict[str, Any]]:
     """``(kind, run_id, facts)``; facts hold what the in-order checks need."""
     try:
-        obj = orjson.loads(payload)
-    except orjson.JSONDecodeError:  # stricter than json (NaN, huge numbers): json decides
-        try:
-            obj = json.loads(payload)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise Malformed("statement-malformed", f"the statement is not JSON ({exc})") from None
+        obj = json_value(payload)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise Malformed("statement-malformed", f"the statement is not JSON ({exc})") from None
     if type(obj) is not dict or obj.get("_type") != STATEMENT_TYPE:
         raise Malformed("statement-malformed", "the payload is not an in-toto Statement v1")
     ptype = obj.get("predicateType")

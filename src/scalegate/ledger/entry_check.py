@@ -19,21 +19,18 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
 from scalegate.errors import EnvelopeError, StatementError
 from scalegate.ledger.envelope import Envelope, pae, read_canonical
 from scalegate.ledger.keys import VerifierKey
 from scalegate.ledger.registry import KEY_KINDS
 from scalegate.ledger.signature_pool import BULK_BACKEND, check_signatures
-from scalegate.ledger.statements import PREDICATES, STATEMENT_TYPE, parse_statement
+from scalegate.ledger.statements import PREDICATES, STATEMENT_TYPE, json_value, parse_statement
 
 __all__ = ["Checked", "check_entries", "init_keys"]
 
 # (index, problem or None, kind, keyids whose signatures verified, key predicate or None)
 Checked = tuple[int, str | None, str, list[str], Any]
 
-_JSON = json.JSONDecoder()
 _KINDS = {cls.predicate_type(): kind for kind, cls in PREDICATES.items()}
 _ROOTS: dict[str, VerifierKey] = {}
 _CANDIDATES: dict[str, VerifierKey] = {}
@@ -52,12 +49,9 @@ def _statement_facts(payload: bytes, full: bool) -> tuple[str, str | None, Any]:
         st = parse_statement(payload)
         return st.kind, st.run_id, st.predicate if st.kind in KEY_KINDS else None
     try:
-        obj = orjson.loads(payload)
-    except orjson.JSONDecodeError:  # stricter than json (NaN, huge numbers): json decides
-        try:
-            obj = _JSON.decode(payload.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise StatementError(f"statement payload is not JSON: {exc}") from None
+        obj = json_value(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StatementError(f"statement payload is not JSON: {exc}") from None
     if not isinstance(obj, dict) or obj.get("_type") != STATEMENT_TYPE:
         raise StatementError("payload is not an in-toto Statement v1")
     ptype = obj.get("predicateType")

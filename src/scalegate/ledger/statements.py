@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
+import orjson
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -443,10 +445,28 @@ def _describe(err: ValidationError) -> str:
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
+_LONG_DIGITS = re.compile(rb"[0-9]{20}")
+
+
+def json_value(payload: bytes) -> Any:
+    """``json.loads(payload)``, through orjson (several times faster) wherever the two agree.
+
+    orjson refuses what only :mod:`json` accepts (``NaN``, lone surrogates, a BOM): those
+    go to :mod:`json`, which also raises the errors. Integers beyond 64 bits orjson
+    would read as floats, so payloads with 20 digits in a row go to :mod:`json` too.
+    """
+    if not _LONG_DIGITS.search(payload):
+        try:
+            return orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(payload)
+
+
 def parse_statement(payload: bytes) -> Statement:
     """Parse and validate a DSSE payload as a scalegate statement; raise ``StatementError``."""
     try:
-        data = json.loads(payload)
+        data = json_value(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise StatementError(f"statement payload is not JSON: {exc}") from None
     if not isinstance(data, dict):
