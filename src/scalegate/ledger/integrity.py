@@ -7,8 +7,9 @@ hash from the stored entry bytes and every stored interior node from the level b
 log signature, origin and root, verifies every envelope's signature and re-folds the
 key registry in log order (a signer must have been registered before the entry and be
 valid at the entry's ``appended_at``), and compares the folded registry with the
-``keys`` cache. Signature checks, the dominant cost, run in ``workers`` processes
-while this process reads and hashes.
+``keys`` cache. The log is taken in aligned chunks, each read, hashed and checked by
+one of ``workers`` helper processes with its own read connection
+(:mod:`~scalegate.ledger.chunk_check`); this process folds their verdicts in log order.
 
 Trust roots are the ones recorded in the ledger (log verifier key, organisation roots);
 an outside auditor pins its own instead (``scalegate verify``).
