@@ -108,9 +108,6 @@ def verify_ledger(
     """
     start = time.perf_counter()
     store = ledger.store
-    # SQLite's page-level check reads the whole file in C without the GIL: overlap it.
-    damage_check = ThreadPoolExecutor(max_workers=1)
-    damage_future = damage_check.submit(store.structure_problems)
     with store.reader() as conn:
         n = store.size_in(conn)
         counts = store.node_counts(conn)
@@ -146,8 +143,14 @@ def verify_ledger(
             initializer=init_helper,
             initargs=(store.url, roots, list(candidates.values())),
         )
+        pool.submit(os.getpid)  # starts (forks) the helpers now, before the thread below
     else:
         init_keys(roots, list(candidates.values()))
+    # SQLite's page-level check reads the whole file in C without the GIL: overlap it. Its
+    # thread starts after the helpers are forked: a fork while it holds one of SQLite's
+    # mutexes would leave a helper's own SQLite deadlocked.
+    damage_check = ThreadPoolExecutor(max_workers=1)
+    damage_future = damage_check.submit(store.structure_problems)
 
     pending: collections.deque[Future[ChunkVerdict]] = collections.deque()
     tops: list[bytes] = []  # recomputed level-CHUNK_LEVEL hashes, chunk by chunk
