@@ -131,8 +131,10 @@ def audit_log(
     findings. See the module docstring for what is checked.
 
     ``state_path`` is the auditor's state file (default :func:`default_state_path`);
-    with ``use_state=False`` no state is read or written. ``workers`` processes check
-    signatures (default: one per core; small logs are checked in-process). ``full``
+    with ``use_state=False`` no state is read or written. ``workers`` processes read and
+    check the entries (default: one per core; small logs are checked in-process). They
+    are forked where the platform can and open the ledger themselves: in a program whose
+    other threads use SQLite meanwhile, pass ``workers=1``. ``full``
     validates every predicate with its model, not only what the log-level checks use.
     ``report`` is extended if given (for a caller that has its own checks).
     """

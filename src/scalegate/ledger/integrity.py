@@ -101,10 +101,12 @@ def verify_ledger(
 ) -> IntegrityReport:
     """Check everything in ``ledger`` (see the module docstring); never raises on findings.
 
-    ``workers`` processes check signatures (default: one per core, none for small
-    logs). ``full=False`` validates only the envelope, kind and run of non-key
-    statements instead of every predicate field. ``progress(done, total)`` is called
-    after each chunk.
+    ``workers`` processes read and check the chunks (default: one per core, none for
+    small logs); they are forked where the platform can and open the ledger themselves,
+    so in a program whose other threads use SQLite meanwhile, pass ``workers=1``.
+    ``full=False`` validates only the envelope, kind and run of non-key statements
+    instead of every predicate field. ``progress(done, total)`` is called after each
+    chunk.
     """
     start = time.perf_counter()
     store = ledger.store
