@@ -78,8 +78,10 @@ def test_helper_processes_agree_with_one_process(tmp_path: Path) -> None:
     lab = make_lab(tmp_path, computes=4200)
     lab.checkpoint()
     one = _audit(lab, workers=1, use_state=False)
-    two = _audit(lab, workers=2, use_state=False)
+    seen: list[int] = []
+    two = _audit(lab, workers=2, use_state=False, progress=lambda done, _: seen.append(done))
     assert one.ok and two.ok
+    assert seen == sorted(seen) and seen[-1] == lab.ledger.size  # chunk by chunk, to the end
     assert (one.root_hash, one.counts) == (two.root_hash, two.counts)
     # Helpers read their chunks themselves: what they find in altered bytes is the same.
     bad = lab.copy("altered.db")

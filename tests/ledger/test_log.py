@@ -243,6 +243,16 @@ def test_verify_passes_on_an_honest_ledger(world: World) -> None:
     assert report.root == merkle.root([e.leaf_hash for e in world.ledger.entries()])
 
 
+def test_verify_reports_progress_up_to_the_whole_log(world: World) -> None:
+    _fill(world, 30)
+    for workers in (1, 2):
+        seen: list[tuple[int, int]] = []
+        assert world.ledger.verify(workers=workers, progress=lambda d, t, s=seen: s.append(
+            (d, t))).ok
+        done = [d for d, _ in seen]
+        assert done == sorted(done) and seen[-1] == (world.ledger.size, world.ledger.size)
+
+
 def test_verify_in_helper_processes_agrees(world: World) -> None:
     _fill(world, 40)
     world.ledger.append(sign_statement(KeyRevocationPredicate(
