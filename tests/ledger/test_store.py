@@ -209,3 +209,15 @@ def test_sqlite_runs_in_wal_with_full_sync(tmp_path: Path) -> None:
         assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert c.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
         assert c.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 10_000
+
+
+def test_a_path_with_url_syntax_in_it_is_a_path(tmp_path: Path) -> None:
+    # '#', '%20', '?' and spaces mean something in a URL; in a file name they are letters.
+    odd = tmp_path / "lab #1 %20 é ?x=1"
+    odd.mkdir()
+    led, _ = _ledger(odd / "my ledger.db", 40)
+    assert sorted(p.name for p in odd.iterdir() if p.suffix == ".db") == ["my ledger.db"]
+    assert led.verify(workers=2).ok  # helper processes reopen it by the same path
+    led.close()
+    with Ledger.open(odd / "my ledger.db") as again:
+        assert again.size == 40

@@ -143,7 +143,7 @@ def verify_ledger(
             max_workers=workers,
             mp_context=multiprocessing.get_context(_START),
             initializer=init_helper,
-            initargs=(store.url, roots, list(candidates.values())),
+            initargs=(store.location, roots, list(candidates.values())),
         )
         pool.submit(os.getpid)  # starts (forks) the helpers now, before the thread below
     else:

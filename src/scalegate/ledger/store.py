@@ -33,7 +33,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from scalegate.errors import StoreError
@@ -104,7 +104,7 @@ def shown_location(location: str) -> str:
 _shown = shown_location
 
 
-def _location(path: str | os.PathLike[str]) -> tuple[str, Path | None]:
+def _location(path: str | os.PathLike[str]) -> tuple[str | URL, Path | None]:
     """An SQLAlchemy URL and, for SQLite files, the file path."""
     text = os.fspath(path)
     if "://" in text:
@@ -112,7 +112,8 @@ def _location(path: str | os.PathLike[str]) -> tuple[str, Path | None]:
             return text, Path(text[len("sqlite:///") :])
         return text, None
     p = Path(text)
-    return f"sqlite:///{p}", p
+    # Built, not formatted: a path may hold what a URL string would read as syntax (#, %, ?).
+    return URL.create("sqlite", database=str(p)), p
 
 
 def _check_sqlite_file(p: Path) -> None:
@@ -161,13 +162,14 @@ class LedgerStore:
     def __init__(self, engine: Engine, where: str) -> None:
         self.engine = engine
         self.where = where
+        self._location = where
         self._is_sqlite = engine.dialect.name == "sqlite"
 
     # --- opening ---------------------------------------------------------------------------
 
     @classmethod
-    def _engine(cls, url: str) -> Engine:
-        if url.startswith("sqlite"):
+    def _engine(cls, url: str | URL) -> Engine:
+        if make_url(url).get_backend_name() == "sqlite":
             engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
 
             @event.listens_for(engine, "connect")
@@ -201,6 +203,7 @@ class LedgerStore:
             if not p.parent.is_dir():
                 raise StoreError(f"cannot create a ledger at {p}: no directory {p.parent}.")
         store = cls(cls._engine(url), str(p) if p is not None else _shown(url))
+        store._location = os.fspath(location)
         try:
             if p is None and cls._has_schema(store.engine):
                 store.engine.dispose()
@@ -231,6 +234,7 @@ class LedgerStore:
         if p is not None:
             _check_sqlite_file(p)
         store = cls(cls._engine(url), str(p) if p is not None else _shown(url))
+        store._location = os.fspath(location)
         try:
             meta = store.meta()
         except StoreError:
@@ -249,10 +253,10 @@ class LedgerStore:
         self.engine.dispose()
 
     @property
-    def url(self) -> str:
-        """The URL that opens this store again, password included (never show it; see
-        :attr:`where`): helper processes open their own connections with it."""
-        return self.engine.url.render_as_string(hide_password=False)
+    def location(self) -> str:
+        """What opens this store again (the path, or the URL with its password: never
+        show it; see :attr:`where`): helper processes open their own connections with it."""
+        return self._location
 
     # --- reading ---------------------------------------------------------------------------
 
