@@ -80,6 +80,11 @@ class Supervisor:
     on ``pause`` the supervisor has already saved the checkpoint (through
     ``save_checkpoint`` or the model's ``state_dict``) and declared the pause, and every
     later ``step`` raises :class:`RunPaused`.
+
+    ``state`` is the run as folded so far. The supervisor extends it in place as it
+    appends (so the gate's per-statement figures carry over and an append costs the
+    same at the millionth compute statement as at the first): read the current
+    ``state``, and copy what you need from it rather than keep an old one.
     """
 
     def __init__(
@@ -456,7 +461,7 @@ class Supervisor:
             Entry(ref=_ref(r), statement=s, signer=self.key.name, roles=self._roles)
             for r, s in zip(results, statements, strict=True)
         ]
-        self.state = fold(entries, run_id=self.run_id, into=self.state)
+        self.state = fold(entries, run_id=self.run_id, into=self.state, extend=True)
         self._mine.update(r.index for r in results)
         return results
 

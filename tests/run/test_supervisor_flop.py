@@ -173,6 +173,24 @@ def test_compute_is_recorded_in_batches_not_every_step(world, tmp_path: Path) ->
     assert state.compute[-1].predicate.tokens == 110
 
 
+def test_the_state_grows_in_place_so_the_gate_keeps_its_figures(world, tmp_path: Path) -> None:
+    # Folding into a copy made every append re-derive the gate's figures from all compute
+    # statements: 257 ms per append and decision at 10^5 statements, against 0.24 ms.
+    ws, clock = world
+    sup = _open(ws, clock, tmp_path, [])
+    for _ in range(6):
+        sup.step(tokens=10, flop=1e9)
+    records = sup.state.compute
+    figures = records.derived  # what the gate derived from them at its last decision
+    assert figures is not None
+    for _ in range(10):
+        sup.step(tokens=10, flop=1e9)
+    assert sup.state.compute is records and len(records) > 3
+    assert records.derived is figures  # extended, not made again
+    fresh = load_state(ws.ledger, "run-1")
+    assert [r.predicate for r in fresh.compute] == [r.predicate for r in records]
+
+
 def test_ledger_refusal_fails_closed(world, tmp_path: Path) -> None:
     ws, clock = world
     sup = _open(ws, clock, tmp_path, [])
