@@ -34,7 +34,6 @@ from scalegate.ledger.signature_pool import check_signatures as _check
 from scalegate.ledger.statements import STATEMENT_TYPE, json_value, kind_of, parse_statement
 
 # keyid -> the public keys named for it (roots and keys in key statements)
-_CANDIDATES: dict[str, tuple[bytes, ...]] = {}
 _PAIRS: dict[str, tuple[tuple[str, bytes], ...]] = {}
 
 #: (idx, problem kind, problem message, kind, run_id, facts, verified, failed) where
@@ -58,8 +57,7 @@ def check_signatures(items: Sequence[SignatureCheck]) -> list[bool]:
 
 def set_candidates(candidates: dict[str, tuple[bytes, ...]]) -> None:
     """Install the candidate keys (process initializer for helpers; direct call in-process)."""
-    global _CANDIDATES, _PAIRS
-    _CANDIDATES = candidates
+    global _PAIRS
     # One (keyid, public) object per key: verdicts pickle it once per chunk, then refer to it.
     _PAIRS = {k: tuple((k, pub) for pub in pubs) for k, pubs in candidates.items()}
 

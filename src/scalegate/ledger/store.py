@@ -159,10 +159,12 @@ class LedgerStore:
     SQLAlchemy URL. Write through :meth:`writer`; everything else reads.
     """
 
-    def __init__(self, engine: Engine, where: str) -> None:
+    def __init__(self, engine: Engine, where: str, location: str | None = None) -> None:
         self.engine = engine
         self.where = where
-        self._location = where
+        #: What opens this store again (the path, or the URL with its password: never
+        #: show it; see :attr:`where`): helper processes open their own connections with it.
+        self.location = location or where
         self._is_sqlite = engine.dialect.name == "sqlite"
 
     # --- opening ---------------------------------------------------------------------------
@@ -202,8 +204,8 @@ class LedgerStore:
                 )
             if not p.parent.is_dir():
                 raise StoreError(f"cannot create a ledger at {p}: no directory {p.parent}.")
-        store = cls(cls._engine(url), str(p) if p is not None else _shown(url))
-        store._location = os.fspath(location)
+        store = cls(cls._engine(url), str(p) if p is not None else _shown(url),
+                    os.fspath(location))
         try:
             if p is None and cls._has_schema(store.engine):
                 store.engine.dispose()
@@ -233,8 +235,8 @@ class LedgerStore:
         url, p = _location(location)
         if p is not None:
             _check_sqlite_file(p)
-        store = cls(cls._engine(url), str(p) if p is not None else _shown(url))
-        store._location = os.fspath(location)
+        store = cls(cls._engine(url), str(p) if p is not None else _shown(url),
+                    os.fspath(location))
         try:
             meta = store.meta()
         except StoreError:
@@ -251,12 +253,6 @@ class LedgerStore:
     def close(self) -> None:
         """Release every database connection."""
         self.engine.dispose()
-
-    @property
-    def location(self) -> str:
-        """What opens this store again (the path, or the URL with its password: never
-        show it; see :attr:`where`): helper processes open their own connections with it."""
-        return self._location
 
     # --- reading ---------------------------------------------------------------------------
 
