@@ -45,6 +45,7 @@ _LAZY = {
     "Probe": "scalegate.evals",
     "Suite": "scalegate.evals",
     "InspectEvaluation": "scalegate.evals",
+    "publish_policy": "scalegate.governance",
     "attest": "scalegate.governance",
     "approve": "scalegate.governance",
     "resume": "scalegate.governance",

@@ -1,4 +1,5 @@
-"""The people side of a pause: attest a safeguard, approve a resumption, resume.
+"""The people side of a policy and of a pause: publish the policy, attest a safeguard,
+approve a resumption, resume.
 
 Each call signs one statement with the caller's own key and appends it; the gate's
 :func:`~scalegate.gate.resumption` decides whether a resumption is allowed and, if
@@ -20,19 +21,48 @@ from scalegate.ledger.merkle import leaf_hash
 from scalegate.ledger.statements import (
     ApprovalPredicate,
     AttestationPredicate,
+    PolicyPredicate,
     Ref,
     ResumePredicate,
     now_utc,
     sign_statement,
 )
 from scalegate.policy import Policy
-from scalegate.runs import policy_of_run, require_run
+from scalegate.runs import policy_entry, policy_of_run, require_run
 
 Clock = Callable[[], datetime]
 
 
 def _ref(result: AppendResult) -> Ref:
     return Ref(index=result.index, leaf_hash=result.leaf_hash.hex())
+
+
+def publish_policy(ledger: Ledger, key: SigningKey, policy: Policy) -> tuple[Ref, bool]:
+    """Publish ``policy`` in the ledger, signed by one of the people it names as approving
+    it (a role in ``governance.policy_change``); returns the entry and whether it is new.
+
+    Runs cite the published document by digest, so the trainer runs under the policy its
+    approvers signed (an auditor's trust file can require exactly that: ``roles: {policy:
+    [...]}``). Publishing a document already in the ledger returns its entry.
+    """
+    digest = policy.digest()
+    existing = policy_entry(ledger, digest)
+    if existing is not None:
+        return Ref(index=existing.index, leaf_hash=existing.leaf_hash.hex()), False
+    approvers = list(dict.fromkeys(
+        r for clause in policy.governance.policy_change for r in clause.any_of))
+    reg = ledger.registry().get(key.vkey.keyid)
+    held = tuple(reg.roles) if reg else ()
+    if not set(held) & set(approvers):
+        raise RunError(
+            f"{key.name} may not publish policy {policy.id} {policy.version}: it holds "
+            f"{', '.join(held) or 'no roles'}, and the policy names "
+            f"{' or '.join(approvers)} as who approves it (governance.policy_change).",
+            hint="Publish it with the key of someone in one of those roles.",
+        )
+    pred = PolicyPredicate(policy_id=policy.id, version=policy.version, digest=digest,
+                           document=policy.document())
+    return _ref(ledger.append(sign_statement(pred, key))), True
 
 
 def evidence_digest(evidence: str | Path | bytes | None) -> str | None:

@@ -167,7 +167,9 @@ class Supervisor:
         optimizer: Any = None,
         record_interval: float = 10.0,
     ) -> Supervisor:
-        """Register ``run_id`` under ``policy`` (signed ``policy`` + ``run`` statements) or
+        """Register ``run_id`` under ``policy`` (a signed ``run`` statement citing the
+        ``policy`` statement that publishes it: the one its approvers published with
+        :func:`~scalegate.governance.publish_policy`, else one signed with ``key``) or
         reopen it. Reopening a paused run that has no valid resumption raises
         :class:`RunPaused` listing what is missing; reopening under a different policy
         raises :class:`RunError`.

@@ -1,4 +1,4 @@
-"""`scalegate policy ...`: list, check, explain and compare policies."""
+"""`scalegate policy ...`: list, check, explain, compare and publish policies."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from scalegate.cli._console import console, print_error
+from scalegate.cli._ledger import LedgerOpt
 from scalegate.errors import PolicyError
 
 app = typer.Typer(
-    help="Policies as code: list the bundled ones, check a file, explain or compare them.",
+    help="Policies as code: list the bundled ones, check a file, explain or compare them, "
+    "publish one in a ledger.",
     no_args_is_help=True,
 )
 
@@ -98,6 +100,28 @@ def check(
         )
     if failed:
         raise typer.Exit(1)
+
+
+@app.command("publish")
+def publish(
+    policy: str = typer.Argument(..., help="A bundled policy name or a policy file."),
+    key: Path = typer.Option(..., "--key", "-k", help="Your private key file (mode 0600): "
+                             "a role the policy names under governance.policy_change."),
+    ledger: str | None = LedgerOpt,
+) -> None:
+    """Publish a policy in the ledger, signed by one of its approvers; runs cite it."""
+    from scalegate.governance import publish_policy
+    from scalegate.ledger.keys import SigningKey
+    from scalegate.ledger.log import Ledger, default_ledger_path
+    from scalegate.policy import load_policy
+
+    doc = load_policy(policy)
+    signer = SigningKey.load(key)
+    with Ledger.open(ledger if ledger is not None else default_ledger_path()) as led:
+        ref, new = publish_policy(led, signer, doc)
+    what = f"{doc.id} {doc.version} (digest {doc.digest()[:12]}…)"
+    console.print(f"published {what} as entry {ref.index}, signed by {signer.name}" if new
+                  else f"{what} is already published, as entry {ref.index}", highlight=False)
 
 
 @app.command("explain")

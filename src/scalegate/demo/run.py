@@ -25,7 +25,7 @@ from scalegate.demo.evaluations import DANGEROUS_EVAL, demo_suite
 from scalegate.demo.workspace import Workspace, create_workspace
 from scalegate.errors import RunError
 from scalegate.gate import Decision
-from scalegate.governance import approve, attest, resume
+from scalegate.governance import approve, attest, publish_policy, resume
 from scalegate.ledger.statements import CheckpointPredicate
 from scalegate.manifest import manifest_of
 from scalegate.policy import Policy, load_policy
@@ -218,6 +218,9 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> bool:
     try:
         console.print(f"workspace {opts.dir}: keys for root, log, trainer, ciso, rso, board; "
                       f"ledger with {demo.ws.ledger.size} key registrations")
+        ref, _ = publish_policy(demo.ws.ledger, demo.ws.key("rso"), demo.policy)
+        console.print(f"RSO publishes policy {demo.policy.id} {demo.policy.version} "
+                      f"(entry #{ref.index}); the run will cite it")
         trainer = DemoTrainer(demo.config, seed=demo.seed)
         per_step = count(trainer.model, trainer.batch(), _demo_loss).model_flop
         sup = demo._open(trainer, planned=per_step * demo.config.budget_steps)

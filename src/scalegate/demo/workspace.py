@@ -26,8 +26,11 @@ PEOPLE: dict[str, tuple[str, ...]] = {
 
 
 #: statement kinds only the trainer (the supervisor's key) signs in the demo.
-TRAINER_KINDS = ("policy", "run", "compute", "checkpoint", "eval", "decision", "pause", "resume",
+TRAINER_KINDS = ("run", "compute", "checkpoint", "eval", "decision", "pause", "resume",
                  "notification")
+#: who publishes policies in the demo organisation (the bundled demo policy and the
+#: examples' name these roles under ``governance.policy_change``).
+POLICY_APPROVERS = ("rso", "board")
 
 
 @dataclass
@@ -95,9 +98,10 @@ def _write_trust(path: Path, origin: str, log_key: SigningKey, org: str, root: S
         log=TrustedLog(origin=origin, key=log_key.vkey.text()),
         org_roots={org: [root.vkey.text()]},
         # Who may sign what (DESIGN.md's table); attestations and approvals are checked
-        # against the run's policy by replay. The supervisor publishes the run's policy
-        # with the trainer's key.
-        roles={kind: ["trainer"] for kind in TRAINER_KINDS},
+        # against the run's policy by replay. Policies are published by their approvers
+        # (`scalegate policy publish`), not by the trainer.
+        roles={**{kind: ["trainer"] for kind in TRAINER_KINDS},
+               "policy": list(POLICY_APPROVERS)},
     )
     path.write_text(trust.to_yaml())
 
