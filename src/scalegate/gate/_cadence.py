@@ -82,90 +82,104 @@ def cadence_findings(
 ) -> CadenceResult:
     """Evaluation-due and evaluation-missing findings, the next milestone, the ids due now."""
     cad = policy.evaluation
-    info = eval_info(policy, state, m)
+    c = _Cadence(m, eval_info(policy, state, m), cad.grace if cad else 1.0,
+                 cad.on_missing if cad else "pause")
     every = _tightest([cad.every if cad else None] + [lv.on_alert.every for lv in alerted])
     interval = _tightest_time(
         [cad.max_interval if cad else None] + [lv.on_alert.max_interval for lv in alerted]
     )
-    first_at = cad.first_at if cad else None
-    grace = cad.grace if cad else 1.0
-    on_missing = cad.on_missing if cad else "pause"
-    cur = m.current
-    findings: list[Finding] = []
-    due: dict[str, None] = {}
-    milestones: dict[str, float] = {}
-
-    def missing(rule: str, ids: list[str], k: int, j: int, what: str) -> None:
-        findings.append(
-            Finding(
-                on_missing,
-                Reason(
-                    rule=f"evaluation-missing:{rule}",
-                    message=f"evaluation {', '.join(ids)} was due ({what}, entry "
-                    f"#{m.ref(k).index}) and the run trained on to {flop(m.effective_of(j))} "
-                    f"effective FLOP (entry #{m.ref(j).index}) without it",
-                    threshold=None,
-                    observed=m.effective_of(j),
-                    refs=[m.ref(k), m.ref(j)],
-                ),
-                missing_kind="evaluation",
-                missing_items=ids,
-                missing_message=f"a successful evaluation {', '.join(ids)} of the checkpoint "
-                f"at the pause ({what})",
-            )
-        )
-
-    # -- every x of effective compute --
     if every is not None:
+        c.by_compute(every, cad.first_at if cad else None)
+    if interval is not None:
+        start = state.started_at or (state.compute[0].predicate.at if state.compute else None)
+        c.by_time(interval, start, now)
+    for crossing in crossed:
+        c.by_threshold(crossing)
+    next_eval = min(c.milestones.values()) if c.milestones else None
+    return CadenceResult(c.findings, next_eval, list(c.due), c.milestones)
+
+
+@dataclass
+class _Cadence:
+    """The findings of one gate call, rule by rule (compute, time, thresholds)."""
+
+    m: Measures
+    info: dict[str, EvalInfo]
+    grace: float
+    on_missing: str
+    findings: list[Finding] = field(default_factory=list)
+    due: dict[str, None] = field(default_factory=dict)
+    milestones: dict[str, float] = field(default_factory=dict)
+
+    def due_now(self, rule: str, ids: list[str], message: str, threshold: float | str,
+                observed: float | str, refs: list[Ref]) -> None:
+        """Evaluations ``ids`` are due now (``evaluation-due:<rule>``)."""
+        self.findings.append(Finding(
+            "evaluate",
+            Reason(rule=f"evaluation-due:{rule}", message=message, threshold=threshold,
+                   observed=observed, refs=refs),
+            missing_kind="evaluation", missing_items=ids,
+        ))
+        self.due.update(dict.fromkeys(ids))
+
+    def missing(self, rule: str, ids: list[str], k: int, j: int, what: str) -> None:
+        """Due at entry ``k`` (for ``what``), the run trained on to entry ``j`` without them."""
+        m = self.m
+        self.findings.append(Finding(
+            self.on_missing,
+            Reason(
+                rule=f"evaluation-missing:{rule}",
+                message=f"evaluation {', '.join(ids)} was due ({what}, entry "
+                f"#{m.ref(k).index}) and the run trained on to {flop(m.effective_of(j))} "
+                f"effective FLOP (entry #{m.ref(j).index}) without it",
+                threshold=None,
+                observed=m.effective_of(j),
+                refs=[m.ref(k), m.ref(j)],
+            ),
+            missing_kind="evaluation",
+            missing_items=ids,
+            missing_message=f"a successful evaluation {', '.join(ids)} of the checkpoint "
+            f"at the pause ({what})",
+        ))
+
+    def by_compute(self, every: float, first_at: float | None) -> None:
+        """Every ``every`` x of effective compute (the first at ``first_at``)."""
+        m, info, milestones = self.m, self.info, self.milestones
         for eid, ev in info.items():
             if ev.level is not None and ev.level > 0:
                 milestones[eid] = ev.level * every
             else:
                 milestones[eid] = first_at if first_at is not None else 0.0
+        cur = m.current
         now_due = [e for e, ms in milestones.items() if reached(cur, ms)]
-        if now_due:
-            line = min(milestones[e] for e in now_due)
-            k = m.first_effective(line)
-            assert k is not None
-            basis = [info[e].level for e in now_due if info[e].level]
-            since = (
-                f"{every:g}x the last evaluated {flop(min(basis))}"  # type: ignore[type-var]
-                if basis
-                else "the first evaluation"
-            )
-            refs = [m.ref(k)] + [info[e].level_ref for e in now_due if info[e].level_ref]
-            findings.append(
-                Finding(
-                    "evaluate",
-                    Reason(
-                        rule="evaluation-due:compute",
-                        message=f"evaluation {', '.join(now_due)} due: effective compute "
-                        f"{flop(cur)} reached the milestone {flop(line)} ({since})",
-                        threshold=line,
-                        observed=cur,
-                        refs=[r for r in refs if r is not None],
-                    ),
-                    missing_kind="evaluation",
-                    missing_items=now_due,
-                )
-            )
-            due.update(dict.fromkeys(now_due))
-            late = []
-            for e in now_due:
-                ke = m.first_effective(milestones[e])
-                if ke is None:
-                    continue
-                j = m.trained_past(ke, max(m.effective_of(ke), milestones[e] * grace))
-                if j is not None:
-                    late.append((e, ke, j))
-            if late:
-                ids = [e for e, _, _ in late]
-                missing("compute", ids, late[0][1], late[0][2],
-                        f"milestone {flop(min(milestones[e] for e in ids))} effective FLOP")
+        if not now_due:
+            return
+        line = min(milestones[e] for e in now_due)
+        k = m.first_effective(line)
+        assert k is not None
+        basis = [info[e].level for e in now_due if info[e].level]
+        since = (f"{every:g}x the last evaluated {flop(min(basis))}"  # type: ignore[type-var]
+                 if basis else "the first evaluation")
+        refs = [m.ref(k)] + [info[e].level_ref for e in now_due if info[e].level_ref]
+        self.due_now("compute", now_due, f"evaluation {', '.join(now_due)} due: effective "
+                     f"compute {flop(cur)} reached the milestone {flop(line)} ({since})",
+                     line, cur, [r for r in refs if r is not None])
+        late = []
+        for e in now_due:
+            ke = m.first_effective(milestones[e])
+            if ke is None:
+                continue
+            j = m.trained_past(ke, max(m.effective_of(ke), milestones[e] * self.grace))
+            if j is not None:
+                late.append((e, ke, j))
+        if late:
+            ids = [e for e, _, _ in late]
+            self.missing("compute", ids, late[0][1], late[0][2],
+                         f"milestone {flop(min(milestones[e] for e in ids))} effective FLOP")
 
-    # -- at most max_interval apart --
-    if interval is not None:
-        start = state.started_at or (state.compute[0].predicate.at if state.compute else None)
+    def by_time(self, interval: timedelta, start: datetime | None, now: datetime) -> None:
+        """At most ``interval`` apart (the first ``interval`` after the run's ``start``)."""
+        m, info = self.m, self.info
         time_due = []
         for eid, ev in info.items():
             base = ev.last_time or start
@@ -174,76 +188,47 @@ def cadence_findings(
             due_at = plus(base, interval)
             if now >= due_at:
                 time_due.append((eid, base, due_at))
-        if time_due:
-            ids = [e for e, _, _ in time_due]
-            first_due = min(d for _, _, d in time_due)
-            oldest = min(b for _, b, _ in time_due)
-            findings.append(
-                Finding(
-                    "evaluate",
-                    Reason(
-                        rule="evaluation-due:time",
-                        message=f"evaluation {', '.join(ids)} due: more than "
-                        f"{format_duration(interval)} since {oldest:%Y-%m-%d %H:%M} UTC",
-                        threshold=first_due.isoformat(),
-                        observed=now.isoformat(),
-                        refs=[info[e].level_ref for e in ids if info[e].level_ref],  # type: ignore[misc]
-                    ),
-                    missing_kind="evaluation",
-                    missing_items=ids,
-                )
-            )
-            due.update(dict.fromkeys(ids))
-            late = []
-            for e, _, due_at in time_due:
-                k = m.first_at_or_after(due_at)
-                if k is None:
-                    continue
-                j = m.trained_past(k, m.effective_of(k))
-                if j is not None:
-                    late.append((e, k, j))
-            if late:
-                missing("time", [e for e, _, _ in late], late[0][1], late[0][2],
-                        f"{format_duration(interval)} since the last evaluation")
+        if not time_due:
+            return
+        ids = [e for e, _, _ in time_due]
+        first_due = min(d for _, _, d in time_due)
+        oldest = min(b for _, b, _ in time_due)
+        self.due_now("time", ids, f"evaluation {', '.join(ids)} due: more than "
+                     f"{format_duration(interval)} since {oldest:%Y-%m-%d %H:%M} UTC",
+                     first_due.isoformat(), now.isoformat(),
+                     [r for r in (info[e].level_ref for e in ids) if r is not None])
+        late = []
+        for e, _, due_at in time_due:
+            k = m.first_at_or_after(due_at)
+            if k is None:
+                continue
+            j = m.trained_past(k, m.effective_of(k))
+            if j is not None:
+                late.append((e, k, j))
+        if late:
+            self.missing("time", [e for e, _, _ in late], late[0][1], late[0][2],
+                         f"{format_duration(interval)} since the last evaluation")
 
-    # -- thresholds with action `evaluate` --
-    for c in crossed:
-        t = c.threshold
+    def by_threshold(self, c: Crossing) -> None:
+        """A compute threshold with action ``evaluate`` was crossed (within its window)."""
+        t, m = c.threshold, self.m
         if t.action != "evaluate":
-            continue
+            return
         if t.window is not None and (c.when is None or not t.window.contains(c.when)):
-            continue
+            return
         line = m.effective_of(c.index) if c.index is not None else 0.0
-        ids = [
-            e for e, ev in info.items()
-            if ev.level is None or (line > 0 and not reached(ev.level, line))
-        ]
+        ids = [e for e, ev in self.info.items()
+               if ev.level is None or (line > 0 and not reached(ev.level, line))]
         if not ids:
-            continue
-        findings.append(
-            Finding(
-                "evaluate",
-                Reason(
-                    rule=f"evaluation-due:threshold/{t.id}",
-                    message=f"evaluation {', '.join(ids)} due: compute threshold {t.id} "
-                    f"({t.regime} {t.basis} {flop(c.observed)} >= {flop(t.flop)} FLOP)",
-                    threshold=t.flop,
-                    observed=c.observed,
-                    refs=[c.ref] if c.ref else [],
-                ),
-                missing_kind="evaluation",
-                missing_items=ids,
-            )
-        )
-        due.update(dict.fromkeys(ids))
+            return
+        self.due_now(f"threshold/{t.id}", ids, f"evaluation {', '.join(ids)} due: compute "
+                     f"threshold {t.id} ({t.regime} {t.basis} {flop(c.observed)} >= "
+                     f"{flop(t.flop)} FLOP)", t.flop, c.observed, [c.ref] if c.ref else [])
         k = c.index if c.index is not None else (0 if len(m) else None)
         if k is not None:
-            j = m.trained_past(k, max(m.effective_of(k), line * grace))
+            j = m.trained_past(k, max(m.effective_of(k), line * self.grace))
             if j is not None:
-                missing(f"threshold/{t.id}", ids, k, j, f"compute threshold {t.id}")
-
-    next_eval = min(milestones.values()) if milestones else None
-    return CadenceResult(findings, next_eval, list(due), milestones)
+                self.missing(f"threshold/{t.id}", ids, k, j, f"compute threshold {t.id}")
 
 
 def reevaluation_missing(
