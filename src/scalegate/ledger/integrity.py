@@ -45,7 +45,7 @@ from scalegate.ledger.entry_check import init_keys
 from scalegate.ledger.envelope import Envelope
 from scalegate.ledger.keys import VerifierKey
 from scalegate.ledger.registry import KEY_KINDS, KeyRegistry
-from scalegate.ledger.schema import parse_time
+from scalegate.ledger.schema import EntryRow, parse_time
 from scalegate.ledger.statements import parse_statement
 
 if TYPE_CHECKING:
@@ -117,9 +117,31 @@ def verify_ledger(
         cached_keys = store.load_keys(conn)
         checkpoints = store.checkpoints(conn)
     report = IntegrityReport(ledger.path, ledger.origin, n)
+    registry = KeyRegistry(ledger.org_roots)
+    if workers is None:  # helper processes pay off from a few chunks on
+        workers = (os.cpu_count() or 1) if n >= 4 * _CHUNK else 1
+    tops = _check_chunks(ledger, n, _candidate_keys(key_rows), max(1, workers), full,
+                         registry, report, progress)
+    with store.reader() as conn:
+        _check_upper_levels(store, conn, tops, n, report)
+        for level, count in sorted(counts.items()):
+            want = n >> level
+            if count != want:
+                report.add(f"tree level {level} holds {count} node(s); a tree of {n} entries "
+                           f"has {want}.", tree=True)
+        if report.tree_ok:
+            report.root = ledger._root_in(conn, n)
+    _check_checkpoints(ledger, checkpoints, n, report)
+    if registry != KeyRegistry(ledger.org_roots, cached_keys):
+        report.add("the keys table (registry cache) differs from the key statements in the log.")
+    report.keys = len(registry)
+    report.seconds = time.perf_counter() - start
+    return report
 
-    # Every public key any key statement names: signatures are checked against these,
-    # standing is decided by the ordered fold below.
+
+def _candidate_keys(key_rows: list[EntryRow]) -> list[str]:
+    """Every public key any key statement names: signatures are checked against these,
+    standing is decided by the ordered fold."""
     candidates: dict[str, str] = {}
     for r in key_rows:
         try:
@@ -128,11 +150,18 @@ def verify_ledger(
             candidates.setdefault(vk.keyid, vk.text())
         except (EnvelopeError, StatementError, KeyMaterialError):
             continue  # reported when the entry itself is checked
+    return list(candidates.values())
+
+
+def _check_chunks(
+    ledger: Ledger, n: int, candidates: list[str], workers: int, full: bool,
+    registry: KeyRegistry, report: IntegrityReport,
+    progress: Callable[[int, int], None] | None,
+) -> list[bytes]:
+    """Check every chunk of entries (in ``workers`` processes) and the database file's
+    structure; fold the verdicts in index order; return the chunks' subtree hashes."""
+    store = ledger.store
     roots = [r.text() for r in ledger.org_roots]
-    registry = KeyRegistry(ledger.org_roots)
-    if workers is None:  # helper processes pay off from a few chunks on
-        workers = (os.cpu_count() or 1) if n >= 4 * _CHUNK else 1
-    workers = max(1, workers)
     pool = None
     if workers > 1:
         import multiprocessing
@@ -143,17 +172,16 @@ def verify_ledger(
             max_workers=workers,
             mp_context=multiprocessing.get_context(_START),
             initializer=init_helper,
-            initargs=(store.location, roots, list(candidates.values())),
+            initargs=(store.location, roots, candidates),
         )
         pool.submit(os.getpid)  # starts (forks) the helpers now, before the thread below
     else:
-        init_keys(roots, list(candidates.values()))
+        init_keys(roots, candidates)
     # SQLite's page-level check reads the whole file in C without the GIL: overlap it. Its
     # thread starts after the helpers are forked: a fork while it holds one of SQLite's
     # mutexes would leave a helper's own SQLite deadlocked.
     damage_check = ThreadPoolExecutor(max_workers=1)
     damage_future = damage_check.submit(store.structure_problems)
-
     pending: collections.deque[Future[ChunkVerdict]] = collections.deque()
     tops: list[bytes] = []  # recomputed level-CHUNK_LEVEL hashes, chunk by chunk
 
@@ -181,22 +209,7 @@ def verify_ledger(
         damage_check.shutdown(wait=True)
     for d in damage_future.result():
         report.add(f"database file: {d}", tree=True)
-
-    with store.reader() as conn:
-        _check_upper_levels(store, conn, tops, n, report)
-        for level, count in sorted(counts.items()):
-            want = n >> level
-            if count != want:
-                report.add(f"tree level {level} holds {count} node(s); a tree of {n} entries "
-                           f"has {want}.", tree=True)
-        if report.tree_ok:
-            report.root = ledger._root_in(conn, n)
-    _check_checkpoints(ledger, checkpoints, n, report)
-    if registry != KeyRegistry(ledger.org_roots, cached_keys):
-        report.add("the keys table (registry cache) differs from the key statements in the log.")
-    report.keys = len(registry)
-    report.seconds = time.perf_counter() - start
-    return report
+    return tops
 
 
 def _fold(
