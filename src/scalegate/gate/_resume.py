@@ -14,7 +14,7 @@ from datetime import datetime
 
 from scalegate.gate._cadence import eval_info, reevaluation_missing
 from scalegate.gate._decide import Ceiling, assess, build, ceiling_for, pause_level, utc
-from scalegate.gate._measure import Measures, flop, reached
+from scalegate.gate._measure import Finding, Measures, flop, reached
 from scalegate.gate._model import Missing, Resumption
 from scalegate.ledger.statements import ApprovalPredicate, PausePredicate, Ref
 from scalegate.policy import Policy, QuorumClause
@@ -92,7 +92,6 @@ def resumption_for(
 ) -> Resumption:
     """The resumption analysis for a pause record of ``state``."""
     rule = policy.governance.resumption
-    missing: list[Missing] = []
     done = state.resume_of(pause.ref)
     if done is not None:
         return Resumption(
@@ -107,17 +106,7 @@ def resumption_for(
     at_pause = pause_level(m, pause)
     approvals = state.approvals_for(pause.ref)
     used, short, notes = match_quorum(list(rule.quorum), approvals)
-    suffix = f" ({'; '.join(notes)})" if notes else ""
-    for clause, n in short:
-        who = clause.describe() if n == clause.count else f"{n} more of {', '.join(clause.any_of)}"
-        missing.append(
-            Missing(
-                kind="approval",
-                item=" | ".join(clause.any_of),
-                message=f"approval of pause #{pause.index} by {who}" + suffix,
-            )
-        )
-
+    missing = _missing_approvals(pause, short, notes)
     ceiling = ceiling_for(policy, state, m, pause)
     approved_ceiling = any(
         a.predicate.ceiling_flop is not None and a.predicate.role in a.roles for a in approvals
@@ -134,25 +123,9 @@ def resumption_for(
                     message=f"a ceiling above the compute at the pause ({flop(at_pause)} "
                     f"effective FLOP); approved: {flop(ceiling.value)}")
         )
-        hypothetical_ceiling = None
-    else:
-        hypothetical_ceiling = ceiling
-
-    a = assess(policy, state, now, ceiling=hypothetical_ceiling or False)
-    for f in a.findings:
-        if f.verdict != "pause":
-            continue
-        for item in f.missing_items or [f.reason.rule]:
-            missing.append(
-                Missing(
-                    kind=f.missing_kind,  # type: ignore[arg-type]
-                    item=item,
-                    message=(f.missing_message or f.reason.message)
-                    if f.missing_kind != "evaluation"
-                    else f"a successful evaluation {item} ({f.reason.rule})",
-                )
-            )
-
+        ceiling = None  # the gate is asked as if the run went on without one
+    a = assess(policy, state, now, ceiling=ceiling or False)
+    missing += _missing_from_findings(a.findings)
     previous = _previous_ceiling(policy, state, m, pause)
     at_ceiling = previous is not None and reached(at_pause, previous.value)
     if at_ceiling or rule.require_evaluation:
@@ -168,16 +141,46 @@ def resumption_for(
                     f"({flop(at_pause)} effective FLOP): {why}",
                 )
             )
-    decision = build(state, now, a, [])
     return Resumption(
         may_resume=not missing,
         pause=pause.ref,
         checkpoint=pause.predicate.checkpoint,
         approvals=used,
-        ceiling_flop=hypothetical_ceiling.value if hypothetical_ceiling else None,
+        ceiling_flop=ceiling.value if ceiling else None,
         missing=missing,
-        decision=decision,
+        decision=build(state, now, a, []),
     )
+
+
+def _missing_approvals(pause: Recorded[PausePredicate], short: list[tuple[QuorumClause, int]],
+                       notes: list[str]) -> list[Missing]:
+    """What the quorum still lacks: per clause, how many more approvals from which roles."""
+    suffix = f" ({'; '.join(notes)})" if notes else ""
+    out = []
+    for clause, n in short:
+        who = clause.describe() if n == clause.count else f"{n} more of {', '.join(clause.any_of)}"
+        out.append(Missing(kind="approval", item=" | ".join(clause.any_of),
+                           message=f"approval of pause #{pause.index} by {who}" + suffix))
+    return out
+
+
+def _missing_from_findings(findings: list[Finding]) -> list[Missing]:
+    """What the gate's pausing findings ask for before the run may go on."""
+    out = []
+    for f in findings:
+        if f.verdict != "pause":
+            continue
+        for item in f.missing_items or [f.reason.rule]:
+            out.append(
+                Missing(
+                    kind=f.missing_kind,  # type: ignore[arg-type]
+                    item=item,
+                    message=(f.missing_message or f.reason.message)
+                    if f.missing_kind != "evaluation"
+                    else f"a successful evaluation {item} ({f.reason.rule})",
+                )
+            )
+    return out
 
 
 def resumption(
