@@ -134,100 +134,15 @@ def estimate(run: RunDescription) -> Estimate:
     _check_complete(run)
     notes: list[str] = []
     figures: list[MethodFigure] = []
-    arch, tokens = run.arch, run.tokens
-    counted = _counted_params(run, notes) if tokens is not None else None
-    if counted is not None and tokens is not None:
+    counted = _counted_params(run, notes) if run.tokens is not None else None
+    if counted is not None and run.tokens is not None:
         n, label = counted
-        figures.append(
-            MethodFigure(
-                method="6ND",
-                flop=f.six_nd(n, tokens),
-                formula=f"6 × {_n(n)} {label} × {_n(tokens)} tokens",
-            )
-        )
-    if arch is not None and tokens is not None:
-        if run.params is not None and run.active_params is None:
-            derived = arch.params()
-            if abs(derived / run.params - 1) > 0.10:
-                notes.append(
-                    f"the architecture has {_n(derived)} parameters but --params says "
-                    f"{_n(run.params)}: check both."
-                )
-        layer = f.transformer_flop(arch, tokens, causal=run.causal)
-        figures.append(
-            MethodFigure(
-                method="per-layer",
-                flop=layer.total,
-                formula=f"3 × {_n(layer.forward_per_token)} forward FLOP/token × {_n(tokens)}",
-                note=f"causal attention counted {run.causal}",
-            )
-        )
-        nonembed = float(arch.non_embedding_params(active=True))
-        figures.append(
-            MethodFigure(
-                method="kaplan",
-                flop=f.kaplan(nonembed, arch.n_layers, arch.seq_len, arch.d_attn, tokens),
-                formula=f"3 × (2 × {_n(nonembed)} + 2·{arch.n_layers}·{arch.seq_len}·"
-                f"{arch.d_attn}) × {_n(tokens)}",
-            )
-        )
-        n_palm = counted[0] if counted is not None else float(arch.active_params())
-        figures.append(
-            MethodFigure(
-                method="palm",
-                flop=f.palm(
-                    n_palm, arch.n_layers, arch.n_heads, arch.head_dim, arch.seq_len, tokens,
-                    causal=run.causal,
-                ),
-                formula=f"(6 × {_n(n_palm)} + 12·{arch.n_layers}·{arch.n_heads}·"
-                f"{arch.head_dim}·{arch.seq_len}) × {_n(tokens)}",
-            )
-        )
-        why_not = _standard_gpt(arch)
-        if why_not is None:
-            args = (tokens, arch.n_layers, arch.d_model, arch.seq_len, arch.vocab_size)
-            figures.append(
-                MethodFigure(
-                    method="megatron",
-                    flop=f.megatron(*args, causal=run.causal),
-                    formula="72·B·s·l·h²·(1 + s/6h + V/12lh)",
-                )
-            )
-            figures.append(
-                MethodFigure(
-                    method="megatron-recompute",
-                    flop=f.megatron(*args, recompute=True, causal=run.causal),
-                    formula="96·B·s·l·h²·(1 + s/6h + V/16lh)",
-                    reconciled=False,
-                    note="includes activation recomputation: hardware FLOP, not counted "
-                    "toward EU totals",
-                )
-            )
-        else:
-            notes.append(f"Megatron's formula is not applicable: {why_not}.")
+        figures.append(MethodFigure(method="6ND", flop=f.six_nd(n, run.tokens),
+                                    formula=f"6 × {_n(n)} {label} × {_n(run.tokens)} tokens"))
+    if run.arch is not None and run.tokens is not None:
+        figures += _architecture_figures(run, run.arch, run.tokens, counted, notes)
     if run.hardware:
-        hw = f.hardware(run.hardware, run.model_kind)
-        parts = []
-        default_u = f.DEFAULT_UTILISATION[run.model_kind]
-        for p in run.hardware:
-            u = p.utilisation if p.utilisation is not None else default_u
-            parts.append(
-                f"{p.chips} × {p.seconds / 3600:g} h × {_n(p.peak())} FLOP/s × {u:g}"
-            )
-        defaulted = any(p.utilisation is None for p in run.hardware)
-        figures.append(
-            MethodFigure(
-                method="hardware",
-                flop=hw,
-                formula=" + ".join(parts),
-                note=(
-                    f"utilisation not measured: EU default {default_u:g} for "
-                    f"{'language' if run.model_kind == 'language' else 'other'} models"
-                )
-                if defaulted
-                else "",
-            )
-        )
+        figures.append(_hardware_figure(run))
     rec = reconcile({m.method: m.flop for m in figures if m.reconciled})
     if rec.flagged:
         notes.append(
@@ -236,6 +151,66 @@ def estimate(run: RunDescription) -> Estimate:
             + f" relative to {rec.method}. Check the inputs, or measure utilisation."
         )
     return Estimate(run=run, figures=figures, reconciliation=rec, notes=notes)
+
+
+def _architecture_figures(run: RunDescription, arch: Transformer, tokens: float,
+                          counted: tuple[float, str] | None, notes: list[str]
+                          ) -> list[MethodFigure]:
+    """The methods that read the architecture: per-layer, Kaplan, PaLM, Megatron."""
+    if run.params is not None and run.active_params is None:
+        derived = arch.params()
+        if abs(derived / run.params - 1) > 0.10:
+            notes.append(f"the architecture has {_n(derived)} parameters but --params says "
+                         f"{_n(run.params)}: check both.")
+    layer = f.transformer_flop(arch, tokens, causal=run.causal)
+    nonembed = float(arch.non_embedding_params(active=True))
+    n_palm = counted[0] if counted is not None else float(arch.active_params())
+    figures = [
+        MethodFigure(
+            method="per-layer", flop=layer.total,
+            formula=f"3 × {_n(layer.forward_per_token)} forward FLOP/token × {_n(tokens)}",
+            note=f"causal attention counted {run.causal}"),
+        MethodFigure(
+            method="kaplan",
+            flop=f.kaplan(nonembed, arch.n_layers, arch.seq_len, arch.d_attn, tokens),
+            formula=f"3 × (2 × {_n(nonembed)} + 2·{arch.n_layers}·{arch.seq_len}·"
+            f"{arch.d_attn}) × {_n(tokens)}"),
+        MethodFigure(
+            method="palm",
+            flop=f.palm(n_palm, arch.n_layers, arch.n_heads, arch.head_dim, arch.seq_len,
+                        tokens, causal=run.causal),
+            formula=f"(6 × {_n(n_palm)} + 12·{arch.n_layers}·{arch.n_heads}·"
+            f"{arch.head_dim}·{arch.seq_len}) × {_n(tokens)}"),
+    ]
+    why_not = _standard_gpt(arch)
+    if why_not is not None:
+        notes.append(f"Megatron's formula is not applicable: {why_not}.")
+        return figures
+    args = (tokens, arch.n_layers, arch.d_model, arch.seq_len, arch.vocab_size)
+    return [*figures,
+            MethodFigure(method="megatron", flop=f.megatron(*args, causal=run.causal),
+                         formula="72·B·s·l·h²·(1 + s/6h + V/12lh)"),
+            MethodFigure(method="megatron-recompute",
+                         flop=f.megatron(*args, recompute=True, causal=run.causal),
+                         formula="96·B·s·l·h²·(1 + s/6h + V/16lh)", reconciled=False,
+                         note="includes activation recomputation: hardware FLOP, not counted "
+                         "toward EU totals")]
+
+
+def _hardware_figure(run: RunDescription) -> MethodFigure:
+    """Chips × time × peak × utilisation (the EU default utilisation when not measured)."""
+    default_u = f.DEFAULT_UTILISATION[run.model_kind]
+    parts = []
+    for p in run.hardware:
+        u = p.utilisation if p.utilisation is not None else default_u
+        parts.append(f"{p.chips} × {p.seconds / 3600:g} h × {_n(p.peak())} FLOP/s × {u:g}")
+    defaulted = any(p.utilisation is None for p in run.hardware)
+    kind = "language" if run.model_kind == "language" else "other"
+    return MethodFigure(
+        method="hardware", flop=f.hardware(run.hardware, run.model_kind),
+        formula=" + ".join(parts),
+        note=f"utilisation not measured: EU default {default_u:g} for {kind} models"
+        if defaulted else "")
 
 
 class ThresholdCheck(BaseModel):
