@@ -29,6 +29,7 @@ from scalegate.ledger.statements import (
 )
 from scalegate.policy import Policy
 from scalegate.runs import policy_entry, policy_of_run, require_run
+from scalegate.state import RunState
 
 Clock = Callable[[], datetime]
 
@@ -45,10 +46,6 @@ def publish_policy(ledger: Ledger, key: SigningKey, policy: Policy) -> tuple[Ref
     approvers signed (an auditor's trust file can require exactly that: ``roles: {policy:
     [...]}``). Publishing a document already in the ledger returns its entry.
     """
-    digest = policy.digest()
-    existing = policy_entry(ledger, digest)
-    if existing is not None:
-        return Ref(index=existing.index, leaf_hash=existing.leaf_hash.hex()), False
     approvers = list(dict.fromkeys(
         r for clause in policy.governance.policy_change for r in clause.any_of))
     reg = ledger.registry().get(key.vkey.keyid)
@@ -60,6 +57,10 @@ def publish_policy(ledger: Ledger, key: SigningKey, policy: Policy) -> tuple[Ref
             f"{' or '.join(approvers)} as who approves it (governance.policy_change).",
             hint="Publish it with the key of someone in one of those roles.",
         )
+    digest = policy.digest()
+    existing = policy_entry(ledger, digest)
+    if existing is not None:
+        return Ref(index=existing.index, leaf_hash=existing.leaf_hash.hex()), False
     pred = PolicyPredicate(policy_id=policy.id, version=policy.version, digest=digest,
                            document=policy.document())
     return _ref(ledger.append(sign_statement(pred, key))), True
@@ -141,6 +142,7 @@ def approve(
         raise RunError(f"run {run_id!r} is not paused; there is nothing to approve.")
     policy = policy_of_run(ledger, state)
     role = _approver_role(ledger, key, policy, role)
+    _already_approved(state, pause.ref, key)
     pred = ApprovalPredicate(
         run_id=run_id,
         pause=pause.ref,
@@ -155,25 +157,34 @@ def approve(
 def _approver_role(ledger: Ledger, key: SigningKey, policy: Policy, role: str | None) -> str:
     reg = ledger.registry().get(key.vkey.keyid)
     held = tuple(reg.roles) if reg else ()
-    quorum_roles = {r for clause in policy.governance.resumption.quorum for r in clause.any_of}
-    if role is None:
-        usable = [r for r in held if r in quorum_roles]
-        if len(usable) != 1:
-            raise RunError(
-                f"cannot tell in which role {key.name} approves (registered roles: "
-                f"{', '.join(held) or 'none'}; the quorum needs: "
-                f"{', '.join(sorted(quorum_roles))}).",
-                hint="Pass --role.",
-            )
+    quorum_roles = list(dict.fromkeys(
+        r for clause in policy.governance.resumption.quorum for r in clause.any_of))
+    needs = f"the policy's resumption quorum takes: {', '.join(quorum_roles)}"
+    if role is not None and role not in quorum_roles:
+        raise RunError(f"{role!r} is not a role the quorum counts ({needs}); an approval "
+                       "in it could never count.",
+                       hint="Approve in one of those roles, with a key registered with it.")
+    usable = [r for r in held if r in quorum_roles and (role is None or r == role)]
+    if len(usable) == 1:
         return usable[0]
-    if role not in held:
-        raise RunError(
-            f"{key.name} is not registered with role {role!r} (it holds: "
-            f"{', '.join(held) or 'none'}).",
-            hint="Register the key with that role (`scalegate ledger register-key`), or "
-            "approve with the key of someone who holds it.",
-        )
-    return role
+    if not usable:
+        what = f"does not hold role {role!r}" if role is not None else "holds none of them"
+        raise RunError(f"{key.name} {what} ({needs}; it holds: "
+                       f"{', '.join(held) or 'no roles'}).",
+                       hint="Approve with the key of someone in one of those roles, or "
+                       "register this key with one (`scalegate ledger register-key`).")
+    raise RunError(f"{key.name} holds several roles the quorum counts ({', '.join(usable)}); "
+                   "say in which one it approves.", hint=f"Pass --role {usable[0]} (or "
+                   f"{' or '.join(usable[1:])}).")
+
+
+def _already_approved(state: RunState, pause: Ref, key: SigningKey) -> None:
+    """One key fills one seat of the quorum: a second approval of the same pause is refused."""
+    for a in state.approvals_for(pause):
+        if a.signer == key.vkey.name:
+            raise RunError(f"{key.name} already approved pause #{pause.index} (entry "
+                           f"#{a.index}, as {a.predicate.role}); one key fills one seat of "
+                           "the quorum.", hint="Another approver signs with their own key.")
 
 
 def _ceiling(ceiling: float | str | None, at_pause: float) -> float | None:

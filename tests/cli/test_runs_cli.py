@@ -376,9 +376,19 @@ def test_missing_key_file(lab: Lab) -> None:
 def test_a_key_without_the_role(lab: Lab) -> None:
     msg = refused(lab, "approve", "run-1", "--key", str(lab.key("ciso")), "--role", "board",
                   "-m", "me too")
-    assert "demo-lab/ciso is not registered with role 'board'" in msg and "holds: ciso" in msg
+    assert "demo-lab/ciso does not hold role 'board'" in msg and "it holds: ciso" in msg
     msg = refused(lab, "approve", "run-1", "--key", str(lab.key("ciso")), "-m", "me too")
-    assert "cannot tell in which role demo-lab/ciso approves" in msg and "rso" in msg
+    assert "demo-lab/ciso holds none of them" in msg and "quorum takes: rso, board" in msg
+    # A role the quorum does not count is refused even when the key holds it.
+    msg = refused(lab, "approve", "run-1", "--key", str(lab.key("trainer")), "--role",
+                  "trainer", "-m", "I approve myself")
+    assert "'trainer' is not a role the quorum counts" in msg and "rso, board" in msg
+
+
+def test_one_key_approves_a_pause_once(lab: Lab) -> None:
+    assert cli(lab, "approve", "run-1", "--key", str(lab.key("rso")), "-m", "ok").code == 0
+    msg = refused(lab, "approve", "run-1", "--key", str(lab.key("rso")), "-m", "again")
+    assert "demo-lab/rso already approved pause #" in msg and "one seat" in msg
     msg = refused(lab, "attest", "security-level-demo", "--key", str(lab.key("rso")))
     assert "demo-lab/rso may not attest security-level-demo" in msg and "ciso" in msg
 
