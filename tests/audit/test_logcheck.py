@@ -59,7 +59,8 @@ def test_an_honest_witnessed_ledger_passes_and_is_remembered(lab: Lab) -> None:
     assert seen[-1].statement().predicate.role == "rso"
     assert seen[5].ref.leaf_hash == lab.ledger.entry(5).leaf_hash.hex()
     state = json.loads((lab.dir / "auditor.json").read_text())
-    assert [c["size"] for c in state["logs"][ORIGIN]["checkpoints"]] == [n]
+    log = f"{ORIGIN} {lab.log_key.vkey.text()}"  # a log is its origin and its key
+    assert [c["size"] for c in state["logs"][log]["checkpoints"]] == [n]
     # The ledger is read, never written: its file is byte-identical after an audit.
     before = lab.path.read_bytes()
     assert _audit(lab).ok
@@ -303,3 +304,21 @@ def test_signature_backends_agree() -> None:
         (key.public[:31], msg, sig),                    # short key
     ]
     assert sodium(items) == openssl(items) == [True] + [False] * 6
+
+
+def test_two_logs_sharing_an_origin_are_two_logs_in_the_state(lab: Lab, tmp_path: Path) -> None:
+    """Every demo workspace has the same origin but its own log key: an auditor of two of
+    them with one state file must not take them for one log showing two histories."""
+    state = lab.dir / "auditor.json"
+    lab.checkpoint()
+    assert _audit(lab, state_path=state).ok
+    (tmp_path / "other").mkdir()
+    other = make_lab(tmp_path / "other", computes=7)  # same ORIGIN, another log key
+    try:
+        other.checkpoint()
+        rep = audit_log(other.path, other.trust(), state_path=state)
+        assert rep.ok, rep.violations
+        assert audit_log(lab.path, lab.trust(), state_path=state).ok  # each still remembered
+        assert len(json.loads(state.read_text())["logs"]) == 2
+    finally:
+        other.ledger.close()

@@ -68,7 +68,8 @@ def test_verify_a_ledger_ok_then_violations(lab: Lab, trust_file: Path) -> None:
     assert code == 0 and data["ok"] and data["exit_code"] == 0
     assert {c["name"] for c in data["checks"]} >= {"tree recomputed from the entries",
                                                    "envelopes and signatures"}
-    assert json.loads(state.read_text())["logs"][ORIGIN]["checkpoints"][0]["size"] == \
+    log = f"{ORIGIN} {lab.log_key.vkey.text()}"
+    assert json.loads(state.read_text())["logs"][log]["checkpoints"][0]["size"] == \
         lab.ledger.size
     lab.ledger.close()
     con = sqlite3.connect(lab.path)
@@ -170,7 +171,8 @@ def test_a_receipt_from_a_split_view_is_caught_by_the_auditor_state(
             str(entry), "--state", str(state)]
     assert _run(*args)[0] == 0
     data = json.loads(state.read_text())
-    data["logs"][ORIGIN]["checkpoints"][0]["root_hash"] = "A" * 43 + "="
+    log = f"{ORIGIN} {lab.log_key.vkey.text()}"
+    data["logs"][log]["checkpoints"][0]["root_hash"] = "A" * 43 + "="
     state.write_text(json.dumps(data))
     code, out = _run(*args, "--json")
     assert code == 3 and "split-view" in json.loads(out)["violation_counts"]

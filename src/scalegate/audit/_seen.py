@@ -1,5 +1,7 @@
-"""The auditor's memory, per log origin (a JSON state file): checkpoints it accepted
-before, and which entries' signatures it has already verified.
+"""The auditor's memory, per log (a JSON state file): checkpoints it accepted before, and
+which entries' signatures it has already verified. A log is its origin *and* its key
+(:func:`log_id`): two logs that share an origin (every demo workspace does) are not
+taken for one log showing two histories.
 
 Each later audit checks that the log's tree still has, at each remembered size, the
 remembered root: a log that rewrote or dropped history since, or that shows this
@@ -80,6 +82,11 @@ def candidates_digest(candidates: dict[str, tuple[bytes, ...]]) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+def log_id(origin: str, log_vkey: str) -> str:
+    """The state file's name for a log: its origin and its verifier key."""
+    return f"{origin} {log_vkey}"
+
+
 def default_state_path() -> Path:
     """``$XDG_STATE_HOME/scalegate/auditor.json`` (default ``~/.local/state/...``)."""
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
@@ -106,20 +113,21 @@ def _read(path: Path) -> dict[str, dict[str, Any]]:
 
 def _logs(path: Path) -> dict[str, list[SeenCheckpoint]]:
     try:
-        return {origin: [SeenCheckpoint.model_validate(c) for c in rec["checkpoints"]]
-                for origin, rec in _read(path).items()}
+        return {log: [SeenCheckpoint.model_validate(c) for c in rec["checkpoints"]]
+                for log, rec in _read(path).items()}
     except (ValidationError, KeyError, TypeError) as exc:
         raise _fail(f"{path} is damaged ({str(exc)[:200]})") from None
 
 
-def load_seen(path: Path, origin: str) -> list[SeenCheckpoint]:
-    """The checkpoints accepted before for ``origin``, by size (none when no state file)."""
-    return sorted(_logs(path).get(origin, []), key=lambda c: c.size)
+def load_seen(path: Path, log: str) -> list[SeenCheckpoint]:
+    """The checkpoints accepted before for ``log`` (:func:`log_id`), by size (none when no
+    state file)."""
+    return sorted(_logs(path).get(log, []), key=lambda c: c.size)
 
 
-def load_verified(path: Path, origin: str) -> VerifiedChunks | None:
-    """The signature verdicts recorded for ``origin`` (``None`` when there are none)."""
-    rec = _read(path).get(origin, {}).get("verified")
+def load_verified(path: Path, log: str) -> VerifiedChunks | None:
+    """The signature verdicts recorded for ``log`` (``None`` when there are none)."""
+    rec = _read(path).get(log, {}).get("verified")
     if rec is None:
         return None
     try:
@@ -130,11 +138,11 @@ def load_verified(path: Path, origin: str) -> VerifiedChunks | None:
     return out
 
 
-def record_seen(path: Path, origin: str, size: int, root: bytes, note: str) -> bool:
+def record_seen(path: Path, log: str, size: int, root: bytes, note: str) -> bool:
     """Remember an accepted checkpoint; return whether it was new."""
     with locked_state(path, _fail):
         logs = _read(path)
-        seen = load_seen(path, origin)
+        seen = load_seen(path, log)
         if any(c.size == size and c.root == root for c in seen):
             return False
         seen.append(SeenCheckpoint(
@@ -144,16 +152,16 @@ def record_seen(path: Path, origin: str, size: int, root: bytes, note: str) -> b
         seen.sort(key=lambda c: c.size)
         if len(seen) > _MAX_PER_LOG:  # keep the first and the latest ones
             del seen[1 : len(seen) - _MAX_PER_LOG + 1]
-        logs.setdefault(origin, {})["checkpoints"] = [c.model_dump() for c in seen]
+        logs.setdefault(log, {})["checkpoints"] = [c.model_dump() for c in seen]
         _write(path, logs)
     return True
 
 
-def record_verified(path: Path, origin: str, verified: VerifiedChunks) -> None:
+def record_verified(path: Path, log: str, verified: VerifiedChunks) -> None:
     """Remember the signature verdicts of an audit (replacing the previous ones)."""
     with locked_state(path, _fail):
         logs = _read(path)
-        rec = logs.setdefault(origin, {})
+        rec = logs.setdefault(log, {})
         rec.setdefault("checkpoints", [])
         rec["verified"] = verified.model_dump()
         _write(path, logs)

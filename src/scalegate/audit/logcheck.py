@@ -47,6 +47,7 @@ from scalegate.audit._seen import (
     default_state_path,
     load_seen,
     load_verified,
+    log_id,
     record_seen,
     record_verified,
 )
@@ -173,6 +174,7 @@ class _LogAudit:
     ) -> None:
         self.reader = reader
         self.trust = trust
+        self.log = log_id(trust.origin, trust.log_verifier.text())  # in the state file
         self.report = report
         self.workers = (os.cpu_count() or 1) if workers is None else max(1, workers)
         self.full = full
@@ -199,8 +201,8 @@ class _LogAudit:
         seen: list[SeenCheckpoint] = []
         if use_state:
             try:
-                seen = load_seen(state_path, trust.origin)
-                self.prior = load_verified(state_path, trust.origin)
+                seen = load_seen(state_path, self.log)
+                self.prior = load_verified(state_path, self.log)
             except VerificationError as exc:
                 rep.check("auditor state", False, exc.message, verifiable=False)
                 use_state = False
@@ -216,11 +218,11 @@ class _LogAudit:
         self._witness_times(stored)
         self._summarise(n)
         if use_state and self.tops:
-            record_verified(state_path, trust.origin, VerifiedChunks.make(
+            record_verified(state_path, self.log, VerifiedChunks.make(
                 _CHUNK, digest, self.tops, self.clean[: len(self.tops) * _CHUNK // 8]))
         if use_state and anchor is not None and consistent and tree.complete \
                 and roots.get(anchor.size) == anchor.root:
-            new = record_seen(state_path, trust.origin, anchor.size, anchor.root, anchor.note)
+            new = record_seen(state_path, self.log, anchor.size, anchor.root, anchor.note)
             rep.check("auditor state", True, f"{'recorded' if new else 'already had'} the "
                       f"checkpoint of size {anchor.size} in {state_path}")
 

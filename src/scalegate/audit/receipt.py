@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 
 from scalegate.audit import _envelopes
-from scalegate.audit._seen import load_seen
+from scalegate.audit._seen import load_seen, log_id
 from scalegate.audit.report import AuditReport, CheckpointSummary
 from scalegate.audit.trust import TrustFile
 from scalegate.errors import NoteError, ProofError, VerificationError
@@ -108,7 +108,8 @@ def audit_receipt(
     _describe_entry(rep, data)
     if state_path is not None:
         try:
-            seen = [c for c in load_seen(Path(state_path), trust.origin) if c.size == cp.size]
+            log = log_id(trust.origin, trust.log_verifier.text())
+            seen = [c for c in load_seen(Path(state_path), log) if c.size == cp.size]
         except VerificationError as exc:
             rep.check("auditor state", False, exc.message, verifiable=False)
             seen = []
