@@ -322,3 +322,18 @@ def test_two_logs_sharing_an_origin_are_two_logs_in_the_state(lab: Lab, tmp_path
         assert len(json.loads(state.read_text())["logs"]) == 2
     finally:
         other.ledger.close()
+
+
+def test_another_logs_trust_file_cannot_verify(lab: Lab, tmp_path: Path) -> None:
+    """Audited with the trust file of another log, a ledger is not that log: the audit says
+    so and cannot verify (4), rather than listing every signer as unregistered (3)."""
+    lab.checkpoint()
+    (tmp_path / "other").mkdir()
+    other = make_lab(tmp_path / "other", computes=2)
+    try:
+        rep = audit_log(lab.path, other.trust(), use_state=False)
+        assert rep.exit_code == 4 and not rep.violations, rep.violations
+        (check,) = [c for c in rep.checks if c.name == "the trust file's log"]
+        assert not check.ok and "log key" in check.detail and "not the log" in check.detail
+    finally:
+        other.ledger.close()

@@ -196,8 +196,17 @@ class _LogAudit:
         rep, reader, trust = self.report, self.reader, self.trust
         n = reader.size()
         rep.size = n
-        self._compare_meta(reader.meta())
+        differ = self._compare_meta(reader.meta())
         stored = verify_stored_checkpoints(reader.checkpoints(), trust, rep)
+        if differ and not any(c.valid for c in stored):
+            # Nothing ties this ledger to the trusted log: judging its entries against the
+            # trust file's roots would only list every signer as unregistered.
+            rep.check("the trust file's log", False, f"this ledger says it is another log "
+                      f"({differ}) and none of its {len(stored)} checkpoint(s) verifies under "
+                      "the trusted log key: it is not the log the trust file names (or an "
+                      "impostor of it). Check that the trust file is this ledger's.",
+                      verifiable=False)
+            return
         seen: list[SeenCheckpoint] = []
         if use_state:
             try:
@@ -226,7 +235,9 @@ class _LogAudit:
             rep.check("auditor state", True, f"{'recorded' if new else 'already had'} the "
                       f"checkpoint of size {anchor.size} in {state_path}")
 
-    def _compare_meta(self, meta: dict[str, str]) -> None:
+    def _compare_meta(self, meta: dict[str, str]) -> str:
+        """Compare the ledger's own idea of its origin and key with the trust file's; the
+        differences (empty when none)."""
         differ = []
         if meta.get("origin") != self.trust.origin:
             differ.append(f"origin {meta.get('origin')!r}")
@@ -236,6 +247,7 @@ class _LogAudit:
                   "differs from the trust file (" + ", ".join(differ) + "); the trust file "
                   "is what counts")
         self.report.check("ledger's own configuration", True, detail)
+        return ", ".join(differ)
 
     # --- streaming the entries -----------------------------------------------------------------
 
@@ -390,7 +402,8 @@ class _LogAudit:
                      default=None)
         k, total = self.trust.quorum, len(self.trust.witnesses)
         if anchor is None:
-            why = ("the log has issued no checkpoint" if not stored else
+            why = ("the log has issued no checkpoint (its operator issues one with "
+                   "`scalegate ledger checkpoint`, and witnesses cosign it)" if not stored else
                    "no stored checkpoint verifies under the trusted log key" if
                    not any(c.valid for c in stored) else
                    f"no checkpoint carries {k} of {total} trusted witness cosignatures")
