@@ -337,3 +337,13 @@ def test_another_logs_trust_file_cannot_verify(lab: Lab, tmp_path: Path) -> None
         assert not check.ok and "log key" in check.detail and "not the log" in check.detail
     finally:
         other.ledger.close()
+
+
+def test_replaying_a_run_the_log_does_not_have_cannot_verify(lab: Lab) -> None:
+    from scalegate.audit.runcheck import audit_ledger
+
+    lab.checkpoint()
+    audit = audit_ledger(lab.path, lab.trust(), use_state=False, run_ids=["run-9"])
+    (check,) = [c for c in audit.report.checks if c.name == "runs asked for"]
+    assert not check.ok and "'run-9'" in check.detail and "run-1" in check.detail
+    assert audit.report.exit_code == 4 and not audit.runs

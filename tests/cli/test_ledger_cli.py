@@ -142,6 +142,12 @@ def test_show_table_filters_by_kind_and_run(lab: Lab) -> None:
     assert "compute" in res.out and "1 of 2 entries" in " ".join(res.out.split())
     res = cli("ledger", "show", "--ledger", str(lab.db), "--kind", "key")
     assert "key" in res.out and "1 of 2 entries" in " ".join(res.out.split())
+    # A mistyped kind or run is an error naming the real ones, not an empty table.
+    res = cli("ledger", "show", "--ledger", str(lab.db), "--kind", "computes")
+    assert res.code != 0 and "'computes' is no statement kind" in res.err
+    assert "compute" in res.err and "approval" in res.err
+    res = cli("ledger", "show", "--ledger", str(lab.db), "--run", "run-2")
+    assert res.code != 0 and "no entry" in res.err and "concerns run 'run-2'" in res.err
 
 
 def test_verify_exits_non_zero_on_a_tampered_ledger(lab: Lab) -> None:
@@ -227,17 +233,21 @@ def test_register_key_refusals(lab: Lab) -> None:
     other_root = SigningKey.generate("other/root")
     other_root.save(lab.dir / "other.key")
     _refused(lab, ["ledger", "register-key", "--root-key", str(lab.dir / "other.key"), "--vkey",
-                   SigningKey.generate("other/x").vkey.text(), "--ledger", str(lab.db)],
-             "not an organisation root of this ledger")
+                   SigningKey.generate("other/x").vkey.text(), "--roles", "trainer",
+                   "--ledger", str(lab.db)], "not an organisation root of this ledger")
+    for roles in ([], ["--roles", ""], ["--roles", " , "]):
+        _refused(lab, ["ledger", "register-key", "--root-key", str(lab.dir / "root.key"),
+                       "--vkey", SigningKey.generate("acme/w").vkey.text(), *roles,
+                       "--ledger", str(lab.db)], "--roles is missing or empty")
     _refused(lab, ["ledger", "register-key", "--root-key", str(lab.dir / "root.key"), "--vkey",
                    "acme/x+0000+garbage", "--ledger", str(lab.db)], "--vkey")
     _refused(lab, ["ledger", "register-key", "--root-key", str(lab.dir / "root.key"), "--vkey",
                    SigningKey.generate("acme/y").vkey.text(), "--valid-until", "someday",
-                   "--ledger", str(lab.db)], "is neither an RFC 3339 time")
+                   "--roles", "trainer", "--ledger", str(lab.db)], "is neither an RFC 3339 time")
     os.chmod(lab.dir / "root.key", 0o640)
     _refused(lab, ["ledger", "register-key", "--root-key", "root.key", "--vkey",
-                   SigningKey.generate("acme/z").vkey.text(), "--ledger", "lab.db"],
-             "has mode 0640", via_script=True)
+                   SigningKey.generate("acme/z").vkey.text(), "--roles", "trainer",
+                   "--ledger", "lab.db"], "has mode 0640", via_script=True)
 
 
 def test_prove_refuses_an_index_out_of_range(lab: Lab) -> None:

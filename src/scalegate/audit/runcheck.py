@@ -315,6 +315,12 @@ def audit_runs(
         decisions += len(audit.replay.decisions)
         mismatched += len(audit.replay.mismatches)
         consults += audit.replay.consults
+    unknown = [r for r in run_ids or [] if r not in collected.runs]
+    if unknown:
+        report.check("runs asked for", False, f"no statement in the log concerns run(s) "
+                     f"{', '.join(map(repr, unknown))} (runs: "
+                     f"{', '.join(collected.runs) or 'none'}); check the run id.",
+                     verifiable=False)
     replayed = sum(1 for r in out if r.replay is not None)
     report.count("runs replayed", replayed)
     report.count("decisions replayed", decisions)

@@ -120,7 +120,8 @@ def _append_statement(ledger: str | None, predicate: Any, root_key: Path) -> Non
 def register_key(
     root_key: Path = typer.Option(..., "--root-key", help="The organisation root's key file."),
     vkey: str = typer.Option(..., "--vkey", help="Verifier key to register (text or file)."),
-    roles: str = typer.Option("", "--roles", help="Comma-separated roles, e.g. trainer,ciso."),
+    roles: str = typer.Option("", "--roles", help="Comma-separated roles, e.g. trainer,ciso "
+                              "(at least one: what the key may sign as)."),
     org: str | None = typer.Option(None, "--org", help="Organisation (default: from key name)."),
     valid_from: str | None = typer.Option(None, "--valid-from", help="RFC 3339 (default: now)."),
     valid_until: str | None = typer.Option(
@@ -132,12 +133,17 @@ def register_key(
     from scalegate.ledger.statements import KeyPredicate
 
     key = _vkey(vkey, "--vkey")
+    held = [r.strip() for r in roles.split(",") if r.strip()]
+    if not held:
+        raise LedgerError("--roles is missing or empty: a key is registered with the roles it "
+                          "signs as (the trust file and the policies name them).",
+                          hint="Pass e.g. --roles trainer, or --roles rso,board.")
     now = datetime.now(UTC)
     start = _when(valid_from, "--valid-from", base=now) or now
     pred = KeyPredicate(
         vkey=key.text(),
         org=org or key.name.split("/", 1)[0],
-        roles=[r.strip() for r in roles.split(",") if r.strip()],
+        roles=held,
         valid_from=start,
         valid_until=_when(valid_until, "--valid-until", base=start),
     )
@@ -208,9 +214,20 @@ def show(
     ledger: str | None = LedgerOpt,
 ) -> None:
     """List entries (index, kind, run, signer, time, leaf hash) or, with --json, everything."""
+    from scalegate.ledger.statements import PREDICATES
+
+    if kind is not None and kind not in PREDICATES:
+        raise LedgerError(f"--kind {kind!r} is no statement kind (kinds: "
+                          f"{', '.join(PREDICATES)}).", hint="Pass one of them.")
     with _open(ledger) as led:
         entries = led.entries(start, kind=kind, run_id=run, limit=limit)
-        size = led.size
+        size, where = led.size, led.path  # a URL's password is masked in led.path
+        if run is not None and not entries and not led.entries(run_id=run, limit=1):
+            from scalegate.runs import list_runs
+
+            raise LedgerError(f"no entry in {led.path} concerns run {run!r} (runs: "
+                              f"{', '.join(list_runs(led)) or 'none yet'}).",
+                              hint="Check the run id (`scalegate runs`).")
     if as_json:
         for e in entries:
             st = e.statement
@@ -225,7 +242,7 @@ def show(
         return
     from rich.table import Table
 
-    table = Table(title=f"{_path(ledger)}: {len(entries)} of {size} entries", title_justify="left")
+    table = Table(title=f"{where}: {len(entries)} of {size} entries", title_justify="left")
     for col in ("index", "kind", "run", "signer", "appended (UTC)", "leaf hash"):
         table.add_column(col, no_wrap=col != "signer",
                          justify="right" if col == "index" else "left")
