@@ -132,6 +132,15 @@ def test_unreadable_ledger_and_state_cannot_verify(lab: Lab, tmp_path: Path) -> 
     rep = audit_log(junk, lab.trust(), use_state=False)
     assert rep.exit_code == 4 and rep.checks[0].name == "ledger readable"
     assert audit_log(tmp_path / "none.db", lab.trust(), use_state=False).exit_code == 4
+    # A truncated copy: said so, and nothing is left behind next to it (-wal, -shm).
+    lab.ledger.close()
+    cut = tmp_path / "cut" / "cut.db"
+    cut.parent.mkdir()
+    cut.write_bytes(lab.path.read_bytes()[: lab.path.stat().st_size // 2])
+    rep = audit_log(cut, lab.trust(), use_state=False)
+    assert rep.exit_code == 4 and "is truncated" in rep.checks[0].detail
+    assert sorted(p.name for p in cut.parent.iterdir()) == ["cut.db"]
+    lab.ledger = Ledger.open(lab.path, log_key=lab.log_key, now=lab.clock)
     lab.checkpoint()
     state = tmp_path / "bad.json"
     state.write_text("[1, 2]")

@@ -102,6 +102,40 @@ def test_verify_could_not_verify(lab: Lab, trust_file: Path) -> None:
     assert code == 4
 
 
+def _stderr(*args: str) -> tuple[int, str]:
+    res = runner.invoke(_app(), list(args), env={"COLUMNS": "300", "NO_COLOR": "1"})
+    if res.exception and not isinstance(res.exception, SystemExit):
+        raise res.exception
+    return res.exit_code, res.stderr
+
+
+def test_trust_file_mistakes_are_one_clear_message(lab: Lab, trust_file: Path) -> None:
+    """An empty org_roots says what it needs; a binary file says it is not YAML text; the
+    listed problems and the hint are lines of their own (no line starting with a space)."""
+    empty = lab.dir / "empty-roots.yaml"
+    text = trust_file.read_text(encoding="utf-8")
+    head, _, rest = text.partition("org_roots:")
+    tail = rest.split("\nroles:", 1)
+    empty.write_text(head + "org_roots: {}\n" + ("roles:" + tail[1] if len(tail) > 1 else ""),
+                     encoding="utf-8")
+    code, err = _stderr("verify", "--ledger", str(lab.path), "--trust", str(empty))
+    assert code == 4 and "Traceback" not in err
+    assert "Dictionary should have" not in err
+    assert ("org_roots: no organisation is listed; a trust file needs at least one "
+            "organisation with its root verifier keys") in err
+    lines = err.rstrip("\n").split("\n")
+    assert lines[0] == f"error: {empty}: the trust file is invalid (1 problem):"
+    assert lines[1].startswith(f"  {empty}:")
+    assert lines[-1] == ("Fix each problem listed; see `scalegate verify --help` for the "
+                         "format.")
+
+    binary = lab.dir / "trust.png"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    code, err = _stderr("verify", "--ledger", str(lab.path), "--trust", str(binary))
+    assert code == 4 and "Traceback" not in err and "<unicode string>" not in err
+    assert f"trust file {binary} is not a YAML text file" in " ".join(err.split())
+
+
 def test_a_receipt_verifies_offline(lab: Lab, trust_file: Path) -> None:
     lab.pause_and_approve()
     lab.checkpoint()
@@ -143,6 +177,18 @@ def test_receipt_failures_are_violations_or_could_not_verify(lab: Lab, trust_fil
     assert check("\n".join(lines), entry) == 3
     assert check(text.replace("index 4", "index 5"), entry) == 3
     assert check("not a receipt", entry) == 4
+    junk = lab.dir / "junk.db"
+    junk.write_bytes(lab.path.read_bytes()[:4096])  # the wrong file: a mistake, said so
+    assert check(text, junk) == 4
+    res = runner.invoke(_app(), ["verify", "--trust", str(trust_file), "--receipt",
+                                 str(receipt), "--entry", str(junk), "--no-state"])
+    assert res.exit_code == 4 and "is not JSON" in res.output, res.output
+    assert "ledger show --json" in res.output
+    res = runner.invoke(_app(), ["verify", "--trust", str(trust_file), "--receipt",
+                                 str(receipt), "--entry", str(entry), "--state",
+                                 str(lab.dir / "no" / "dir" / "s.json")])
+    assert res.exit_code == 4 and "does not exist" in res.output, res.output
+    assert not (lab.dir / "no").exists()
     one = lab.dir / "one.yaml"
     one.write_text(lab.trust(quorum=2).model_copy(update={"witnesses": {
         w.name: v for w, v in zip(lab.witnesses, lab.trust().witness_verifiers, strict=True)

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from scalegate.errors import StoreError
+from scalegate.ledger.store import check_sqlite_file
 
 Row = tuple[int, bytes, bytes, str, str | None, str, str]  # idx, leaf, data, kind, run, signer, at
 
@@ -140,8 +141,7 @@ class LedgerReader:
 class _SqliteReader(LedgerReader):
     def __init__(self, path: Path) -> None:
         super().__init__(str(path))
-        if not path.is_file():
-            raise StoreError(f"no ledger at {path}: the file does not exist.")
+        check_sqlite_file(path)  # missing, foreign or truncated: said before SQLite opens it
         uri = f"file:{quote(str(path.resolve()))}?mode=ro"
         try:
             self._db = sqlite3.connect(uri, uri=True, isolation_level=None,

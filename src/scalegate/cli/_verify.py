@@ -128,13 +128,17 @@ def _run(trust: Path, ledger: str | None, state: Path | None, no_state: bool, as
     from scalegate.audit.trust import load_trust
 
     trusted = load_trust(trust)
+    if state is not None and not no_state and not state.parent.is_dir():
+        raise VerificationError(f"--state {state}: the directory {state.parent} does not "
+                                "exist.", hint="Create it, or pass a file in an existing "
+                                "directory.")
     if receipt is not None or entry is not None:
         if receipt is None or entry is None:
             raise VerificationError("--receipt and --entry go together: the receipt proves "
                                     "that entry.")
         from scalegate.audit.receipt import audit_receipt
 
-        return audit_receipt(_read(receipt, "receipt"), _read(entry, "entry"), trusted,
+        return audit_receipt(_read(receipt, "receipt"), _entry(entry), trusted,
                              state_path=None if no_state else (state or _default_state()),
                              source=str(receipt))
     from scalegate.audit.runcheck import audit_ledger
@@ -159,6 +163,22 @@ def _default_state() -> Path:
     from scalegate.audit._seen import default_state_path
 
     return default_state_path()
+
+
+def _entry(path: Path) -> bytes:
+    """The --entry file's bytes, which must at least be JSON (a wrong file is a mistake to
+    say, not a finding about the log)."""
+    import orjson
+
+    data = _read(path, "entry")
+    try:
+        orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise VerificationError(
+            f"--entry {path} is not JSON: it is not an entry of a ledger.",
+            hint="Pass the entry's DSSE envelope (JSON), or its line of `scalegate ledger "
+            "show --json`.") from None
+    return data
 
 
 def _read(path: Path, what: str) -> bytes:

@@ -116,7 +116,7 @@ def _location(path: str | os.PathLike[str]) -> tuple[str | URL, Path | None]:
     return URL.create("sqlite", database=str(p)), p
 
 
-def _check_sqlite_file(p: Path) -> None:
+def check_sqlite_file(p: Path) -> None:
     """Fail with a clear message on a missing, empty, foreign or truncated database file."""
     if not p.exists():
         raise StoreError(
@@ -234,7 +234,7 @@ class LedgerStore:
         """Open an existing ledger database; :class:`StoreError` if it is missing or damaged."""
         url, p = _location(location)
         if p is not None:
-            _check_sqlite_file(p)
+            check_sqlite_file(p)
         store = cls(cls._engine(url), str(p) if p is not None else _shown(url),
                     os.fspath(location))
         try:
