@@ -191,6 +191,11 @@ def test_append_refuses_malformed_and_truncated_envelopes(lab: Lab) -> None:
              "not valid base64")
     _refused(lab, ["ledger", "append", str(lab.dir / "missing.json"), "--ledger", str(lab.db)],
              "cannot read envelope file")
+    # A line of `ledger show --json` is an entry, not an envelope: said so, with the fix.
+    line = cli("ledger", "show", "--json", "--ledger", str(lab.db)).out.splitlines()[0]
+    (lab.dir / "line.json").write_text(line)
+    _refused(lab, ["ledger", "append", str(lab.dir / "line.json"), "--ledger", str(lab.db)],
+             'ledger show --json` prints it, not a DSSE envelope: the envelope is its "envelope"')
 
 
 def test_append_refuses_wrong_signature_and_unknown_key(lab: Lab) -> None:

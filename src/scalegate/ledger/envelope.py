@@ -120,6 +120,11 @@ class Envelope(BaseModel):
             raise EnvelopeError(f"DSSE envelope is not valid JSON: {exc}.") from exc
         if not isinstance(obj, dict):
             raise EnvelopeError(f"DSSE envelope must be a JSON object, got {type(obj).__name__}.")
+        if isinstance(obj.get("envelope"), dict) and "leaf_hash" in obj:
+            raise EnvelopeError(
+                "this is an entry as `scalegate ledger show --json` prints it, not a DSSE "
+                "envelope: the envelope is its \"envelope\" field.",
+                hint="Pass the envelope itself, e.g. `jq -c .envelope LINE.json`.")
         try:
             env = cls.model_validate(obj)
         except ValidationError as exc:
