@@ -67,10 +67,9 @@ class DemoView:
         ledger = Text.assemble(("ledger ", "dim"), (f"{self.entries} signed entries", "bold"))
         grid = Table.grid(padding=(0, 1))
         grid.add_row(line, bar)
-        grid.add_row(compute)
-        grid.add_row(ledger)
-        return Panel(grid, title=f"run [bold]{self.run_id}[/] under policy [bold]{self.policy}[/]",
-                     border_style="blue")
+        # Full-width lines below the bar: in the grid they would wrap at its first column.
+        return Panel(Group(grid, compute, ledger), border_style="blue",
+                     title=f"run [bold]{self.run_id}[/] under policy [bold]{self.policy}[/]")
 
     def _evaluations(self) -> Table:
         table = Table(title="evaluations at compute milestones", title_justify="left",
