@@ -19,7 +19,40 @@ class ScalegateError(Exception):
         self.hint = hint
 
     def __str__(self) -> str:
-        return f"{self.message} {self.hint}" if self.hint else self.message
+        return join_hint(self.message, self.hint)
+
+
+# A sentence is finished by one of these, possibly followed by closing quotes or brackets.
+_ENDS = (".", "!", "?", "…")
+_CLOSERS = "\"')]}`»’”"
+
+
+def sentence(text: str) -> str:
+    """``text`` with a full stop added unless it already ends a sentence (``.``, ``!``, ...).
+
+    A trailing ``:``, ``;`` or ``,`` (a clause left open) is replaced by the full stop.
+    """
+    body = text.rstrip()
+    if not body:
+        return text
+    if body.rstrip(_CLOSERS).endswith(_ENDS):
+        return body
+    return body.rstrip(":;,") + "."
+
+
+def join_hint(message: str, hint: str | None) -> str:
+    """One paragraph: the message as a finished sentence, then the hint.
+
+    A message of several lines (one that lists problems) keeps its lines and gets the
+    hint on a line of its own; a one-line message gets ``". "`` before the hint unless
+    it already ends a sentence.
+    """
+    if not hint:
+        return message
+    hint = hint.strip()
+    if "\n" in message.strip():
+        return f"{message.rstrip()}\n{hint}"
+    return f"{sentence(message)} {hint}"
 
 
 # --- ledger -------------------------------------------------------------------------------

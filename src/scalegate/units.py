@@ -85,3 +85,32 @@ def sig2(value: float, digits: int = 2) -> str:
     if value == 0:
         return "0"
     return f"{value:.{digits - 1}e}".replace("e+", "e")
+
+
+def singular(phrase: str) -> str:
+    """The singular of a plural count phrase: its first word ending in ``s`` loses it.
+
+    ``entries`` -> ``entry``, ``keys registered`` -> ``key registered``, ``gate
+    consultations`` -> ``gate consultation``, ``witnesses`` -> ``witness``.
+    """
+    words = phrase.split(" ")
+    for i, word in enumerate(words):
+        if len(word) > 2 and word.endswith("s") and not word.endswith("ss"):
+            if word.endswith("ies"):
+                words[i] = word[:-3] + "y"
+            elif word.endswith(("sses", "xes", "ches", "shes")):
+                words[i] = word[:-2]
+            else:
+                words[i] = word[:-1]
+            break
+    return " ".join(words)
+
+
+def counted(n: int, phrase: str, one: str | None = None) -> str:
+    """``n`` and the plural ``phrase``, singular when ``n`` is 1: ``1 run``, ``2 runs``.
+
+    ``one`` gives the singular where :func:`singular` would get it wrong.
+    """
+    if n == 1:
+        return f"{n} {one if one is not None else singular(phrase)}"
+    return f"{n} {phrase}"

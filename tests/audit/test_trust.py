@@ -75,7 +75,7 @@ def test_problems_name_line_column_and_field() -> None:
 @pytest.mark.parametrize(
     ("over", "where", "message"),
     [
-        ({"quorum": "witness_quorum: 3\n"}, "witness_quorum", "impossible with 2"),
+        ({"quorum": "witness_quorum: 3\n"}, "witness_quorum", "impossible with 2 witnesses"),
         ({"quorum": ""}, "witness_quorum", "missing required key 'witness_quorum'"),
         ({"witnesses": "witnesses:\n  witness.example/w9: "
           f"{CosignatureVerifier.from_key(W1).text()}\n"}, "witnesses.witness.example/w9",
@@ -84,7 +84,18 @@ def test_problems_name_line_column_and_field() -> None:
          "belongs to organisation 'acme'"),
         ({"roles": "roles:\n  key: [root]\n"}, "roles.key", "take no roles"),
         ({"roles": "roles:\n  decison: [trainer]\n"}, "roles.decison", "unknown statement kind"),
-        ({"roots": "org_roots: {}\n"}, "org_roots", "at least 1 item"),
+        ({"roots": "org_roots: {}\n"}, "org_roots",
+         "no organisation is listed; a trust file needs at least one organisation with its "
+         "root verifier keys"),
+        ({"roots": "org_roots:\n  acme: []\n"}, "org_roots.acme",
+         "organisation 'acme' lists no root key"),
+        ({"roles": "roles:\n  decision: []\n"}, "roles.decision",
+         "no role is listed for 'decision' statements"),
+        ({"log": f"log:\n  origin: ''\n  key: {LOG.vkey.text()}\n"}, "log.origin",
+         "must not be empty"),
+        ({"quorum": "witness_quorum: 2\n", "witnesses": "witnesses:\n"
+          f"  witness.example/w1: {CosignatureVerifier.from_key(W1).text()}\n"},
+         "witness_quorum", "is impossible with 1 witness"),
         ({"log": "log:\n  origin: example.org/log\n  key: 12\n"}, "log.key",
          "expected a verifier key as text"),
     ],
@@ -92,6 +103,7 @@ def test_problems_name_line_column_and_field() -> None:
 def test_each_rule_is_enforced(over: dict[str, str], where: str, message: str) -> None:
     problems = _problems(_text(**over))
     assert any(where in w and message in m for w, m in problems), problems
+    assert not any("should have at least" in m for _, m in problems), problems
 
 
 @pytest.mark.parametrize(
@@ -116,6 +128,28 @@ def test_missing_file_and_bad_encoding(tmp_path: Path) -> None:
     bad.write_bytes(b"log: \xff\n")
     with pytest.raises(TrustFileError, match="not UTF-8"):
         load_trust(bad)
+
+
+@pytest.mark.parametrize(
+    ("data", "what", "where"),
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "byte 0x89 is not UTF-8", "1:1"),
+        (b"log: \xff\n", "byte 0xff is not UTF-8", "1:6"),
+        (b"\x00\x01\x02\x03abc", "the character #x0000 is not allowed in YAML", "1:1"),
+        (b"log: x\n\x07bell\n", "the character #x0007 is not allowed in YAML", "2:1"),
+    ],
+)
+def test_a_binary_file_is_not_a_yaml_text_file(tmp_path: Path, data: bytes, what: str,
+                                              where: str) -> None:
+    bad = tmp_path / "trust.bin"
+    bad.write_bytes(data)
+    with pytest.raises(TrustFileError) as info:
+        load_trust(bad)
+    text = str(info.value)
+    assert text.startswith(f"trust file {bad} is not a YAML text file: {what}")
+    assert "<unicode string>" not in text and "\n" not in text
+    assert info.value.problems == [(f"{bad}:{where}", what)]
+    assert info.value.exit_code == 4
 
 
 def test_python_construction_is_checked_too() -> None:

@@ -51,7 +51,23 @@ def test_keys_new_refuses_to_overwrite(tmp_path: Path) -> None:
     res = run("keys", "new", "acme/b", "--out", str(out))
     assert res.returncode != 0
     assert "already exists" in res.stderr and "Traceback" not in res.stderr
+    # The CLI user is told the flag, not the library's argument.
+    err = " ".join(res.stderr.split())
+    assert "pass --overwrite" in err and "overwrite=True" not in err
+    assert "refusing to overwrite it. Choose another path with --out" in err
     assert out.read_bytes() == before
+    res = run("keys", "new", "acme/b", "--out", str(out), "--overwrite")
+    assert res.returncode == 0, res.stderr
+    assert SigningKey.load(out).name == "acme/b"
+
+
+def test_keys_new_refuses_a_directory_as_out(tmp_path: Path) -> None:
+    res = run("keys", "new", "acme/a", "--out", str(tmp_path))
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    err = " ".join(res.stderr.split())
+    assert f"{tmp_path} is a directory, not a key file" in err
+    assert f"--out {tmp_path / 'acme-a.key'}" in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_keys_new_refuses_a_bad_name(tmp_path: Path) -> None:
@@ -68,3 +84,37 @@ def test_a_key_file_with_loose_permissions_is_refused(tmp_path: Path) -> None:
     assert res.returncode != 0
     assert "mode 0644" in res.stderr and "chmod 600" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_keys_show_of_a_verifier_key_file_prints_that_key(tmp_path: Path) -> None:
+    """A .pub file (mode 0644, as `create_workspace` writes them) is not a leaked private key:
+    `keys show` prints the verifier key it holds, with a note on standard error."""
+    key = SigningKey.generate("acme/rso")
+    key.save(tmp_path / "rso.key")
+    pub = tmp_path / "rso.pub"
+    pub.write_text(key.vkey.text() + "\n")
+    os.chmod(pub, 0o644)
+    res = run("keys", "show", str(pub))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == key.vkey.text() + "\n"
+    assert "verifier (public) key file" in res.stderr
+    assert "chmod" not in res.stderr and "leaked" not in res.stderr
+    assert run("keys", "show", str(tmp_path / "rso.key")).stdout == res.stdout
+
+
+def test_a_verifier_key_file_given_as_a_signing_key_is_named(tmp_path: Path) -> None:
+    """Where a private key is needed (here `policy publish --key`), a .pub file is refused
+    with what it is and which file to give instead, not with 'chmod 600'."""
+    key = SigningKey.generate("acme/rso")
+    key.save(tmp_path / "rso.key")
+    pub = tmp_path / "rso.pub"
+    pub.write_text(key.vkey.text() + "\n")
+    os.chmod(pub, 0o644)
+    res = run("policy", "publish", "demo", "--key", str(pub), "--ledger",
+              str(tmp_path / "ledger.db"))
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    err = " ".join(res.stderr.split())
+    assert f"key file {pub} holds the verifier (public) key {key.vkey.keyid}" in err
+    assert f"Use the private key file {tmp_path / 'rso.key'} instead" in err
+    assert "chmod" not in err
+    assert not (tmp_path / "ledger.db").exists()

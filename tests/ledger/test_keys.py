@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from scalegate.errors import KeyMaterialError
-from scalegate.ledger.keys import SigningKey, VerifierKey, check_key_name, key_id
+from scalegate.ledger.keys import (
+    SigningKey,
+    VerifierKey,
+    check_key_name,
+    key_id,
+    verifier_key_in,
+)
 
 # From golang.org/x/mod/sumdb/note note_test.go.
 PETER_VKEY = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
@@ -156,7 +162,7 @@ def test_load_refuses_missing_and_malformed(tmp_path: Path) -> None:
     with pytest.raises(KeyMaterialError, match="does not exist"):
         SigningKey.load(tmp_path / "absent.key")
     bad = tmp_path / "bad.key"
-    bad.write_text(PETER_VKEY + "\n")  # a public key where a private one belongs
+    bad.write_text("PeterNeumann+c74f20a3\n")
     os.chmod(bad, 0o600)
     with pytest.raises(KeyMaterialError, match=r"key file .*bad\.key does not start with"):
         SigningKey.load(bad)
@@ -172,3 +178,23 @@ def test_load_go_key_file(tmp_path: Path) -> None:
     path.write_text(PETER_SKEY)  # Go's note.GenerateKey output, no trailing newline
     os.chmod(path, 0o600)
     assert SigningKey.load(path).vkey.text() == PETER_VKEY
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o600])
+def test_load_names_a_verifier_key_file_for_what_it_is(tmp_path: Path, mode: int) -> None:
+    """A public key where a private one belongs: said so (whatever its mode), not 'chmod 600'."""
+    pub = tmp_path / "peter.pub"
+    pub.write_text(PETER_VKEY + "\n")
+    os.chmod(pub, mode)
+    with pytest.raises(KeyMaterialError) as err:
+        SigningKey.load(pub)
+    text = str(err.value)
+    assert "holds the verifier (public) key PeterNeumann+c74f20a3, not a private key" in text
+    assert "chmod" not in text and "leaked" not in text
+    assert "(.key) written by `scalegate keys new`" in text  # no peter.key next to it
+    SigningKey.parse(PETER_SKEY).save(tmp_path / "peter.key")
+    with pytest.raises(KeyMaterialError, match=r"Use the private key file .*peter\.key instead"):
+        SigningKey.load(pub)
+    assert verifier_key_in(pub) == VerifierKey.parse(PETER_VKEY)
+    assert verifier_key_in(tmp_path / "peter.key") is None  # a private key is not one
+    assert verifier_key_in(tmp_path / "absent.pub") is None

@@ -10,7 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from scalegate.cli import app
+from scalegate.errors import PolicyError, join_hint
 from scalegate.policy import bundled_policies, bundled_text, load_policy
+from scalegate.units import counted
 
 runner = CliRunner()
 ENV = {"COLUMNS": "120", "NO_COLOR": "1", "TERM": "dumb"}
@@ -97,7 +99,7 @@ def test_check_lists_every_error_and_exits_1(tmp_path: Path) -> None:
     assert "ok" in proc.stdout and "good.yaml" in proc.stdout
     assert "Traceback" not in proc.stderr
     err = " ".join(proc.stderr.split())
-    assert "bad.yaml: the policy is invalid (4 problems)" in err
+    assert "bad.yaml: the policy is invalid (4 problems). Fix each problem listed" in err
     assert f"bad.yaml:{where}: compute.thresholds[0].flop: missing required key 'flop'" in err
     assert "unknown key 'flops' (did you mean 'flop'?)" in err
     assert "evaluation.every: expected a multiplier greater than 1x" in err
@@ -115,6 +117,53 @@ def test_unknown_policy_name_is_a_message_not_a_traceback() -> None:
     )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "no bundled policy named 'rsp-9'" in proc.stderr and "anthropic-rsp-2.2" in proc.stderr
+    assert "and no such file. Bundled policies: " in " ".join(proc.stderr.split())
+
+
+def test_a_missing_policy_file_is_one_punctuated_paragraph(tmp_path: Path) -> None:
+    scalegate = Path(sys.executable).parent / "scalegate"
+    proc = subprocess.run(
+        [str(scalegate), "policy", "check", "nosuch.yaml"],
+        capture_output=True, text=True, cwd=tmp_path,
+        env={**ENV, "PATH": "/usr/bin:/bin"}, timeout=60,
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    err = " ".join(proc.stderr.split())
+    assert err == ("error: no policy file 'nosuch.yaml'. Give a path to a YAML file or a "
+                   "bundled name (`scalegate policy list`).")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("message", "hint", "shown"),
+    [
+        ("no such file", "Do this.", "no such file. Do this."),
+        ("no policy file 'x.yaml'", "Do this.", "no policy file 'x.yaml'. Do this."),
+        ("invalid (6 problems)", "Fix each.", "invalid (6 problems). Fix each."),
+        ("already a sentence.", "Do this.", "already a sentence. Do this."),
+        ("a question?", "Do this.", "a question? Do this."),
+        ("quoted 'end.'", "Do this.", "quoted 'end.' Do this."),
+        ("left open:", "Do this.", "left open. Do this."),
+        ("trailing space. ", " Do this.", "trailing space. Do this."),
+        ("several lines:\n  a: b\n", "Fix each.", "several lines:\n  a: b\nFix each."),
+        ("no hint", None, "no hint"),
+    ],
+)
+def test_message_and_hint_join_as_one_paragraph(message: str, hint: str | None,
+                                                shown: str) -> None:
+    """How `print_error` (via str()) joins an error's message and hint: a full stop between
+    them unless the message ends a sentence, never two, never a line starting with a space."""
+    assert str(PolicyError(message, hint=hint)) == shown
+    assert join_hint(message, hint) == shown
+    assert ".." not in shown and "\n " not in shown.replace("\n  a", "")
+
+
+def test_counts_are_singular_for_one() -> None:
+    assert [counted(n, "runs") for n in (0, 1, 2)] == ["0 runs", "1 run", "2 runs"]
+    assert counted(1, "entries") == "1 entry" and counted(1, "witnesses") == "1 witness"
+    assert counted(1, "keys registered") == "1 key registered"
+    assert counted(1, "gate consultations") == "1 gate consultation"
+    assert counted(1, "data", one="datum") == "1 datum"
 
 
 def test_diff_lists_changed_values_and_whole_items(tmp_path: Path) -> None:

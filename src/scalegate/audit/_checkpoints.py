@@ -10,6 +10,7 @@ from scalegate.errors import NoteError
 from scalegate.ledger.checkpoint import open_checkpoint
 from scalegate.ledger.cosignature import cosignatures
 from scalegate.ledger.note import NoteSignature, Verifier, parse_note
+from scalegate.units import counted
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def verify_stored_checkpoints(
             bad += 1
             rep.violation("checkpoint-invalid", f"the stored checkpoint of size {size}: {why}.",
                           checkpoint_size=size)
-    detail = f"{valid} of {len(out)} stored checkpoint(s) signed by {log.keyid}"
+    detail = f"{valid} of {counted(len(out), 'stored checkpoints')} signed by {log.keyid}"
     if untrusted and not valid:
         detail += " (none is: is the trust file's log key this ledger's?)"
     rep.check("checkpoint signatures", bad == 0, detail, verifiable=bool(valid) or not out)

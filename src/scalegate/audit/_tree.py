@@ -20,6 +20,7 @@ from scalegate.audit._reader import LedgerReader, Row
 from scalegate.audit.report import AuditReport
 from scalegate.ledger.merkle import EMPTY_ROOT, fold_subtrees, perfect_subtrees
 from scalegate.ledger.statements import Ref
+from scalegate.units import counted
 
 CHUNK_LEVEL = 11
 _ABSENT = b"\x00" * 32  # stands in for a missing entry; the log is then reported broken
@@ -173,8 +174,9 @@ class TreeAudit:
         for lvl, count in sorted(self.reader.node_counts().items()):
             want = self.n >> lvl if lvl >= 1 else 0
             if count > want:
-                self.rep.violation("tree-node", f"tree level {lvl} stores {count} node(s); a "
-                                   f"tree of {self.n} entries has {want}: nodes were added.")
+                self.rep.violation("tree-node", f"tree level {lvl} stores "
+                                   f"{counted(count, 'nodes')}; a tree of "
+                                   f"{counted(self.n, 'entries')} has {want}: nodes were added.")
 
     def root(self, size: int) -> bytes:
         """The recomputed root of the first ``size`` entries (a size given at construction)."""

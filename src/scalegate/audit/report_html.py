@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from scalegate.audit._plots import run_figures, when
 from scalegate.errors import VerificationError
+from scalegate.units import counted
 
 if TYPE_CHECKING:
     from scalegate.audit.runcheck import LedgerAudit, RunAudit
@@ -138,8 +139,9 @@ class _Page:
             ("planned", f"{state.planned_flop:.3g} FLOP" if state.planned_flop else "-"),
             ("gate now", f"{final.verdict} ({', '.join(final.rules) or 'no rule'})"
              if final else "-"),
-            ("replay", f"{len(rep.decisions)} decision(s) replayed, {len(rep.mismatches)} "
-             f"differ; {rep.consults} further gate consultation(s)"),
+            ("replay", f"{counted(len(rep.decisions), 'decisions')} replayed, "
+             f"{len(rep.mismatches)} differ; "
+             f"{counted(rep.consults, 'further gate consultations')}"),
             ("violations", str(len(rep.violations))),
         ]
         self.add('<table class="facts">' + "".join(
@@ -184,7 +186,8 @@ class _Page:
 
         rep = self.audit.report
         if rep.violations_total:
-            badge = f'<span class="badge bad">✗ {rep.violations_total} violation(s)</span>'
+            found = counted(rep.violations_total, "violations")
+            badge = f'<span class="badge bad">✗ {found}</span>'
         elif rep.could_not_verify:
             badge = '<span class="badge warn">? could not verify</span>'
         else:
@@ -204,7 +207,7 @@ class _Page:
             f"</title><meta name=\"viewport\" content=\"width=device-width\"><style>{_CSS}"
             f"</style></head><body><header><h1>{_h(title)}</h1><div>ledger "
             f"<code>{_h(rep.ledger)}</code> · origin <code>{_h(rep.origin)}</code> · "
-            f"{rep.size} entries · {badge} · exit status {rep.exit_code} · generated "
+            f"{counted(rep.size, 'entries')} · {badge} · exit status {rep.exit_code} · generated "
             f"{_iso(datetime.now(UTC))}</div></header><main>{''.join(self.parts)}</main>"
             f'<script type="application/json" id="scalegate-audit">{_js_json(data)}</script>'
             f"{figures}<script>{get_plotlyjs()}</script><script>{_BOOT}</script>"

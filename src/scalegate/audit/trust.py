@@ -48,6 +48,7 @@ from scalegate.ledger.cosignature import CosignatureVerifier
 from scalegate.ledger.keys import VerifierKey
 from scalegate.ledger.registry import KEY_KINDS, org_of
 from scalegate.ledger.statements import PREDICATES
+from scalegate.units import counted
 
 __all__ = ["TrustFile", "TrustedLog", "load_trust", "parse_trust"]
 
@@ -169,13 +170,14 @@ def _cross_checks(t: TrustFile) -> list[tuple[tuple[Any, ...], str]]:
     n = len(t.witnesses)
     if n and t.witness_quorum is None:
         problems.append(
-            (("witness_quorum",), f"missing required key 'witness_quorum' ({n} witness(es) "
-             "are listed: say how many must cosign)")
+            (("witness_quorum",), "missing required key 'witness_quorum' "
+             f"({counted(n, 'witnesses')} {'is' if n == 1 else 'are'} listed: say how many "
+             "must cosign)")
         )
     if t.witness_quorum is not None and t.witness_quorum > n:
         problems.append(
-            (("witness_quorum",), f"a quorum of {t.witness_quorum} is impossible with {n} "
-             "witness(es)")
+            (("witness_quorum",), f"a quorum of {t.witness_quorum} is impossible with "
+             f"{counted(n, 'witnesses')}")
         )
     seen: dict[str, str] = {}
     for org, keys in t.org_roots.items():
@@ -271,18 +273,38 @@ class _Located:
 def _fail(doc: _Located) -> TrustFileError:
     n = len(doc.problems)
     listing = "\n".join(f"  {where}: {what}" for where, what in doc.problems)
+    # Several lines: the hint goes on a line of its own (errors.join_hint).
     return TrustFileError(
         f"{doc.source}: the trust file is invalid ({n} problem{'s' if n != 1 else ''}):\n"
-        f"{listing}\n",
+        f"{listing}",
         problems=list(doc.problems),
         hint="Fix each problem listed; see `scalegate verify --help` for the format.",
     )
+
+
+def _too_short(loc: tuple[Any, ...]) -> str | None:
+    """What an empty ``org_roots``, root key list, role list or text should have held."""
+    if loc == ("org_roots",):
+        return ("no organisation is listed; a trust file needs at least one organisation "
+                "with its root verifier keys, e.g. 'acme: [acme/root+1a2b3c4d+AQ...]'")
+    if len(loc) == 2 and loc[0] == "org_roots":
+        return (f"organisation {loc[1]!r} lists no root key; give at least one of its root "
+                "verifier keys (name+hexid+base64key)")
+    if len(loc) == 2 and loc[0] == "roles":
+        return (f"no role is listed for {loc[1]!r} statements; give at least one role, or leave "
+                f"{loc[1]!r} out to let any role sign them")
+    return None
 
 
 def _pydantic_message(err: Any) -> str:
     msg = str(err["msg"])
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
+    loc = tuple(p for p in err["loc"] if not str(p).startswith("function-"))
+    if err["type"] == "too_short" and (why := _too_short(loc)) is not None:
+        return why
+    if err["type"] == "string_too_short":
+        return "must not be empty"
     if err["type"] == "extra_forbidden":
         return "unknown key; expected one of: log, witnesses, witness_quorum, org_roots, roles" \
             if len(err["loc"]) == 1 else "unknown key"
@@ -300,6 +322,11 @@ def parse_trust(text: str, *, source: str = "<trust>") -> TrustFile:
     doc = _Located(source)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.reader.ReaderError as exc:
+        # A character YAML does not allow anywhere (NUL, most control characters).
+        raise _not_yaml_text(source, text, exc.position,
+                             f"the character #x{exc.character:04x} is not allowed in YAML"
+                             if isinstance(exc.character, int) else str(exc.reason)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
@@ -331,15 +358,32 @@ def load_trust(path: str | Path) -> TrustFile:
     """Read and check a trust file (UTF-8 YAML)."""
     path = Path(path)
     try:
-        text = path.read_bytes().decode("utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise TrustFileError(
             f"no trust file {str(path)!r}.",
             hint="Write one naming the log key, witnesses and organisation roots you trust "
             "(see `scalegate verify --help`).",
         ) from None
-    except UnicodeDecodeError:
-        raise TrustFileError(f"trust file {path} is not UTF-8 text.") from None
     except OSError as exc:
         raise TrustFileError(f"cannot read trust file {path}: {exc.strerror or exc}.") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = raw[: exc.start].decode("utf-8", errors="replace")
+        raise _not_yaml_text(str(path), before, len(before),
+                             f"byte 0x{raw[exc.start]:02x} is not UTF-8") from None
     return parse_trust(text, source=str(path))
+
+
+def _not_yaml_text(source: str, text: str, position: int, what: str) -> TrustFileError:
+    """A binary file (or one with bytes YAML refuses): say so, with where the first one is."""
+    line = text.count("\n", 0, position) + 1
+    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    where = f"{source}:{line}:{column}"
+    return TrustFileError(
+        f"trust file {source} is not a YAML text file: {what} (at line {line}, column {column}).",
+        problems=[(where, what)],
+        hint="A trust file is UTF-8 YAML text naming the log key, witnesses and organisation "
+        "roots you trust; see `scalegate verify --help` for the format.",
+    )

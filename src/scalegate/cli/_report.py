@@ -17,6 +17,7 @@ from scalegate.cli._console import err_console
 from scalegate.cli._ledger import LedgerOpt
 from scalegate.cli._verify import parse_time
 from scalegate.errors import RunError
+from scalegate.units import counted
 
 
 def report(
@@ -56,7 +57,7 @@ def report(
     rep = audit.report
     verified = ("log verified" if trust is not None and not rep.could_not_verify
                 else "log NOT verified (pass --trust)")
-    what = (f"{bad} violation(s) in the replay" if bad is not None
+    what = (f"{counted(bad, 'violations')} in the replay" if bad is not None
             else f"not replayed: {found.problem}")
     err_console.print(f"report on run {run} written to {html}: {what}; {verified}",
                       highlight=False, markup=False)

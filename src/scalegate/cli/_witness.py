@@ -14,6 +14,7 @@ import typer
 
 from scalegate.cli._console import console, err_console, print_error
 from scalegate.errors import KeyMaterialError, ScalegateError
+from scalegate.units import counted
 
 app = typer.Typer(
     help="A transparency-log witness (C2SP tlog-witness add-checkpoint): verifies the log's "
@@ -138,7 +139,8 @@ def show(state: Path = StateOpt) -> None:
             f"size {rec.size}, root {rec.root_hash.hex()[:16]}…, cosigned {rec.cosigned_at}")
         console.print(f"  {origin}: {seen}", highlight=False, soft_wrap=True)
     if evidence:
-        console.print(f"[bold red]{len(evidence)} split-view evidence record(s)[/bold red]:")
+        records = counted(len(evidence), "split-view evidence records")
+        console.print(f"[bold red]{records}[/bold red]:")
         for item in evidence[-5:]:
             console.print(f"  {item['detected_at']} {item['origin']}: {item['reason']}",
                           highlight=False, soft_wrap=True)

@@ -23,6 +23,7 @@ from scalegate.errors import (
     KeyNotAuthorized,
     SignatureError,
     StatementError,
+    sentence,
 )
 from scalegate.ledger import merkle
 from scalegate.ledger.envelope import Envelope, pae, read_canonical
@@ -83,7 +84,7 @@ def prepare(item: Envelope | bytes, where: str = "the envelope") -> PendingEntry
         statement = parse_statement(payload)
     except (EnvelopeError, StatementError) as exc:
         raise AppendRefused(
-            f"refused {where}: {exc.message} Nothing was appended.", hint=exc.hint
+            f"refused {where}: {sentence(exc.message)} Nothing was appended.", hint=exc.hint
         ) from exc
     return PendingEntry(
         data, merkle.leaf_hash(data), statement, statement.kind, pae(ptype, payload),

@@ -47,6 +47,7 @@ from scalegate.ledger.keys import VerifierKey
 from scalegate.ledger.registry import KEY_KINDS, KeyRegistry
 from scalegate.ledger.schema import EntryRow, parse_time
 from scalegate.ledger.statements import parse_statement
+from scalegate.units import counted
 
 if TYPE_CHECKING:
     from scalegate.ledger.log import Ledger
@@ -127,8 +128,8 @@ def verify_ledger(
         for level, count in sorted(counts.items()):
             want = n >> level
             if count != want:
-                report.add(f"tree level {level} holds {count} node(s); a tree of {n} entries "
-                           f"has {want}.", tree=True)
+                report.add(f"tree level {level} holds {counted(count, 'nodes')}; a tree of "
+                           f"{counted(n, 'entries')} has {want}.", tree=True)
         if report.tree_ok:
             report.root = ledger._root_in(conn, n)
     _check_checkpoints(ledger, checkpoints, n, report)

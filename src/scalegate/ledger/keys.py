@@ -34,6 +34,7 @@ __all__ = [
     "is_small_order",
     "is_sound_key",
     "key_id",
+    "verifier_key_in",
 ]
 
 SIG_TYPE_ED25519 = 0x01
@@ -349,6 +350,9 @@ class SigningKey:
             raise KeyMaterialError(f"cannot read key file {path}: {exc.strerror or exc}.") from exc
         if not stat.S_ISREG(st.st_mode):
             raise KeyMaterialError(f"key file {path} is not a regular file.")
+        public = verifier_key_in(path)
+        if public is not None:
+            raise _not_private(path, public)
         mode = stat.S_IMODE(st.st_mode)
         if os.name == "posix" and mode & 0o077:
             raise KeyMaterialError(
@@ -364,6 +368,37 @@ class SigningKey:
 
     def __repr__(self) -> str:
         return f"SigningKey({self._vkey.keyid!r})"
+
+
+def verifier_key_in(path: str | os.PathLike[str]) -> VerifierKey | None:
+    """The verifier key a file holds, if its whole content is one (a ``.pub`` file), else None.
+
+    Reads at most a few kilobytes and never raises: anything else (a private key, a
+    missing or unreadable file, other content) gives ``None``.
+    """
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(4097)
+        text = raw.decode("utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if len(raw) > 4096 or not text or "\n" in text or text.startswith(_PRIVATE_PREFIX):
+        return None
+    try:
+        return VerifierKey.parse(text)
+    except KeyMaterialError:
+        return None
+
+
+def _not_private(path: Path, public: VerifierKey) -> KeyMaterialError:
+    private = path.with_suffix(".key")
+    where = (f"Use the private key file {private} instead" if private != path
+             and private.is_file() else "Give the private key file (.key) written by "
+             "`scalegate keys new`")
+    return KeyMaterialError(
+        f"key file {path} holds the verifier (public) key {public.keyid}, not a private key.",
+        hint=f"{where}; verifier keys are what you share, private keys what you sign with.",
+    )
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -40,6 +40,7 @@ from scalegate.errors import (
     LedgerError,
     SignatureError,
     StoreError,
+    sentence,
 )
 from scalegate.ledger import merkle
 from scalegate.ledger.admission import admit, precheck, prepare
@@ -50,6 +51,7 @@ from scalegate.ledger.schema import EntryRow, format_time, parse_time
 from scalegate.ledger.signature_pool import SignaturePool
 from scalegate.ledger.statements import Statement, parse_statement
 from scalegate.ledger.store import LedgerStore, Writer
+from scalegate.units import counted
 
 if TYPE_CHECKING:
     from scalegate.ledger.integrity import IntegrityReport
@@ -252,8 +254,8 @@ class Ledger:
                 size, root, _, _ = latest
                 if size > n:
                     raise StoreError(
-                        f"ledger {self.path} is damaged: it has {n} entries but a checkpoint "
-                        f"for size {size} was issued.",
+                        f"ledger {self.path} is damaged: it has {counted(n, 'entries')} but a "
+                        f"checkpoint for size {size} was issued.",
                         hint="Entries were lost; restore the ledger from a backup or mirror.",
                     )
                 if self._root_in(conn, size) != root:
@@ -335,8 +337,8 @@ class Ledger:
                     signer, reg = admit(p, idx, registry, verifiers, now)
                 except (SignatureError, KeyNotAuthorized) as exc:
                     raise AppendRefused(
-                        f"refused {_where(pos, total)} ({p.kind} statement): {exc.message} "
-                        "Nothing was appended.",
+                        f"refused {_where(pos, total)} ({p.kind} statement): "
+                        f"{sentence(exc.message)} Nothing was appended.",
                         hint=exc.hint,
                     ) from exc
                 if reg is not None:
@@ -393,7 +395,8 @@ class Ledger:
             end = n if end is None else end
             if start < 0 or end < start or end > n:
                 raise IndexOutOfRange(
-                    f"entry range [{start}, {end}) is outside the log, which has {n} entries."
+                    f"entry range [{start}, {end}) is outside the log, which has "
+                    f"{counted(n, 'entries')}."
                 )
             rows = self._store.entries(conn, start, end, kind=kind, run_id=run_id, limit=limit)
         return [LogEntry._from_row(r) for r in rows]
@@ -410,7 +413,8 @@ class Ledger:
         n = self.size
         if not 0 <= index < n:
             raise IndexOutOfRange(
-                f"there is no entry {index}: the log has {n} entries (indices 0..{n - 1}).",
+                f"there is no entry {index}: the log has {counted(n, 'entries')}"
+                + (" (it is empty)." if n == 0 else f" (indices 0..{n - 1}).")
             )
         return self.entries(index, index + 1)[0]
 
@@ -507,7 +511,7 @@ class Ledger:
         n = self.size
         if not 0 <= index < n:
             raise IndexOutOfRange(
-                f"cannot prove entry {index}: the log has {n} entries"
+                f"cannot prove entry {index}: the log has {counted(n, 'entries')}"
                 + (" (it is empty)." if n == 0 else f" (indices 0..{n - 1}).")
             )
         size, _, note = self._checkpoint()
@@ -516,7 +520,9 @@ class Ledger:
 
 def _check_size(size: int, n: int) -> None:
     if not 0 <= size <= n:
-        raise IndexOutOfRange(f"tree size {size} is outside the log, which has {n} entries.")
+        raise IndexOutOfRange(
+            f"tree size {size} is outside the log, which has {counted(n, 'entries')}."
+        )
 
 
 def _where(pos: int, total: int) -> str:
