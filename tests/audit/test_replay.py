@@ -169,7 +169,7 @@ def test_verify_terminal_summary_and_html(at, tmp_path: Path) -> None:
     r = _verify(w, "--html", str(out), "--at", "2026-03-02T00:00:00Z")
     assert r.returncode == EXIT_VIOLATIONS, r.stderr
     assert "training-during-pause" in r.stdout and "runs replayed" in r.stdout
-    assert "1 violation(s) found" in r.stdout
+    assert "1 violation found" in r.stdout
     assert out.stat().st_size > 100_000 and "audit report written" in r.stderr
     no_replay = _verify(w, "--no-replay", "--json")
     assert no_replay.returncode == EXIT_OK

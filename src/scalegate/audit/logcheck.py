@@ -59,6 +59,7 @@ from scalegate.errors import ScalegateError, VerificationError
 from scalegate.ledger.registry import KEY_KINDS, RegisteredKey
 from scalegate.ledger.statements import Ref, Statement, parse_statement
 from scalegate.ledger.store import shown_location
+from scalegate.units import counted
 
 __all__ = ["CLOCK_SKEW", "AuditedEntry", "audit_log", "default_state_path"]
 
@@ -202,9 +203,10 @@ class _LogAudit:
             # Nothing ties this ledger to the trusted log: judging its entries against the
             # trust file's roots would only list every signer as unregistered.
             rep.check("the trust file's log", False, f"this ledger says it is another log "
-                      f"({differ}) and none of its {len(stored)} checkpoint(s) verifies under "
-                      "the trusted log key: it is not the log the trust file names (or an "
-                      "impostor of it). Check that the trust file is this ledger's.",
+                      f"({differ}) and none of its {counted(len(stored), 'checkpoints')} "
+                      "verifies under the trusted log key: it is not the log the trust file "
+                      "names (or an impostor of it). Check that the trust file is this "
+                      "ledger's.",
                       verifiable=False)
             return
         seen: list[SeenCheckpoint] = []
@@ -442,7 +444,7 @@ class _LogAudit:
                           checkpoint_size=anchor.size)
         if use_state:
             rep.check("consistent with checkpoints seen before", ok,
-                      f"{len(seen)} checkpoint(s) remembered" + (
+                      f"{counted(len(seen), 'checkpoints')} remembered" + (
                           f", up to size {seen[-1].size}" if seen else ""))
         return ok
 
@@ -470,14 +472,14 @@ class _LogAudit:
             f"{c.get('signatures', 0)} valid signatures",
             "signers registered, valid and not revoked": f"{c.get('keys registered', 0)} "
             f"key(s) registered by trusted roots, {c.get('keys revoked', 0)} revoked",
-            "roles and organisations": f"{len(self.trust.roles)} role rule(s), "
-            f"{c['runs']} run(s)",
+            "roles and organisations": f"{counted(len(self.trust.roles), 'role rules')}, "
+            f"{counted(c['runs'], 'runs')}",
             "derived columns (kind, run, signer)": "agree with the entries",
             "entry times": "never go back, never after a witness cosigned them",
         }
         for name, kinds in _GROUPS.items():
             bad = sum(rep.violation_counts.get(k, 0) for k in kinds)
-            rep.check(name, bad == 0, holds[name] if not bad else f"{bad} violation(s)")
+            rep.check(name, bad == 0, holds[name] if not bad else counted(bad, "violations"))
 
 
 def _prior(prior: VerifiedChunks | None, bits: bytes, a: int, b: int) -> Prior | None:

@@ -31,6 +31,7 @@ from scalegate.ledger.envelope import Envelope
 from scalegate.ledger.note import parse_note
 from scalegate.ledger.statements import Ref
 from scalegate.ledger.tlog_proof import parse_receipt
+from scalegate.units import counted
 
 __all__ = ["audit_receipt", "canonical_entry"]
 
@@ -95,7 +96,7 @@ def audit_receipt(
                                        cosigned_at=sorted(c.timestamp for c in found),
                                        note=r.checkpoint)
     rep.check("witness cosignatures", len(names) >= trust.quorum,
-              f"{len(names)} of {len(trust.witnesses)} trusted witness(es) cosigned "
+              f"{len(names)} of {counted(len(trust.witnesses), 'trusted witnesses')} cosigned "
               f"({trust.quorum} required)", verifiable=False)
     try:
         merkle.verify_inclusion(r.index, cp.size, leaf, r.proof, cp.root_hash)

@@ -44,6 +44,7 @@ from scalegate.ledger.statements import (
 )
 from scalegate.policy import Policy, parse_policy
 from scalegate.state import EntryOrRecord, Recorded, record_type, same_ref
+from scalegate.units import counted
 
 __all__ = ["RUN_AUDIT_KINDS", "SETUP_VIOLATION_KINDS", "LedgerAudit", "RunAudit",
            "RunCollector", "audit_ledger", "audit_runs", "replay_ledger"]
@@ -325,14 +326,16 @@ def audit_runs(
     report.count("runs replayed", replayed)
     report.count("decisions replayed", decisions)
     report.count("gate consultations", consults)
-    report.check("runs replayed", replayed == len(out), f"{replayed} of {len(out)} run(s) "
-                 f"replayed; {decisions} recorded decision(s) replayed, {mismatched} differ; "
-                 f"{consults} further gate consultation(s); audit time {_iso(now)}")
+    report.check("runs replayed", replayed == len(out),
+                 f"{replayed} of {counted(len(out), 'runs')} replayed; "
+                 f"{counted(decisions, 'recorded decisions')} replayed, {mismatched} differ; "
+                 f"{counted(consults, 'further gate consultations')}; audit time {_iso(now)}")
     for name, kinds in _GROUPS.items():
         bad = sum(report.violation_counts.get(k, 0) for k in kinds)
-        report.check(name, bad == 0, "no violation" if not bad else f"{bad} violation(s): "
-                     + ", ".join(f"{report.violation_counts[k]} {k}" for k in kinds
-                                 if report.violation_counts.get(k)))
+        found = ", ".join(f"{report.violation_counts[k]} {k}" for k in kinds
+                          if report.violation_counts.get(k))
+        report.check(name, bad == 0,
+                     f"{counted(bad, 'violations')}: {found}" if bad else "no violation")
     report.seconds = round(report.seconds + time.perf_counter() - start, 3)
     return out
 

@@ -19,6 +19,7 @@ import typer
 from scalegate.cli._console import console
 from scalegate.cli._ledger import LedgerOpt
 from scalegate.errors import RunError, RunPaused
+from scalegate.units import counted
 
 if TYPE_CHECKING:
     from scalegate.cli._runs_view import RunView
@@ -365,8 +366,8 @@ def runs(
     if as_json:
         print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
         return
-    table = Table(title=f"{where}: {len(rows)} run(s)", title_justify="left", box=box.SIMPLE,
-                  collapse_padding=True)
+    table = Table(title=f"{where}: {counted(len(rows), 'runs')}", title_justify="left",
+                  box=box.SIMPLE, collapse_padding=True)
     # Narrow terminals: org over model, and one evaluation a line, keep every column legible.
     for col in ("run", "org / model", "policy", "status", "steps", "eff. FLOP", "verdict",
                 "last evaluations"):

@@ -16,6 +16,7 @@ import typer
 
 from scalegate.cli._console import console, err_console, print_error
 from scalegate.errors import ScalegateError, VerificationError
+from scalegate.units import counted
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -247,9 +248,9 @@ def render_report(report: AuditReport, out: Console, *, per_kind: int = 5,
         rest = report.violation_counts[kind] - min(len(items), per_kind)
         if rest > 0:
             out.print(f"  … and {rest} more {kind} (see --json)", highlight=False)
-    counts = ", ".join(f"{v} {k}" for k, v in report.counts.items())
+    counts = ", ".join(counted(v, k) for k, v in report.counts.items())
     if report.violations_total:
-        verdict = f"[bold red]✗ {report.violations_total} violation(s) found[/bold red]"
+        verdict = f"[bold red]✗ {counted(report.violations_total, 'violations')} found[/bold red]"
     elif report.could_not_verify:
         verdict = "[bold yellow]? could not verify[/bold yellow]"
     else:
