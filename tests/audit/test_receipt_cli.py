@@ -157,6 +157,28 @@ def test_a_receipt_verifies_offline(lab: Lab, trust_file: Path) -> None:
     assert code == 0
 
 
+def test_a_receipt_uses_the_witnessed_checkpoint_that_covers_the_entry(
+        lab: Lab, trust_file: Path) -> None:
+    """Entries appended after the witnesses cosigned do not make `prove` sign a fresh,
+    uncosigned checkpoint for an entry the witnessed one covers; a later entry gets a new
+    checkpoint, said on stderr, which verifies once witnesses cosign it."""
+    lab.checkpoint()
+    witnessed = lab.ledger.size
+    lab.compute(3)
+    receipt, entry = _prove(lab, witnessed - 1)
+    assert f"\n{witnessed}\n" in receipt.read_text()  # the witnessed size
+    args = ["--trust", str(trust_file), "--no-state"]
+    assert _run("verify", "--receipt", str(receipt), "--entry", str(entry), *args)[0] == 0
+    late = lab.ledger.size - 1
+    res = runner.invoke(_app(), ["ledger", "prove", str(late), "--ledger", str(lab.path)])
+    assert res.exit_code == 0 and "signed one of size" in res.stderr
+    receipt, entry = _prove(lab, late)
+    assert _run("verify", "--receipt", str(receipt), "--entry", str(entry), *args)[0] == 4
+    lab.checkpoint()  # the witnesses cosign the new checkpoint
+    receipt, entry = _prove(lab, late)
+    assert _run("verify", "--receipt", str(receipt), "--entry", str(entry), *args)[0] == 0
+
+
 def test_receipt_failures_are_violations_or_could_not_verify(lab: Lab, trust_file: Path) -> None:
     lab.checkpoint()
     receipt, entry = _prove(lab, 4)

@@ -123,7 +123,7 @@ def test_pause_honoured_then_resume_with_quorum(world, tmp_path: Path) -> None:
     with pytest.raises(RunPaused, match="board") as info:
         resume(ws.ledger, ws.key("trainer"), "run-1", now=clock())
     assert not any("rso" in m for m in info.value.missing)
-    with pytest.raises(RunError, match="does not hold role .board."):
+    with pytest.raises(RunError, match="does not hold role 'board'"):
         approve(ws.ledger, ws.key("ciso"), "run-1", "me too", role="board", now=clock())
     approve(ws.ledger, ws.key("board"), "run-1", "agreed", now=clock())
     resumed = resume(ws.ledger, ws.key("trainer"), "run-1", now=clock())

@@ -505,7 +505,8 @@ class Ledger:
             return [(size, note) for size, _, note, _ in self._store.checkpoints(conn)]
 
     def receipt(self, index: int) -> str:
-        """A C2SP ``tlog-proof`` for entry ``index`` against a checkpoint covering it."""
+        """A C2SP ``tlog-proof`` for entry ``index`` against the latest checkpoint, with the
+        cosignatures it has gathered; a new one is signed only when none covers the entry."""
         from scalegate.ledger.tlog_proof import format_receipt
 
         n = self.size
@@ -514,7 +515,12 @@ class Ledger:
                 f"cannot prove entry {index}: the log has {counted(n, 'entries')}"
                 + (" (it is empty)." if n == 0 else f" (indices 0..{n - 1}).")
             )
-        size, _, note = self._checkpoint()
+        with self._store.reader() as conn:
+            latest = self._store.latest_checkpoint(conn)
+        if latest is not None and latest[0] > index:
+            size, note = latest[0], latest[2]
+        else:
+            size, _, note = self._checkpoint()
         return format_receipt(index, self.inclusion_proof(index, size), note)
 
 
