@@ -179,6 +179,20 @@ def test_training_past_the_approved_ceiling(at) -> None:
     assert not [x for x in audit.report.violations if x.kind == "pause-not-declared"]
 
 
+def test_one_last_step_far_past_the_ceiling_and_no_pause(at) -> None:
+    """The run's last statement jumps past its ceiling and nothing follows: the gate required
+    a pause with that statement, and none was declared by the audit time."""
+    w = at("resumed")
+    state = w.state()
+    ceiling = state.resumes[0].predicate.ceiling_flop
+    step = state.latest_compute.predicate.step
+    last = w.compute(step + 4000, 3 * ceiling)
+    (v,) = found(w.audit(), "pause-not-declared")
+    assert v.refs == [last] and "ceiling" in v.message and "no pause was declared" in v.message
+    # Within the grace a supervisor takes to declare it, it may still be on its way.
+    assert w.audit(now=w.clock.t + timedelta(minutes=1)).report.exit_code == EXIT_OK
+
+
 # --- resumptions ---------------------------------------------------------------------------------
 
 

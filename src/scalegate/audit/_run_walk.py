@@ -439,6 +439,25 @@ class RunWalk:
         future = [t for t in events if t > after]
         return min(future, default=None)
 
+    def _never_declared(self, now: datetime) -> None:
+        """A statement of the run's own made the gate require a pause (its compute reached a
+        line: a ceiling, a threshold, a milestone), and the log ends without one: the
+        trainer recorded a step past the line and stopped recording instead of declaring
+        it. A supervisor declares it with that step; within the grace it may be on its way.
+        (A pause that only the calendar requires is not judged here: a run that has
+        stopped training is not expected to notice the clock.)"""
+        req = self.required
+        if req is None or req.not_before is not None or self.pause is not None \
+                or self.offending:
+            return
+        if now <= _plus(req.answer.at, self.grace):
+            return
+        rules = ", ".join(r.rule for r in req.answer.reasons)
+        self._v("pause-not-declared", f"the gate required a pause at entry #{req.point.index} "
+                f"({rules}, at {_flop(req.answer.effective_flop)} effective FLOP); by the audit "
+                f"time {_iso(now)} no pause was declared", [req.point])
+        self._expired(req.answer, req.point)
+
     def _expired(self, ans: Decision, point: Ref) -> None:
         for r in ans.reasons:
             if rule_kind(r.rule) != "safeguard-expired":
@@ -497,6 +516,7 @@ class RunWalk:
         if self.now is None:
             self.now = state.latest_time or datetime(1970, 1, 1, tzinfo=UTC)
         now = self.now
+        self._never_declared(now)
         final = None
         if state.run is not None:
             final = decide(self.policy, state, now)

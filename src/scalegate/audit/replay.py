@@ -49,7 +49,7 @@ RUN_VIOLATION_KINDS: dict[str, str] = {
     "training-during-pause": "compute or a checkpoint advanced between a pause and a valid "
     "resumption",
     "pause-not-declared": "the gate required a pause and the run trained on without declaring "
-    "one",
+    "one (or its log ends without one)",
     "ceiling-exceeded": "the run trained past the compute ceiling its resumption was approved "
     "for",
     "evaluation-skipped": "an evaluation the policy required was not run before the run "
