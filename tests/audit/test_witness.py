@@ -106,8 +106,13 @@ def test_split_view_is_refused_and_the_evidence_kept(lab: Lab) -> None:
     with pytest.raises(SplitViewDetected) as same:
         w.add_checkpoint(base + 4, [], fork2.checkpoint())
     assert same.value.status == 409
+    assert "unless the log produces a consistency proof" in info.value.message
+    assert "inconsistent with the one this witness cosigned: a split view." in same.value.message
     evidence = lab.witness(0).evidence()
     assert [e["submitted_checkpoint"] for e in evidence] == [fork_note, fork2.checkpoint()]
+    # A proof that does not verify is not proof of a fork (a damaged request looks the same);
+    # two checkpoints of one size with two roots are.
+    assert [e["conclusive"] for e in evidence] == [False, True]
     assert evidence[0]["cosigned_checkpoint"] == honest
     assert w.size(ORIGIN) == base + 4  # the refusals changed nothing
     fork.close()
@@ -238,6 +243,7 @@ def test_cli_init_cosign_show_and_split_view_exit(lab: Lab, tmp_path: Path) -> N
     assert res.exit_code == 3, res.output
     res = runner.invoke(app, ["witness", "show", "--state", str(state)])
     assert res.exit_code == 0 and "1 split-view evidence record" in res.output
+    assert "(1 conclusive, 0 unproven" in res.output and "[unproven]" not in res.output
     res = runner.invoke(app, ["witness", "add-checkpoint", "--state", str(state)],
                         input=format_add_checkpoint(0, [], lab.ledger.checkpoint()))
     assert res.exit_code == 1 and res.output.splitlines()[0] == str(lab.ledger.size)

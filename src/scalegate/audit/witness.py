@@ -271,7 +271,8 @@ class Witness:
         return 0 if rec is None else rec.size
 
     def evidence(self) -> list[dict[str, Any]]:
-        """Every refused, log-signed checkpoint that contradicted a cosigned one."""
+        """Every refused, log-signed checkpoint that contradicted a cosigned one
+        (``conclusive``) or could not be shown consistent with it (not ``conclusive``)."""
         return list(self._load()["evidence"])
 
     # --- add-checkpoint --------------------------------------------------------------------
@@ -362,7 +363,8 @@ class Witness:
         if old_size == 0:
             if cp.size == 0 and cp.root_hash != merkle.EMPTY_ROOT:
                 self._split(state, rec, cp, note, proof, 422,
-                            "a checkpoint of size 0 must carry the empty tree's root")
+                            "a checkpoint of size 0 must carry the empty tree's root",
+                            conclusive=True)
             return
         recorded_root = base64.b64decode(rec["root_hash"])
         if old_size == cp.size:
@@ -370,14 +372,17 @@ class Witness:
                 raise WitnessRefused("a consistency proof between equal sizes must be empty.")
             if cp.root_hash != recorded_root:
                 self._split(state, rec, cp, note, proof, 409,
-                            f"it has the size {cp.size} this witness cosigned but another root")
+                            f"it has the size {cp.size} this witness cosigned but another root",
+                            conclusive=True)
             return
         try:
             merkle.verify_consistency(old_size, cp.size, proof, recorded_root, cp.root_hash)
         except ProofError as exc:
+            # A fork beyond the cosigned size has no proof that verifies; neither has a
+            # request whose proof was damaged on its way. Kept, but as unproven.
             self._split(state, rec, cp, note, proof, 422,
                         f"the consistency proof from size {old_size} does not verify "
-                        f"({exc.message})")
+                        f"({exc.message})", conclusive=False)
 
     def _split(
         self,
@@ -388,11 +393,16 @@ class Witness:
         proof: list[bytes],
         status: int,
         why: str,
+        *,
+        conclusive: bool,
     ) -> None:
         item = {
             "origin": cp.origin,
             "detected_at": _iso(self._now()),
             "reason": why,
+            # Two log-signed checkpoints that cannot both hold prove a split view; a proof
+            # that does not verify only shows the log (or a relay) could not prove consistency.
+            "conclusive": conclusive,
             "cosigned_checkpoint": rec.get("checkpoint"),
             "submitted_checkpoint": note,
             "consistency_proof": [base64.b64encode(h).decode("ascii") for h in proof],
@@ -403,10 +413,12 @@ class Witness:
             evidence = evidence[:1] + evidence[-(_MAX_EVIDENCE - 1) :]
         state["evidence"] = evidence
         write_json(self.state_path, state, _state_error)
+        what = ("The log signed a checkpoint inconsistent with the one this witness "
+                "cosigned: a split view." if conclusive else "Not proven consistent with the "
+                "checkpoint this witness cosigned: a split view, unless the log produces a "
+                "consistency proof that verifies (a damaged request would look the same).")
         raise SplitViewDetected(
-            f"refused to cosign {cp.origin} at size {cp.size}: {why}. The log signed a "
-            "checkpoint inconsistent with the one this witness cosigned (a split view), or "
-            "the proof is wrong.",
+            f"refused to cosign {cp.origin} at size {cp.size}: {why}. {what}",
             status=status, size=int(rec.get("size", 0)),
             evidence=f"{self.state_path} (evidence #{len(evidence)})",
             hint="Keep the evidence; report the log operator if the proof came from the log.",

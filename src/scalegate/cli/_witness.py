@@ -139,8 +139,12 @@ def show(state: Path = StateOpt) -> None:
             f"size {rec.size}, root {rec.root_hash.hex()[:16]}…, cosigned {rec.cosigned_at}")
         console.print(f"  {origin}: {seen}", highlight=False, soft_wrap=True)
     if evidence:
+        proven = sum(1 for item in evidence if item.get("conclusive", True))
         records = counted(len(evidence), "split-view evidence records")
-        console.print(f"[bold red]{records}[/bold red]:")
+        console.print(f"[bold red]{records}[/bold red] ({proven} conclusive, "
+                      f"{len(evidence) - proven} unproven: a consistency proof that did not "
+                      "verify):", highlight=False)
         for item in evidence[-5:]:
-            console.print(f"  {item['detected_at']} {item['origin']}: {item['reason']}",
+            tag = "" if item.get("conclusive", True) else " [unproven]"
+            console.print(f"  {item['detected_at']} {item['origin']}{tag}: {item['reason']}",
                           highlight=False, soft_wrap=True)
