@@ -155,6 +155,17 @@ def test_a_receipt_verifies_offline(lab: Lab, trust_file: Path) -> None:
     code, _ = _run("verify", "--trust", str(trust_file), "--receipt", str(receipt),
                    "--entry", str(bare), "--no-state")
     assert code == 0
+    # The fields a reader sees beside the envelope must say what the envelope says.
+    line = json.loads(entry.read_text())
+    for field, value in (("statement", {**line["statement"], "predicateType": "x"}),
+                         ("leaf_hash", "00" * 32), ("kind", "approval")):
+        forged = lab.dir / f"forged-{field}.json"
+        forged.write_text(json.dumps({**line, field: value}))
+        code, out = _run("verify", "--trust", str(trust_file), "--receipt", str(receipt),
+                         "--entry", str(forged), "--no-state", "--json")
+        assert code == 4, out
+        (check,) = [c for c in json.loads(out)["checks"] if c["name"] == "entry file"]
+        assert f"whose {field} disagree with its envelope" in check["detail"]
 
 
 def test_a_receipt_uses_the_witnessed_checkpoint_that_covers_the_entry(

@@ -23,13 +23,13 @@ from scalegate.audit import _envelopes
 from scalegate.audit._seen import load_seen, log_id
 from scalegate.audit.report import AuditReport, CheckpointSummary
 from scalegate.audit.trust import TrustFile
-from scalegate.errors import NoteError, ProofError, VerificationError
+from scalegate.errors import NoteError, ProofError, ScalegateError, VerificationError
 from scalegate.ledger import merkle
 from scalegate.ledger.checkpoint import open_checkpoint
 from scalegate.ledger.cosignature import cosignatures
 from scalegate.ledger.envelope import Envelope
 from scalegate.ledger.note import parse_note
-from scalegate.ledger.statements import Ref
+from scalegate.ledger.statements import Ref, parse_statement
 from scalegate.ledger.tlog_proof import parse_receipt
 from scalegate.units import counted
 
@@ -47,6 +47,27 @@ def canonical_entry(data: bytes) -> bytes:
         return Envelope.from_bytes(json.dumps(obj).encode()).to_bytes()
     except Exception:  # not an envelope: the bytes themselves are the entry
         return data
+
+
+def shown_fields_differ(entry: bytes, data: bytes, leaf: bytes) -> list[str]:
+    """For a line of ``scalegate ledger show --json``: the fields beside its envelope (leaf
+    hash, kind, run, statement) that say something else than the envelope does. A reader
+    trusts those fields; only the envelope is proven, so they must agree. (Its index is
+    the receipt's business: another entry's line fails the inclusion proof.)"""
+    try:
+        obj = json.loads(entry)
+    except ValueError:
+        return []
+    if not isinstance(obj, dict) or not isinstance(obj.get("envelope"), dict):
+        return []
+    try:
+        st = parse_statement(Envelope.from_bytes(data).payload_bytes())
+    except ScalegateError:
+        return []  # not a statement at all: the statement check says so
+    truth = {"leaf_hash": leaf.hex(), "kind": st.predicate.KIND,
+             "run_id": getattr(st.predicate, "run_id", None),
+             "statement": st.model_dump(mode="json", by_alias=True)}
+    return [k for k, v in truth.items() if k in obj and obj[k] != v]
 
 
 def audit_receipt(
@@ -72,6 +93,13 @@ def audit_receipt(
     data = canonical_entry(entry)
     leaf = merkle.leaf_hash(data)
     refs = [Ref(index=r.index, leaf_hash=leaf.hex())]
+    edited = shown_fields_differ(entry, data, leaf)
+    if edited:
+        rep.check("entry file", False, f"the entry file is a `ledger show --json` line whose "
+                  f"{', '.join(edited)} disagree with its envelope: only the envelope is "
+                  "proven, and this file was edited. Ask for the entry again (or pass the "
+                  "envelope alone).", verifiable=False)
+        return rep
     log = trust.log_verifier
     sigs = parse_note(r.checkpoint)[1]
     if not any(s.name == log.name and s.key_id == log.key_id for s in sigs):
