@@ -34,6 +34,7 @@ def to_entries(log_entries: Iterable[LogEntry], registry: KeyRegistry) -> list[E
                 statement=e.statement,
                 signer=reg.vkey.name if reg else e.signer.split("+", 1)[0],
                 roles=tuple(reg.roles) if reg else (),
+                logged_at=e.appended_at,
             )
         )
     return out

@@ -55,6 +55,7 @@ class Entry(BaseModel):
     statement: Statement
     signer: str | None = None
     roles: tuple[str, ...] = ()
+    logged_at: datetime | None = None  # when the log recorded it, where the reader knows
 
     @property
     def predicate(self) -> Predicate:
@@ -71,6 +72,9 @@ class Recorded(BaseModel, Generic[P]):
     predicate: P
     signer: str | None = None
     roles: tuple[str, ...] = ()
+    #: When the log recorded it (the entry's ``appended_at``), where the reader knows it:
+    #: a deadline is met by what the log held by then, not by the time a statement claims.
+    logged_at: datetime | None = None
 
     @property
     def index(self) -> int:
@@ -223,7 +227,8 @@ def _record(entry: EntryOrRecord) -> Recorded[Predicate]:
     cls = _RECORDED.get(type(predicate)) or record_type(type(predicate))
     if type(entry) is cls:  # a record of its own kind already (immutable): keep it
         return entry  # type: ignore[return-value]
-    return cls(ref=entry.ref, predicate=predicate, signer=entry.signer, roles=entry.roles)
+    return cls(ref=entry.ref, predicate=predicate, signer=entry.signer, roles=entry.roles,
+               logged_at=entry.logged_at)
 
 
 def _time_of(predicate: Predicate) -> datetime | None:

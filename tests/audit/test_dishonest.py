@@ -277,6 +277,17 @@ def test_notification_sent_late(at) -> None:
     assert v.refs == [point, n] and "only at" in v.message
 
 
+def test_notification_backdated(at) -> None:
+    """Logged a week after the deadline, claiming to have been sent before it: the log holds
+    no evidence of a timely notice."""
+    w = at("running")
+    point, deadline = _crossing(w)
+    w.clock.jump(deadline + timedelta(days=7) - w.clock.t)
+    n = w.notify("demo-notify", deadline - timedelta(hours=1))
+    (v,) = found(w.audit(now=deadline + timedelta(days=8)), "notification-missed")
+    assert v.refs == [point, n] and "the log recorded it only at" in v.message
+
+
 def test_notification_on_time_is_clean(at) -> None:
     w = at("running")
     _, deadline = _crossing(w)

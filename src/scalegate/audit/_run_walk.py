@@ -544,6 +544,15 @@ class RunWalk:
                 self._v("notification-missed", f"{what} was due by {_iso(o.deadline)}; the "
                         f"notification #{first.index} was sent only at "
                         f"{_iso(first.predicate.sent_at)}", [*refs, first.ref])
+                continue
+            logged = [n for n in notes if n.logged_at is not None]
+            if logged and all(n.logged_at > _plus(o.deadline, self.grace) for n in logged):
+                early = min(logged, key=lambda n: n.logged_at)  # type: ignore[arg-type,return-value]
+                self._v("notification-missed", f"{what} was due by {_iso(o.deadline)}; the "
+                        f"notification #{early.index} says it was sent at "
+                        f"{_iso(early.predicate.sent_at)}, but the log recorded it only at "
+                        f"{_iso(early.logged_at)}: nothing in the log shows it in time",
+                        [*refs, early.ref])
         return final
 
 

@@ -205,8 +205,11 @@ class RunCollector:
             if signer is None or signer[0] is not key:
                 signer = signers[id(key)] = (key, key.vkey.name if key else None,
                                              tuple(key.roles) if key else ())
-            entry = make({"ref": ref, "predicate": predicate, "signer": signer[1],
-                          "roles": signer[2]})
+            fields = {"ref": ref, "predicate": predicate, "signer": signer[1],
+                      "roles": signer[2]}
+            if kind == "notification":  # judged by when the log held it (not per entry: hot)
+                fields["logged_at"] = e.appended_at
+            entry = make(fields)
             if kind == "policy":
                 policies.append(entry)
             elif run_id is not None:
