@@ -61,7 +61,9 @@ def test_refusals_carry_the_spec_status(lab: Lab) -> None:
     foreign = sign_checkpoint(Checkpoint("example.org/other", size, lab.ledger.root()), other_log)
     forged = sign_checkpoint(Checkpoint(ORIGIN, size, lab.ledger.root()), other_log)
     cases = [
-        (lambda: w.add_checkpoint(0, [], foreign), 404, "does not witness"),
+        (lambda: w.add_checkpoint(0, [], foreign), 404,
+         "does not witness the log 'example.org/other'; it witnesses 'example.org/scalegate-"
+         "audit'"),
         (lambda: w.add_checkpoint(0, [], forged), 403, "no valid signature"),
         (lambda: w.add_checkpoint(size + 1, [], note), 400, "never shrinks"),
         (lambda: w.add_checkpoint(0, [b"\x00" * 32], note), 400, "must be empty"),

@@ -309,9 +309,13 @@ class Witness:
             raise WitnessRefused(f"the checkpoint is malformed: {exc.message}") from None
         log_key = self.logs.get(origin)
         if log_key is None:
+            known = ", ".join(f"{o!r} (key {k.keyid})" for o, k in sorted(self.logs.items()))
             raise WitnessRefused(
-                f"this witness does not witness the log {origin!r}.", status=404,
-                hint="Add the log with `scalegate witness init --log VKEY` on a new state.",
+                f"this witness does not witness the log {origin!r}; it witnesses "
+                f"{known or 'no log'}.", status=404,
+                hint="A log is known by its checkpoint origin, which may differ from its key's "
+                "name: start the witness with `scalegate witness init --log VKEY --origin "
+                f"{origin}` (on a new state).",
             )
         try:
             cp, opened = open_checkpoint(checkpoint_note, log_key, origin=origin)

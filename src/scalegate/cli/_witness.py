@@ -82,16 +82,25 @@ def cosign(
 ) -> None:
     """Cosign the ledger's latest checkpoint if consistent; print the cosigned checkpoint."""
     from scalegate.audit.witness import Witness, witness_ledger
+    from scalegate.ledger.checkpoint import Checkpoint
     from scalegate.ledger.log import Ledger
+    from scalegate.ledger.note import parse_note
 
     try:
         witness = Witness.open(state)
         with Ledger.open(ledger) as led:
             note = witness_ledger(led, witness, attach=attach)
+            size = led.size
     except ScalegateError as exc:
         raise _fail(exc) from None
     sys.stdout.write(note)
     sys.stdout.flush()
+    covered = Checkpoint.parse(parse_note(note)[0]).size
+    if size > covered:
+        err_console.print(f"note: cosigned the log's latest checkpoint, of size {covered}; "
+                          f"the log holds {counted(size - covered, 'later entries')} beyond "
+                          "it, covered once it issues a new checkpoint (`scalegate ledger "
+                          "checkpoint`).", highlight=False, soft_wrap=True)
 
 
 @app.command("add-checkpoint")
