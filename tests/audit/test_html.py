@@ -166,6 +166,9 @@ def test_write_is_atomic_and_fails_cleanly(page: tuple[Path, Any], tmp_path: Pat
     with pytest.raises(VerificationError, match="cannot write the report"):
         write_html(tmp_path / "missing-dir" / "r.html", audit)
     assert not (tmp_path / "missing-dir").exists()
+    written = write_html(tmp_path / "r.html", audit)
+    assert written.stat().st_mode & 0o777 == 0o644  # for sharing, not private
+    assert [p.name for p in tmp_path.iterdir()] == ["r.html"]  # no temporary file left
     one = render_html(audit, run_ids=[RUN])
     assert "scalegate report: run run-1" in one
     assert re.findall(r"<h2 id=\"run-[^\"]+\">", one) == ['<h2 id="run-run-1">']

@@ -222,6 +222,13 @@ def test_receipt_failures_are_violations_or_could_not_verify(lab: Lab, trust_fil
                                  str(lab.dir / "no" / "dir" / "s.json")])
     assert res.exit_code == 4 and "does not exist" in res.output, res.output
     assert not (lab.dir / "no").exists()
+    for extra in (["--ledger", str(lab.path)], ["--html", str(lab.dir / "r.html")]):
+        res = runner.invoke(_app(), ["verify", "--trust", str(trust_file), "--receipt",
+                                     str(receipt), "--entry", str(entry), *extra])
+        assert res.exit_code == 4 and "are for a ledger audit" in res.output, res.output
+    res = runner.invoke(_app(), ["verify", "--trust", str(trust_file), "--ledger",
+                                 str(lab.path), "--state", str(lab.dir / "s.json"), "--no-state"])
+    assert res.exit_code == 4 and "contradict each other" in res.output, res.output
     one = lab.dir / "one.yaml"
     one.write_text(lab.trust(quorum=2).model_copy(update={"witnesses": {
         w.name: v for w, v in zip(lab.witnesses, lab.trust().witness_verifiers, strict=True)

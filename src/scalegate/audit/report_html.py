@@ -237,6 +237,7 @@ def write_html(path: str | os.PathLike[str], audit: LedgerAudit, **kw: Any) -> P
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=where)
+        os.fchmod(fd, 0o644)  # a report is for sharing (mkstemp makes files private)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, target)

@@ -83,8 +83,14 @@ def verify(
     from scalegate.audit.report import AuditReport
 
     try:
-        if (receipt is not None or entry is not None) and html is not None:
-            raise VerificationError("--html reports on a ledger audit, not on one receipt.")
+        if (receipt is not None or entry is not None) and (html is not None
+                                                            or ledger is not None):
+            raise VerificationError("--receipt checks one entry offline; --html and --ledger "
+                                    "are for a ledger audit.", hint="Drop them, or audit the "
+                                    "ledger without --receipt.")
+        if state is not None and no_state:
+            raise VerificationError("--state and --no-state contradict each other.",
+                                    hint="Pass one of them.")
         audit = _run(trust, ledger, state, no_state, as_json, workers, full, receipt, entry,
                      replay=not no_replay, now=parse_time(at), runs=runs or None)
         report = audit if isinstance(audit, AuditReport) else audit.report
@@ -255,6 +261,6 @@ def render_report(report: AuditReport, out: Console, *, per_kind: int = 5,
         verdict = "[bold yellow]? could not verify[/bold yellow]"
     else:
         verdict = "[bold green]✓ nothing violated[/bold green]"
-    out.print(f"\n{verdict} — {counts} in {report.seconds:.2f} s", highlight=False,
-              soft_wrap=True)
+    out.print(f"\n{verdict} — " + (f"{counts} in " if counts else "")
+              + f"{report.seconds:.2f} s", highlight=False, soft_wrap=True)
 
