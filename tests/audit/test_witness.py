@@ -249,3 +249,15 @@ def test_cli_init_cosign_show_and_split_view_exit(lab: Lab, tmp_path: Path) -> N
     res = runner.invoke(app, ["witness", "add-checkpoint", "--state", str(state)],
                         input=format_add_checkpoint(0, [], lab.ledger.checkpoint()))
     assert res.exit_code == 1 and res.output.splitlines()[0] == str(lab.ledger.size)
+    # The log's side: the request for a witness that last cosigned a smaller size.
+    cosigned = lab.ledger.size
+    lab.compute(3)
+    lab.ledger.checkpoint()
+    req = runner.invoke(app, ["witness", "request", "--ledger", str(lab.path), "--old",
+                              str(cosigned)])
+    assert req.exit_code == 0 and req.output.startswith(f"old {cosigned}\n"), req.output
+    res = runner.invoke(app, ["witness", "add-checkpoint", "--state", str(state)],
+                        input=req.output)
+    assert res.exit_code == 0 and res.output.startswith("— witness.example/w1 "), res.output
+    bad = runner.invoke(app, ["witness", "request", "--ledger", str(lab.path), "--old", "999"])
+    assert bad.exit_code == 1 and "is not a size up to the latest checkpoint" in bad.output

@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 
 from scalegate.cli._console import console, err_console, print_error
-from scalegate.errors import KeyMaterialError, ScalegateError
+from scalegate.errors import KeyMaterialError, LedgerError, ScalegateError
 from scalegate.units import counted
 
 app = typer.Typer(
@@ -130,6 +130,36 @@ def add_checkpoint(
     except ScalegateError as exc:
         raise _fail(exc) from None
     sys.stdout.write(response)
+    sys.stdout.flush()
+
+
+@app.command("request")
+def request(
+    ledger: Path = typer.Option(..., "--ledger", "-l", help="The log's ledger."),
+    old: int = typer.Option(..., "--old", help="The size the witness last cosigned (0: none; "
+                            "a witness that refuses with 409 prints it)."),
+) -> None:
+    """Print the C2SP add-checkpoint request the log sends a witness: its latest checkpoint
+    and the consistency proof from size --old (answer it with `witness add-checkpoint`)."""
+    from scalegate.audit.witness import format_add_checkpoint
+    from scalegate.ledger.checkpoint import Checkpoint
+    from scalegate.ledger.log import Ledger
+    from scalegate.ledger.note import parse_note
+
+    try:
+        with Ledger.open(ledger) as led:
+            note = led.latest_checkpoint()
+            if note is None:
+                raise LedgerError(f"ledger {led.path} has issued no checkpoint yet.",
+                                       hint="Issue one with `scalegate ledger checkpoint`.")
+            size = Checkpoint.parse(parse_note(note)[0]).size
+            if not 0 <= old <= size:
+                raise LedgerError(f"--old {old} is not a size up to the latest "
+                                       f"checkpoint's ({size}).")
+            proof = led.consistency_proof(old, size) if 0 < old < size else []
+    except ScalegateError as exc:
+        raise _fail(exc) from None
+    sys.stdout.write(format_add_checkpoint(old, proof, note))
     sys.stdout.flush()
 
 
