@@ -21,14 +21,20 @@ from scalegate.ledger.merkle import leaf_hash
 from scalegate.ledger.statements import (
     ApprovalPredicate,
     AttestationPredicate,
-    PolicyPredicate,
     Ref,
     ResumePredicate,
     now_utc,
     sign_statement,
 )
 from scalegate.policy import Policy
-from scalegate.runs import policy_entry, policy_of_run, require_run
+from scalegate.runs import (
+    policy_approvers,
+    policy_entry,
+    policy_of_run,
+    policy_statement,
+    ref_of,
+    require_run,
+)
 from scalegate.state import RunState
 
 Clock = Callable[[], datetime]
@@ -46,8 +52,7 @@ def publish_policy(ledger: Ledger, key: SigningKey, policy: Policy) -> tuple[Ref
     approvers signed (an auditor's trust file can require exactly that: ``roles: {policy:
     [...]}``). Publishing a document already in the ledger returns its entry.
     """
-    approvers = list(dict.fromkeys(
-        r for clause in policy.governance.policy_change for r in clause.any_of))
+    approvers = policy_approvers(policy)
     reg = ledger.registry().get(key.vkey.keyid)
     held = tuple(reg.roles) if reg else ()
     if not set(held) & set(approvers):
@@ -57,13 +62,15 @@ def publish_policy(ledger: Ledger, key: SigningKey, policy: Policy) -> tuple[Ref
             f"{' or '.join(approvers)} as who approves it (governance.policy_change).",
             hint="Publish it with the key of someone in one of those roles.",
         )
-    digest = policy.digest()
-    existing = policy_entry(ledger, digest)
-    if existing is not None:
-        return Ref(index=existing.index, leaf_hash=existing.leaf_hash.hex()), False
-    pred = PolicyPredicate(policy_id=policy.id, version=policy.version, digest=digest,
-                           document=policy.document())
-    return _ref(ledger.append(sign_statement(pred, key))), True
+    existing = policy_entry(ledger, policy.digest(), approved_by=approvers)
+    if existing is not None and _holds(ledger, existing.signer, approvers):
+        return ref_of(existing), False  # a copy signed by anyone else does not count
+    return _ref(ledger.append(sign_statement(policy_statement(policy), key))), True
+
+
+def _holds(ledger: Ledger, keyid: str, roles: list[str]) -> bool:
+    reg = ledger.registry().get(keyid)
+    return reg is not None and bool(set(reg.roles) & set(roles))
 
 
 def evidence_digest(evidence: str | Path | bytes | None) -> str | None:
@@ -142,7 +149,7 @@ def approve(
         raise RunError(f"run {run_id!r} is not paused; there is nothing to approve.")
     policy = policy_of_run(ledger, state)
     role = _approver_role(ledger, key, policy, role)
-    _already_approved(state, pause.ref, key)
+    _already_approved(state, pause.ref, key, role)
     pred = ApprovalPredicate(
         run_id=run_id,
         pause=pause.ref,
@@ -178,13 +185,14 @@ def _approver_role(ledger: Ledger, key: SigningKey, policy: Policy, role: str | 
                    f"{' or '.join(usable[1:])}).")
 
 
-def _already_approved(state: RunState, pause: Ref, key: SigningKey) -> None:
-    """One key fills one seat of the quorum: a second approval of the same pause is refused."""
+def _already_approved(state: RunState, pause: Ref, key: SigningKey, role: str) -> None:
+    """The same key approving the same pause in the same role again adds nothing (one key
+    fills one seat; in another of its roles it may fill the seat that is still open)."""
     for a in state.approvals_for(pause):
-        if a.signer == key.vkey.name:
-            raise RunError(f"{key.name} already approved pause #{pause.index} (entry "
-                           f"#{a.index}, as {a.predicate.role}); one key fills one seat of "
-                           "the quorum.", hint="Another approver signs with their own key.")
+        if a.signer == key.vkey.name and a.predicate.role == role:
+            raise RunError(f"{key.name} already approved pause #{pause.index} as {role} "
+                           f"(entry #{a.index}); one key fills one seat of the quorum.",
+                           hint="Another approver signs with their own key.")
 
 
 def _ceiling(ceiling: float | str | None, at_pause: float) -> float | None:

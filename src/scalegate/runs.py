@@ -70,13 +70,33 @@ def list_runs(ledger: Ledger) -> list[str]:
     return [e.run_id for e in ledger.entries(kind="run") if e.run_id]
 
 
-def policy_entry(ledger: Ledger, digest: str) -> LogEntry | None:
-    """The ``policy`` statement publishing the policy with this digest, if logged."""
-    for e in ledger.entries(kind="policy"):
-        pred = e.statement.predicate
-        if isinstance(pred, PolicyPredicate) and pred.digest == digest:
-            return e
-    return None
+def policy_entry(ledger: Ledger, digest: str, *, approved_by: Iterable[str] = ()
+                 ) -> LogEntry | None:
+    """The ``policy`` statement publishing the policy with this digest, if logged: the first
+    one signed by a key holding one of the ``approved_by`` roles, else the first one."""
+    found = [e for e in ledger.entries(kind="policy")
+             if isinstance(e.statement.predicate, PolicyPredicate)
+             and e.statement.predicate.digest == digest]
+    wanted = set(approved_by)
+    if wanted and found:
+        registry = ledger.registry()
+        for e in found:
+            reg = registry.get(e.signer)
+            if reg is not None and wanted & set(reg.roles):
+                return e
+    return found[0] if found else None
+
+
+def policy_statement(policy: Policy) -> PolicyPredicate:
+    """The ``policy`` statement that publishes ``policy`` (its document and digest)."""
+    return PolicyPredicate(policy_id=policy.id, version=policy.version, digest=policy.digest(),
+                           document=policy.document())
+
+
+def policy_approvers(policy: Policy) -> list[str]:
+    """The roles the policy names as approving it (``governance.policy_change``), in order."""
+    return list(dict.fromkeys(
+        r for clause in policy.governance.policy_change for r in clause.any_of))
 
 
 def policy_of_run(ledger: Ledger, state: RunState) -> Policy:

@@ -34,7 +34,6 @@ from scalegate.ledger.statements import (
     ComputePredicate,
     EvalPredicate,
     PausePredicate,
-    PolicyPredicate,
     PolicyRef,
     Predicate,
     Reason,
@@ -46,7 +45,13 @@ from scalegate.ledger.statements import (
 )
 from scalegate.manifest import manifest_of
 from scalegate.policy import Policy
-from scalegate.runs import load_state, policy_entry, ref_of
+from scalegate.runs import (
+    load_state,
+    policy_approvers,
+    policy_entry,
+    policy_statement,
+    ref_of,
+)
 from scalegate.state import Entry, RunState, fold
 
 Clock = Callable[[], datetime]
@@ -582,13 +587,9 @@ def _register(
 ) -> RunState:
     """Append the policy document (once per digest) and the run statement."""
     digest = policy.digest()
-    entry = policy_entry(ledger, digest)
-    if entry is None:
-        published = PolicyPredicate(
-            policy_id=policy.id, version=policy.version, digest=digest,
-            document=policy.document(),
-        )
-        policy_ref = _ref(ledger.append(sign_statement(published, key)))
+    entry = policy_entry(ledger, digest, approved_by=policy_approvers(policy))
+    if entry is None:  # nobody published it: the trainer does (a trust file may refuse it)
+        policy_ref = _ref(ledger.append(sign_statement(policy_statement(policy), key)))
     else:
         policy_ref = ref_of(entry)
     run = RunPredicate(

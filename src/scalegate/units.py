@@ -106,11 +106,6 @@ def singular(phrase: str) -> str:
     return " ".join(words)
 
 
-def counted(n: int, phrase: str, one: str | None = None) -> str:
-    """``n`` and the plural ``phrase``, singular when ``n`` is 1: ``1 run``, ``2 runs``.
-
-    ``one`` gives the singular where :func:`singular` would get it wrong.
-    """
-    if n == 1:
-        return f"{n} {one if one is not None else singular(phrase)}"
-    return f"{n} {phrase}"
+def counted(n: int, phrase: str) -> str:
+    """``n`` and the plural ``phrase``, singular when ``n`` is 1: ``1 run``, ``2 runs``."""
+    return f"{n} {singular(phrase) if n == 1 else phrase}"

@@ -13,6 +13,7 @@ from scalegate.audit.report import AuditReport
 from scalegate.ledger.envelope import Envelope, sign_envelope
 from scalegate.ledger.keys import SigningKey
 from scalegate.ledger.log import Ledger
+from scalegate.ledger.note import sign_note
 from scalegate.ledger.statements import (
     ApprovalPredicate,
     KeyRevocationPredicate,
@@ -356,3 +357,24 @@ def test_replaying_a_run_the_log_does_not_have_cannot_verify(lab: Lab) -> None:
     (check,) = [c for c in audit.report.checks if c.name == "runs asked for"]
     assert not check.ok and "'run-9'" in check.detail and "run-1" in check.detail
     assert audit.report.exit_code == 4 and not audit.runs
+
+
+def test_a_state_file_of_an_earlier_version_is_not_forgotten(lab: Lab) -> None:
+    """Earlier versions named a log by its origin alone: what such a file remembers still
+    counts (here a different root at a size the auditor saw: a split view), but only the
+    checkpoints the trusted log key signed."""
+    state = lab.dir / "auditor.json"
+    lab.checkpoint()
+    assert _audit(lab, state_path=state).ok
+    data = json.loads(state.read_text())
+    (rec,) = data["logs"].values()
+    rec["checkpoints"][0]["root_hash"] = base64.b64encode(b"\x01" * 32).decode()
+    data["logs"] = {ORIGIN: rec}  # as an earlier version wrote it
+    state.write_text(json.dumps(data))
+    assert _kinds(_audit(lab, state_path=state)) == {"split-view"}
+    other = SigningKey.generate(ORIGIN)  # a note the trusted log key did not sign: ignored
+    rec["checkpoints"][0]["note"] = sign_note(rec["checkpoints"][0]["note"].split("\n\n")[0]
+                                              + "\n", [other])
+    data["logs"] = {ORIGIN: rec}
+    state.write_text(json.dumps(data))
+    assert _audit(lab, state_path=state).ok

@@ -158,7 +158,8 @@ def test_a_receipt_verifies_offline(lab: Lab, trust_file: Path) -> None:
     # The fields a reader sees beside the envelope must say what the envelope says.
     line = json.loads(entry.read_text())
     for field, value in (("statement", {**line["statement"], "predicateType": "x"}),
-                         ("leaf_hash", "00" * 32), ("kind", "approval")):
+                         ("leaf_hash", "00" * 32), ("kind", "approval"),
+                         ("signer", "acme/rso+00000000")):
         forged = lab.dir / f"forged-{field}.json"
         forged.write_text(json.dumps({**line, field: value}))
         code, out = _run("verify", "--trust", str(trust_file), "--receipt", str(receipt),

@@ -101,3 +101,17 @@ def test_the_workspace_trust_file_requires_an_approver(ws: Workspace, tmp_path: 
         assert not [v for v in report.violations if v.kind == "wrong-role"]
     finally:
         other.close()
+
+
+def test_an_approver_publishes_over_a_trainers_copy_and_new_runs_cite_it(
+        ws: Workspace) -> None:
+    """The trainer published the document itself (nobody had); the approver's publication
+    still goes in, and a run registered afterwards cites the approved entry."""
+    Supervisor.open("early", DEMO, ws.ledger, ws.key("trainer")).flush()
+    (own,) = _policy_entries(ws)
+    ref, new = publish_policy(ws.ledger, ws.key("rso"), DEMO)
+    assert new and ref.index != own[0]
+    assert publish_policy(ws.ledger, ws.key("board"), DEMO) == (ref, False)
+    Supervisor.open("later", DEMO, ws.ledger, ws.key("trainer")).flush()
+    later = load_state(ws.ledger, "later").run
+    assert later is not None and later.predicate.policy.ref == ref

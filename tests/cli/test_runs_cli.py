@@ -388,7 +388,7 @@ def test_a_key_without_the_role(lab: Lab) -> None:
 def test_one_key_approves_a_pause_once(lab: Lab) -> None:
     assert cli(lab, "approve", "run-1", "--key", str(lab.key("rso")), "-m", "ok").code == 0
     msg = refused(lab, "approve", "run-1", "--key", str(lab.key("rso")), "-m", "again")
-    assert "demo-lab/rso already approved pause #" in msg and "one seat" in msg
+    assert "demo-lab/rso already approved pause #" in msg and "as rso" in msg and "one seat" in msg
     msg = refused(lab, "attest", "security-level-demo", "--key", str(lab.key("rso")))
     assert "demo-lab/rso may not attest security-level-demo" in msg and "ciso" in msg
 

@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import zlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -119,10 +120,17 @@ def _logs(path: Path) -> dict[str, list[SeenCheckpoint]]:
         raise _fail(f"{path} is damaged ({str(exc)[:200]})") from None
 
 
-def load_seen(path: Path, log: str) -> list[SeenCheckpoint]:
+def load_seen(path: Path, log: str, *, origin: str | None = None,
+              genuine: Callable[[str], bool] | None = None) -> list[SeenCheckpoint]:
     """The checkpoints accepted before for ``log`` (:func:`log_id`), by size (none when no
-    state file)."""
-    return sorted(_logs(path).get(log, []), key=lambda c: c.size)
+    state file). State files of earlier versions named a log by its ``origin`` alone: when
+    ``log`` has no record, the origin's checkpoints whose notes are ``genuine`` (signed by
+    this log's key) are taken instead, so an upgrade forgets nothing it saw."""
+    logs = _logs(path)
+    seen = logs.get(log)
+    if seen is None and origin is not None:
+        seen = [c for c in logs.get(origin, []) if genuine is None or genuine(c.note)]
+    return sorted(seen or [], key=lambda c: c.size)
 
 
 def load_verified(path: Path, log: str) -> VerifiedChunks | None:

@@ -56,6 +56,7 @@ from scalegate.audit._tree import TreeAudit
 from scalegate.audit.report import AuditReport, CheckpointSummary
 from scalegate.audit.trust import TrustFile
 from scalegate.errors import ScalegateError, VerificationError
+from scalegate.ledger.checkpoint import open_checkpoint
 from scalegate.ledger.registry import KEY_KINDS, RegisteredKey
 from scalegate.ledger.statements import Ref, Statement, parse_statement
 from scalegate.ledger.store import shown_location
@@ -205,17 +206,19 @@ class _LogAudit:
         if differ and not any(c.valid for c in stored):
             # Nothing ties this ledger to the trusted log: judging its entries against the
             # trust file's roots would only list every signer as unregistered.
+            held = (f"none of its {counted(len(stored), 'checkpoints')} verifies" if stored
+                    else "it holds no checkpoint to verify")
             rep.check("the trust file's log", False, f"this ledger says it is another log "
-                      f"({differ}) and none of its {counted(len(stored), 'checkpoints')} "
-                      "verifies under the trusted log key: it is not the log the trust file "
-                      "names (or an impostor of it). Check that the trust file is this "
-                      "ledger's.",
+                      f"({differ}) and {held} under the trusted log key: it is not the log "
+                      "the trust file names (or an impostor of it). Check that the trust "
+                      "file is this ledger's.",
                       verifiable=False)
             return
         seen: list[SeenCheckpoint] = []
         if use_state:
             try:
-                seen = load_seen(state_path, self.log)
+                seen = load_seen(state_path, self.log, origin=trust.origin,
+                                 genuine=self._signed_by_log)
                 self.prior = load_verified(state_path, self.log)
             except VerificationError as exc:
                 rep.check("auditor state", False, exc.message, verifiable=False)
@@ -239,6 +242,13 @@ class _LogAudit:
             new = record_seen(state_path, self.log, anchor.size, anchor.root, anchor.note)
             rep.check("auditor state", True, f"{'recorded' if new else 'already had'} the "
                       f"checkpoint of size {anchor.size} in {state_path}")
+
+    def _signed_by_log(self, note: str) -> bool:
+        try:
+            open_checkpoint(note, self.trust.log_verifier, origin=self.trust.origin)
+        except ScalegateError:
+            return False
+        return True
 
     def _compare_meta(self, meta: dict[str, str]) -> str:
         """Compare the ledger's own idea of its origin and key with the trust file's; the

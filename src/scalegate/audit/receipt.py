@@ -51,7 +51,7 @@ def canonical_entry(data: bytes) -> bytes:
 
 def shown_fields_differ(entry: bytes, data: bytes, leaf: bytes) -> list[str]:
     """For a line of ``scalegate ledger show --json``: the fields beside its envelope (leaf
-    hash, kind, run, statement) that say something else than the envelope does. A reader
+    hash, kind, run, signer, statement) that say something else than the envelope does. A reader
     trusts those fields; only the envelope is proven, so they must agree. (Its index is
     the receipt's business: another entry's line fails the inclusion proof.)"""
     try:
@@ -61,13 +61,16 @@ def shown_fields_differ(entry: bytes, data: bytes, leaf: bytes) -> list[str]:
     if not isinstance(obj, dict) or not isinstance(obj.get("envelope"), dict):
         return []
     try:
-        st = parse_statement(Envelope.from_bytes(data).payload_bytes())
+        env = Envelope.from_bytes(data)
+        st = parse_statement(env.payload_bytes())
     except ScalegateError:
         return []  # not a statement at all: the statement check says so
-    truth = {"leaf_hash": leaf.hex(), "kind": st.predicate.KIND,
-             "run_id": getattr(st.predicate, "run_id", None),
+    truth = {"leaf_hash": leaf.hex(), "kind": st.kind, "run_id": st.run_id,
              "statement": st.model_dump(mode="json", by_alias=True)}
-    return [k for k, v in truth.items() if k in obj and obj[k] != v]
+    differ = [k for k, v in truth.items() if k in obj and obj[k] != v]
+    if "signer" in obj and obj["signer"] not in {s.keyid for s in env.signatures}:
+        differ.append("signer")
+    return differ
 
 
 def audit_receipt(

@@ -366,9 +366,8 @@ class Witness:
         """Step 4: the new checkpoint extends the recorded one, else persist evidence."""
         if old_size == 0:
             if cp.size == 0 and cp.root_hash != merkle.EMPTY_ROOT:
-                self._split(state, rec, cp, note, proof, 422,
-                            "a checkpoint of size 0 must carry the empty tree's root",
-                            conclusive=True)
+                raise WitnessRefused("the checkpoint is not a valid one: a tree of size 0 has "
+                                     "the empty tree's root.")
             return
         recorded_root = base64.b64decode(rec["root_hash"])
         if old_size == cp.size:

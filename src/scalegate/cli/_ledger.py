@@ -202,12 +202,12 @@ def prove(
     """Print an offline inclusion receipt (C2SP tlog-proof) for entry INDEX, against the
     latest checkpoint (a new one is signed if none covers the entry yet)."""
     with _open(ledger, log_key) as led:
-        before = led.checkpoints()[-1:]
+        latest = led.checkpoints()[-1:]
         sys.stdout.write(led.receipt(index))
-        after = led.checkpoints()[-1:]
-    if after != before:
+        size = led.size
+    if not latest or latest[0][0] <= index:  # receipt() signed one of the log's size
         err_console.print(f"note: no checkpoint covered entry {index}; signed one of size "
-                          f"{after[0][0]}. Auditors need it cosigned by witnesses (`scalegate "
+                          f"{size}. Auditors need it cosigned by witnesses (`scalegate "
                           "witness cosign`) before the receipt verifies.", highlight=False,
                           soft_wrap=True)
 
