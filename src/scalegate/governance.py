@@ -36,6 +36,7 @@ from scalegate.runs import (
     require_run,
 )
 from scalegate.state import RunState
+from scalegate.units import format_duration
 
 Clock = Callable[[], datetime]
 
@@ -114,6 +115,14 @@ def attest(
             )
         if valid_for is None:
             valid_for = known[safeguard].max_age
+        elif (most := known[safeguard].max_age) is not None and valid_for > most:
+            raise RunError(
+                f"an attestation of {safeguard} lasts at most {format_duration(most)} under "
+                f"policy {policy.id} (its max_age); {format_duration(valid_for)} was asked for.",
+                hint="Give a shorter validity, or none for the policy's maximum.")
+    if valid_for is not None and valid_for <= timedelta(0):
+        raise RunError("an attestation's validity must be positive.",
+                       hint="Give e.g. 30d, or none for the policy's maximum age.")
     pred = AttestationPredicate(
         safeguard=safeguard,
         scope="run" if run_id else "org",
@@ -122,7 +131,7 @@ def attest(
         evidence_digest=evidence_digest(evidence),
         evidence_uri=evidence_uri,
         valid_from=now,
-        valid_until=now + valid_for if valid_for else None,
+        valid_until=now + valid_for if valid_for is not None else None,
     )
     return _ref(ledger.append(sign_statement(pred, key)))
 
@@ -175,7 +184,8 @@ def _approver_role(ledger: Ledger, key: SigningKey, policy: Policy, role: str | 
     if len(usable) == 1:
         return usable[0]
     if not usable:
-        what = f"does not hold role {role!r}" if role is not None else "holds none of them"
+        what = (f"does not hold role {role!r}" if role is not None
+                else "holds none of the roles the quorum counts")
         raise RunError(f"{key.name} {what} ({needs}; it holds: "
                        f"{', '.join(held) or 'no roles'}).",
                        hint="Approve with the key of someone in one of those roles, or "
@@ -237,6 +247,24 @@ def resume(
 _RESUME_ATTEMPTS = 5
 
 
+def _trainer_of(ledger: Ledger, state: RunState, key: SigningKey) -> None:
+    """Resuming is the trainer's statement (DESIGN.md): the key that registered the run,
+    or one holding a role that key holds. Officers approve; they do not resume."""
+    run = state.run
+    assert run is not None
+    if key.vkey.name == run.signer:
+        return
+    reg = ledger.registry().get(key.vkey.keyid)
+    held = tuple(reg.roles) if reg else ()
+    if not set(held) & set(run.roles):
+        raise RunError(
+            f"{key.name} may not resume run {state.run_id!r}: resuming is the trainer's "
+            f"statement, and the run was registered by {run.signer} holding "
+            f"{', '.join(run.roles) or 'no roles'} (this key holds "
+            f"{', '.join(held) or 'none'}).",
+            hint="Resume with the trainer's key; officers approve (`scalegate approve`).")
+
+
 def _resume_once(
     ledger: Ledger, key: SigningKey, run_id: str, policy: Policy | None, now: datetime
 ) -> Ref:
@@ -244,6 +272,7 @@ def _resume_once(
     state = require_run(ledger, run_id)
     if state.active_pause is None:
         raise RunError(f"run {run_id!r} is not paused; there is nothing to resume.")
+    _trainer_of(ledger, state, key)
     policy = policy or policy_of_run(ledger, state)
     res = resumption(policy, state, now=now)
     if not res.may_resume or res.decision is None or res.checkpoint is None:

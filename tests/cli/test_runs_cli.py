@@ -350,6 +350,17 @@ def test_resume_refused_as_a_user_sees_it(lab: Lab) -> None:
     assert any("security-level-demo" in i for i in items)
 
 
+def test_only_the_trainer_resumes_and_attestations_last_as_the_policy_says(lab: Lab) -> None:
+    """An officer's key may not write the trainer's resume (the trust file would refuse it);
+    an attestation's validity is positive and within the safeguard's max_age."""
+    msg = refused(lab, "resume", "run-1", "--key", str(lab.key("board")))
+    assert "demo-lab/board may not resume run 'run-1'" in msg and "trainer" in msg
+    for bad, said in (("0d", "must be positive"), ("100y", "lasts at most")):
+        msg = refused(lab, "attest", "security-level-demo", "--key", str(lab.key("ciso")),
+                      "--valid-for", bad)
+        assert said in msg, msg
+
+
 def test_a_loose_key_file_is_refused_with_the_fix(lab: Lab) -> None:
     os.chmod(lab.key("ciso"), 0o644)
     before = lab.size()
@@ -378,7 +389,8 @@ def test_a_key_without_the_role(lab: Lab) -> None:
                   "-m", "me too")
     assert "demo-lab/ciso does not hold role 'board'" in msg and "it holds: ciso" in msg
     msg = refused(lab, "approve", "run-1", "--key", str(lab.key("ciso")), "-m", "me too")
-    assert "demo-lab/ciso holds none of them" in msg and "quorum takes: rso, board" in msg
+    assert "demo-lab/ciso holds none of the roles the quorum counts" in msg
+    assert "quorum takes: rso, board" in msg
     # A role the quorum does not count is refused even when the key holds it.
     msg = refused(lab, "approve", "run-1", "--key", str(lab.key("trainer")), "--role",
                   "trainer", "-m", "I approve myself")
