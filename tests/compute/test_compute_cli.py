@@ -128,6 +128,10 @@ def test_human_output_lists_methods_and_obligations() -> None:
           "--tokens", "1T"], "--layers must be a whole number"),
         (["--chips", "8", "--chip", "H100-SXM", "--hours", "1", "--mfu", "1.5"], "--mfu"),
         ([], "nothing to estimate"),
+        (["--params", "13B", "--active-params", "47B", "--tokens", "1T"],
+         "--active-params 4.70e10 is more than --params 1.30e10"),
+        (["--layers", "2", "--d-model", "64", "--heads", "4", "--seq-len", "8", "--vocab", "9",
+          "--experts", "8", "--tokens", "1T"], "--experts 8 given without --top-k"),
         (["--params", "7B", "--tokens", "1T", "--policy", "no-such-policy"], "no-such-policy"),
     ],
 )
@@ -149,6 +153,11 @@ def test_bad_input_is_a_message_and_a_non_zero_exit(
     err = capsys.readouterr().err
     assert message in err.replace("\n", " ")
     assert "Traceback" not in err
+
+
+def test_a_size_without_its_unit_is_pointed_out() -> None:
+    data = run_json("--params", "70", "--tokens", "15T")
+    assert any("--params 70 is 70 parameters" in n for n in data["notes"]), data["notes"]
 
 
 def test_unknown_chip_message_lists_every_known_chip() -> None:

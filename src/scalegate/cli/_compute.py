@@ -87,6 +87,11 @@ def _architecture(fields: dict[str, str | None], flags: dict[str, Any]) -> Any:
             "--vocab (--ffn defaults to 4 × d-model).",
         )
     ints = {k: _whole(v, k) for k, v in fields.items()}
+    if (ints["--experts"] or 1) > 1 and ints["--top-k"] is None:
+        raise ComputeError(
+            f"--experts {ints['--experts']} given without --top-k: how many experts each "
+            "token is routed to decides the active parameters.",
+            hint="Add --top-k (e.g. 2 for Mixtral).")
     return make_transformer(
         n_layers=ints["--layers"],
         d_model=ints["--d-model"],

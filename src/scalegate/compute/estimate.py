@@ -127,6 +127,11 @@ def _check_complete(run: RunDescription) -> None:
             hint="Add --params (e.g. --params 70B), --active-params, or the architecture "
             "(--layers --d-model --heads --seq-len --vocab).",
         )
+    if run.params and run.active_params and run.active_params > run.params:
+        raise ComputeError(
+            f"--active-params {_n(run.active_params)} is more than --params "
+            f"{_n(run.params)}: the parameters active per token are a part of the total.",
+            hint="Check the two (e.g. Mixtral 8x7B: --params 46.7B --active-params 12.9B).")
 
 
 def estimate(run: RunDescription) -> Estimate:
@@ -134,6 +139,9 @@ def estimate(run: RunDescription) -> Estimate:
     _check_complete(run)
     notes: list[str] = []
     figures: list[MethodFigure] = []
+    if run.params is not None and run.params < 1e6:
+        notes.append(f"--params {run.params:g} is {run.params:g} parameters; a model size is "
+                     "usually written with its unit (e.g. 70B).")
     counted = _counted_params(run, notes) if run.tokens is not None else None
     if counted is not None and run.tokens is not None:
         n, label = counted
