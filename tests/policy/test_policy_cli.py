@@ -174,3 +174,6 @@ def test_diff_lists_changed_values_and_whole_items(tmp_path: Path) -> None:
     out = run("diff", "demo", str(changed))
     assert "evaluation.every" in out and "1 difference " in out
     assert "identical policies" in run("diff", "demo", "demo")
+    # An empty list against items elsewhere: only the items' rows, no "[] vs (absent)".
+    out = run("diff", "openai-pf-2", "fli-pause-2023")
+    assert "compute.thresholds[gpt4-proxy]" in out and "[]" not in out

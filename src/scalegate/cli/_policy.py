@@ -226,8 +226,12 @@ def explain(
 
 
 def _flatten(value: Any, path: str = "") -> dict[str, Any]:
-    """Leaf values by path; list items that have an ``id`` are keyed by it."""
+    """Leaf values by path; list items that have an ``id`` are keyed by it. An empty list is
+    no leaf: nothing listed and nothing said compare alike (the items on the other side are
+    rows of their own)."""
     out: dict[str, Any] = {}
+    if isinstance(value, list) and not value:
+        return out
     if isinstance(value, dict):
         for key, item in value.items():
             out.update(_flatten(item, f"{path}.{key}" if path else str(key)))
