@@ -53,6 +53,7 @@ from scalegate.runs import (
     ref_of,
 )
 from scalegate.state import Entry, RunState, fold
+from scalegate.units import sig2
 
 Clock = Callable[[], datetime]
 SaveCheckpoint = Callable[[int], "str | Path"]
@@ -76,6 +77,10 @@ def paused_error(run_id: str, policy: Policy, state: RunState, now: datetime) ->
         + "; ".join(missing) + ".",
         missing=missing,
     )
+
+
+# A pause's public statement when the policy's disclosure gives no template.
+_DEFAULT_STATEMENT = "Training of run {run_id} is paused: {reasons}"
 
 
 class Supervisor:
@@ -399,6 +404,8 @@ class Supervisor:
         return h.hexdigest()
 
     def _declare_pause(self, decision: Decision) -> None:
+        """Save the checkpoint and declare the pause, its public statement written from the
+        policy's ``disclosure.statement`` template."""
         assert self.state.decisions, "the decision was appended before the pause"
         decision_ref = self.state.decisions[-1].ref
         path = self._save_checkpoint()
@@ -411,12 +418,15 @@ class Supervisor:
             )
         ])
         summary = "; ".join(r.message for r in decision.reasons) or "the gate required a pause"
+        template = self.policy.disclosure.statement or _DEFAULT_STATEMENT
+        statement = template.format(
+            run_id=self.run_id, step=self.step_index, effective_flop=sig2(self.effective_flop),
+            reasons=summary, policy_id=self.policy.id, policy_version=self.policy.version)
         self._append([
             PausePredicate(
                 run_id=self.run_id, decision=decision_ref, checkpoint=_ref(ck),
                 step=self.step_index, effective_flop=self.effective_flop,
-                public_statement=f"Training of run {self.run_id} is paused: {summary}",
-                at=now,
+                public_statement=statement, at=now,
             )
         ])
         self.paused = True

@@ -73,6 +73,20 @@ def test_policy_text_is_shown_literally_not_as_markup(tmp_path: Path) -> None:
     assert "Lab [bold]policy" in out and "[internal] desk" in out
 
 
+def test_a_pause_statement_template_names_only_known_fields(tmp_path: Path) -> None:
+    from scalegate.errors import PolicyError
+    from scalegate.policy import parse_policy
+
+    demo = bundled_text("demo")
+    assert "{reasons}" in demo
+    for bad, said in (("{reasonz}", "unknown field {reasonz}; a statement may name {run_id}"),
+                      ("{run_id", "not a valid template")):
+        with pytest.raises(PolicyError) as info:
+            parse_policy(demo.replace("{reasons}", bad), source="demo-bad.yaml")
+        problems = " ".join(what for _, what in info.value.problems)
+        assert said in problems, problems
+
+
 def test_check_lists_every_error_and_exits_1(tmp_path: Path) -> None:
     good = tmp_path / "good.yaml"
     good.write_text(bundled_text("demo"), encoding="utf-8")

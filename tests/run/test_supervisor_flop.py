@@ -106,6 +106,11 @@ def test_pause_honoured_then_resume_with_quorum(world, tmp_path: Path) -> None:
     paused_at = sup.effective_flop
     assert capability(seen[-1]) >= TRIGGER.trigger
 
+    # The pause's public statement is the policy's disclosure template, filled in.
+    (pause,) = sup.state.pauses
+    assert pause.predicate.public_statement.startswith("Run run-1 paused at ")
+    assert "effective FLOP: " in pause.predicate.public_statement
+
     # Training during the pause is refused, locally and on reopening.
     with pytest.raises(RunPaused):
         sup.step(tokens=1000, flop=STEP_FLOP)

@@ -394,6 +394,30 @@ class Governance(_Cited):
     policy_change: list[Clause] = Field(min_length=1)
 
 
+#: What a pause statement template may name (``{run_id}`` etc.), with what it is.
+STATEMENT_FIELDS = {
+    "run_id": "the run", "step": "the step at the pause",
+    "effective_flop": "effective compute at the pause (e.g. 3.4e10)",
+    "reasons": "the gate's reasons, joined by '; '", "policy_id": "this policy's id",
+    "policy_version": "this policy's version",
+}
+
+
+def _statement_template(text: str) -> str:
+    import string
+
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
+    except ValueError as exc:
+        raise ValueError(f"not a valid template ({exc}); write fields as {{run_id}}, and a "
+                         "literal brace as {{ or }}") from None
+    unknown = [n for n in names if n not in STATEMENT_FIELDS]
+    if unknown:
+        raise ValueError(f"unknown field {{{unknown[0]}}}; a statement may name "
+                         + ", ".join(f"{{{k}}}" for k in STATEMENT_FIELDS))
+    return text
+
+
 class Disclosure(_Cited):
     """What a pause publishes, and to whom."""
 
@@ -401,7 +425,9 @@ class Disclosure(_Cited):
         Literal["verdict", "reasons", "compute", "capabilities", "safeguards", "missing"]
     ] = Field(default_factory=lambda: ["verdict", "reasons"])
     recipients: list[str] = Field(default_factory=list)
-    statement: str = Field(default="", description="template for the pause's public statement")
+    statement: Annotated[str, AfterValidator(_statement_template)] = Field(
+        default="", description="template for the pause's public statement (see "
+        "STATEMENT_FIELDS)")
 
 
 class Source(_Model):
