@@ -212,7 +212,7 @@ def _ceiling(ceiling: float | str | None, at_pause: float) -> float | None:
 
     text = str(ceiling).strip()
     try:
-        if text.endswith(("x", "×")):
+        if text.endswith(("x", "X", "×")):
             return parse_ratio(text) * at_pause
         return parse_quantity(text)
     except ValueError as exc:

@@ -23,7 +23,7 @@ _DURATION_UNIT = {
     "mo": 365.2425 / 12 * 86400.0,
     "y": 365.2425 * 86400.0,
 }
-_RATIO = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*[x×]\s*$")
+_RATIO = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*[xX×]\s*$")
 
 
 def parse_quantity(text: str | float | int) -> float:

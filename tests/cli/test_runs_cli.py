@@ -422,6 +422,8 @@ def test_bad_ceilings(lab: Lab) -> None:
     assert "not above" in msg
     msg = refused(lab, "approve", "run-1", "--key", rso, "-m", "ok", "--ceiling", "1e3")
     assert "not above" in msg
+    res = cli(lab, "approve", "run-1", "--key", rso, "-m", "ok", "--ceiling", "2X")
+    assert res.code == 0 and "2x the" in " ".join(res.out.split()), res.out  # X as x
 
 
 def test_other_bad_input(lab: Lab) -> None:

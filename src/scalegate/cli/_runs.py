@@ -241,7 +241,7 @@ def _ceiling_value(text: str, at_pause: float) -> float:
 
     t = text.strip()
     try:
-        value = parse_ratio(t) * at_pause if t.endswith(("x", "×")) else parse_quantity(t)
+        value = parse_ratio(t) * at_pause if t.endswith(("x", "X", "×")) else parse_quantity(t)
     except ValueError as exc:
         raise RunError(f"--ceiling {text!r}: {exc}.",
                        hint="Write a multiple of the compute at the pause (2x) or effective "
