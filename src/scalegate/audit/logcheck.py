@@ -429,7 +429,8 @@ class _LogAudit:
             size=anchor.size, root_hash=anchor.root.hex(), cosigned_by=anchor.cosigners,
             cosigned_at=anchor.cosigned_at, note=anchor.note)
         rep.check("witnessed checkpoint", True, f"size {anchor.size}, cosigned by "
-                  f"{len(anchor.cosigners)} of {total} trusted witness(es) ({k} required)"
+                  f"{len(anchor.cosigners)} of {counted(total, 'trusted witnesses')} "
+                  f"({k} required)"
                   + (f"; {n - anchor.size} later entries are not yet covered"
                      if n > anchor.size else ""))
         return anchor
@@ -481,10 +482,11 @@ class _LogAudit:
             f"nodes agree; root {rep.root_hash or '?'}",
             "checkpoints agree with the tree": "every signed checkpoint's root is the "
             "recomputed root at its size",
-            "envelopes and signatures": f"{c.get('entries', 0)} envelopes, "
-            f"{c.get('signatures', 0)} valid signatures",
-            "signers registered, valid and not revoked": f"{c.get('keys registered', 0)} "
-            f"key(s) registered by trusted roots, {c.get('keys revoked', 0)} revoked",
+            "envelopes and signatures": f"{counted(c.get('entries', 0), 'envelopes')}, "
+            f"{counted(c.get('signatures', 0), 'valid signatures')}",
+            "signers registered, valid and not revoked":
+            f"{counted(c.get('keys registered', 0), 'keys')} registered by trusted roots, "
+            f"{c.get('keys revoked', 0)} revoked",
             "roles and organisations": f"{counted(len(self.trust.roles), 'role rules')}, "
             f"{counted(c['runs'], 'runs')}",
             "derived columns (kind, run, signer)": "agree with the entries",

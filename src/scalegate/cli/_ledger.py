@@ -15,6 +15,7 @@ import typer
 
 from scalegate.cli._console import console, err_console
 from scalegate.errors import LedgerError, ScalegateError
+from scalegate.units import counted
 
 if TYPE_CHECKING:
     from scalegate.ledger.keys import VerifierKey
@@ -305,7 +306,7 @@ def verify(
               f"{report.latest_checkpoint}")
         console.print(
             f"{mark}: {report.size} entries, {report.signatures_checked} signatures, "
-            f"{report.nodes_checked} tree nodes, {cp}, {report.keys} registered key(s) "
+            f"{report.nodes_checked} tree nodes, {cp}, {counted(report.keys, 'registered keys')} "
             f"in {report.seconds:.2f} s; root {report.root.hex()}",
             highlight=False, soft_wrap=True,
         )

@@ -248,8 +248,10 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> bool:
 
 
 def _train_live(demo: _Demo, trainer: Any, sup: Supervisor) -> Decision | None:
-    if not demo.opts.live:
-        return demo.train(trainer, sup, None)
+    if not demo.opts.live:  # no live view: show where it ended
+        decision = demo.train(trainer, sup, None)
+        demo.console.print(demo.view.render())
+        return decision
     with Live(demo.view.render(), console=demo.console, refresh_per_second=8,
               transient=False) as live:
         decision = demo.train(trainer, sup, live)
