@@ -191,3 +191,18 @@ def test_diff_lists_changed_values_and_whole_items(tmp_path: Path) -> None:
     # An empty list against items elsewhere: only the items' rows, no "[] vs (absent)".
     out = run("diff", "openai-pf-2", "fli-pause-2023")
     assert "compute.thresholds[gpt4-proxy]" in out and "[]" not in out
+
+
+def test_common_mistakes_are_said_plainly() -> None:
+    from scalegate.errors import PolicyError
+    from scalegate.policy import parse_policy
+
+    demo = bundled_text("demo")
+    for old, new, said in (("trigger: 0.6", "trigger: high", "expected a number (e.g. 1e25"),
+                           ("on_missing: pause", "on_missing: stop",
+                            "expected one of 'pause', 'evaluate' or 'alert' (got 'stop')")):
+        assert old in demo
+        with pytest.raises(PolicyError) as info:
+            parse_policy(demo.replace(old, new), source="demo-bad.yaml")
+        problems = " ".join(what for _, what in info.value.problems)
+        assert said in problems and "Input should" not in problems, problems

@@ -205,6 +205,32 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+# The validation library's wording for the commonest mistakes, said as a person would.
+_PLAIN = {
+    "float_parsing": "expected a number (e.g. 1e25, 0.5)",
+    "float_type": "expected a number (e.g. 1e25, 0.5)",
+    "int_parsing": "expected a whole number",
+    "int_type": "expected a whole number",
+    "int_from_float": "expected a whole number",
+    "bool_parsing": "expected true or false",
+    "bool_type": "expected true or false",
+    "string_type": "expected text",
+    "list_type": "expected a list (e.g. [a, b], or one '- item' a line)",
+    "dict_type": "expected a mapping (key: value lines)",
+    "model_type": "expected a mapping (key: value lines)",
+    "model_attributes_type": "expected a mapping (key: value lines)",
+}
+
+
+def _plain(kind: str, ctx: dict[str, Any]) -> str | None:
+    if kind == "too_short":
+        least = ctx.get("min_length", 1)
+        return "must not be empty" if least == 1 else f"needs at least {least} items"
+    if kind == "literal_error" and ctx.get("expected"):
+        return f"expected one of {ctx['expected']}"
+    return _PLAIN.get(kind)
+
+
 def _message(err: Any, path: Path_) -> str:
     kind = err["type"]
     given = err.get("input")
@@ -222,6 +248,7 @@ def _message(err: Any, path: Path_) -> str:
     msg = err["msg"]
     if msg.startswith("Value error, "):
         return msg[len("Value error, ") :]
+    msg = _plain(kind, err.get("ctx") or {}) or msg
     if kind == "string_type" and isinstance(given, int | float) and not isinstance(given, bool):
         return f"expected text, got the number {given!r}; quote it: '{given}'"
     if isinstance(given, str | int | float | bool) or given is None:
