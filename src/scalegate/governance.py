@@ -48,14 +48,15 @@ def _ref(result: AppendResult) -> Ref:
 def publish_policy(ledger: Ledger, key: SigningKey, policy: Policy) -> tuple[Ref, bool]:
     """Publish ``policy`` in the ledger, signed by one of the people it names as approving
     it (a role in ``governance.policy_change``); returns the entry and whether it is new.
+    One approver's signature publishes it: where ``policy_change`` asks several roles to
+    agree, their joint sign-off is not recorded (yet).
 
     Runs cite the published document by digest, so the trainer runs under the policy its
     approvers signed (an auditor's trust file can require exactly that: ``roles: {policy:
     [...]}``). Publishing a document already in the ledger returns its entry.
     """
     approvers = policy_approvers(policy)
-    reg = ledger.registry().get(key.vkey.keyid)
-    held = tuple(reg.roles) if reg else ()
+    held = ledger.registry().check_signer(key.vkey, now_utc()).roles  # registered, in date
     if not set(held) & set(approvers):
         raise RunError(
             f"{key.name} may not publish policy {policy.id} {policy.version}: it holds "
@@ -252,7 +253,7 @@ def _trainer_of(ledger: Ledger, state: RunState, key: SigningKey) -> None:
     or one holding a role that key holds. Officers approve; they do not resume."""
     run = state.run
     assert run is not None
-    if key.vkey.name == run.signer:
+    if ledger.entry(run.index).signer == key.vkey.keyid:  # the very key, not a namesake
         return
     reg = ledger.registry().get(key.vkey.keyid)
     held = tuple(reg.roles) if reg else ()

@@ -167,6 +167,12 @@ def test_a_receipt_verifies_offline(lab: Lab, trust_file: Path) -> None:
         assert code == 4, out
         (check,) = [c for c in json.loads(out)["checks"] if c["name"] == "entry file"]
         assert f"whose {field} disagree with its envelope" in check["detail"]
+    # Its index, too, once the receipt has proven where the envelope sits.
+    forged = lab.dir / "forged-index.json"
+    forged.write_text(json.dumps({**line, "index": line["index"] + 7}))
+    code, out = _run("verify", "--trust", str(trust_file), "--receipt", str(receipt),
+                     "--entry", str(forged), "--no-state", "--json")
+    assert code == 4 and "says it is entry" in out, out
 
 
 def test_a_receipt_uses_the_witnessed_checkpoint_that_covers_the_entry(

@@ -355,6 +355,18 @@ def test_only_the_trainer_resumes_and_attestations_last_as_the_policy_says(lab: 
     an attestation's validity is positive and within the safeguard's max_age."""
     msg = refused(lab, "resume", "run-1", "--key", str(lab.key("board")))
     assert "demo-lab/board may not resume run 'run-1'" in msg and "trainer" in msg
+    # A namesake of the trainer's key (same name, another key, another role) is not it.
+    from scalegate.ledger.statements import KeyPredicate, sign_statement
+
+    namesake = SigningKey.generate("demo-lab/trainer")
+    namesake.save(lab.dir / "keys" / "namesake.key")
+    with Ledger.open(lab.db) as led:
+        led.append(sign_statement(KeyPredicate(
+            vkey=namesake.vkey.text(), org="demo-lab", roles=["auditor"],
+            valid_from=datetime.now(UTC) - timedelta(minutes=1)),
+            SigningKey.load(lab.dir / "keys" / "root.key")))
+    msg = refused(lab, "resume", "run-1", "--key", str(lab.dir / "keys" / "namesake.key"))
+    assert "may not resume run 'run-1'" in msg and "auditor" in msg
     for bad, said in (("0d", "must be positive"), ("100y", "lasts at most")):
         msg = refused(lab, "attest", "security-level-demo", "--key", str(lab.key("ciso")),
                       "--valid-for", bad)

@@ -80,7 +80,9 @@ def test_a_pause_statement_template_names_only_known_fields(tmp_path: Path) -> N
     demo = bundled_text("demo")
     assert "{reasons}" in demo
     for bad, said in (("{reasonz}", "unknown field {reasonz}; a statement may name {run_id}"),
-                      ("{run_id", "not a valid template")):
+                      ("{run_id", "not a valid template"),
+                      ("{reasons:.2e}", "has a format spec or conversion"),
+                      ("{reasons!r}", "has a format spec or conversion")):
         with pytest.raises(PolicyError) as info:
             parse_policy(demo.replace("{reasons}", bad), source="demo-bad.yaml")
         problems = " ".join(what for _, what in info.value.problems)

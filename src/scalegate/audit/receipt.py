@@ -73,6 +73,15 @@ def shown_fields_differ(entry: bytes, data: bytes, leaf: bytes) -> list[str]:
     return differ
 
 
+def _shown_index(entry: bytes) -> int | None:
+    try:
+        obj = json.loads(entry)
+    except ValueError:
+        return None
+    index = obj.get("index") if isinstance(obj, dict) and "envelope" in obj else None
+    return index if isinstance(index, int) else None
+
+
 def audit_receipt(
     receipt: str | bytes,
     entry: bytes,
@@ -133,6 +142,11 @@ def audit_receipt(
         merkle.verify_inclusion(r.index, cp.size, leaf, r.proof, cp.root_hash)
         rep.check("inclusion of the entry", True,
                   f"entry {r.index} (leaf {leaf.hex()[:16]}…) is in the tree of size {cp.size}")
+        shown = _shown_index(entry)
+        if shown is not None and shown != r.index:  # proven at r.index; the line says other
+            rep.check("entry file", False, f"the entry file says it is entry {shown}, but the "
+                      f"receipt proves this envelope as entry {r.index}: the file was edited.",
+                      verifiable=False)
     except ProofError as exc:
         rep.check("inclusion of the entry", False, exc.message)
         rep.violation("receipt-invalid", f"the receipt does not prove this entry at index "

@@ -407,11 +407,16 @@ def _statement_template(text: str) -> str:
     import string
 
     try:
-        names = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(text)
+                  if name is not None]
     except ValueError as exc:
         raise ValueError(f"not a valid template ({exc}); write fields as {{run_id}}, and a "
                          "literal brace as {{ or }}") from None
-    unknown = [n for n in names if n not in STATEMENT_FIELDS]
+    styled = [name for name, spec, conv in fields if spec or conv]
+    if styled:  # the values are text already: a format spec would fail at the pause
+        raise ValueError(f"field {{{styled[0]}}} has a format spec or conversion; write fields "
+                         "plainly, as {effective_flop}")
+    unknown = [n for n, _, _ in fields if n not in STATEMENT_FIELDS]
     if unknown:
         raise ValueError(f"unknown field {{{unknown[0]}}}; a statement may name "
                          + ", ".join(f"{{{k}}}" for k in STATEMENT_FIELDS))
