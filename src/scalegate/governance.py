@@ -65,14 +65,15 @@ def publish_policy(ledger: Ledger, key: SigningKey, policy: Policy) -> tuple[Ref
             hint="Publish it with the key of someone in one of those roles.",
         )
     existing = policy_entry(ledger, policy.digest(), approved_by=approvers)
-    if existing is not None and _holds(ledger, existing.signer, approvers):
+    if existing is not None and set(_roles_of(ledger, existing.signer)) & set(approvers):
         return ref_of(existing), False  # a copy signed by anyone else does not count
     return _ref(ledger.append(sign_statement(policy_statement(policy), key))), True
 
 
-def _holds(ledger: Ledger, keyid: str, roles: list[str]) -> bool:
+def _roles_of(ledger: Ledger, keyid: str) -> tuple[str, ...]:
+    """The roles the key ``keyid`` is registered with (none if it is not registered)."""
     reg = ledger.registry().get(keyid)
-    return reg is not None and bool(set(reg.roles) & set(roles))
+    return tuple(reg.roles) if reg else ()
 
 
 def evidence_digest(evidence: str | Path | bytes | None) -> str | None:
@@ -172,8 +173,7 @@ def approve(
 
 
 def _approver_role(ledger: Ledger, key: SigningKey, policy: Policy, role: str | None) -> str:
-    reg = ledger.registry().get(key.vkey.keyid)
-    held = tuple(reg.roles) if reg else ()
+    held = _roles_of(ledger, key.vkey.keyid)
     quorum_roles = list(dict.fromkeys(
         r for clause in policy.governance.resumption.quorum for r in clause.any_of))
     needs = f"the policy's resumption quorum takes: {', '.join(quorum_roles)}"
@@ -255,8 +255,7 @@ def _trainer_of(ledger: Ledger, state: RunState, key: SigningKey) -> None:
     assert run is not None
     if ledger.entry(run.index).signer == key.vkey.keyid:  # the very key, not a namesake
         return
-    reg = ledger.registry().get(key.vkey.keyid)
-    held = tuple(reg.roles) if reg else ()
+    held = _roles_of(ledger, key.vkey.keyid)
     if not set(held) & set(run.roles):
         raise RunError(
             f"{key.name} may not resume run {state.run_id!r}: resuming is the trainer's "

@@ -1,4 +1,5 @@
-"""Runs as the ledger records them: read a run's entries, fold its state, find its policy.
+"""Runs as the ledger records them: register a run, read its entries, fold its state, find
+its policy and its last decision.
 
 This is the bridge between the log (entries, signers, the key registry) and the pure
 fold in :mod:`scalegate.state`: each entry is given to the fold with its signer's key
@@ -9,11 +10,20 @@ and who approved.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 from scalegate.errors import RunError
+from scalegate.gate import Decision
+from scalegate.ledger.keys import SigningKey
 from scalegate.ledger.log import Ledger, LogEntry
 from scalegate.ledger.registry import KeyRegistry
-from scalegate.ledger.statements import PolicyPredicate, Ref, RunPredicate
+from scalegate.ledger.statements import (
+    PolicyPredicate,
+    PolicyRef,
+    Ref,
+    RunPredicate,
+    sign_statement,
+)
 from scalegate.policy import Policy, parse_policy
 from scalegate.state import Entry, RunState, fold
 
@@ -121,3 +131,39 @@ def policy_of_run(ledger: Ledger, state: RunState) -> Policy:
             hint="Run `scalegate verify` on this ledger.",
         )
     return policy
+
+
+def state_decision(state: RunState) -> Decision | None:
+    """The last recorded decision of a run, as a :class:`Decision` (None if there is none)."""
+    if not state.decisions:
+        return None
+    d = state.decisions[-1].predicate
+    return Decision(
+        verdict=d.verdict, reasons=d.reasons, obligations=d.obligations,
+        next_eval_at_flop=d.next_eval_at_flop, ceiling_flop=d.ceiling_flop, run_id=d.run_id,
+        step=d.step, effective_flop=d.effective_flop, basis_size=d.basis_size, at=d.at,
+    )
+
+
+def register_run(
+    ledger: Ledger, key: SigningKey, run_id: str, policy: Policy, now: datetime, *,
+    org: str | None, model_name: str | None, planned: float | None,
+    planned_tokens: float | None,
+) -> RunState:
+    """Register ``run_id`` under ``policy``: the run statement, citing the policy document
+    its approvers published (if none did, ``key`` publishes it: a trust file may refuse
+    that); the run's state after it."""
+    digest = policy.digest()
+    entry = policy_entry(ledger, digest, approved_by=policy_approvers(policy))
+    if entry is None:  # nobody published it: the trainer does (a trust file may refuse it)
+        done = ledger.append(sign_statement(policy_statement(policy), key))
+        policy_ref = Ref(index=done.index, leaf_hash=done.leaf_hash.hex())
+    else:
+        policy_ref = ref_of(entry)
+    run = RunPredicate(
+        run_id=run_id, org=org or key.name.split("/", 1)[0], model=model_name or "unnamed",
+        policy=PolicyRef(id=policy.id, version=policy.version, digest=digest, ref=policy_ref),
+        planned_flop=planned, planned_tokens=planned_tokens, started_at=now,
+    )
+    ledger.append(sign_statement(run, key))
+    return load_state(ledger, run_id)

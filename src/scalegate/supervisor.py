@@ -34,24 +34,16 @@ from scalegate.ledger.statements import (
     ComputePredicate,
     EvalPredicate,
     PausePredicate,
-    PolicyRef,
     Predicate,
     Reason,
     Ref,
-    RunPredicate,
     make_statement,
     now_utc,
     sign_statement,
 )
 from scalegate.manifest import manifest_of
 from scalegate.policy import Policy
-from scalegate.runs import (
-    load_state,
-    policy_approvers,
-    policy_entry,
-    policy_statement,
-    ref_of,
-)
+from scalegate.runs import load_state, register_run, state_decision
 from scalegate.state import Entry, RunState, fold
 from scalegate.units import sig2
 
@@ -198,7 +190,7 @@ class Supervisor:
             raise RunError(f"compute_every must be at least 1, got {compute_every}")
         state = load_state(ledger, run_id)
         if state.run is None:
-            state = _register(ledger, key, run_id, policy, clock(), org=org,
+            state = register_run(ledger, key, run_id, policy, clock(), org=org,
                               model_name=model_name, planned=planned, planned_tokens=planned_tokens)
         elif state.run.predicate.policy.digest != policy.digest():
             cited = state.run.predicate.policy
@@ -576,36 +568,3 @@ def _grad_mode() -> bool:
     import torch  # already imported by whoever made the tensors
 
     return torch.is_grad_enabled()
-
-
-def state_decision(state: RunState) -> Decision | None:
-    """The last recorded decision of a run, as a :class:`Decision` (None if there is none)."""
-    if not state.decisions:
-        return None
-    d = state.decisions[-1].predicate
-    return Decision(
-        verdict=d.verdict, reasons=d.reasons, obligations=d.obligations,
-        next_eval_at_flop=d.next_eval_at_flop, ceiling_flop=d.ceiling_flop, run_id=d.run_id,
-        step=d.step, effective_flop=d.effective_flop, basis_size=d.basis_size, at=d.at,
-    )
-
-
-def _register(
-    ledger: Ledger, key: SigningKey, run_id: str, policy: Policy, now: datetime, *,
-    org: str | None, model_name: str | None, planned: float | None,
-    planned_tokens: float | None,
-) -> RunState:
-    """Append the policy document (once per digest) and the run statement."""
-    digest = policy.digest()
-    entry = policy_entry(ledger, digest, approved_by=policy_approvers(policy))
-    if entry is None:  # nobody published it: the trainer does (a trust file may refuse it)
-        policy_ref = _ref(ledger.append(sign_statement(policy_statement(policy), key)))
-    else:
-        policy_ref = ref_of(entry)
-    run = RunPredicate(
-        run_id=run_id, org=org or key.name.split("/", 1)[0], model=model_name or "unnamed",
-        policy=PolicyRef(id=policy.id, version=policy.version, digest=digest, ref=policy_ref),
-        planned_flop=planned, planned_tokens=planned_tokens, started_at=now,
-    )
-    ledger.append(sign_statement(run, key))
-    return load_state(ledger, run_id)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from scalegate.audit import _envelopes
 from scalegate.audit._seen import load_seen, log_id
@@ -49,17 +50,21 @@ def canonical_entry(data: bytes) -> bytes:
         return data
 
 
-def shown_fields_differ(entry: bytes, data: bytes, leaf: bytes) -> list[str]:
+def _shown_line(entry: bytes) -> dict[str, Any] | None:
+    """The entry file as a line of ``scalegate ledger show --json`` (an envelope and the
+    fields shown beside it), or None when it is not one."""
+    try:
+        obj = json.loads(entry)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) and isinstance(obj.get("envelope"), dict) else None
+
+
+def shown_fields_differ(obj: dict[str, Any], data: bytes, leaf: bytes) -> list[str]:
     """For a line of ``scalegate ledger show --json``: the fields beside its envelope (leaf
     hash, kind, run, signer, statement) that say something else than the envelope does. A reader
     trusts those fields; only the envelope is proven, so they must agree. (Its index is
     the receipt's business: another entry's line fails the inclusion proof.)"""
-    try:
-        obj = json.loads(entry)
-    except ValueError:
-        return []
-    if not isinstance(obj, dict) or not isinstance(obj.get("envelope"), dict):
-        return []
     try:
         env = Envelope.from_bytes(data)
         st = parse_statement(env.payload_bytes())
@@ -71,15 +76,6 @@ def shown_fields_differ(entry: bytes, data: bytes, leaf: bytes) -> list[str]:
     if "signer" in obj and obj["signer"] not in {s.keyid for s in env.signatures}:
         differ.append("signer")
     return differ
-
-
-def _shown_index(entry: bytes) -> int | None:
-    try:
-        obj = json.loads(entry)
-    except ValueError:
-        return None
-    index = obj.get("index") if isinstance(obj, dict) and "envelope" in obj else None
-    return index if isinstance(index, int) else None
 
 
 def audit_receipt(
@@ -105,7 +101,8 @@ def audit_receipt(
     data = canonical_entry(entry)
     leaf = merkle.leaf_hash(data)
     refs = [Ref(index=r.index, leaf_hash=leaf.hex())]
-    edited = shown_fields_differ(entry, data, leaf)
+    shown = _shown_line(entry)
+    edited = shown_fields_differ(shown, data, leaf) if shown is not None else []
     if edited:
         rep.check("entry file", False, f"the entry file is a `ledger show --json` line whose "
                   f"{', '.join(edited)} disagree with its envelope: only the envelope is "
@@ -142,9 +139,9 @@ def audit_receipt(
         merkle.verify_inclusion(r.index, cp.size, leaf, r.proof, cp.root_hash)
         rep.check("inclusion of the entry", True,
                   f"entry {r.index} (leaf {leaf.hex()[:16]}…) is in the tree of size {cp.size}")
-        shown = _shown_index(entry)
-        if shown is not None and shown != r.index:  # proven at r.index; the line says other
-            rep.check("entry file", False, f"the entry file says it is entry {shown}, but the "
+        said = shown.get("index") if shown is not None else None
+        if isinstance(said, int) and said != r.index:  # proven at r.index; the line differs
+            rep.check("entry file", False, f"the entry file says it is entry {said}, but the "
                       f"receipt proves this envelope as entry {r.index}: the file was edited.",
                       verifiable=False)
     except ProofError as exc:
