@@ -2,7 +2,7 @@
 import sys
 
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
+from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainingArguments
 
 from scalegate.errors import RunPaused
 from scalegate.evals import Probe, Suite
@@ -20,7 +20,12 @@ data = [{"input_ids": w.masked_fill(m == 0, 16), "attention_mask": m,
 held = torch.arange(16)[:, None]  # held out: every token's successor, from that token alone
 evals = Suite([Probe("heldout-next-token", "next-token", "accuracy", lambda m, ctx: (
     m(input_ids=held).logits[:, -1].argmax(-1) == step).float().mean().item())])
-model = GPT2LMHeadModel(GPT2Config(vocab_size=17, n_positions=8, n_embd=32, n_layer=1, n_head=2))
+# A Llama-style model: its fused (SDPA) attention backward recomputes the scores, which
+# the policy's training regime does not count; evaluations still come at every milestone.
+model = LlamaForCausalLM(LlamaConfig(vocab_size=17, hidden_size=32, intermediate_size=64,
+                                     num_hidden_layers=1, num_attention_heads=2,
+                                     max_position_embeddings=8, pad_token_id=16,
+                                     bos_token_id=0, eos_token_id=1))
 callback = ScalegateCallback(run_id, policy, ledger, key, evaluator=evals)
 args = TrainingArguments("hf-out", max_steps=100, per_device_train_batch_size=16,
                          learning_rate=1e-3, save_strategy="no", report_to=[], use_cpu=True)

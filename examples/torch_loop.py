@@ -1,12 +1,15 @@
-"""A PyTorch loop under a scaling policy. Usage: torch_loop.py LEDGER KEY POLICY [RUN_ID]"""
+"""A PyTorch loop under a scaling policy.
+Usage: torch_loop.py LEDGER KEY POLICY [RUN_ID] [--evaluate-paused]"""
 import sys
 
 import torch
 from torch import nn
 
 from scalegate import Ledger, Probe, RunPaused, SigningKey, Suite, Supervisor, load_policy
+from scalegate.supervisor import paused_checkpoint
 
-ledger_path, key_path, policy, run_id = [*sys.argv[1:], "example-run"][:4]
+args = [a for a in sys.argv[1:] if a != "--evaluate-paused"]
+ledger_path, key_path, policy, run_id = [*args, "example-run"][:4]
 torch.manual_seed(0)  # the task: the next term of an arithmetic progression mod 16
 a, d = torch.randint(0, 16, (26624,)), torch.randint(1, 16, (26624,))
 data, targets = torch.stack([a, (a + d) % 16], 1), (a + 2 * d) % 16
@@ -17,6 +20,11 @@ hx, hy = data[-1024:], targets[-1024:]  # held out: the policy watches the model
 evals = Suite([Probe("heldout-next-token", "next-token", "accuracy",
                      lambda m, ctx: (m(hx).argmax(-1) == hy).float().mean().item())])
 with Ledger.open(ledger_path) as ledger:
+    if "--evaluate-paused" in sys.argv:  # evaluate the checkpoint a paused run recorded
+        model.load_state_dict(torch.load(paused_checkpoint(ledger, run_id) / "model.pt"))
+        res = Supervisor.evaluate_paused(run_id, load_policy(policy), ledger,
+                                         SigningKey.load(key_path), model=model, evaluator=evals)
+        sys.exit("\n".join(["evaluated; the resumption still lacks:", *res.missing_messages()]))
     try:  # a paused run is refused until the policy's quorum has approved its resumption
         sup = Supervisor.open(run_id, load_policy(policy), ledger, SigningKey.load(key_path),
                               model=model, evaluator=evals)  # checkpoints go to ./checkpoints

@@ -26,9 +26,8 @@ from scalegate.ledger.statements import (
     now_utc,
     sign_statement,
 )
-from scalegate.policy import Policy
+from scalegate.policy import Policy, quorum_roles, seat_quorum
 from scalegate.runs import (
-    policy_approvers,
     policy_entry,
     policy_of_run,
     policy_statement,
@@ -46,18 +45,20 @@ def _ref(result: AppendResult) -> Ref:
 
 
 def publish_policy(ledger: Ledger, key: SigningKey, policy: Policy) -> tuple[Ref, bool]:
-    """Publish ``policy`` in the ledger, signed by one of the people it names as approving
-    it (a role in ``governance.policy_change``); returns the entry and whether it is new.
-    One approver's signature publishes it: where ``policy_change`` asks several roles to
-    agree, their joint sign-off is not recorded (yet).
+    """Publish ``policy`` in the ledger, signed by someone it names as approving a change
+    (``governance.policy_change``, read as every quorum is: :func:`~scalegate.policy.seat_quorum`);
+    returns the entry and whether it is new. The schema holds ``policy_change`` to one
+    approval (``{any_of: [roles]}``), so the one signature this statement carries is all
+    of it.
 
     Runs cite the published document by digest, so the trainer runs under the policy its
     approvers signed (an auditor's trust file can require exactly that: ``roles: {policy:
     [...]}``). Publishing a document already in the ledger returns its entry.
     """
-    approvers = policy_approvers(policy)
+    change = policy.governance.policy_change
+    approvers = quorum_roles(change)
     held = ledger.registry().check_signer(key.vkey, now_utc()).roles  # registered, in date
-    if not set(held) & set(approvers):
+    if not seat_quorum(change, {key.name: held}).met:
         raise RunError(
             f"{key.name} may not publish policy {policy.id} {policy.version}: it holds "
             f"{', '.join(held) or 'no roles'}, and the policy names "
@@ -174,14 +175,13 @@ def approve(
 
 def _approver_role(ledger: Ledger, key: SigningKey, policy: Policy, role: str | None) -> str:
     held = _roles_of(ledger, key.vkey.keyid)
-    quorum_roles = list(dict.fromkeys(
-        r for clause in policy.governance.resumption.quorum for r in clause.any_of))
-    needs = f"the policy's resumption quorum takes: {', '.join(quorum_roles)}"
-    if role is not None and role not in quorum_roles:
+    counted = quorum_roles(policy.governance.resumption.quorum)
+    needs = f"the policy's resumption quorum takes: {', '.join(counted)}"
+    if role is not None and role not in counted:
         raise RunError(f"{role!r} is not a role the quorum counts ({needs}); an approval "
                        "in it could never count.",
                        hint="Approve in one of those roles, with a key registered with it.")
-    usable = [r for r in held if r in quorum_roles and (role is None or r == role)]
+    usable = [r for r in held if r in counted and (role is None or r == role)]
     if len(usable) == 1:
         return usable[0]
     if not usable:

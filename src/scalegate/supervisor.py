@@ -24,9 +24,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from scalegate.compute.account import ComputeAccount
+from scalegate.compute.account import RunAccount
 from scalegate.errors import LedgerUnavailable, RunError, RunPaused
-from scalegate.gate import Decision, decide, resumption
+from scalegate.gate import Decision, Resumption, decide, resumption
+from scalegate.gate._measure import reached
 from scalegate.ledger.keys import SigningKey
 from scalegate.ledger.log import AppendResult, Ledger
 from scalegate.ledger.statements import (
@@ -43,6 +44,7 @@ from scalegate.ledger.statements import (
 )
 from scalegate.manifest import manifest_of
 from scalegate.policy import Policy
+from scalegate.remedies import missing_lines
 from scalegate.runs import load_state, register_run, state_decision
 from scalegate.state import Entry, RunState, fold
 from scalegate.units import sig2
@@ -63,7 +65,7 @@ def paused_error(run_id: str, policy: Policy, state: RunState, now: datetime) ->
     if res.may_resume:
         missing = ["a `resume` statement: run `scalegate resume " + run_id + "`"]
     else:
-        missing = res.missing_messages()
+        missing = missing_lines(res, run_id)
     return RunPaused(
         f"run {run_id!r} is {where}; it may not train until the ledger holds: "
         + "; ".join(missing) + ".",
@@ -133,11 +135,17 @@ class Supervisor:
         self.state = state
         self._read_upto = ledger.size  # entries below this index have been folded
         self._mine: set[int] = set()  # indices we appended since the last refresh
-        self.account = ComputeAccount.for_policy(policy)
+        self.account = RunAccount.for_policy(policy)
         self._restore_account(state)
-        self._raw = sum(self.account.by_phase().values())
+        # Every FLOP of the run, all phases: no figure the gate reads (effective compute, a
+        # regime's total) grows faster than this times its multiplier, so the schedule
+        # below is set in it and never looks at the gate too late.
+        self._raw = self.account.total()
         self._since_record = 0
-        self._next_check_raw = 0.0  # consult the gate on the first step
+        # Where the gate's answer can next change: (regime or None for effective compute,
+        # the line). None: consult the gate on the first step.
+        self._lines: list[tuple[str | None, float]] | None = None
+        self._next_check_raw = 0.0  # ``_raw`` at which a line may first be reached
         self._next_check_time = 0.0
         self.decision: Decision | None = state_decision(state)
         self.paused = False
@@ -192,14 +200,8 @@ class Supervisor:
         if state.run is None:
             state = register_run(ledger, key, run_id, policy, clock(), org=org,
                               model_name=model_name, planned=planned, planned_tokens=planned_tokens)
-        elif state.run.predicate.policy.digest != policy.digest():
-            cited = state.run.predicate.policy
-            raise RunError(
-                f"run {run_id!r} was registered under policy {cited.id} {cited.version} "
-                f"(digest {cited.digest[:12]}…), not {policy.id} {policy.version} "
-                f"(digest {policy.digest()[:12]}…).",
-                hint="Open it with the policy it was registered under, or start a new run id.",
-            )
+        else:
+            _check_policy(run_id, state, policy)
         if state.active_pause is not None:
             raise paused_error(run_id, policy, state, clock())
         return cls(
@@ -211,15 +213,54 @@ class Supervisor:
             record_interval=record_interval,
         )
 
+    @classmethod
+    def evaluate_paused(
+        cls,
+        run_id: str,
+        policy: Policy,
+        ledger: Ledger,
+        key: SigningKey,
+        *,
+        model: Any,
+        evaluator: Any,
+        checkpoint_dir: str | Path = "checkpoints",
+        clock: Clock | None = None,
+    ) -> Resumption:
+        """Evaluate the checkpoint a paused run recorded, for evaluations that must be
+        redone or added before it may resume (a pause at a compute ceiling, say).
+
+        ``model`` must hold that checkpoint's weights (load them from
+        :func:`paused_checkpoint`, whose files are checked against the recorded digest).
+        One ``eval`` statement per evaluation is signed with ``key``, at the pause's step
+        and compute, citing the checkpoint statement. Returns what the resumption still
+        lacks afterwards (:class:`~scalegate.gate.Resumption`).
+        """
+        clock = clock or now_utc
+        state = load_state(ledger, run_id)
+        if state.run is None:
+            raise RunError(f"no run {run_id!r} in ledger {ledger.path}.")
+        _check_policy(run_id, state, policy)
+        pause = state.active_pause
+        if pause is None:
+            raise RunError(
+                f"run {run_id!r} is not paused: a running run is evaluated at its milestones.",
+                hint="Evaluate a paused run's checkpoint only.",
+            )
+        sup = cls(
+            run_id=run_id, policy=policy, ledger=ledger, key=key, state=state,
+            evaluator=evaluator, model=model, checkpoint_dir=Path(checkpoint_dir),
+            compute_every=100, check_interval=30.0, on_ledger_error="raise", clock=clock,
+            flop_per_token=None,
+        )
+        sup._evaluate(step=pause.predicate.step, checkpoint=pause.predicate.checkpoint)
+        return resumption(policy, sup.state, now=clock())
+
     def _restore_account(self, state: RunState) -> None:
         last = state.latest_compute
         if last is None:
             return
         p = last.predicate
-        for phase, flop in p.flop_by_phase.items():
-            self.account.add(flop, phase, method=p.method if p.method else "measured")
-        self.account.tokens = p.tokens
-        self.account.steps = p.step
+        self.account.restore(p.flop_by_phase, p.methods, p.method, tokens=p.tokens, steps=p.step)
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -278,15 +319,14 @@ class Supervisor:
             pending[slot] = pending.get(slot, 0.0) + recompute
         self._pending_tokens += tokens
         self._pending_steps += 1
-        self._raw += flop_now
+        self._raw += flop_now + recompute
         self._since_record += 1
         return self._after_accounting()
 
     def _after_accounting(self) -> Decision:
         """Consult the gate at a milestone or calendar check, or record compute when due."""
         try:
-            # A relative tolerance, as the gate's own comparison, so float sums are not late.
-            if self._raw * self.account.multiplier >= self._next_check_raw * (1 - 1e-9):
+            if self._raw >= self._next_check_raw and self._line_reached():
                 return self.decide_now()
             now = time.monotonic()
             if now >= self._next_check_time:
@@ -327,8 +367,8 @@ class Supervisor:
         self._append([self._compute_predicate()])
         self._refresh()
         decision = decide(self.policy, self.state, now)
-        if decision.verdict == "evaluate" and self.evaluator is not None:
-            self._evaluate(decision)
+        if self.evaluator is not None and self._evaluate_first(decision):
+            self._evaluate()
             self._refresh()
             decision = decide(self.policy, self.state, self._clock())
         self._append([decision.to_predicate()])
@@ -351,27 +391,84 @@ class Supervisor:
         return self.decide_now()
 
     def _schedule(self, decision: Decision) -> None:
-        lines = [decision.next_eval_at_flop, decision.ceiling_flop]
-        mult = self.account.multiplier
+        """The lines at which the gate's answer can next change, in the quantities the gate
+        reads: effective compute for evaluation milestones and ceilings (and, for an
+        evaluation due but not done, the point past which it is missing), a regime's total
+        for each compute threshold not yet reached."""
+        self._settle()
+        acc = self.account
+        effective = acc.effective()
+        lines: list[tuple[str | None, float]] = []
+        for line in [*decision.milestones.values(), decision.ceiling_flop]:
+            if line is not None and not reached(effective, line):
+                lines.append((None, line))
+        missing_noted = any(r.rule.startswith("evaluation-missing") for r in decision.reasons)
+        cadence = self.policy.evaluation
+        if decision.evaluations_due and not missing_noted:
+            due = min((decision.milestones.get(e, effective) for e in decision.evaluations_due),
+                      default=effective)
+            grace = cadence.grace if cadence else 1.0
+            # Training beyond this without the evaluation makes it missing: look then.
+            lines.append((None, max(effective, due * grace) * (1 + 3e-9)))
         for t in self.policy.compute.thresholds:
-            total = self.account.total(t.regime) if t.regime in self.account.regimes else 0.0
-            if total < t.flop:
-                lines.append((self._raw + (t.flop - total)) * mult)
-        upcoming = [x for x in lines if x is not None and x > self._raw * mult]
-        self._next_check_raw = min(upcoming) if upcoming else math.inf
+            if t.regime in acc.regimes and not reached(acc.total(t.regime), t.flop):
+                lines.append((t.regime, t.flop))
+        self._lines = lines
+        self._plan()
         self._next_check_time = time.monotonic() + self.check_interval
 
-    def _evaluate(self, decision: Decision) -> None:
+    def _quantity(self, regime: str | None) -> float:
+        return self.account.effective() if regime is None else self.account.total(regime)
+
+    def _plan(self) -> None:
+        """Set ``_next_check_raw`` to the least total FLOP at which a line may be reached:
+        effective compute grows at most ``multiplier`` times as fast, a regime's total at
+        most as fast, as the run's total."""
+        target = math.inf
+        for regime, line in self._lines or ():
+            rate = self.account.multiplier if regime is None else 1.0
+            gap = line * (1 - 2e-9) - self._quantity(regime)
+            target = min(target, self._raw + max(0.0, gap / rate))
+        self._next_check_raw = target
+
+    def _line_reached(self) -> bool:
+        """Whether the run's compute reached a line of the schedule (and if not, plan the
+        next look from where it is now)."""
+        if self._lines is None:
+            return True
+        self._settle()
+        if any(reached(self._quantity(regime), line) for regime, line in self._lines):
+            return True
+        self._plan()
+        return False
+
+    def _evaluate_first(self, decision: Decision) -> bool:
+        """Evaluate now: evaluations are due, or the run must pause where its resumption
+        will ask for the checkpoint's evaluation (at a compute ceiling, or whenever the
+        policy requires it), so that the pause carries fresh results."""
+        if decision.verdict == "evaluate":
+            return True
+        if decision.verdict != "pause":
+            return False
+        if not ("ceiling" in decision.rules
+                or self.policy.governance.resumption.require_evaluation):
+            return False
+        return not any(e.predicate.step == self.step_index for e in self.state.evals)
+
+    def _evaluate(self, step: int | None = None, checkpoint: Ref | None = None) -> None:
+        """Run the evaluator on the model at ``step`` (default: now) and record the results;
+        ``checkpoint`` is the checkpoint statement they measured, when there is one."""
         from scalegate.evals import EvalContext, Suite
 
         suite = self.evaluator if isinstance(self.evaluator, Suite) else Suite(self.evaluator)
+        step = self.step_index if step is None else step
         ctx = EvalContext(
             run_id=self.run_id,
-            step=self.step_index,
+            step=step,
             effective_flop=self.effective_flop,
             checkpoint=self._weights_digest(),
             log_dir=self.checkpoint_dir / "eval-logs",
-            seed=self.step_index,
+            seed=step,
         )
         results = suite.run(self.model, ctx)
         preds = [
@@ -379,7 +476,8 @@ class Supervisor:
                 run_id=self.run_id, evaluation_id=r.evaluation_id, capability=r.capability,
                 metric=r.metric, value=r.value, stderr=r.stderr, n=r.n,
                 elicitation=r.elicitation, harness=r.harness, step=ctx.step,
-                effective_flop=ctx.effective_flop, checkpoint_digest=ctx.checkpoint,
+                effective_flop=ctx.effective_flop, checkpoint=checkpoint,
+                checkpoint_digest=ctx.checkpoint,
                 log_digest=r.log_digest, status=r.status, error=r.error, at=r.completed_at,
             )
             for r in results
@@ -450,7 +548,8 @@ class Supervisor:
         return ComputePredicate(
             run_id=self.run_id, step=acc.steps, tokens=acc.tokens,
             flop_by_phase=acc.by_phase(), totals=acc.totals(), effective_flop=acc.effective(),
-            method=acc.method, at=self._clock(),
+            method=acc.method, methods=acc.methods if len(acc.methods) > 1 else {},
+            at=self._clock(),
         )
 
     def _append(self, predicates: Sequence[Predicate]) -> list[AppendResult]:
@@ -535,16 +634,49 @@ class Supervisor:
         resumed = self.state.last_resume
         if resumed is None or (self.state.compute and self.state.compute[-1].index > resumed.index):
             return None
-        record = self.state.find(resumed.predicate.checkpoint)
-        if record is None or not isinstance(record.predicate, CheckpointPredicate):
-            raise RunError(f"resume #{resumed.index} cites no checkpoint statement of this run")
-        path = Path(record.predicate.uri or "")
-        if manifest_of(path).digest != record.predicate.digest:
-            raise RunError(
-                f"checkpoint {path} does not match the digest recorded in entry #{record.index}.",
-                hint="Restore the checkpoint files the pause recorded; do not resume from others.",
-            )
-        return path
+        return _recorded_checkpoint(self.state, resumed.predicate.checkpoint,
+                                    f"resume #{resumed.index}")
+
+
+def _check_policy(run_id: str, state: RunState, policy: Policy) -> None:
+    """Refuse ``policy`` unless it is the one the run was registered under."""
+    assert state.run is not None
+    cited = state.run.predicate.policy
+    if cited.digest != policy.digest():
+        raise RunError(
+            f"run {run_id!r} was registered under policy {cited.id} {cited.version} "
+            f"(digest {cited.digest[:12]}…), not {policy.id} {policy.version} "
+            f"(digest {policy.digest()[:12]}…).",
+            hint="Open it with the policy it was registered under, or start a new run id.",
+        )
+
+
+def paused_checkpoint(ledger: Ledger, run_id: str) -> Path:
+    """The files of the checkpoint a paused run recorded, re-hashed against the digest in
+    the ledger (load the weights from them to :meth:`Supervisor.evaluate_paused`)."""
+    state = load_state(ledger, run_id)
+    pause = state.active_pause
+    if pause is None:
+        raise RunError(f"run {run_id!r} is not paused.")
+    return _recorded_checkpoint(state, pause.predicate.checkpoint, f"pause #{pause.index}")
+
+
+def _recorded_checkpoint(state: RunState, ref: Ref, cited_by: str) -> Path:
+    record = state.find(ref)
+    if record is None or not isinstance(record.predicate, CheckpointPredicate):
+        raise RunError(f"{cited_by} cites no checkpoint statement of this run")
+    path = Path(record.predicate.uri or "")
+    if not record.predicate.uri or not path.exists():
+        raise RunError(
+            f"checkpoint {path} recorded in entry #{record.index} is not on this machine.",
+            hint="Restore the checkpoint files the pause recorded to that path.",
+        )
+    if manifest_of(path).digest != record.predicate.digest:
+        raise RunError(
+            f"checkpoint {path} does not match the digest recorded in entry #{record.index}.",
+            hint="Restore the checkpoint files the pause recorded; do not use others.",
+        )
+    return path
 
 
 def _batch_key(batch: Any, model: Any) -> Any:

@@ -82,7 +82,7 @@ governance:
   roles: [rso, ciso, board, ceo]
   resumption:
     quorum: [rso, {any_of: [board]}]
-  policy_change: [rso, board]
+  policy_change: {any_of: [rso, board]}
 """, source="tests/audit/runworld.py")
 
 

@@ -16,11 +16,11 @@ from scalegate.demo.workspace import Workspace, create_workspace
 from scalegate.errors import RunError
 from scalegate.governance import publish_policy
 from scalegate.ledger.statements import PolicyPredicate
-from scalegate.policy import load_policy
+from scalegate.policy import bundled_text, describe_quorum, load_policy, parse_policy
 from scalegate.runs import load_state
 from scalegate.supervisor import Supervisor
 
-DEMO = load_policy("demo")  # governance.policy_change: [rso, board]
+DEMO = load_policy("demo")  # governance.policy_change: {any_of: [rso, board]}
 EXE = str(Path(sys.executable).with_name("scalegate"))
 
 
@@ -115,3 +115,19 @@ def test_an_approver_publishes_over_a_trainers_copy_and_new_runs_cite_it(
     Supervisor.open("later", DEMO, ws.ledger, ws.key("trainer")).flush()
     later = load_state(ws.ledger, "later").run
     assert later is not None and later.predicate.policy.ref == ref
+
+
+def test_publish_reads_policy_change_as_explain_does(ws: Workspace) -> None:
+    """Whose approval publishes a policy is what `policy explain` says: one of the roles of
+    policy_change's one clause; another approver role of the policy does not do."""
+    text = bundled_text("demo").replace("policy_change: {any_of: [rso, board]}",
+                                        "policy_change: {any_of: [board]}")
+    board_only = parse_policy(text, source="board-only.yaml")
+    assert describe_quorum(board_only.governance.policy_change) == "board"
+    before = ws.ledger.size
+    with pytest.raises(RunError) as exc:
+        publish_policy(ws.ledger, ws.key("rso"), board_only)
+    assert "holds rso" in exc.value.message and "names board as who approves" in exc.value.message
+    assert ws.ledger.size == before
+    ref, new = publish_policy(ws.ledger, ws.key("board"), board_only)
+    assert new and _policy_entries(ws) == [(ref.index, ws.key("board").vkey.keyid)]

@@ -201,6 +201,9 @@ def test_pause_attest_approve_resume_then_pause_again_at_the_ceiling(lab: Lab) -
     assert f"paused since entry {pause.index}" in res.out
     lacks = res.out.split("the resumption still lacks:")[1]
     assert "security-level-demo" in lacks and "rso" in lacks and "board" in lacks
+    # Each missing item says how to supply it.
+    assert "scalegate attest security-level-demo --key KEY" in lacks
+    assert "scalegate approve run-1 --key KEY" in lacks
 
     # Refused, listing the attestation and both roles; nothing written.
     before = lab.size()

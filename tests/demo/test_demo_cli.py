@@ -1,8 +1,9 @@
 """`scalegate demo` end to end, as `make demo` runs it: a real subprocess, a real model.
 
 The run must pause itself at the trigger, be refused until the safeguard is attested and
-the quorum approves, resume from the paused checkpoint, finish, and verify clean — and the
-ledger it leaves must say so to anyone who folds it again.
+the quorum approves, resume from the paused checkpoint, pause again at the compute ceiling
+of that approval (evaluated there), go on once the quorum approves the next step, finish,
+and verify clean — and the ledger it leaves must say so to anyone who folds it again.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def test_demo_pauses_is_approved_resumes_and_verifies(tmp_path: Path) -> None:
     assert "Traceback" not in out + done.stderr
     for expected in ("PAUSED at step", "refused", "CISO attests", "RSO approves",
                      "board member approves", "matches the pause record",
+                     "paused itself at its ceiling", "evaluated at the ceiling before pausing",
+                     "RSO approves the next step",
                      "training finished at step 1000", "decisions replay to the same verdict",
                      "pauses declared and honoured"):
         assert expected in out, (expected, out)
@@ -44,9 +47,16 @@ def test_demo_pauses_is_approved_resumes_and_verifies(tmp_path: Path) -> None:
     with Ledger.open(ws / "ledger.db") as ledger:
         state = load_state(ledger, "demo-run")
         assert ledger.verify().ok
-    (pause,) = state.pauses
-    (resumed,) = state.resumes
-    assert resumed.predicate.checkpoint == pause.predicate.checkpoint
+    pause, at_ceiling = state.pauses
+    resumed, _ = state.resumes
+    assert [r.predicate.checkpoint for r in state.resumes] == [
+        p.predicate.checkpoint for p in state.pauses]
+    assert pause.index < resumed.index < at_ceiling.index
+    # At the ceiling the model was evaluated before the pause, at the pause's step, and
+    # the approvals alone lifted it.
+    fresh = [e for e in state.evals if e.predicate.step == at_ceiling.predicate.step]
+    assert fresh and all(e.index < at_ceiling.index for e in fresh)
+    assert sorted(a.roles[0] for a in state.approvals_for(at_ceiling.ref)) == ["board", "rso"]
     ck = state.find(pause.predicate.checkpoint)
     assert ck is not None and manifest_of(ck.predicate.uri).digest == ck.predicate.digest
     roles = sorted(a.roles[0] for a in state.approvals_for(pause.ref))

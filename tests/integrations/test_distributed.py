@@ -170,20 +170,29 @@ def test_sync_steps_are_planned_to_the_next_milestone(ws: Workspace, tmp_path: P
 def test_one_process_records_what_a_plain_supervisor_records(ws: Workspace,
                                                               tmp_path: Path) -> None:
     """With one process the distributed front syncs every step: the same statements, the
-    same decisions at the same steps as Supervisor.step on the same work."""
+    same decisions at the same steps as Supervisor.step on the same work, up to the pause
+    both declare when the run trains past a due evaluation it has no evaluator for."""
     policy = load_policy(POLICY)
     per_step = [3.1e6, 3.9e6, 4.4e6] * 40
+
+    def save(step: int) -> Path:
+        path = tmp_path / f"ck-{step}"
+        path.mkdir(exist_ok=True)
+        (path / "weights.bin").write_bytes(b"w" * step)
+        return path
+
     plain = Supervisor.open("plain", policy, ws.ledger, ws.key("trainer"),
-                            checkpoint_dir=tmp_path, compute_every=25)
+                            checkpoint_dir=tmp_path, compute_every=25, save_checkpoint=save)
     ds = DistributedSupervisor.open("solo", policy, ws.ledger, ws.key("trainer"),
                                     collective=SoloCollective(), checkpoint_dir=tmp_path,
-                                    compute_every=25, trackers=None)
+                                    compute_every=25, trackers=None, save_checkpoint=save)
     for f in per_step:
         a = plain.step(tokens=64, flop=f)
         b = ds.step(tokens=64, flop=f)
         assert (a.verdict, a.next_eval_at_flop) == (b.verdict, b.next_eval_at_flop)
-    plain.flush()
-    ds.flush()
+        if a.verdict == "pause":
+            break
+    assert a.verdict == "pause" and "evaluation-missing:compute" in a.rules
 
     def story(run: str) -> list[tuple[str, int]]:
         return [(e.statement.kind, getattr(e.statement.predicate, "step", -1))

@@ -1,6 +1,8 @@
-"""Hugging Face ``Trainer``: a real GPT-2 built from a config (no download) trained through
-a pause and a resumption by examples/hf_trainer.py, and the callback's accounting checked
-against what the model really saw."""
+"""Hugging Face ``Trainer``: a real Llama-style model built from a config (no download),
+whose fused attention backward recomputes, trained through a pause and a resumption by
+examples/hf_trainer.py; evaluations at every milestone although the recomputation is not
+in the policy's regime; and the callback's accounting checked against what the model
+really saw."""
 
 from __future__ import annotations
 
@@ -63,6 +65,7 @@ def test_example_pauses_is_refused_and_resumes_from_its_checkpoint(
     assert manifest_of(ck.predicate.uri).digest == ck.predicate.digest
     assert {"model.safetensors", "optimizer.pt", "trainer_state.json"} <= set(ck.predicate.manifest)
     assert state.compute[-1].predicate.step == paused_at
+    assert state.compute[-1].predicate.flop_by_phase.get("recomputation", 0) > 0
     # trainer.log carried the figures to the Trainer's log history at every decision.
     logged = [h for h in first["trainer"].state.log_history if "scalegate/flop" in h]
     assert len(logged) == len(state.decisions)
@@ -174,3 +177,46 @@ def test_accounts_non_padding_tokens_of_every_micro_batch(ws: Workspace,
     assert flop[-1].value == pytest.approx(
         next(c.predicate for c in reversed(state.compute)
              if c.predicate.step == flop[-1].step).flop_by_phase["fine-tuning"], rel=1e-6)
+
+
+def test_recomputing_attention_is_evaluated_at_every_milestone(ws: Workspace,
+                                                               tmp_path: Path) -> None:
+    """The fused attention backward's recomputation is counted (in its own phase, outside
+    the policy's regime); the evaluations still come on the step whose effective compute
+    reaches each milestone: the first at ``first_at``, then every 2x."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from scalegate.policy import load_policy
+
+    torch.manual_seed(0)
+    # Sequences of 64 tokens on a narrow model: recomputation is ~6 % of every step, so
+    # the run's total FLOP reaches a milestone a step or more before effective compute.
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=17, hidden_size=16, intermediate_size=32,
+                                         num_hidden_layers=1, num_attention_heads=2,
+                                         max_position_embeddings=64, pad_token_id=16,
+                                         bos_token_id=0, eos_token_id=1))
+    ids = torch.randint(0, 16, (800, 64))
+    data = [{"input_ids": x, "attention_mask": torch.ones_like(x), "labels": x} for x in ids]
+    seen: list[int] = []
+    suite = Suite([Probe("heldout-next-token", "next-token", "accuracy",
+                         lambda m, ctx: (seen.append(ctx.step), 0.1)[1])])
+    callback = ScalegateCallback("llama", POLICY, ws.ledger, ws.key("trainer"), evaluator=suite,
+                                 compute_every=1, record_interval=0.0)
+    args = TrainingArguments(str(tmp_path / "out"), max_steps=50, per_device_train_batch_size=16,
+                             save_strategy="no", report_to=[], use_cpu=True)
+    Trainer(model=model, args=args, train_dataset=data, callbacks=[callback]).train()
+
+    state = load_state(ws.ledger, "llama")
+    assert state.active_pause is None
+    by_step = {c.predicate.step: c.predicate for c in state.compute}
+    assert sorted(by_step) == list(range(1, 51))
+    assert by_step[50].flop_by_phase["recomputation"] > 0
+    policy = load_policy(POLICY)
+    assert policy.evaluation is not None and policy.evaluation.first_at is not None
+    expected, milestone = [], policy.evaluation.first_at
+    for step in range(1, 51):
+        effective = by_step[step].effective_flop
+        if effective >= milestone * (1 - 1e-9):
+            expected.append(step)
+            milestone = effective * policy.evaluation.every
+    assert len(expected) >= 5 and seen == expected

@@ -52,7 +52,8 @@ def test_explain_shows_cadence_quorum_and_illustrative_marks() -> None:
     ((trig,),) = [level.evaluations for cap in load_policy("demo").capabilities
                   for level in cap.levels]
     assert "every 1.5x" in out and f"{trig.alert:g}*" in out and f"{trig.trigger:g}*" in out
-    assert "approvals by rso + board" in out
+    assert "approvals by rso and board" in out
+    assert "policy changes: approved (published) by one of rso, board" in out
     assert "security-level-demo" in out and "ciso" in out
 
 
@@ -208,3 +209,35 @@ def test_common_mistakes_are_said_plainly() -> None:
             parse_policy(demo.replace(old, new), source="demo-bad.yaml")
         problems = " ".join(what for _, what in info.value.problems)
         assert said in problems and "Input should" not in problems, problems
+
+
+def test_check_reports_schema_and_reference_problems_in_one_run(tmp_path: Path) -> None:
+    """An undefined role is reported in the same run as a schema problem elsewhere, not
+    only once that one is fixed."""
+    demo = bundled_text("demo")
+    assert "attested_by: [ciso]" in demo and "every: 2x" in demo
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(demo.replace("attested_by: [ciso]", "attested_by: [cisco]")
+                   .replace("every: 2x", "every: 1x"), encoding="utf-8")
+    scalegate = Path(sys.executable).parent / "scalegate"
+    proc = subprocess.run([str(scalegate), "policy", "check", str(bad)], capture_output=True,
+                          text=True, env={**ENV, "PATH": "/usr/bin:/bin"}, timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    err = " ".join(proc.stderr.split())
+    assert "the policy is invalid (2 problems)" in err
+    lines = demo.splitlines()
+    (every,) = [n + 1 for n, ln in enumerate(lines) if ln.strip() == "every: 2x"]
+    (role,) = [n + 1 for n, ln in enumerate(lines) if "attested_by: [ciso]" in ln]
+    assert f"bad.yaml:{every}:10: evaluation.every: expected a multiplier greater than 1x" in err
+    assert (f"bad.yaml:{role}:19: safeguards[0].attested_by[0]: role 'cisco' is not in "
+            "governance.roles") in err
+
+
+def test_explain_says_what_reaching_each_level_means(tmp_path: Path) -> None:
+    text = bundled_text("demo").replace("        requires: [security-level-demo]\n",
+                                        "        on_reach: pause\n")
+    path = tmp_path / "stop.yaml"
+    path.write_text(text, encoding="utf-8")
+    assert "pause, whatever is attested" in " ".join(run("explain", str(path)).split())
+    path.write_text(text.replace("on_reach: pause", "on_reach: continue"), encoding="utf-8")
+    assert "record only" in run("explain", str(path))

@@ -272,3 +272,58 @@ def test_files_errors_and_bundled_names(tmp_path: Path) -> None:
 
 def test_bundled_text_round_trips() -> None:
     assert parse_policy(bundled_text("demo")).digest() == load_policy("demo").digest()
+
+
+LEVEL = (
+    "capabilities:\n  - id: cyber\n    levels:\n      - id: l1\n        evaluations:\n"
+    "          - {evaluation: ctf, metric: acc, alert: 0.2, trigger: 0.5}\n"
+)
+SAFEGUARD = "safeguards:\n  - {id: sl3, kind: security, attested_by: [rso]}\n"
+
+
+def test_a_level_with_a_trigger_must_say_what_reaching_it_means() -> None:
+    where, what = only(MINIMAL + LEVEL)
+    assert where == "p.yaml:25:9: capabilities[0].levels[0]"
+    assert "level l1 has a trigger but does not say what reaching it means" in what
+    assert "requires:" in what and "on_reach: pause" in what and "on_reach: continue" in what
+    for said in ("        requires: [sl3]\n", "        on_reach: pause\n",
+                 "        on_reach: continue\n"):
+        level = parse_policy(MINIMAL + LEVEL + said + SAFEGUARD).capabilities[0].levels[0]
+        assert level.requires or level.on_reach
+    # A level that can only be alerted is never reached: nothing to say.
+    parse_policy(MINIMAL + LEVEL.replace(", trigger: 0.5", ""))
+
+
+def test_on_reach_beside_requires_is_a_contradiction() -> None:
+    text = MINIMAL + LEVEL + "        requires: [sl3]\n        on_reach: continue\n" + SAFEGUARD
+    where, what = only(text)
+    assert where == "p.yaml:29:19: capabilities[0].levels[0].on_reach"
+    assert "on_reach: continue contradicts requires" in what and "keep one of them" in what
+    _, what = only(MINIMAL + LEVEL + "        on_reach: stop\n")
+    assert "expected one of 'pause' or 'continue'" in what
+
+
+def test_schema_and_reference_problems_are_reported_in_one_pass() -> None:
+    """A reference problem is not held back until unrelated schema problems are fixed."""
+    text = MINIMAL.replace("flop: 1e25", "flop: lots") + LEVEL + (
+        "        requires: [sl4]\n"  # no such safeguard
+        "safeguards:\n  - {id: sl3, kind: securty, attested_by: [cso]}\n"  # bad kind; no role
+    )
+    found = dict(problems(text))
+    assert "expected a number" in found["p.yaml:13:13: compute.thresholds[0].flop"]
+    assert "unknown safeguard 'sl4'; defined: sl3" in found[
+        "p.yaml:28:20: capabilities[0].levels[0].requires[0]"]
+    assert "expected one of 'security'" in found["p.yaml:30:21: safeguards[0].kind"]
+    assert "role 'cso' is not in governance.roles (rso, board)" in found[
+        "p.yaml:30:44: safeguards[0].attested_by[0]"]
+    assert len(found) == 4
+
+
+def test_references_an_invalid_section_leaves_unknown_are_not_guessed() -> None:
+    # governance.roles is no list of names: which roles exist is unknown, so no role is
+    # reported as undefined; the schema problem is.
+    where, what = only(MINIMAL.replace("roles: [rso, board]", "roles: rso"))
+    assert where.endswith("governance.roles") and "expected a list" in what
+    # A value with a schema problem is not reported again as a reference problem.
+    found = problems(MINIMAL.replace("[rso, {any_of: [board]}]", "[rso, {any_of: [Board]}]"))
+    assert len(found) == 1 and "Board" in found[0][1]

@@ -345,6 +345,13 @@ def test_readme_example_runs_pauses_and_resumes(ws: Workspace, tmp_path: Path) -
     again = run()  # still paused: refused, saying what is missing
     assert again.returncode == 1 and "Traceback" not in again.stderr, again.stderr
     assert "may not train until" in again.stderr and "security-level-demo" in again.stderr
+    assert "scalegate attest security-level-demo --key" in again.stderr
+    # The paused checkpoint evaluated again (the weights loaded from the recorded files).
+    redo = subprocess.run([*cmd, "--evaluate-paused"], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=120)
+    assert redo.returncode == 1 and "Traceback" not in redo.stderr, redo.stderr
+    assert "evaluated; the resumption still lacks:" in redo.stderr
+    assert "security-level-demo" in redo.stderr
 
     from scalegate.ledger.log import Ledger
 
@@ -352,6 +359,9 @@ def test_readme_example_runs_pauses_and_resumes(ws: Workspace, tmp_path: Path) -
         state = load_state(led, "example-run")
     pause = state.active_pause
     assert pause is not None and state.evals[-1].predicate.value >= TRIGGER
+    redone, first = state.evals[-1].predicate, state.evals[-2].predicate
+    assert redone.checkpoint == pause.predicate.checkpoint and redone.step == first.step
+    assert redone.value == first.value and redone.checkpoint_digest == first.checkpoint_digest
     ck = state.find(pause.predicate.checkpoint)
     assert ck is not None
     assert manifest_of(tmp_path / ck.predicate.uri).digest == ck.predicate.digest
@@ -382,7 +392,7 @@ def test_readme_example_runs_pauses_and_resumes(ws: Workspace, tmp_path: Path) -
 def test_readme_shows_the_example_verbatim() -> None:
     """The README's loop is examples/torch_loop.py, so the code a reader copies is tested."""
     example = EXAMPLE.read_text()
-    assert len(example.splitlines()) <= 40
+    assert len(example.splitlines()) <= 45
     readmes = [REPO / "README.md", REPO / "README-loop.md"]
     sections = [t for t in (r.read_text() for r in readmes if r.is_file())
                 if "## A plain PyTorch loop" in t]
@@ -390,3 +400,31 @@ def test_readme_shows_the_example_verbatim() -> None:
     section = sections[0].split("## A plain PyTorch loop", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.S)
     assert code is not None and code.group(1) == example
+
+
+def test_compute_adds_up_when_the_counting_method_changes(ws: Workspace, tmp_path: Path) -> None:
+    """Measured before a reopening, declared after it: the run's total keeps growing, and
+    the ``compute`` statement says which method counted how much."""
+    policy = load_policy(REPO / "examples" / "torch_loop_policy.yaml")
+    model, opt = new_model()
+    sup = Supervisor.open("methods", policy, ws.ledger, ws.key("trainer"), model=model,
+                          checkpoint_dir=tmp_path, check_interval=1e9)
+    for _ in range(3):
+        x, _loss = train_step(model, opt)
+        sup.step(tokens=BATCH, batch=x)
+    sup.flush()
+    measured = load_state(ws.ledger, "methods").compute[-1].predicate
+    assert measured.method == "measured" and measured.methods == {}
+    assert measured.flop_by_phase["pretraining"] == pytest.approx(3 * analytic_step_flop())
+
+    sup = Supervisor.open("methods", policy, ws.ledger, ws.key("trainer"), model=model,
+                          checkpoint_dir=tmp_path, check_interval=1e9)
+    for _ in range(2):
+        sup.step(tokens=BATCH, flop=1e5)
+    sup.flush()
+    both = load_state(ws.ledger, "methods").compute[-1].predicate
+    assert both.step == 5 and both.method == "measured+declared"
+    assert both.flop_by_phase["pretraining"] == pytest.approx(
+        measured.flop_by_phase["pretraining"] + 2e5)
+    assert both.methods == pytest.approx({"measured": 3 * analytic_step_flop(),
+                                          "declared": 2e5})

@@ -39,6 +39,7 @@ from scalegate.ledger.statements import (
     Obligation,
     PausePredicate,
     Predicate,
+    Reason,
     Ref,
     ResumePredicate,
 )
@@ -50,6 +51,11 @@ _TRAINER_KINDS = (ComputePredicate, CheckpointPredicate, DecisionPredicate, Paus
                   ResumePredicate)
 _FAR = datetime(9999, 12, 31, tzinfo=UTC)
 _INDEX = operator.attrgetter("ref.index")
+#: How far past a compute milestone, in steps at its own average rate, the statement that
+#: first reaches it may be before it counts as having trained past it (see
+#: :meth:`RunWalk._trained_past_in_one`): an honest supervisor records the step that reaches
+#: the milestone, less than one step past it; the second step absorbs uneven steps.
+_STEP_SLACK = 2.0
 
 
 # The gate's own comparisons (relative tolerance 1e-9), so replay judges as it does.
@@ -293,7 +299,7 @@ class RunWalk:
                     f"{_flop(ceiling or 0.0)} its resumption allowed: {said}, and no pause "
                     "was declared", [req.point, ref])
         if kinds & {"compute-threshold", "evaluation-missing", "safeguard-missing",
-                    "safeguard-expired"} or "ceiling" not in kinds:
+                    "safeguard-expired", "capability-reached"} or "ceiling" not in kinds:
             self._v("pause-not-declared", f"{said}; the run trained on to {where} without "
                     "declaring it", [req.point, ref])
         self._expired(req.answer, req.point)
@@ -379,6 +385,9 @@ class RunWalk:
                     refs.append(point)
                 self._v("evaluation-skipped", f"{r.message} (found at entry #{point.index})",
                         refs, key=(r.rule, first))
+        for r in ans.reasons:
+            if r.rule == "evaluation-due:compute" and "compute" not in missing:
+                self._trained_past_in_one(r, state)
         if ans.verdict == "pause" and self.pause is None:
             if self.required is None:
                 latest = state.latest_compute
@@ -404,6 +413,65 @@ class RunWalk:
         self.due_at, self.due_past = min(reach, default=None), min(past, default=None)
         self.next_time = self._next_time(state, ans.at)
         self.ask_next = False
+
+    def _trained_past_in_one(self, due: Reason, state: RunState) -> None:
+        """An evaluation milestone that the run's latest ``compute`` statement made due, when
+        that one statement already went past it: ``evaluation-skipped``, whichever statement
+        it is (the run's last one, a final flush with nothing after it, included).
+
+        The gate counts an evaluation as *missing* only when a statement *after* the one
+        that made it due (the first to reach the milestone) trained further (beyond the
+        policy's ``grace`` multiple of the milestone): it takes that first statement as the
+        point where the supervisor stopped to evaluate. So a statement that jumps from below
+        the milestone far past it, with nothing after it (a final flush) or followed by the
+        evaluation, is judged here or not at all.
+
+        Decision: such a statement trained past the milestone without the evaluation
+        before it, whatever follows it (the supervisor evaluates *at* the milestone, and an
+        evaluation at the far end does not show what the run was at the milestone), when
+
+        - its effective compute is beyond the milestone times ``grace`` (how far the policy
+          lets training go while the evaluation runs), and
+        - it is past the milestone by more than ``_STEP_SLACK`` steps at the statement's own
+          average rate (FLOP gained over steps taken since the run's previous ``compute``
+          statement, or since step 0). An honest supervisor records the step that reaches
+          the milestone, before evaluating, so its statement is less than one step past it,
+          however many steps it covers; while the evaluation runs (an audit may come then)
+          that statement is the run's last, and is not flagged.
+
+        A statement that merely reaches the milestone (within those bounds) is where
+        training stopped, not past it: what comes after it is the gate's to judge. A
+        statement whose step did not advance gives no rate and is not judged here. Only the
+        compute cadence is judged so: a calendar due point or an ``evaluate`` threshold has
+        no milestone in effective compute to go past within one statement."""
+        line, records = due.threshold, state.compute
+        if not isinstance(line, float | int) or not records or not due.refs:
+            return
+        cur = records[-1]
+        if due.refs[0].index != cur.ref.index:
+            return  # made due by an earlier statement: the gate judges what followed it
+        p = cur.predicate
+        eff = self.effective_of(p.flop_by_phase)
+        if not _beyond(eff, line * self.eval_grace):
+            return
+        prev = records[-2] if len(records) > 1 else None
+        step0, eff0 = ((prev.predicate.step, self.effective_of(prev.predicate.flop_by_phase))
+                       if prev is not None else (0, 0.0))
+        steps = p.step - step0
+        if steps <= 0 or not eff > eff0:
+            return
+        per_step = (eff - eff0) / steps
+        if not _beyond(eff - _STEP_SLACK * per_step, line):
+            return
+        past = (eff - line) / per_step
+        since = (f"from compute #{prev.ref.index} (step {step0}, {_flop(eff0)} effective FLOP)"
+                 if prev is not None else "from the start of the run")
+        refs = [prev.ref, cur.ref] if prev is not None else [cur.ref]
+        self._v("evaluation-skipped", f"{due.message}; compute #{cur.ref.index} is the first "
+                f"statement to reach it and went past it in one: {since} to step {p.step}, "
+                f"{_flop(eff)} effective FLOP, about {past:.0f} steps past the milestone and "
+                f"beyond its grace ({self.eval_grace:g}x), with no evaluation at the milestone",
+                refs, key=("evaluation-missing:compute", cur.ref.index))
 
     def _next_time(self, state: RunState, after: datetime) -> datetime | None:
         """The next time a calendar rule can change the gate's answer."""

@@ -16,6 +16,15 @@ when the clock passes a point where a calendar rule can change the answer (an
 attestation expiring, a threshold window opening or closing, the evaluation interval).
 Every verdict comes from the gate: the auditor only schedules when to ask.
 
+One finding is the auditor's own, on the gate's answer: the gate counts an evaluation as
+missing only when a statement *after* the one that first reached its milestone trained
+further, so a single statement that went far past the milestone (a final flush, or a jump
+evaluated only at its far end) would pass unjudged. The auditor reports it as
+``evaluation-skipped`` when that statement is beyond the policy's ``grace`` and more than
+a step or two past the milestone at its own average rate (the honest supervisor's
+statement at a milestone is less than one step past it); see
+``RunWalk._trained_past_in_one`` in :mod:`scalegate.audit._run_walk`.
+
 :func:`replay_run` is pure (no I/O): the policy (from the ledger, checked by the
 caller), the run's entries, and the audit time ``now`` in; the replayed decisions and
 the :class:`~scalegate.audit.report.Violation` list (each with its kind from
@@ -53,7 +62,7 @@ RUN_VIOLATION_KINDS: dict[str, str] = {
     "ceiling-exceeded": "the run trained past the compute ceiling its resumption was approved "
     "for",
     "evaluation-skipped": "an evaluation the policy required was not run before the run "
-    "trained on",
+    "trained on past its milestone (in later statements, or in the one that reached it)",
     "decision-mismatch": "a recorded decision differs from the gate's decision on replay (or "
     "rests on entries it cannot rest on)",
     "resume-without-quorum": "a resumption without approvals from the policy's quorum",

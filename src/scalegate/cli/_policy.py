@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich import box
@@ -14,6 +14,9 @@ from rich.table import Table
 from scalegate.cli._console import console, print_error
 from scalegate.cli._ledger import LedgerOpt
 from scalegate.errors import PolicyError
+
+if TYPE_CHECKING:
+    from scalegate.policy import Level
 
 app = typer.Typer(
     help="Policies as code: list the bundled ones, check a file, explain or compare them, "
@@ -129,7 +132,7 @@ def explain(
     policy: str = typer.Argument(..., help="A bundled policy name or a policy file."),
 ) -> None:
     """What a policy asks, as tables: compute, thresholds, cadence, levels, safeguards, quorum."""
-    from scalegate.policy import load_policy
+    from scalegate.policy import describe_quorum, load_policy
 
     p = load_policy(policy)
     ident = escape(f"{p.id} {p.version}")
@@ -179,7 +182,7 @@ def explain(
 
     if p.capabilities:
         levels = _table("capability levels", "capability", "level", "evaluation (metric)", "alert",
-                        "trigger", "requires", "on alert")
+                        "trigger", "requires / on reach", "on alert")
         for cap in p.capabilities:
             for li, level in enumerate(cap.levels):
                 for n, trig in enumerate(level.evaluations):
@@ -193,7 +196,7 @@ def explain(
                         f"{trig.evaluation} ({trig.metric}{lower})",
                         ("-" if trig.alert is None else f"{trig.alert:g}") + _star(trig),
                         ("-" if trig.trigger is None else f"{trig.trigger:g}") + _star(trig),
-                        ", ".join(level.requires) or "-" if n == 0 else "",
+                        _when_reached(level) if n == 0 else "",
                         ", ".join(effects) or "-" if n == 0 else "",
                     )
         console.print(levels)
@@ -206,7 +209,7 @@ def explain(
 
     gov = p.governance
     res = gov.resumption
-    quorum = " + ".join(c.describe() for c in res.quorum)
+    quorum = describe_quorum(res.quorum)
     limits = []
     if res.require_ceiling:
         limits.append("every resumption needs a compute ceiling")
@@ -217,12 +220,22 @@ def explain(
     console.print(
         f"[bold]resumption[/bold]{_star(gov)}: approvals by {quorum}"
         + (f"; {'; '.join(limits)}" if limits else "")
-        + f"\n[bold]policy changes[/bold]: {' + '.join(c.describe() for c in gov.policy_change)}"
+        + "\n[bold]policy changes[/bold]: approved (published) by "
+        + describe_quorum(gov.policy_change)
         + f"\n[bold]a pause publishes[/bold]: {', '.join(p.disclosure.on_pause)}"
         + (f" to {', '.join(p.disclosure.recipients)}" if p.disclosure.recipients else ""),
         highlight=False, soft_wrap=True,
     )
     console.print(f"{_MARK} illustrative: the source does not publish this value", highlight=False)
+
+
+def _when_reached(level: Level) -> str:
+    """What reaching a level does: pause until its safeguards are attested, or its on_reach."""
+    if level.requires:
+        return ", ".join(level.requires)
+    if level.on_reach == "pause":
+        return "pause, whatever is attested"
+    return "record only" if level.on_reach == "continue" else "-"
 
 
 def _flatten(value: Any, path: str = "") -> dict[str, Any]:

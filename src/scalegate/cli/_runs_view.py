@@ -291,6 +291,7 @@ def view(led: Ledger, run_id: str, now: datetime | None = None) -> RunView:
     """Everything ``run status`` shows, with the gate's decision and resumption at ``now``."""
     from scalegate.gate import decide, resumption
     from scalegate.ledger.statements import now_utc
+    from scalegate.remedies import missing_lines
     from scalegate.runs import policy_of_run, require_run
 
     now = now or now_utc()
@@ -319,7 +320,7 @@ def view(led: Ledger, run_id: str, now: datetime | None = None) -> RunView:
         verdict_now=decision.verdict,
         reasons_now=[f"{r.rule}: {r.message}" for r in decision.reasons],
         may_resume=res.may_resume if res else None,
-        missing=res.missing_messages() if res else [],
+        missing=missing_lines(res, state.run_id) if res else [],
     )
 
 

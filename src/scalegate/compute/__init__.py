@@ -18,6 +18,7 @@ from scalegate.compute.account import (
     AccountSnapshot,
     ComputeAccount,
     Reconciliation,
+    RunAccount,
     format_flop,
     reconcile,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "PlanSegment",
     "Projection",
     "Reconciliation",
+    "RunAccount",
     "RunDescription",
     "StepCounter",
     "StepFlop",

@@ -316,12 +316,108 @@ class ComputeAccount:
         )
 
 
+class RunAccount:
+    """A training run's cumulative compute: FLOP by phase summed over everything the run
+    did, whichever method counted each part, with each method's share.
+
+    Unlike :class:`ComputeAccount`, whose methods are alternative estimates of the same
+    work, a run's methods count different work: steps measured before a restart and
+    steps declared after it add up. The run's total never stands still while it trains.
+
+    >>> acc = RunAccount({"eu": ["pretraining"]})
+    >>> acc.add(2e20, "pretraining", method="measured")
+    >>> acc.add(1e20, "pretraining", method="declared")
+    >>> acc.total("eu"), acc.method
+    (3e+20, 'measured+declared')
+    """
+
+    def __init__(
+        self,
+        regimes: Mapping[str, Iterable[str]] | None = None,
+        *,
+        multiplier: float = 1.0,
+        effective_regime: str | None = None,
+    ) -> None:
+        self._shape = ComputeAccount(regimes, multiplier=multiplier,
+                                     effective_regime=effective_regime)
+        self.regimes = self._shape.regimes
+        self.multiplier = self._shape.multiplier
+        self.effective_regime = self._shape.effective_regime
+        self._phases: dict[str, float] = {}
+        self._methods: dict[str, float] = {}
+        self.tokens = 0.0
+        self.steps = 0
+
+    @classmethod
+    def for_policy(cls, policy: Any) -> RunAccount:
+        """An account with the regimes and effective-compute rule of a loaded policy."""
+        shape = ComputeAccount.for_policy(policy)
+        return cls(shape.regimes, multiplier=shape.multiplier,
+                   effective_regime=shape.effective_regime)
+
+    def restore(self, flop_by_phase: Mapping[str, float], methods: Mapping[str, float],
+                method: str, *, tokens: float, steps: int) -> None:
+        """Start from a recorded state (a run's latest ``compute`` statement)."""
+        self._phases = {p: float(v) for p, v in flop_by_phase.items()}
+        shares = {m: float(v) for m, v in methods.items()}
+        self._methods = shares or {method or "measured": float(sum(self._phases.values()))}
+        self.tokens, self.steps = float(tokens), int(steps)
+
+    def add(self, flop: float, phase: str = "pretraining", *, method: str = "measured") -> None:
+        """Add ``flop`` spent in ``phase``, counted by ``method``."""
+        if phase not in PHASES:
+            raise ComputeError(
+                f"unknown phase {phase!r}.", hint=f"Phases are: {', '.join(PHASES)}."
+            )
+        if isinstance(flop, bool) or not math.isfinite(flop) or flop < 0:
+            raise ComputeError(f"FLOP must be a finite number ≥ 0, got {flop!r} for {phase}.")
+        self._phases[phase] = self._phases.get(phase, 0.0) + float(flop)
+        self._methods[method] = self._methods.get(method, 0.0) + float(flop)
+
+    @property
+    def method(self) -> str:
+        """The method that counted the run, or several joined by ``+`` (most precise first)."""
+        used = [m for m in METHOD_PREFERENCE if m in self._methods] + [
+            m for m in self._methods if m not in METHOD_PREFERENCE]
+        return "+".join(used) if used else "measured"
+
+    @property
+    def methods(self) -> dict[str, float]:
+        """FLOP counted by each method (they add up to the run's total)."""
+        return dict(self._methods)
+
+    def by_phase(self) -> dict[str, float]:
+        """Cumulative FLOP per phase."""
+        return dict(self._phases)
+
+    def total(self, regime: str | None = None) -> float:
+        """A regime's total (``None``: every phase)."""
+        if regime is None:
+            return float(sum(self._phases.values()))
+        if regime not in self.regimes:
+            raise ComputeError(
+                f"unknown regime {regime!r}.",
+                hint=f"Regimes are: {', '.join(self.regimes) or '(none defined)'}.",
+            )
+        return float(sum(self._phases.get(p, 0.0) for p in self.regimes[regime]))
+
+    def totals(self) -> dict[str, float]:
+        """Every regime's total."""
+        return {name: self.total(name) for name in self.regimes}
+
+    def effective(self) -> float:
+        """Effective compute: the effective regime's total (all phases if none) × multiplier,
+        summed in the policy's order of phases (the same float the gate computes)."""
+        return self.total(self.effective_regime) * self.multiplier
+
+
 __all__ = [
     "EU_TOLERANCE",
     "METHOD_PREFERENCE",
     "AccountSnapshot",
     "ComputeAccount",
     "Reconciliation",
+    "RunAccount",
     "check_regimes",
     "format_flop",
     "reconcile",

@@ -36,6 +36,10 @@ from scalegate.units import sig2
 RUN_ID = "demo-run"
 MARKER = ".scalegate-demo"
 SAFEGUARD = "security-level-demo"
+# Scale up in small steps: the first resumption may go 15 % past the pause, each ceiling
+# pause (evaluated at the ceiling) then approves a doubling.
+FIRST_CEILING, NEXT_CEILING = "1.15x", "2x"
+MAX_PAUSES = 12
 
 
 @dataclass(frozen=True)
@@ -136,15 +140,31 @@ class _Demo:
     # --- the pause and the people --------------------------------------------------------
 
     def govern(self) -> Path:
-        ledger, key, say = self.ws.ledger, self.ws.key, self.console.print
+        """The people's part of a pause; returns the checkpoint the run resumes from.
+
+        At the capability trigger the CISO attests the missing safeguard and the quorum
+        approves going on up to a ceiling; at a ceiling the supervisor has just evaluated
+        the model, so the quorum approves the next step on those fresh results."""
+        ledger, say = self.ws.ledger, self.console.print
         state = load_state(ledger, RUN_ID)
         pause = state.active_pause
         assert pause is not None
+        decision = state.find(pause.predicate.decision)
+        rules = [r.rule for r in decision.predicate.reasons] if decision else []  # type: ignore[attr-defined]
+        at_ceiling = "ceiling" in rules
+        title = "the run paused itself at its ceiling" if at_ceiling else "the run paused itself"
         say(Panel.fit(
             f"[bold red]PAUSED[/] at step {pause.predicate.step}, "
             f"{sig2(pause.predicate.effective_flop)} FLOP (entry #{pause.index})\n"
-            f"{pause.predicate.public_statement}",
-            title="the run paused itself", border_style="red"))
+            f"{pause.predicate.public_statement}", title=title, border_style="red"))
+        if at_ceiling:
+            self._approve_next_step(state, pause.predicate.step)
+        else:
+            self._attest_and_approve()
+        return self._resume()
+
+    def _attest_and_approve(self) -> None:
+        ledger, key, say = self.ws.ledger, self.ws.key, self.console.print
         try:
             resume(ledger, key("trainer"), RUN_ID)
         except Exception as exc:  # the gate's refusal, shown to the reader
@@ -153,11 +173,27 @@ class _Demo:
                      evidence=b"demo: weight-security review, all controls in place")
         say(f"[green]✓[/] CISO attests [bold]{SAFEGUARD}[/] (entry #{ref.index})")
         ref = approve(ledger, key("rso"), RUN_ID, "safeguard verified; resume in steps",
-                      ceiling="4x")
-        say(f"[green]✓[/] RSO approves, ceiling 4× the compute at the pause (entry #{ref.index})")
+                      ceiling=FIRST_CEILING)
+        say(f"[green]✓[/] RSO approves, ceiling {FIRST_CEILING} the compute at the pause "
+            f"(entry #{ref.index})")
         ref = approve(ledger, key("board"), RUN_ID, "board concurs")
         say(f"[green]✓[/] board member approves (entry #{ref.index})")
-        ref = resume(ledger, key("trainer"), RUN_ID)
+
+    def _approve_next_step(self, state: Any, step: int) -> None:
+        ledger, key, say = self.ws.ledger, self.ws.key, self.console.print
+        fresh = [e.predicate for e in state.evals if e.predicate.step == step]
+        shown = ", ".join(f"{p.evaluation_id} {p.value:.2f}" for p in fresh if p.value is not None)
+        say(f"[green]✓[/] evaluated at the ceiling before pausing: {shown or 'no results'}")
+        ref = approve(ledger, key("rso"), RUN_ID, "evaluated at the ceiling; next step",
+                      ceiling=NEXT_CEILING)
+        say(f"[green]✓[/] RSO approves the next step, ceiling {NEXT_CEILING} "
+            f"(entry #{ref.index})")
+        ref = approve(ledger, key("board"), RUN_ID, "board concurs")
+        say(f"[green]✓[/] board member approves (entry #{ref.index})")
+
+    def _resume(self) -> Path:
+        ledger, say = self.ws.ledger, self.console.print
+        ref = resume(ledger, self.ws.key("trainer"), RUN_ID)
         state = load_state(ledger, RUN_ID)
         ck = state.find(state.resumes[-1].predicate.checkpoint)
         assert ck is not None and isinstance(ck.predicate, CheckpointPredicate)
@@ -227,7 +263,9 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> bool:
         planned = per_step * demo.config.budget_steps
         demo.view.event(f"run registered under policy demo; planned {sig2(planned)} FLOP")
         decision = _train_live(demo, trainer, sup)
-        if decision is not None and decision.verdict == "pause":
+        for _ in range(MAX_PAUSES):
+            if decision is None or decision.verdict != "pause":
+                break
             if opts.until_pause:
                 console.print(f"stopped at the pause (--until-pause). Continue by hand: "
                               f"scalegate run status {RUN_ID} --ledger {opts.dir / 'ledger.db'}")
@@ -237,6 +275,9 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> bool:
             sup = demo._open(trainer)
             demo.view.event(f"resumed at step {trainer.step_index}")
             decision = _train_live(demo, trainer, sup)
+        else:
+            raise RunError(f"the demo run paused more than {MAX_PAUSES} times; giving up.",
+                           hint="Run it with fewer --steps.")
         sup.flush()
         console.print(f"training finished at step {demo.view.step}, "
                       f"{sig2(demo.view.flop)} FLOP, final verdict {demo.view.verdict}")

@@ -2,8 +2,9 @@
 threshold) and what happens when the run trains on without it (``on_missing``).
 
 Each evaluation id the policy's levels rely on keeps its own milestone: the effective
-compute of the checkpoint it last measured times the cadence (tightened by any alerted
-level's ``on_alert``), and its last time plus ``max_interval``. A policy with a cadence
+compute of the checkpoint it last measured times the cadence (tightened by the ``on_alert``
+of any level alerted or reached: the early warning does not lapse because the danger came
+closer), and its last time plus ``max_interval``. A policy with a cadence
 but no capability levels counts any evaluation (id ``*``). An evaluation is *missing*
 when, after the statement that made it due, the run recorded more compute (beyond the
 ``grace`` multiple of the milestone) without it.
@@ -77,16 +78,18 @@ def cadence_findings(
     state: RunState,
     m: Measures,
     now: datetime,
-    alerted: list[Level],
+    warned: list[Level],
     crossed: list[Crossing],
 ) -> CadenceResult:
-    """Evaluation-due and evaluation-missing findings, the next milestone, the ids due now."""
+    """Evaluation-due and evaluation-missing findings, the next milestone, the ids due now.
+
+    ``warned``: the levels alerted or reached, whose ``on_alert`` cadence applies."""
     cad = policy.evaluation
     c = _Cadence(m, eval_info(policy, state, m), cad.grace if cad else 1.0,
                  cad.on_missing if cad else "pause")
-    every = _tightest([cad.every if cad else None] + [lv.on_alert.every for lv in alerted])
+    every = _tightest([cad.every if cad else None] + [lv.on_alert.every for lv in warned])
     interval = _tightest_time(
-        [cad.max_interval if cad else None] + [lv.on_alert.max_interval for lv in alerted]
+        [cad.max_interval if cad else None] + [lv.on_alert.max_interval for lv in warned]
     )
     if every is not None:
         c.by_compute(every, cad.first_at if cad else None)

@@ -1,8 +1,11 @@
-"""Rules 3, 4 and 6: capability levels reached or alerted, and the safeguards they require.
+"""Rules 3, 4 and 6: capability levels reached or alerted, and what reaching one means.
 
 A level is *reached* once any of its evaluations has met its trigger, and stays
 reached (a later, lower result does not undo it: the policy errs towards acting as if
 crossed). It is *alerted* once an early-warning value is met and it is not reached.
+Reaching a level pauses until the safeguards it ``requires`` are attested, pauses
+whatever is attested (``on_reach: pause``), or is recorded only (``on_reach: continue``);
+either way its notifications are owed and its ``on_alert`` cadence applies.
 """
 
 from __future__ import annotations
@@ -135,79 +138,118 @@ def _notify(
     return out
 
 
+def _safeguard_findings(policy: Policy, state: RunState, status: LevelStatus, seen: str,
+                        now: datetime) -> list[Finding]:
+    """Rule 3/6: a pause for each safeguard the reached level requires that is not attested."""
+    trig, rec = status.triggered[0]
+    level = status.level
+    name = status.capability.name or status.capability.id
+    out = []
+    for sid in level.requires:
+        check = check_safeguard(policy, state, sid, now)
+        if check.ok:
+            continue
+        sg = policy.safeguard(sid)
+        roles = " or ".join(sg.attested_by) if sg else "?"
+        kind = "safeguard-expired" if check.expired else "safeguard-missing"
+        problem = "has expired" if check.expired else "has no valid attestation"
+        message = f"{name} level {level.id} reached: {seen}; safeguard {sid} {problem}"
+        if check.notes:
+            message += " (" + "; ".join(check.notes) + ")"
+        out.append(
+            Finding(
+                "pause",
+                Reason(
+                    rule=f"{kind}:{status.path}/{sid}",
+                    message=message,
+                    threshold=trig.trigger,
+                    observed=rec.predicate.value,
+                    refs=[rec.ref, *check.refs],
+                ),
+                missing_kind="attestation",
+                missing_items=[sid],
+                missing_message=f"a valid attestation of safeguard {sid} signed by "
+                f"{roles} (required by {status.path})",
+            )
+        )
+    return out
+
+
+def _reached_finding(status: LevelStatus, seen: str) -> Finding:
+    """Rule 3 with ``on_reach: pause``: the policy trains no run past this level, whatever is
+    attested. The level stays reached, so only a new policy can let the run go on."""
+    trig, rec = status.triggered[0]
+    name = status.capability.name or status.capability.id
+    return Finding(
+        "pause",
+        Reason(
+            rule=f"capability-reached:{status.path}",
+            message=f"{name} level {status.level.id} reached: {seen}; the policy pauses here "
+            "whatever is attested (on_reach: pause)",
+            threshold=trig.trigger,
+            observed=rec.predicate.value,
+            refs=[rec.ref],
+        ),
+        missing_kind="policy",
+        missing_items=[status.path],
+        missing_message=f"a policy change: {status.path} is reached and this policy trains no "
+        "run past it (on_reach: pause); approvals cannot lift that. A new policy version, "
+        "approved under governance.policy_change, must say what reaching it requires",
+    )
+
+
+def _alert_finding(status: LevelStatus) -> Finding:
+    """Rule 4: an early-warning value is met (the level is not reached)."""
+    trig, rec = status.alerted[0]
+    level = status.level
+    name = status.capability.name or status.capability.id
+    value = rec.predicate.value
+    assert value is not None
+    tighter = f"; evaluations now every {level.on_alert.every:g}x" if level.on_alert.every else ""
+    return Finding(
+        "alert",
+        Reason(
+            rule=f"capability-alert:{status.path}",
+            message=f"{name} level {level.id} early warning: {trig.evaluation} "
+            f"{trig.metric} {value:g} met the alert value {trig.alert:g} "
+            f"(entry #{rec.index}){tighter}",
+            threshold=trig.alert,
+            observed=value,
+            refs=[rec.ref],
+        ),
+    )
+
+
 def capability_findings(
     policy: Policy, state: RunState, now: datetime
 ) -> tuple[list[Finding], list[Obligation], list[Level]]:
-    """Findings for reached levels lacking safeguards and alerted levels; their obligations;
-    and the alerted levels (whose ``on_alert`` tightens the cadence)."""
+    """Findings for reached levels (lacking safeguards, or ``on_reach: pause``) and alerted
+    levels; their obligations; and every level alerted or reached, whose ``on_alert``
+    tightens the cadence (the early warning does not lapse because the danger came closer)."""
     findings: list[Finding] = []
     obligations: list[Obligation] = []
-    alerted: list[Level] = []
+    warned: list[Level] = []
     done = {n.predicate.obligation_id for n in state.notifications}
     for status in level_statuses(policy, state):
-        cap, level = status.capability, status.level
-        name = cap.name or cap.id
-        if status.triggered:
-            trig, rec = status.triggered[0]
-            value = rec.predicate.value
-            assert value is not None
-            seen = (
-                f"{trig.evaluation} {trig.metric} {value:g} met the trigger {trig.trigger:g} "
-                f"(entry #{rec.index})"
-            )
-            for sid in level.requires:
-                check = check_safeguard(policy, state, sid, now)
-                if check.ok:
-                    continue
-                sg = policy.safeguard(sid)
-                roles = " or ".join(sg.attested_by) if sg else "?"
-                kind = "safeguard-expired" if check.expired else "safeguard-missing"
-                problem = "has expired" if check.expired else "has no valid attestation"
-                message = f"{name} level {level.id} reached: {seen}; safeguard {sid} {problem}"
-                if check.notes:
-                    message += " (" + "; ".join(check.notes) + ")"
-                findings.append(
-                    Finding(
-                        "pause",
-                        Reason(
-                            rule=f"{kind}:{status.path}/{sid}",
-                            message=message,
-                            threshold=trig.trigger,
-                            observed=value,
-                            refs=[rec.ref, *check.refs],
-                        ),
-                        missing_kind="attestation",
-                        missing_items=[sid],
-                        missing_message=f"a valid attestation of safeguard {sid} signed by "
-                        f"{roles} (required by {status.path})",
-                    )
-                )
-            when = rec.predicate.at
-            obligations += _notify(level.on_trigger.notify, status, when, "trigger", done)
-            # The alert line was met too (at the latest when the trigger was): still owed.
-            first = min((h[1] for h in status.alerted + status.triggered), key=lambda r: r.index)
-            obligations += _notify(level.on_alert.notify, status, first.predicate.at, "alert", done)
-        else:
-            trig, rec = status.alerted[0]
-            value = rec.predicate.value
-            assert value is not None
-            alerted.append(level)
-            tighter = ""
-            if level.on_alert.every:
-                tighter = f"; evaluations now every {level.on_alert.every:g}x"
-            findings.append(
-                Finding(
-                    "alert",
-                    Reason(
-                        rule=f"capability-alert:{status.path}",
-                        message=f"{name} level {level.id} early warning: {trig.evaluation} "
-                        f"{trig.metric} {value:g} met the alert value {trig.alert:g} "
-                        f"(entry #{rec.index}){tighter}",
-                        threshold=trig.alert,
-                        observed=value,
-                        refs=[rec.ref],
-                    ),
-                )
-            )
+        level = status.level
+        warned.append(level)
+        if not status.triggered:
+            findings.append(_alert_finding(status))
+            rec = status.alerted[0][1]
             obligations += _notify(level.on_alert.notify, status, rec.predicate.at, "alert", done)
-    return findings, obligations, alerted
+            continue
+        trig, rec = status.triggered[0]
+        value = rec.predicate.value
+        assert value is not None
+        seen = (
+            f"{trig.evaluation} {trig.metric} {value:g} met the trigger {trig.trigger:g} "
+            f"(entry #{rec.index})"
+        )
+        if level.on_reach == "pause":
+            findings.append(_reached_finding(status, seen))
+        findings += _safeguard_findings(policy, state, status, seen, now)
+        obligations += _notify(level.on_trigger.notify, status, rec.predicate.at, "trigger", done)
+        # The alert line was met too (at the latest when the trigger was): still owed.
+        first = min((h[1] for h in status.alerted + status.triggered), key=lambda r: r.index)
+        obligations += _notify(level.on_alert.notify, status, first.predicate.at, "alert", done)
+    return findings, obligations, warned

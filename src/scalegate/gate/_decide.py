@@ -11,7 +11,7 @@ from scalegate.gate._measure import Finding, Measures, flop, reached
 from scalegate.gate._model import Decision
 from scalegate.gate._thresholds import crossings, obligations, pause_findings
 from scalegate.ledger.statements import VERDICT_ORDER, Obligation, PausePredicate, Reason, Ref
-from scalegate.policy import Policy
+from scalegate.policy import Policy, quorum_roles
 from scalegate.state import Recorded, RunState
 
 
@@ -43,11 +43,11 @@ def ceiling_for(
     """The lowest ceiling among the quorum-role approvals of ``pause``, the resume's own
     (``extra``) and the policy's ``max_ceiling``; ``None`` if nothing limits the run."""
     rule = policy.governance.resumption
-    quorum_roles = {r for clause in rule.quorum for r in clause.any_of}
+    counted = set(quorum_roles(rule.quorum))
     limits: list[tuple[float, Ref]] = []
     for a in state.approvals_for(pause.ref):
         p = a.predicate
-        if p.ceiling_flop is not None and p.role in a.roles and p.role in quorum_roles:
+        if p.ceiling_flop is not None and p.role in a.roles and p.role in counted:
             limits.append((p.ceiling_flop, a.ref))
     if extra is not None and extra[0] is not None:
         limits.append((extra[0], extra[1]))
@@ -77,6 +77,7 @@ class Assessment:
     obligations: list[Obligation]
     next_eval_at_flop: float | None
     due: list[str]
+    milestones: dict[str, float]
     measures: Measures
     ceiling: Ceiling | None
 
@@ -88,8 +89,8 @@ def assess(
     m = Measures(policy, state)
     crossed = crossings(policy, state, m)
     findings = pause_findings(crossed, now)
-    cap_findings, cap_obligations, alerted = capability_findings(policy, state, now)
-    cadence = cadence_findings(policy, state, m, now, alerted, crossed)
+    cap_findings, cap_obligations, warned = capability_findings(policy, state, now)
+    cadence = cadence_findings(policy, state, m, now, warned, crossed)
     findings += cadence.findings + cap_findings
     limit = current_ceiling(policy, state, m) if ceiling is True else ceiling or None
     if limit is not None and reached(m.current, limit.value):
@@ -113,7 +114,8 @@ def assess(
         )
     obligations_ = obligations(crossed, state, now) + cap_obligations
     obligations_.sort(key=lambda o: (o.deadline is None, o.deadline or now, o.id))
-    return Assessment(findings, obligations_, cadence.next_eval_at_flop, cadence.due, m, limit)
+    return Assessment(findings, obligations_, cadence.next_eval_at_flop, cadence.due,
+                      cadence.milestones, m, limit)
 
 
 def build(state: RunState, now: datetime, a: Assessment, extra: list[Finding]) -> Decision:
@@ -129,6 +131,7 @@ def build(state: RunState, now: datetime, a: Assessment, extra: list[Finding]) -
         next_eval_at_flop=a.next_eval_at_flop,
         ceiling_flop=a.ceiling.value if a.ceiling else None,
         evaluations_due=a.due,
+        milestones=a.milestones,
         run_id=state.run_id,
         step=last.predicate.step if last else 0,
         effective_flop=a.measures.current,

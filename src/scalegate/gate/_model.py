@@ -19,6 +19,7 @@ RULE_KINDS: tuple[str, ...] = (
     "evaluation-missing",  # rule 2: due and the run went on without it (policy on_missing)
     "safeguard-missing",  # rule 3: a reached level's safeguard has no valid attestation
     "safeguard-expired",  # rule 6: a reached level's attestation has expired
+    "capability-reached",  # rule 3: a level the policy trains no run past (on_reach: pause)
     "capability-alert",  # rule 4: an early-warning value is met
 )
 #: The rule kinds an obligation can name.
@@ -46,6 +47,11 @@ class Decision(BaseModel):
     )
     evaluations_due: list[str] = Field(
         default_factory=list, description="evaluation ids to run now ('*': any evaluation)"
+    )
+    milestones: dict[str, float] = Field(
+        default_factory=dict,
+        description="effective FLOP at which each evaluation id is next due (not recorded: "
+        "the supervisor schedules its next look at the gate from it)",
     )
     run_id: str | None = None
     step: int = 0
@@ -78,7 +84,8 @@ class Decision(BaseModel):
 
 
 MissingKind = Literal[
-    "pause", "approval", "attestation", "evaluation", "ceiling", "compute-threshold", "other"
+    "pause", "approval", "attestation", "evaluation", "ceiling", "compute-threshold", "policy",
+    "other",
 ]
 
 
@@ -88,7 +95,9 @@ class Missing(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     kind: MissingKind
-    item: str = Field(description="the role, safeguard, evaluation or threshold concerned")
+    item: str = Field(
+        description="the role, safeguard, evaluation, threshold or capability level concerned"
+    )
     message: str
 
 

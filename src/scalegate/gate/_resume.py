@@ -17,14 +17,15 @@ from scalegate.gate._decide import Ceiling, assess, build, ceiling_for, pause_le
 from scalegate.gate._measure import Finding, Measures, flop, reached
 from scalegate.gate._model import Missing, Resumption
 from scalegate.ledger.statements import ApprovalPredicate, PausePredicate, Ref
-from scalegate.policy import Policy, QuorumClause
+from scalegate.policy import Policy, QuorumClause, seat_quorum
 from scalegate.state import Recorded, RunState, same_ref
 
 
 def match_quorum(
     clauses: list[QuorumClause], approvals: list[Recorded[ApprovalPredicate]]
 ) -> tuple[list[Ref], list[tuple[QuorumClause, int]], list[str]]:
-    """Assign approvals to quorum seats, one seat per distinct key (maximum matching).
+    """Assign approvals to quorum seats, one seat per distinct key (maximum matching, as
+    :func:`~scalegate.policy.seat_quorum` reads every quorum).
 
     Returns the refs of the approvals used, the clauses still short (with how many), and
     notes on approvals that could not count.
@@ -42,36 +43,9 @@ def match_quorum(
             )
             continue
         offers.setdefault(signer, {}).setdefault(p.role, a.ref)
-    seats = [(ci, clause) for ci, clause in enumerate(clauses) for _ in range(clause.count)]
-    holder: dict[int, str] = {}  # seat -> signer
-
-    def can_fill(signer: str, seat: int) -> bool:
-        return any(role in offers[signer] for role in seats[seat][1].any_of)
-
-    def augment(signer: str, seen: set[int]) -> bool:
-        for seat in range(len(seats)):
-            if seat in seen or not can_fill(signer, seat):
-                continue
-            seen.add(seat)
-            if seat not in holder or augment(holder[seat], seen):
-                holder[seat] = signer
-                return True
-        return False
-
-    for signer in offers:
-        augment(signer, set())
-    used: list[Ref] = []
-    for seat, signer in sorted(holder.items()):
-        clause = seats[seat][1]
-        role = next(r for r in clause.any_of if r in offers[signer])
-        used.append(offers[signer][role])
-    short: list[tuple[QuorumClause, int]] = []
-    for ci, clause in enumerate(clauses):
-        filled = sum(1 for seat in holder if seats[seat][0] == ci)
-        if filled < clause.count:
-            short.append((clause, clause.count - filled))
-    used.sort(key=lambda r: r.index)
-    return used, short, notes
+    seating = seat_quorum(clauses, offers)
+    used = sorted((offers[key][role] for _, key, role in seating.seated), key=lambda r: r.index)
+    return used, seating.short, notes
 
 
 def _previous_ceiling(

@@ -5,7 +5,9 @@ once (``StepCounter``) and then looked up. Framework callbacks count each micro-
 *non-padding* tokens (from its ``attention_mask``, else the pad token) and file the measured
 FLOP of the padded batch pro rata, so padding is not counted as training compute while the
 attention the batch really ran is. ``drain`` hands the tally over as one flat vector (FLOP
-per canonical phase, then tokens) ready for a SUM all-reduce, and starts a new one.
+per canonical phase, then tokens, then the most FLOP one step of this rank spent) ready for
+a SUM all-reduce, and starts a new one. Summed over the ranks, the last is a bound on what
+one step of the whole job spends, from which the next sync step is planned.
 """
 
 from __future__ import annotations
@@ -90,6 +92,8 @@ class Meter:
         self.method = "measured"
         self._flop = dict.fromkeys(PHASES, 0.0)
         self._tokens = 0.0
+        self._in_step = 0.0  # FLOP of the steps not yet ended
+        self._peak = 0.0  # the most FLOP one ended step spent since the last drain
 
     @property
     def counter(self) -> Any:
@@ -109,7 +113,13 @@ class Meter:
         self._flop[phase] += float(flop)
         self._flop["recomputation"] += float(recomputation)
         self._tokens += float(tokens)
+        self._in_step += float(flop) + float(recomputation)
         self.method = method
+
+    def end_steps(self, steps: int = 1) -> None:
+        """``steps`` optimizer steps ended: their FLOP counts towards the per-step peak."""
+        self._peak = max(self._peak, self._in_step / max(steps, 1))
+        self._in_step = 0.0
 
     # --- a plain loop's step -------------------------------------------------------------
 
@@ -168,17 +178,19 @@ class Meter:
     # --- handing over --------------------------------------------------------------------
 
     def drain(self) -> list[float]:
-        """FLOP per phase (in :data:`PHASES` order) then tokens; the tally restarts at zero."""
-        out = [self._flop[p] for p in PHASES] + [self._tokens]
+        """FLOP per phase (in :data:`PHASES` order), tokens, then the per-step peak; the
+        tally restarts at zero."""
+        out = [self._flop[p] for p in PHASES] + [self._tokens, self._peak]
         self._flop = dict.fromkeys(PHASES, 0.0)
-        self._tokens = 0.0
+        self._tokens = self._peak = 0.0
         return out
 
 
-def unpack(vector: list[float]) -> tuple[dict[str, float], float]:
-    """``drain``'s vector back into ``({phase: FLOP}, tokens)`` (zero phases left out)."""
+def unpack(vector: list[float]) -> tuple[dict[str, float], float, float]:
+    """``drain``'s vector back into ``({phase: FLOP}, tokens, step peak)`` (zero phases left
+    out)."""
     flop = {p: v for p, v in zip(PHASES, vector, strict=False) if v}
-    return flop, vector[len(PHASES)]
+    return flop, vector[len(PHASES)], vector[len(PHASES) + 1]
 
 
 __all__ = ["Meter", "batch_tokens", "unpack"]

@@ -25,8 +25,6 @@ from scalegate.errors import RunError, RunPaused
 from scalegate.gate import Decision
 from scalegate.supervisor import Supervisor
 
-_REL = 1e-9  # Supervisor.step's relative tolerance on milestones
-
 
 class FrameworkSupervisor(Supervisor):
     """A :class:`Supervisor` driven by a framework's callback (see the module docstring)."""
@@ -50,18 +48,21 @@ class FrameworkSupervisor(Supervisor):
         reached, as :meth:`Supervisor.step` does for one step."""
         if self.paused:
             raise self._paused_error()
-        main = float(flop_by_phase.get(phase, 0.0))
-        self.account.add(main, phase, method=method, tokens=tokens, steps=steps)
+        self._settle()
+        self.account.add(float(flop_by_phase.get(phase, 0.0)), phase, method=method)
         for other, flop in flop_by_phase.items():
             if other != phase and flop:
                 self.account.add(float(flop), other, method=method)
+        self.account.tokens += tokens
+        self.account.steps += steps
         self._raw += float(sum(flop_by_phase.values()))
         self._since_record += steps
         return self._after_accounting()
 
     def steps_until_check(self, flop_per_step: float, seconds_per_step: float) -> int:
-        """Steps from now until ``record`` must next see the totals, at ``flop_per_step``
-        and ``seconds_per_step``: the next compute milestone, the next ``compute``
+        """Steps from now until ``record`` must next see the totals, if no step spends more
+        than ``flop_per_step`` (every phase) and steps take ``seconds_per_step``: the first
+        step at which a compute milestone may be reached, the next ``compute``
         statement (``compute_every`` steps, at most every ``record_interval`` seconds) and
         the next calendar check, whichever comes first; at least 1."""
         record = self.compute_every - self._since_record
@@ -72,8 +73,8 @@ class FrameworkSupervisor(Supervisor):
             candidates.append(math.ceil((self._next_check_time - now) / seconds_per_step))
         candidates.append(record)
         if flop_per_step > 0 and math.isfinite(self._next_check_raw):
-            target = self._next_check_raw * (1 - _REL) / self.account.multiplier
-            candidates.append(math.ceil((target - self._raw) / flop_per_step))
+            # The schedule is in the run's total FLOP (every phase), as ``flop_per_step``.
+            candidates.append(math.ceil((self._next_check_raw - self._raw) / flop_per_step))
         return int(max(1, min(candidates)))
 
     # --- a pause whose checkpoint the framework writes -----------------------------------

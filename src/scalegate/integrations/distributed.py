@@ -8,10 +8,13 @@ pause if needed; then it broadcasts the verdict and the next sync step as a smal
 tensor (never a pickled object), so every rank stops at the same step.
 
 The next sync step is the first at which the gate's answer can change: rank 0 divides the
-compute left to the next milestone (evaluation, threshold, resumption ceiling) by the
-measured FLOP per step, and bounds it by the next ``compute`` statement (``compute_every``
+compute left to the next milestone (evaluation, threshold, resumption ceiling) by the most
+FLOP one step of the job has spent (the sum over ranks of each rank's largest step), and
+bounds it by the next ``compute`` statement (``compute_every``
 steps) and the next calendar check (``check_interval`` seconds at the measured step time).
-With one process the ranks "sync" at every step, exactly as :class:`Supervisor` does.
+With one process the ranks "sync" at every step, exactly as :class:`Supervisor` does. A
+step that spends more than any step before it may carry the job past a milestone by that
+step; every other milestone is looked at on the step that reaches it.
 
 >>> dist.init_process_group("gloo")                                      # doctest: +SKIP
 >>> sup = DistributedSupervisor.open("run-1", policy, "ledger.db", "trainer.key",
@@ -170,6 +173,7 @@ class DistributedSupervisor:
         self._next_sync = step_index + 1
         self._since_sync = 0
         self._sync_clock = time.monotonic()
+        self._step_peak = 0.0  # the most FLOP one step of the job has spent (rank 0)
         self.decision: Decision | None = supervisor.decision if supervisor else None
         self.decided = False  # the latest step took a new decision (rank 0 appended it)
         self.synced = False  # the latest step was a sync step (the same on every rank)
@@ -288,6 +292,7 @@ class DistributedSupervisor:
             raise self._paused_error()
         self.step_index += steps
         self._since_sync += steps
+        self.meter.end_steps(steps)
         self.decided = self.synced = False
         if self.step_index < self._next_sync and self.decision is not None:
             # Every rank has a decision after the first sync, which is at the first step.
@@ -348,7 +353,8 @@ class DistributedSupervisor:
         """Rank 0 at a sync step: account, decide, plan the next sync."""
         sup = self.supervisor
         assert sup is not None
-        flop, tokens = unpack(totals)
+        flop, tokens, peak = unpack(totals)
+        self._step_peak = max(self._step_peak, peak)
         before = len(sup.state.decisions)
         try:
             d = sup.record(flop, tokens=tokens, steps=steps, method=self.meter.method,
@@ -359,7 +365,8 @@ class DistributedSupervisor:
         seconds, self._sync_clock = (now - self._sync_clock) / steps, now
         ahead = 1
         if self.collective.world_size > 1:
-            ahead = sup.steps_until_check(sum(flop.values()) / steps, seconds)
+            per_step = self._step_peak or sum(flop.values()) / steps
+            ahead = sup.steps_until_check(per_step, seconds)
         decided = len(sup.state.decisions) != before
         nxt = d.next_eval_at_flop if d.next_eval_at_flop is not None else -1.0
         return [_OK, VERDICTS.index(d.verdict), self.step_index + ahead, sup.effective_flop,

@@ -9,6 +9,13 @@
 from scalegate.errors import PolicyError
 from scalegate.policy.library import bundled_policies, bundled_text, load_policy
 from scalegate.policy.loader import load_policy_file, parse_policy, policy_from_data
+from scalegate.policy.quorum import (
+    QuorumClause,
+    Seating,
+    describe_quorum,
+    quorum_roles,
+    seat_quorum,
+)
 from scalegate.policy.schema import (
     SCHEMA_VERSION,
     Capability,
@@ -24,7 +31,6 @@ from scalegate.policy.schema import (
     OnAlert,
     OnTrigger,
     Policy,
-    QuorumClause,
     Regime,
     ResumptionRule,
     Safeguard,
@@ -52,12 +58,16 @@ __all__ = [
     "Regime",
     "ResumptionRule",
     "Safeguard",
+    "Seating",
     "Source",
     "Window",
     "bundled_policies",
     "bundled_text",
+    "describe_quorum",
     "load_policy",
     "load_policy_file",
     "parse_policy",
     "policy_from_data",
+    "quorum_roles",
+    "seat_quorum",
 ]

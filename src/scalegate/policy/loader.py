@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from scalegate.errors import PolicyError
-from scalegate.policy._references import dotted
+from scalegate.policy._references import dotted, reference_problems
 from scalegate.policy.schema import Policy, _ReferenceProblems
 
 # libyaml's parser when PyYAML was built with it (15x faster); same nodes, same marks.
@@ -280,21 +280,37 @@ def _validate(data: Any, doc: _Document) -> Policy:
     try:
         policy = Policy.model_validate(data)
     except ValidationError as exc:
-        for err in exc.errors():
-            path = _resolve(tuple(err["loc"]), data)
-            if err["type"] == "missing":
-                pos = doc.locate(path[:-1])
-            else:
-                pos = doc.locate(path, key=err["type"] == "extra_forbidden")
-            doc.problem(pos, path, _message(err, path))
-        raise _fail(doc) from None
-    except _ReferenceProblems as exc:
-        for path, msg in exc.paths:
+        _schema_problems(exc, data, doc)
+    except _ReferenceProblems:
+        _reference_problems(data, doc, set())
+    else:
+        if doc.problems:
+            raise _fail(doc)
+        return policy
+    raise _fail(doc)
+
+
+def _schema_problems(exc: ValidationError, data: Any, doc: _Document) -> None:
+    """Place each validation error, then the reference problems elsewhere in the document
+    (pydantic checks references only on a valid policy; one pass should report both)."""
+    placed: set[Path_] = set()
+    for err in exc.errors():
+        path = _resolve(tuple(err["loc"]), data)
+        if err["type"] == "missing":
+            pos = doc.locate(path[:-1])
+        else:
+            pos = doc.locate(path, key=err["type"] == "extra_forbidden")
+        doc.problem(pos, path, _message(err, path))
+        placed.add(path)
+    _reference_problems(data, doc, placed)
+
+
+def _reference_problems(data: Any, doc: _Document, placed: set[Path_]) -> None:
+    """Place the reference problems of the document as written; one at a value that already
+    has a schema problem would only repeat it."""
+    for path, msg in reference_problems(data):
+        if path not in placed:
             doc.problem(doc.locate(path), path, msg)
-        raise _fail(doc) from None
-    if doc.problems:
-        raise _fail(doc)
-    return policy
 
 
 def parse_policy(text: str, *, source: str = "<policy>") -> Policy:

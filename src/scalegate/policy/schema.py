@@ -25,11 +25,23 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
     model_validator,
 )
 
 from scalegate.compute.phases import PHASES, Phase
 from scalegate.errors import PolicyError
+from scalegate.policy.quorum import (
+    Quorum,
+    QuorumClause,
+    Role,
+    describe_quorum,
+    quorum_roles,
+    seats,
+)
 from scalegate.units import format_duration, parse_duration, parse_quantity, parse_ratio
 
 #: Bumped when the meaning of a field changes; part of the digest.
@@ -107,7 +119,6 @@ Duration = Annotated[
 UtcTime = Annotated[datetime, BeforeValidator(_utc_before), AfterValidator(_utc_after)]
 Number = Annotated[float, BeforeValidator(_number), Field(allow_inf_nan=False)]
 Slug = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$", max_length=100)]
-Role = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=60)]
 
 
 class _Model(BaseModel):
@@ -316,15 +327,57 @@ class EvaluationTrigger(_Cited):
 
 
 class Level(_Cited):
-    """A capability level: evaluation triggers, required safeguards, alert and trigger effects."""
+    """A capability level: evaluation triggers, what reaching it means, alert and trigger effects.
+
+    A level with a trigger must say what reaching it means, so that it cannot silently mean
+    nothing: ``requires`` (pause until these safeguards are attested), or ``on_reach``:
+    ``pause`` (pause whatever is attested: a level the lab will not train past) or
+    ``continue`` (record only: the evaluation, notifications and the ``on_alert`` cadence).
+    """
 
     id: Slug
     name: str = ""
     description: str = ""
     evaluations: list[EvaluationTrigger] = Field(min_length=1)
     requires: list[Slug] = Field(default_factory=list)
+    on_reach: Literal["pause", "continue"] | None = Field(
+        default=None,
+        description="what reaching a level without requires means: pause regardless, or "
+        "continue (record only)",
+    )
     on_alert: OnAlert = Field(default_factory=OnAlert)
     on_trigger: OnTrigger = Field(default_factory=OnTrigger)
+
+    @field_validator("on_reach")
+    @classmethod
+    def _not_with_requires(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("requires"):
+            what = ("pauses whatever is attested" if value == "pause"
+                    else "would let the run go on without them")
+            raise ValueError(
+                f"on_reach: {value} contradicts requires (which pauses until those safeguards "
+                f"are attested; on_reach: {value} {what}); keep one of them"
+            )
+        return value
+
+    @model_serializer(mode="wrap")
+    def _without_unset_on_reach(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # A level that does not use on_reach dumps (and digests) as it did before the field.
+        data = handler(self)
+        if self.on_reach is None and isinstance(data, dict):
+            data.pop("on_reach", None)
+        return data
+
+    @model_validator(mode="after")
+    def _says_what_reaching_means(self) -> Level:
+        reachable = any(trig.trigger is not None for trig in self.evaluations)
+        if reachable and not self.requires and self.on_reach is None:
+            raise ValueError(
+                f"level {self.id} has a trigger but does not say what reaching it means; add "
+                "requires: [safeguard ids] (pause until they are attested), on_reach: pause "
+                "(pause whatever is attested), or on_reach: continue (record only)"
+            )
+        return self
 
 
 class Capability(_Cited):
@@ -349,32 +402,13 @@ class Safeguard(_Cited):
 # --- governance and disclosure --------------------------------------------------------------
 
 
-def _clause(value: Any) -> Any:
-    # `rso` is shorthand for {any_of: [rso], count: 1}.
-    return {"any_of": [value]} if isinstance(value, str) else value
-
-
-class QuorumClause(_Model):
-    """``count`` approvals by distinct keys, each holding one of ``any_of``."""
-
-    any_of: list[Role] = Field(min_length=1)
-    count: int = Field(default=1, ge=1, le=100)
-
-    def describe(self) -> str:
-        """``rso`` / ``one of board, ltbt`` / ``2 of board``."""
-        roles = ", ".join(self.any_of)
-        if self.count == 1 and len(self.any_of) == 1:
-            return roles
-        return f"{self.count} of {roles}" if self.count > 1 else f"one of {roles}"
-
-
-Clause = Annotated[QuorumClause, BeforeValidator(_clause)]
-
-
 class ResumptionRule(_Cited):
     """Who must approve before a paused run resumes, and how far it may then go."""
 
-    quorum: list[Clause] = Field(min_length=1)
+    quorum: Quorum = Field(
+        description="approvals needed: {all_of: [...]} every clause, {any_of: [...], count: n} "
+        "n keys of any of the roles; a plain list is all of its items"
+    )
     require_ceiling: bool = Field(
         default=False, description="every resumption must carry a compute ceiling"
     )
@@ -391,7 +425,25 @@ class Governance(_Cited):
 
     roles: list[Role] = Field(min_length=1)
     resumption: ResumptionRule
-    policy_change: list[Clause] = Field(min_length=1)
+    policy_change: Quorum = Field(
+        description="who approves a change: {any_of: [...]}, any one of these roles (a policy "
+        "is published by one approver's signature)"
+    )
+
+    @field_validator("policy_change")
+    @classmethod
+    def _one_approver(cls, clauses: list[QuorumClause]) -> list[QuorumClause]:
+        # The ledger records a policy as one approver's signed statement: a change needing
+        # several approvals would be published on the first alone, its quorum never checked.
+        if seats(clauses) != 1:
+            roles = ", ".join(quorum_roles(clauses))
+            raise ValueError(
+                f"this asks for {describe_quorum(clauses)} ({seats(clauses)} approvals), but a "
+                "policy is published by one approver's signature and the others would never be "
+                f"checked; write policy_change: {{any_of: [{roles}]}} if any one of them "
+                "approves a change"
+            )
+        return clauses
 
 
 #: What a pause statement template may name (``{run_id}`` etc.), with what it is.
@@ -484,7 +536,7 @@ class Policy(_Model):
         # own line; pydantic lets non-ValueError exceptions through unchanged.
         from scalegate.policy._references import reference_problems
 
-        problems = reference_problems(self)
+        problems = reference_problems(self.model_dump())
         if problems:
             raise _ReferenceProblems(problems)
         return self
