@@ -471,6 +471,9 @@ class Supervisor:
             seed=step,
         )
         results = suite.run(self.model, ctx)
+        # Stamped when recorded, not when each evaluation finished: a long suite would
+        # otherwise date its first results before a witness's look at the log.
+        recorded = self._clock()
         preds = [
             EvalPredicate(
                 run_id=self.run_id, evaluation_id=r.evaluation_id, capability=r.capability,
@@ -478,7 +481,7 @@ class Supervisor:
                 elicitation=r.elicitation, harness=r.harness, step=ctx.step,
                 effective_flop=ctx.effective_flop, checkpoint=checkpoint,
                 checkpoint_digest=ctx.checkpoint,
-                log_digest=r.log_digest, status=r.status, error=r.error, at=r.completed_at,
+                log_digest=r.log_digest, status=r.status, error=r.error, at=recorded,
             )
             for r in results
         ]

@@ -268,14 +268,18 @@ class World:
             "log", "witnesses", "witness_quorum", "org_roots")}))
         return path
 
-    def witness(self) -> None:
+    def witness(self, at: datetime | None = None) -> None:
+        """The witness cosigns the log's latest checkpoint, by its own clock (``at``: a
+        witness whose clock is not the lab's)."""
         w = Witness(self.dir / "witness.json", self.witness_key,
-                    {self.ledger.origin: self.ws.log_key.vkey}, now=self.clock)
+                    {self.ledger.origin: self.ws.log_key.vkey},
+                    now=self.clock if at is None else (lambda: at))
         self.ledger.checkpoint()
         witness_ledger(self.ledger, w)
 
-    def audit(self, now: datetime | None = None, **kw: Any) -> LedgerAudit:
-        self.witness()
+    def audit(self, now: datetime | None = None, witness_at: datetime | None = None,
+              **kw: Any) -> LedgerAudit:
+        self.witness(witness_at)
         return audit_ledger(self.ws.ledger_path, self.trust(), use_state=False, workers=1,
                             now=now or self.clock.t + timedelta(days=1), **kw)
 

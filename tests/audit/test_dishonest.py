@@ -17,16 +17,29 @@ from scalegate.audit import EXIT_OK, EXIT_VIOLATIONS
 from scalegate.audit.replay import RUN_VIOLATION_KINDS
 from scalegate.audit.report import Violation
 from scalegate.audit.runcheck import SETUP_VIOLATION_KINDS, LedgerAudit
+from scalegate.gate import resumption
 from scalegate.ledger.statements import (
+    ApprovalPredicate,
+    AttestationPredicate,
     ComputePredicate,
     PolicyPredicate,
     PolicyRef,
     Ref,
+    ResumePredicate,
     RunPredicate,
     sha256_hex,
 )
 
-from .runworld import POLICY, RUN, STEP_FLOP, T0, World, build_stages, new_world
+from .runworld import (
+    POLICY,
+    RUN,
+    SAFEGUARD,
+    STEP_FLOP,
+    T0,
+    World,
+    build_stages,
+    new_world,
+)
 
 
 @pytest.fixture(scope="module")
@@ -296,6 +309,87 @@ def test_notification_on_time_is_clean(at) -> None:
     _, deadline = _crossing(w)
     w.notify("demo-notify", deadline - timedelta(days=1))
     assert w.audit(now=deadline + timedelta(days=30)).report.exit_code == EXIT_OK
+
+
+def test_notification_logged_late_by_a_log_whose_clock_was_set_back(at) -> None:
+    """The log's clock says the notification was logged before the deadline; a trusted
+    witness cosigned, after the deadline, a checkpoint that did not contain it."""
+    w = at("running")
+    point, deadline = _crossing(w)
+    w.more_compute(1)
+    w.witness(at=deadline + timedelta(days=2))  # the witness's own clock
+    assert w.clock.t < deadline  # the operator's clock
+    n = w.notify("demo-notify", deadline - timedelta(hours=1))
+    audit = w.audit(now=deadline + timedelta(days=8), witness_at=deadline + timedelta(days=3))
+    (v,) = found(audit, "notification-missed")
+    assert v.refs == [point, n] and "did not yet contain it" in v.message
+
+
+def test_notification_in_time_by_the_operators_word_only_is_said_apart(at) -> None:
+    """No witnessed checkpoint shows when the notification was logged: it passes, on the
+    log operator's word, and the report lists it as such."""
+    w = at("running")
+    _, deadline = _crossing(w)
+    n = w.notify("demo-notify", deadline - timedelta(days=1))
+    w.clock.jump(deadline + timedelta(days=1) - w.clock.t)
+    audit = w.audit(now=deadline + timedelta(days=2))  # first cosigned after the deadline
+    assert audit.report.exit_code == EXIT_OK
+    (said,) = audit.report.operator_word
+    assert said.refs[-1] == n and "no witnessed checkpoint shows" in said.message
+
+
+def test_a_resume_backdated_into_an_attestations_validity(at) -> None:
+    """The attestation expired; days later the approvals came; the trainer then dated its
+    resumption decision, resume and compute inside the attestation's window."""
+    w = at("paused")
+    attested = w.clock.t
+    w.attest(valid_for=timedelta(days=1))
+    w.witness()
+    w.clock.jump(timedelta(days=3))
+    approvals = [w.approve("rso"), w.approve("board")]
+    w.witness()  # a checkpoint holding the approvals, cosigned days after the window
+    back = attested + timedelta(hours=12)
+    state = w.state()
+    pause = state.active_pause
+    res = resumption(POLICY, state, now=back)
+    assert res.may_resume and res.decision is not None  # the gate, asked at the false time
+    decision = w.sign(res.decision.to_predicate())
+    resumed = w.sign(ResumePredicate(
+        run_id=RUN, pause=pause.ref, approvals=approvals, decision=decision,
+        checkpoint=pause.predicate.checkpoint, at=back))
+    last = state.latest_compute.predicate
+    c1 = w.compute(last.step + 1, last.flop_by_phase["pretraining"] + STEP_FLOP,
+                   at=back + timedelta(minutes=1))
+    audit = w.audit()
+    backdated = found(audit, "backdated")
+    assert {r.index for v in backdated for r in v.refs} == {decision.index, resumed.index,
+                                                            c1.index}
+    order = found(audit, "time-order")
+    assert {(v.refs[0].index, v.refs[1].index) for v in order} == {
+        (resumed.index, a.index) for a in approvals}
+
+
+def test_an_approval_dated_before_its_pause(at) -> None:
+    w = at("paused")
+    pause = w.state().active_pause
+    early = pause.predicate.at - timedelta(hours=2)
+    a = w.sign(ApprovalPredicate(run_id=RUN, pause=pause.ref, role="rso", rationale="ok",
+                                 at=early), who="rso")
+    (v,) = found(w.audit(), "time-order")
+    assert v.refs == [a, pause.ref] and "before the pause" in v.message
+
+
+def test_an_attestation_dated_inside_a_window_it_was_logged_after(at) -> None:
+    w = at("paused")
+    w.clock.jump(timedelta(days=10))
+    w.approve("rso")
+    w.witness()  # days after the window the attestation will claim
+    old = w.clock.t - timedelta(days=9)
+    a = w.sign(AttestationPredicate(safeguard=SAFEGUARD, org=w.ws.org, valid_from=old,
+                                    valid_until=old + timedelta(days=2),
+                                    evidence_digest=sha256_hex("report")), who="ciso")
+    (v,) = found(w.audit(), "backdated")
+    assert v.refs == [a] and "attestation" in v.message
 
 
 def test_compute_going_backwards(at) -> None:

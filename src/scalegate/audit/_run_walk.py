@@ -16,8 +16,10 @@ import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from scalegate.audit._resume_check import check_resume
+from scalegate.audit._times import WitnessedTimes
 from scalegate.audit.replay import ReplayedDecision, RunReplay
 from scalegate.audit.report import Violation
 from scalegate.gate import (
@@ -107,8 +109,11 @@ class RunWalk:
     """One replay of one run; :meth:`run` returns the :class:`RunReplay`."""
 
     def __init__(self, policy: Policy, entries: Sequence[EntryOrRecord], run_id: str,
-                 now: datetime | None, grace: timedelta) -> None:
+                 now: datetime | None, grace: timedelta,
+                 times: WitnessedTimes | None = None) -> None:
         self.policy, self.run_id, self.now, self.grace = policy, run_id, now, grace
+        self.times = times
+        self.operator_word: list[Violation] = []
         self.entries: list[EntryOrRecord] = list(entries)
         self.indices = list(map(_INDEX, self.entries))
         if any(map(operator.gt, self.indices, self.indices[1:])):  # not in log order yet
@@ -181,7 +186,7 @@ class RunWalk:
         final = self._finish()
         return RunReplay(run_id=self.run_id, decisions=self.decisions, consults=self.consults,
                          resumes=self.resumes, violations=self.violations, final=final,
-                         now=self.now, state=self.state)
+                         now=self.now, state=self.state, operator_word=self.operator_word)
 
     def state_through(self, index: int) -> RunState:
         """The run folded over its entries up to and including ``index``."""
@@ -607,21 +612,48 @@ class RunWalk:
                     self._v("notification-missed", f"{what} was due by {_iso(o.deadline)}; no "
                             f"notification is recorded (audit time {_iso(now)})", refs)
                 continue
-            first = min(notes, key=lambda n: n.predicate.sent_at)
-            if first.predicate.sent_at > o.deadline:
-                self._v("notification-missed", f"{what} was due by {_iso(o.deadline)}; the "
-                        f"notification #{first.index} was sent only at "
-                        f"{_iso(first.predicate.sent_at)}", [*refs, first.ref])
-                continue
-            logged = [n for n in notes if n.logged_at is not None]
-            if logged and all(n.logged_at > _plus(o.deadline, self.grace) for n in logged):
-                early = min(logged, key=lambda n: n.logged_at)  # type: ignore[arg-type,return-value]
-                self._v("notification-missed", f"{what} was due by {_iso(o.deadline)}; the "
-                        f"notification #{early.index} says it was sent at "
-                        f"{_iso(early.predicate.sent_at)}, but the log recorded it only at "
-                        f"{_iso(early.logged_at)}: nothing in the log shows it in time",
-                        [*refs, early.ref])
+            self._notified(what, o.deadline, notes, refs)
         return final
+
+    def _notified(self, what: str, deadline: datetime, notes: list[Any], refs: list[Ref]
+                  ) -> None:
+        """Judge an obligation's notifications by when they were logged: in time when a
+        witness shows one logged by the deadline; missed when every one was sent after it,
+        or witnesses show each logged after it, or (where no witness decides) the log's own
+        time says so; otherwise met on the log operator's word, listed apart."""
+        first = min(notes, key=lambda n: n.predicate.sent_at)
+        if first.predicate.sent_at > deadline:
+            self._v("notification-missed", f"{what} was due by {_iso(deadline)}; the "
+                    f"notification #{first.index} was sent only at "
+                    f"{_iso(first.predicate.sent_at)}", [*refs, first.ref])
+            return
+        due = _plus(deadline, self.grace)
+        undecided = []
+        for n in notes:
+            earliest, latest = self.times.bounds(n.index) if self.times else (None, None)
+            if latest is not None and latest <= due:
+                return  # a witness shows it logged in time
+            if earliest is not None and earliest > due:
+                continue  # a witness shows it logged too late
+            undecided.append(n)
+        on_word = [n for n in undecided if n.logged_at is None or n.logged_at <= due]
+        if on_word:
+            n = on_word[0]
+            said = f"at {_iso(n.logged_at)}" if n.logged_at is not None else "(time unknown)"
+            self.operator_word.append(Violation(
+                kind="deadline-on-operator-word", run_id=self.run_id, refs=[*refs, n.ref],
+                message=f"{what} was due by {_iso(deadline)}; notification #{n.index} was "
+                f"logged {said} by the log's own clock, and no witnessed checkpoint shows "
+                "whether it was in time"))
+            return
+        late = min(notes, key=lambda n: n.index)
+        earliest, _ = self.times.bounds(late.index) if self.times else (None, None)
+        shown = (f"a witness cosigned at {_iso(earliest)} a checkpoint that did not yet "
+                 "contain it" if earliest is not None and earliest > due else
+                 f"the log recorded it only at {_iso(late.logged_at)}")  # type: ignore[arg-type]
+        self._v("notification-missed", f"{what} was due by {_iso(deadline)}; the notification "
+                f"#{late.index} says it was sent at {_iso(late.predicate.sent_at)}, but "
+                f"{shown}: nothing in the log shows it in time", [*refs, late.ref])
 
 
 def _iso(t: datetime) -> str:

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from scalegate.audit import _chunk, _envelopes
@@ -52,8 +52,9 @@ from scalegate.audit._seen import (
     record_verified,
 )
 from scalegate.audit._signers import SignerCheck
+from scalegate.audit._times import CLOCK_SKEW, witnessed
 from scalegate.audit._tree import TreeAudit
-from scalegate.audit.report import AuditReport, CheckpointSummary
+from scalegate.audit.report import AuditReport, CheckpointSummary, WitnessTime
 from scalegate.audit.trust import TrustFile
 from scalegate.errors import ScalegateError, VerificationError
 from scalegate.ledger.checkpoint import open_checkpoint
@@ -65,7 +66,6 @@ from scalegate.units import counted
 __all__ = ["CLOCK_SKEW", "AuditedEntry", "audit_log", "default_state_path"]
 
 #: How far the log's clock may disagree with itself and with witnesses.
-CLOCK_SKEW = timedelta(minutes=5)
 _CHUNK = 1 << TreeAudit.CHUNK_LEVEL
 _MIN_PARALLEL = 2 * _CHUNK  # below this, helper processes cost more than they save
 
@@ -233,6 +233,7 @@ class _LogAudit:
         anchor = self._compare_checkpoints(stored, roots, n)
         consistent = self._compare_seen(seen, roots, n, use_state, anchor)
         self._witness_times(stored)
+        self._witnessed(stored)
         self._summarise(n)
         if use_state and self.tops:
             record_verified(state_path, self.log, VerifiedChunks.make(
@@ -461,6 +462,14 @@ class _LogAudit:
                       f"{counted(len(seen), 'checkpoints')} remembered" + (
                           f", up to size {seen[-1].size}" if seen else ""))
         return ok
+
+    def _witnessed(self, stored: list[StoredCheckpoint]) -> None:
+        """The times the trusted witnesses vouch for, for replay to judge entries by."""
+        for c in stored:
+            w = witnessed(c.size, c.cosigned_at, self.trust.quorum) if c.valid else None
+            if w is not None:
+                self.report.witnessed_times.append(
+                    WitnessTime(size=w.size, existed_by=w.existed_by, not_before=w.not_before))
 
     def _witness_times(self, stored: list[StoredCheckpoint]) -> None:
         for c in stored:

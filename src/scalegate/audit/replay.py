@@ -38,6 +38,7 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from scalegate.audit._times import WitnessedTimes
 from scalegate.audit.report import Violation
 from scalegate.gate import Decision
 from scalegate.ledger.statements import Ref, Verdict
@@ -115,6 +116,8 @@ class RunReplay(BaseModel):
     resumes: int = 0
     violations: list[Violation] = Field(default_factory=list)
     final: Decision | None = Field(None, description="the gate's answer at the audit time")
+    operator_word: list[Violation] = Field(
+        default_factory=list, description="deadlines met only on the log operator's word")
     now: datetime | None = None
     state: RunState | None = Field(None, exclude=True, description="the run folded to its end")
 
@@ -136,6 +139,7 @@ def replay_run(
     *,
     now: datetime | None = None,
     time_grace: timedelta = TIME_GRACE,
+    times: WitnessedTimes | None = None,
 ) -> RunReplay:
     """Replay run ``run_id`` under ``policy`` and report every violation.
 
@@ -144,11 +148,14 @@ def replay_run(
     :class:`~scalegate.state.Entry` objects or as the records a state keeps (see
     :data:`~scalegate.state.EntryOrRecord`). ``now`` is the audit
     time, against which notification deadlines are judged (default: the latest time
-    the run's statements record). ``time_grace`` is :data:`TIME_GRACE`.
+    the run's statements record). ``time_grace`` is :data:`TIME_GRACE`. ``times`` are the
+    witnessed bounds on when each entry was logged, by which notifications are judged
+    (without them, and where they do not decide, by the log's ``appended_at``: the
+    operator's word, which the replay lists apart).
     """
     from scalegate.audit._run_walk import RunWalk
 
-    return RunWalk(policy, entries, run_id, now, time_grace).run()
+    return RunWalk(policy, entries, run_id, now, time_grace, times).run()
 
 
 def replay_decisions(

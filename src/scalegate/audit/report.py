@@ -17,6 +17,7 @@ a proven violation is the stronger finding), else :data:`EXIT_COULD_NOT_VERIFY`.
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,6 +32,7 @@ __all__ = [
     "CheckResult",
     "CheckpointSummary",
     "Violation",
+    "WitnessTime",
 ]
 
 EXIT_OK = 0
@@ -73,6 +75,16 @@ class CheckpointSummary(_Model):
     note: str
 
 
+class WitnessTime(_Model):
+    """A checkpoint the trusted witnesses cosigned, with the times they vouch for: the
+    entries below ``size`` existed by ``existed_by``; later ones were not yet logged at
+    ``not_before`` (as far as the witnesses were shown the log)."""
+
+    size: int
+    existed_by: datetime
+    not_before: datetime
+
+
 class AuditReport(_Model):
     """Everything an audit checked and found; see the module docstring for the exit status."""
 
@@ -81,6 +93,12 @@ class AuditReport(_Model):
     size: int = 0
     root_hash: str | None = None
     checkpoint: CheckpointSummary | None = None
+    witnessed_times: list[WitnessTime] = Field(
+        default_factory=list, description="witnessed checkpoints that bound when entries were "
+        "logged")
+    operator_word: list[Violation] = Field(
+        default_factory=list, description="deadlines met only on the log operator's word: no "
+        "witness shows the entry logged in time, none shows it late")
     checks: list[CheckResult] = Field(default_factory=list)
     violations: list[Violation] = Field(default_factory=list)
     violation_counts: dict[str, int] = Field(default_factory=dict)

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, create_model, field_validator
 
+from scalegate.audit._times import WitnessedCheckpoint, WitnessedTimes, time_findings
 from scalegate.audit.logcheck import AuditedEntry, audit_log
 from scalegate.audit.replay import RUN_VIOLATION_KINDS, RunReplay, replay_run
 from scalegate.audit.report import AuditReport
@@ -57,6 +58,10 @@ SETUP_VIOLATION_KINDS: dict[str, str] = {
     "policy-digest-mismatch": "the published policy document does not hash to the digest "
     "cited",
     "statement-malformed": "a validly signed statement whose predicate is malformed",
+    "backdated": "a statement claims a time before its entry was logged, as a trusted "
+    "witness's cosignature shows (beyond the clock skew)",
+    "time-order": "a statement is dated before a statement it cites (a resume before its "
+    "approvals, an approval before its pause)",
 }
 
 # The summary checks the run audit adds, and the violation kinds each one covers.
@@ -72,6 +77,7 @@ _GROUPS: dict[str, tuple[str, ...]] = {
         "resume-without-quorum", "resume-premature", "resume-wrong-checkpoint",
         "approval-wrong-pause"),
     "notifications by their deadlines": ("notification-missed",),
+    "statements dated when they were logged": ("backdated", "time-order"),
     "compute never goes back": ("compute-backwards",),
     "safeguards attested by allowed roles, in date": (
         "attestation-wrong-role", "attestation-expired"),
@@ -296,6 +302,8 @@ def audit_runs(
     ``report``. ``now`` is the audit time for notification deadlines (default: now)."""
     start = time.perf_counter()
     now = now or datetime.now(UTC)
+    times = WitnessedTimes(WitnessedCheckpoint(w.size, w.existed_by, w.not_before)
+                           for w in report.witnessed_times)
     for ref, message, run_id in collected.malformed:
         report.violation("statement-malformed", f"entry {ref.index}: {message}", [ref],
                          run_id=run_id)
@@ -305,10 +313,13 @@ def audit_runs(
     for run_id, own in collected.runs.items():
         if run_ids is not None and run_id not in run_ids:
             continue
-        audit = _audit_run(run_id, own, collected, report, now)
+        audit = _audit_run(run_id, own, collected, report, now, times)
         out.append(audit)
+        for kind, message, refs in time_findings(own, times):
+            report.violation(kind, message, refs, run_id=run_id)
         if audit.replay is None:
             continue
+        report.operator_word.extend(audit.replay.operator_word)
         for v in audit.replay.violations:
             if v.kind.startswith("attestation-"):
                 key = (v.kind, v.refs[0].index)
@@ -319,6 +330,8 @@ def audit_runs(
         decisions += len(audit.replay.decisions)
         mismatched += len(audit.replay.mismatches)
         consults += audit.replay.consults
+    for kind, message, refs in time_findings(collected.org_attestations, times):
+        report.violation(kind, message, refs)
     unknown = [r for r in run_ids or [] if r not in collected.runs]
     if unknown:
         report.check("runs asked for", False, f"no statement in the log concerns run(s) "
@@ -333,6 +346,12 @@ def audit_runs(
                  f"{replayed} of {counted(len(out), 'runs')} replayed; "
                  f"{counted(decisions, 'recorded decisions')} replayed, {mismatched} differ; "
                  f"{counted(consults, 'further gate consultations')}; audit time {_iso(now)}")
+    on_word = len(report.operator_word)
+    report.check("entry times bounded by witnesses", True,
+                 f"{counted(len(times.checkpoints), 'witnessed checkpoints')} bound when "
+                 "entries were logged; " + (
+                     f"{counted(on_word, 'deadlines')} met only on the log operator's word"
+                     if on_word else "no deadline rests on the log operator's word alone"))
     for name, kinds in _GROUPS.items():
         bad = sum(report.violation_counts.get(k, 0) for k in kinds)
         found = ", ".join(f"{report.violation_counts[k]} {k}" for k in kinds
@@ -344,7 +363,7 @@ def audit_runs(
 
 
 def _audit_run(run_id: str, own: list[EntryOrRecord], collected: RunCollector,
-               report: AuditReport, now: datetime) -> RunAudit:
+               report: AuditReport, now: datetime, times: WitnessedTimes) -> RunAudit:
     run = next((e for e in own if isinstance(e.predicate, RunPredicate)), None)
     if run is None:
         first = min(own, key=lambda e: e.ref.index)
@@ -357,7 +376,7 @@ def _audit_run(run_id: str, own: list[EntryOrRecord], collected: RunCollector,
     if policy is None:
         return RunAudit(run_id, problem=problem, run_ref=run.ref)
     entries = sorted(own + collected.org_attestations, key=operator.attrgetter("ref.index"))
-    return RunAudit(run_id, policy, replay_run(policy, entries, run_id, now=now),
+    return RunAudit(run_id, policy, replay_run(policy, entries, run_id, now=now, times=times),
                     run_ref=run.ref)
 
 

@@ -254,6 +254,13 @@ def render_report(report: AuditReport, out: Console, *, per_kind: int = 5,
         rest = report.violation_counts[kind] - min(len(items), per_kind)
         if rest > 0:
             out.print(f"  … and {rest} more {kind} (see --json)", highlight=False)
+    if report.operator_word:
+        out.print(f"\n[bold yellow]met on the log operator's word[/bold yellow] "
+                  f"({len(report.operator_word)})", highlight=False)
+        for v in report.operator_word[:per_kind]:
+            refs = ", ".join(f"#{r.index}" for r in v.refs)
+            out.print(f"  • {escape(v.message)}" + (f" [dim]({refs})[/dim]" if refs else ""),
+                      highlight=False, soft_wrap=True)
     counts = ", ".join(counted(v, k) for k, v in report.counts.items())
     if report.violations_total:
         verdict = f"[bold red]✗ {counted(report.violations_total, 'violations')} found[/bold red]"
