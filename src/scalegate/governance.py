@@ -1,5 +1,5 @@
 """The people side of a policy and of a pause: publish the policy, attest a safeguard,
-approve a resumption, resume.
+approve a resumption, resume, and meet an obligation by recording its notification.
 
 Each call signs one statement with the caller's own key and appends it; the gate's
 :func:`~scalegate.gate.resumption` decides whether a resumption is allowed and, if
@@ -14,13 +14,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from scalegate.errors import AppendConflict, RunError, RunPaused
-from scalegate.gate import resumption
+from scalegate.gate import decide, resumption
 from scalegate.ledger.keys import SigningKey
 from scalegate.ledger.log import AppendResult, Ledger
 from scalegate.ledger.merkle import leaf_hash
 from scalegate.ledger.statements import (
     ApprovalPredicate,
     AttestationPredicate,
+    NotificationPredicate,
+    Obligation,
     Ref,
     ResumePredicate,
     now_utc,
@@ -295,3 +297,83 @@ def _resume_once(
     )
     _, resumed = ledger.append_many([decision, sign_statement(pred, key)], at_index=at)
     return _ref(resumed)
+
+
+def open_obligations(policy: Policy, state: RunState, now: datetime) -> list[Obligation]:
+    """The obligations the run owes at ``now`` and has not met, soonest deadline first."""
+    return decide(policy, state, now).obligations
+
+
+def notify(
+    ledger: Ledger,
+    key: SigningKey,
+    run_id: str,
+    obligation_id: str,
+    *,
+    evidence: str | Path | bytes,
+    recipient: str | None = None,
+    sent_at: datetime | None = None,
+    now: datetime | None = None,
+) -> Ref:
+    """Record that the run's obligation ``obligation_id`` was met: the recipient was
+    notified at ``sent_at`` (default: now) with ``evidence`` (what was sent: its SHA-256 is
+    recorded, not its content). Signed by ``key``, which must hold the role of the key
+    that registered the run or one of the policy's governance roles; the statement cites
+    the decision that recorded the obligation. Refuses an obligation the run does not owe
+    (or already met), another recipient than the one the policy names, and a time to come.
+    """
+    now = now or now_utc()
+    sent_at = sent_at or now
+    state = require_run(ledger, run_id)
+    policy = policy_of_run(ledger, state)
+    _may_notify(ledger, state, key, policy)
+    done = next((n for n in state.notifications if n.predicate.obligation_id == obligation_id),
+                None)
+    if done is not None:
+        raise RunError(f"obligation {obligation_id} of run {run_id!r} was already met by "
+                       f"notification #{done.index}.")
+    owed = {o.id: o for o in open_obligations(policy, state, now)}
+    obligation = owed.get(obligation_id)
+    if obligation is None:
+        raise RunError(f"run {run_id!r} owes no obligation {obligation_id!r}.",
+                       hint=f"Open obligations: {', '.join(owed) or 'none'} "
+                       f"(see `scalegate run status {run_id}`).")
+    if recipient is not None and recipient != obligation.recipient:
+        raise RunError(f"obligation {obligation_id} is owed to {obligation.recipient!r}, not "
+                       f"{recipient!r}.", hint="Leave out --recipient, or give the policy's.")
+    if sent_at > now:
+        raise RunError(f"the notification cannot have been sent at {sent_at:%Y-%m-%d %H:%M} "
+                       "UTC: that is still to come.", hint="Record it once it is sent.")
+    recorded = _recording_decision(state, obligation_id)
+    if recorded is None:
+        raise RunError(f"no decision of run {run_id!r} records obligation {obligation_id} yet.",
+                       hint="Let the supervisor record its decision (reopen the run), then "
+                       "notify.")
+    digest = evidence_digest(evidence)
+    assert digest is not None
+    pred = NotificationPredicate(run_id=run_id, obligation=recorded, obligation_id=obligation_id,
+                                 recipient=obligation.recipient, sent_at=sent_at,
+                                 content_digest=digest)
+    return _ref(ledger.append(sign_statement(pred, key)))
+
+
+def _recording_decision(state: RunState, obligation_id: str) -> Ref | None:
+    """The first decision of the run whose obligations include ``obligation_id``."""
+    return next((d.ref for d in state.decisions
+                 if any(o.id == obligation_id for o in d.predicate.obligations)), None)
+
+
+def _may_notify(ledger: Ledger, state: RunState, key: SigningKey, policy: Policy) -> None:
+    """The trainer (the run's registering key or its role) or a governance role notifies."""
+    run = state.run
+    assert run is not None
+    held = set(_roles_of(ledger, key.vkey.keyid))
+    if ledger.entry(run.index).signer == key.vkey.keyid or held & (
+            set(run.roles) | set(policy.governance.roles)):
+        return
+    raise RunError(
+        f"{key.name} may not record a notification for run {state.run_id!r}: it holds "
+        f"{', '.join(sorted(held)) or 'no roles'}; the run's trainer "
+        f"({', '.join(run.roles) or run.signer}) or a governance role of policy {policy.id} "
+        f"({', '.join(policy.governance.roles)}) does.",
+        hint="Sign it with the trainer's or an officer's key.")

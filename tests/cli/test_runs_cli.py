@@ -472,3 +472,44 @@ def test_resume_refusal_keeps_the_missing_list(lab: Lab) -> None:
                                    "--ledger", str(lab.db)])
     assert isinstance(res.exception, RunPaused)
     assert len(res.exception.missing) >= 3
+
+
+def test_notify_meets_an_open_obligation(lab: Lab) -> None:
+    (row,) = [r for r in json.loads(cli(lab, "runs", "--json").out) if r["run_id"] == "run-1"]
+    assert [o["id"] for o in row["obligations"]] == ["demo-notify"]
+    assert "demo-notify OVERDUE since" in real(lab, "runs").stdout
+    notice = lab.dir / "notice.txt"
+    notice.write_text("Dear regulator, run-1 reached 1e11 FLOP of training compute.")
+    key = str(lab.key("trainer"))
+    base = ("notify", "run-1", "--evidence", str(notice), "--key", key)
+
+    assert "owes no obligation 'nope'" in refused(lab, *base, "--obligation", "nope")
+    assert "demo-notify" in refused(lab, *base, "--obligation", "nope")  # the open ones named
+    assert "owed to 'demo regulator'" in refused(
+        lab, *base, "--obligation", "demo-notify", "--recipient", "someone else")
+    assert "still to come" in refused(
+        lab, *base, "--obligation", "demo-notify", "--sent-at", "2999-01-01T00:00")
+    assert "not a date" in refused(lab, *base, "--obligation", "demo-notify", "--sent-at", "soon")
+    assert "does not exist" in refused(lab, "notify", "run-1", "--obligation", "demo-notify",
+                                       "--evidence", str(lab.dir / "missing.txt"), "--key", key)
+
+    res = cli(lab, *base, "--obligation", "demo-notify")
+    assert res.code == 0, res.err
+    (n,) = lab.state().notifications
+    assert n.predicate.obligation_id == "demo-notify"
+    assert n.predicate.recipient == "demo regulator"
+    assert n.predicate.content_digest == hashlib.sha256(notice.read_bytes()).hexdigest()
+    assert lab.state().find(n.predicate.obligation).predicate.obligations[0].id == "demo-notify"
+    assert "already met by notification" in refused(lab, *base, "--obligation", "demo-notify")
+    status = json.loads(cli(lab, "run", "status", "run-1", "--json").out)
+    assert status["obligations"] == []
+    assert "obligations: none open" in real(lab, "run", "status", "run-1").stdout
+
+
+def test_an_obligation_shows_its_time_left(lab: Lab, tmp_path: Path) -> None:
+    from scalegate.cli._runs_view import time_left
+
+    assert time_left(timedelta(days=13, hours=23, minutes=59)) == "13d 23h"
+    assert time_left(timedelta(hours=5, minutes=12, seconds=30)) == "5h 12min"
+    assert time_left(timedelta(minutes=42)) == "42min"
+    assert time_left(timedelta(seconds=-5)) == "0min"

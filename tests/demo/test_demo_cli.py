@@ -8,6 +8,7 @@ and verify clean — and the ledger it leaves must say so to anyone who folds it
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -67,6 +68,17 @@ def test_demo_pauses_is_approved_resumes_and_verifies(tmp_path: Path) -> None:
     assert dangerous[0].harness.startswith("inspect")
     assert dangerous[0].value == 0.0 and max(e.value or 0 for e in dangerous) >= 0.6
     assert [d.predicate.verdict for d in state.decisions].count("alert") >= 1
+    # The notification the policy requires was recorded as soon as it was owed, and the
+    # ledger passes an audit dated long after its deadline, witnessed times and all.
+    (notice,) = state.notifications
+    assert notice.predicate.obligation_id == "demo-notify"
+    later = subprocess.run([SCALEGATE, "verify", "--ledger", str(ws / "ledger.db"), "--trust",
+                            str(ws / "trust.yaml"), "--at", "2030-01-01T00:00:00Z", "--no-state",
+                            "--json"], capture_output=True, text=True, timeout=300)
+    assert later.returncode == 0, later.stdout + later.stderr
+    report = json.loads(later.stdout)
+    assert len(report["witnessed_times"]) >= 5 and report["operator_word"] == []
+    assert "entry times bounded by witnesses" in out
     # No compute was recorded between the pause and the resumption.
     assert not [c for c in state.compute if pause.index < c.index < resumed.index]
     assert state.compute[-1].predicate.step == 1000

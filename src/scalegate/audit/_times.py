@@ -107,6 +107,12 @@ class WitnessedTimes:
     def __bool__(self) -> bool:
         return bool(self.checkpoints)
 
+    def segments(self) -> list[tuple[int, datetime]]:
+        """``(size, limit)`` per witnessed size, ascending: entries from that size on (to the
+        next) may claim no time before ``limit`` (their earliest log time less the skew)."""
+        return [(c.size, after - CLOCK_SKEW) for c, after in zip(self.checkpoints,
+                                                                   self._after, strict=True)]
+
     def bounds(self, index: int) -> tuple[datetime | None, datetime | None]:
         """``(earliest, latest)`` time entry ``index`` was logged (``None``: unbounded)."""
         j = bisect.bisect_right(self._sizes, index)  # checkpoints[j:] are larger than index
@@ -159,26 +165,31 @@ Finding = tuple[str, str, list[Ref]]
 
 def time_findings(entries: Iterable[_HasRef], times: WitnessedTimes | None) -> list[Finding]:
     """``backdated`` statements (a claimed time before the witnesses allow) and ``time-order``
-    ones (a claimed time before a statement cited), as ``(kind, message, refs)``."""
+    ones (a claimed time before a statement cited), as ``(kind, message, refs)``. Entries
+    come in log order; this runs once per entry of the log, so compute statements (most of
+    a log) take a short path."""
     out: list[Finding] = []
     targets: dict[int, tuple[datetime, str]] = {}
     citing: list[tuple[_HasRef, datetime]] = []
-    check_witnessed = bool(times)
+    limits = times.segments() if times else []
+    start, end, limit = 0, -1, None  # entries in [start, end) may claim no time before limit
+    claimed_of = _CLAIMED.get
     for e in entries:
-        p = e.predicate
-        attr = _CLAIMED.get(type(p))
+        p, index = e.predicate, e.ref.index
+        if not start <= index < end:
+            start, end, limit = _segment(limits, index)
+        if type(p) is ComputePredicate:
+            if limit is not None and p.at < limit:
+                out.append(_backdated(e, p.at, limit))
+            continue
+        attr = claimed_of(type(p))
         if attr is None:
             continue
         claimed: datetime = getattr(p, attr)
-        if check_witnessed:
-            earliest, _ = times.bounds(e.ref.index)  # type: ignore[union-attr]
-            if earliest is not None and claimed < earliest - CLOCK_SKEW:
-                out.append(("backdated", f"entry #{e.ref.index} ({p.KIND}) says it was made at "
-                            f"{_iso(claimed)}, but a witness cosigned at {_iso(earliest)} a "
-                            "checkpoint that did not yet contain it: it was logged after that",
-                            [e.ref]))
+        if limit is not None and claimed < limit:
+            out.append(_backdated(e, claimed, limit))
         if isinstance(p, _CITED):
-            targets[e.ref.index] = (claimed, p.KIND)
+            targets[index] = (claimed, p.KIND)
         if isinstance(p, _CITING):
             citing.append((e, claimed))
     for e, claimed in citing:
@@ -189,6 +200,23 @@ def time_findings(entries: Iterable[_HasRef], times: WitnessedTimes | None) -> l
                             f"{_iso(claimed)}, before the {target[1]} #{ref.index} it cites "
                             f"({_iso(target[0])})", [e.ref, ref]))
     return out
+
+
+def _segment(limits: list[tuple[int, datetime]], index: int
+             ) -> tuple[int, int, datetime | None]:
+    """The stretch ``[start, end)`` of indices holding ``index``, and its limit."""
+    j = bisect.bisect_right(limits, index, key=lambda x: x[0])
+    end = limits[j][0] if j < len(limits) else 1 << 62
+    if j == 0:
+        return 0, end, None
+    return limits[j - 1][0], end, limits[j - 1][1]
+
+
+def _backdated(e: _HasRef, claimed: datetime, limit: datetime) -> Finding:
+    earliest = limit + CLOCK_SKEW
+    return ("backdated", f"entry #{e.ref.index} ({e.predicate.KIND}) says it was made at "
+            f"{_iso(claimed)}, but a witness cosigned at {_iso(earliest)} a checkpoint that "
+            "did not yet contain it: it was logged after that", [e.ref])
 
 
 def _iso(t: datetime) -> str:

@@ -1,4 +1,5 @@
-"""`scalegate attest | approve | resume | runs | run status`: runs and the people who govern them.
+"""`scalegate attest | approve | resume | notify | runs | run status`: runs and the people who
+govern them.
 
 Officers attest safeguards and approve a resumption, each with their own key; the trainer
 resumes a paused run once the gate's ``resumption`` allows it, from the checkpoint the pause
@@ -22,7 +23,7 @@ from scalegate.errors import RunError, RunPaused
 from scalegate.units import counted
 
 if TYPE_CHECKING:
-    from scalegate.cli._runs_view import RunView
+    from scalegate.cli._runs_view import ObligationLine, RunView
     from scalegate.ledger.keys import SigningKey
     from scalegate.ledger.log import Ledger
     from scalegate.policy import Policy
@@ -39,10 +40,11 @@ run_app = typer.Typer(help="One run: its compute, evaluations, decisions and pau
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``attest``, ``approve``, ``resume``, ``runs`` and ``run status`` to ``app``."""
+    """Add ``attest``, ``approve``, ``resume``, ``notify``, ``runs`` and ``run status``."""
     app.command("attest")(attest)
     app.command("approve")(approve)
     app.command("resume")(resume)
+    app.command("notify")(notify)
     app.command("runs")(runs)
     app.add_typer(run_app, name="run")
 
@@ -299,6 +301,52 @@ def approve(
         _resumption_report(led, run)
 
 
+# --- notify ------------------------------------------------------------------------------------
+
+
+def notify(
+    run: str = typer.Argument(..., help="The run that owes the obligation."),
+    obligation: str = typer.Option(
+        ..., "--obligation", "-o", help="The obligation's id (see `scalegate run status RUN`)."),
+    evidence: Path = typer.Option(
+        ..., "--evidence", help="What was sent (a file); its SHA-256 is recorded, not its "
+        "content."),
+    key: Path = KeyOpt,
+    recipient: str | None = typer.Option(
+        None, "--recipient", help="Who was notified (default: the one the policy names)."),
+    sent_at: str | None = typer.Option(
+        None, "--sent-at", help="When it was sent, as an ISO date and time (default: now)."),
+    ledger: str | None = LedgerOpt,
+) -> None:
+    """Record that an obligation was met: the recipient notified, signed with your key."""
+    from scalegate import governance
+    from scalegate.ledger.statements import now_utc
+
+    signer = _key(key)
+    if not evidence.is_file():
+        raise RunError(f"evidence file {evidence} does not exist.",
+                       hint="Pass the file that was sent (or a record of it).")
+    now = now_utc()
+    when = _when(sent_at) if sent_at is not None else now
+    with _ledger(ledger) as led:
+        _may_sign(led, signer, now)
+        ref = governance.notify(led, signer, run, obligation, evidence=evidence,
+                                recipient=recipient, sent_at=when, now=now)
+    _say(f"recorded notification {obligation} of run {run} as entry {ref.index} (sent "
+         f"{when:%Y-%m-%d %H:%M} UTC), signed by {signer.name}.")
+
+
+def _when(text: str) -> datetime:
+    from datetime import UTC
+
+    try:
+        t = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise RunError(f"--sent-at {text!r} is not a date and time.",
+                       hint="Write it as 2026-03-01T14:30 (UTC unless a zone is given).") from None
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
 # --- resume ------------------------------------------------------------------------------------
 
 
@@ -358,10 +406,12 @@ def runs(
     from rich.table import Table
 
     from scalegate.cli._runs_view import summarize
+    from scalegate.ledger.statements import now_utc
     from scalegate.runs import list_runs
 
+    now = now_utc()
     with _ledger(ledger) as led:
-        rows = [summarize(led, run_id) for run_id in list_runs(led)]
+        rows = [summarize(led, run_id, now) for run_id in list_runs(led)]
         where = led.path
     if as_json:
         print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
@@ -370,15 +420,26 @@ def runs(
                   box=box.SIMPLE, collapse_padding=True)
     # Narrow terminals: org over model, and one evaluation a line, keep every column legible.
     for col in ("run", "org / model", "policy", "status", "steps", "eff. FLOP", "verdict",
-                "last evaluations"):
+                "last evaluations", "open obligations"):
         table.add_column(col, justify="right" if col in ("steps", "eff. FLOP") else "left",
                          overflow="fold", no_wrap=col in ("run", "steps", "eff. FLOP", "verdict"))
     for r in rows:
         evals = "\n".join(f"{k} {_value(v)}" for k, v in r.last_evaluations.items())
+        owed = "\n".join(f"{o.id} {_due(o, now)}" for o in r.obligations)
         table.add_row(r.run_id, f"{r.org}\n{r.model}", f"{r.policy_id} {r.policy_version}",
                       r.status_text, str(r.steps), _flop(r.effective_flop),
-                      r.last_verdict or "-", evals or "-")
+                      r.last_verdict or "-", evals or "-", owed or "-")
     console.print(table)
+
+
+def _due(o: ObligationLine, now: datetime) -> str:
+    from scalegate.cli._runs_view import time_left
+
+    if o.deadline is None:
+        return "(no deadline)"
+    if o.overdue:
+        return f"OVERDUE since {o.deadline:%Y-%m-%d}"
+    return f"by {o.deadline:%Y-%m-%d} ({time_left(o.deadline - now)} left)"
 
 
 def _value(v: float | None) -> str:

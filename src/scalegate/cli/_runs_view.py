@@ -9,7 +9,7 @@ Both are pydantic models, so ``--json`` prints exactly what the screen shows.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, computed_field
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from scalegate.ledger.log import Ledger
+    from scalegate.ledger.statements import Obligation
     from scalegate.policy import Policy
     from scalegate.state import RunState
 
@@ -38,6 +39,16 @@ def _time(t: datetime | None) -> str:
     return "-" if t is None else f"{t:%Y-%m-%d %H:%M} UTC"
 
 
+class ObligationLine(BaseModel):
+    """An open obligation (e.g. notify a regulator) with its deadline."""
+
+    id: str
+    recipient: str
+    deadline: datetime | None
+    overdue: bool
+    message: str
+
+
 class RunSummary(BaseModel):
     """One row of ``scalegate runs``."""
 
@@ -53,6 +64,7 @@ class RunSummary(BaseModel):
     effective_flop: float
     last_verdict: str | None = None
     last_evaluations: dict[str, float | None] = {}
+    obligations: list[ObligationLine] = []
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -88,11 +100,22 @@ def summary_of(state: RunState) -> RunSummary:
     )
 
 
-def summarize(led: Ledger, run_id: str) -> RunSummary:
-    """The ``runs`` row of ``run_id``."""
-    from scalegate.runs import require_run
+def summarize(led: Ledger, run_id: str, now: datetime | None = None) -> RunSummary:
+    """The ``runs`` row of ``run_id``, with the obligations it has not met at ``now``."""
+    from scalegate.governance import open_obligations
+    from scalegate.ledger.statements import now_utc
+    from scalegate.runs import policy_of_run, require_run
 
-    return summary_of(require_run(led, run_id))
+    now = now or now_utc()
+    state = require_run(led, run_id)
+    owed = open_obligations(policy_of_run(led, state), state, now)
+    return summary_of(state).model_copy(update={"obligations": _obligation_lines(owed, now)})
+
+
+def _obligation_lines(owed: list[Obligation], now: datetime) -> list[ObligationLine]:
+    return [ObligationLine(id=o.id, recipient=o.recipient, deadline=o.deadline,
+                           overdue=o.deadline is not None and now > o.deadline,
+                           message=o.message) for o in owed]
 
 
 # --- run status --------------------------------------------------------------------------------
@@ -158,16 +181,6 @@ class SafeguardLine(BaseModel):
     entry: int | None
     state: str
     ok: bool
-
-
-class ObligationLine(BaseModel):
-    """An open obligation (e.g. notify a regulator) with its deadline."""
-
-    id: str
-    recipient: str
-    deadline: datetime | None
-    overdue: bool
-    message: str
 
 
 class RunView(BaseModel):
@@ -314,9 +327,7 @@ def view(led: Ledger, run_id: str, now: datetime | None = None) -> RunView:
                                 rules=[r.rule for r in d.predicate.reasons])
                    for d in state.decisions],
         events=_events(state), safeguards=_safeguards(policy, state, now),
-        obligations=[ObligationLine(id=o.id, recipient=o.recipient, deadline=o.deadline,
-                                    overdue=o.deadline is not None and now > o.deadline,
-                                    message=o.message) for o in decision.obligations],
+        obligations=_obligation_lines(decision.obligations, now),
         verdict_now=decision.verdict,
         reasons_now=[f"{r.rule}: {r.message}" for r in decision.reasons],
         may_resume=res.may_resume if res else None,
@@ -325,6 +336,16 @@ def view(led: Ledger, run_id: str, now: datetime | None = None) -> RunView:
 
 
 # --- rendering -----------------------------------------------------------------------------------
+
+
+def time_left(delta: timedelta) -> str:
+    """A time left, to the two largest units: ``13d 23h``, ``5h 12min``, ``42min``."""
+    minutes = max(0, int(delta.total_seconds() // 60))
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    return f"{hours}h {mins}min" if hours else f"{mins}min"
 
 
 def _earlier(n: int) -> str:
@@ -393,6 +414,8 @@ def render(v: RunView, console: Console) -> None:
     say("[bold]obligations[/bold]" + ("" if v.obligations else ": none open"))
     for o in v.obligations:
         due = "no deadline" if o.deadline is None else f"by {_time(o.deadline)}"
+        if o.deadline is not None and not o.overdue:
+            due += f" ({time_left(o.deadline - v.at)} left)"
         flag = " [bold red]OVERDUE[/bold red]" if o.overdue else ""
         what = o.message.split("; OVERDUE since")[0]  # the flag already says so
         say(f"  {e(o.id)}: notify {e(o.recipient)} {due}{flag} — {e(what)}",

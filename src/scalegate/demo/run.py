@@ -3,8 +3,11 @@
 The run counts its compute, is evaluated at the policy's compute milestones through
 Inspect AI, pauses itself when the stand-in dangerous capability reaches its trigger
 without the required safeguard, and — visibly — resumes from the paused checkpoint only
-after the CISO attests the safeguard and the RSO and a board member approve. It ends
-with a verification of the ledger and every decision replayed.
+after the CISO attests the safeguard and the RSO and a board member approve. When its
+compute crosses the policy's notification line the trainer records the notice it sent.
+An independent witness cosigns the log as it grows, so the audit can bound when each
+entry was logged by a clock the lab does not hold. It ends with a verification of the
+ledger and every decision replayed.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from scalegate.demo.evaluations import DANGEROUS_EVAL, demo_suite
 from scalegate.demo.workspace import Workspace, create_workspace
 from scalegate.errors import RunError
 from scalegate.gate import Decision
-from scalegate.governance import approve, attest, publish_policy, resume
+from scalegate.governance import approve, attest, notify, publish_policy, resume
 from scalegate.ledger.statements import CheckpointPredicate
 from scalegate.manifest import manifest_of
 from scalegate.policy import Policy, load_policy
@@ -40,6 +43,29 @@ SAFEGUARD = "security-level-demo"
 # pause (evaluated at the ceiling) then approves a doubling.
 FIRST_CEILING, NEXT_CEILING = "1.15x", "2x"
 MAX_PAUSES = 12
+WITNESS_EVERY = 50  # steps between the witness's looks at the log
+
+
+def _add_witness(ws: Workspace, root: Path) -> Any:
+    """An independent witness (its own key and state, in ``root/witness``) that the
+    auditor's trust file names, with a quorum of one."""
+    from scalegate.audit import TrustFile, Witness, load_trust
+    from scalegate.ledger.cosignature import CosignatureVerifier
+    from scalegate.ledger.keys import SigningKey
+
+    home = root / "witness"
+    home.mkdir()
+    key = SigningKey.generate("witness.example/demo-witness")
+    key.save(home / "witness.key")
+    witness = Witness.create(home / "state.json", home / "witness.key",
+                             {ws.ledger.origin: ws.log_key.vkey})
+    trust_path = root / "trust.yaml"
+    trust = TrustFile.model_validate({
+        **load_trust(trust_path).model_dump(mode="json"),
+        "witnesses": {key.name: CosignatureVerifier.from_key(key).text()},
+        "witness_quorum": 1})
+    trust_path.write_text(trust.to_yaml())
+    return witness
 
 
 @dataclass(frozen=True)
@@ -91,6 +117,19 @@ class _Demo:
         )
         self.suite = demo_suite()
         self.seen_evals = 0
+        self.witness = _add_witness(self.ws, opts.dir)
+        self.notified: set[str] = set()
+        self.last_witnessed = 0
+
+    def witness_now(self) -> None:
+        """The witness cosigns the log's latest checkpoint (the log signs one first)."""
+        from scalegate.audit import witness_ledger
+
+        if self.ws.ledger.size == self.last_witnessed:
+            return
+        self.ws.ledger.checkpoint()
+        witness_ledger(self.ws.ledger, self.witness)
+        self.last_witnessed = self.ws.ledger.size
 
     # --- training ------------------------------------------------------------------------
 
@@ -112,6 +151,9 @@ class _Demo:
             tokens = trainer.step()
             decision = sup.step(tokens=tokens, batch=batch)
             self._observe(sup, decision)
+            self._notify(decision)
+            if trainer.step_index % WITNESS_EVERY == 0 or decision.verdict != "continue":
+                self.witness_now()
             now = time.monotonic()
             if live is not None and (now - last_draw > 0.1 or decision.verdict != "continue"):
                 live.update(self.view.render())
@@ -119,6 +161,18 @@ class _Demo:
             if decision.verdict == "pause":
                 break
         return decision
+
+    def _notify(self, decision: Decision) -> None:
+        """Meet each notification obligation as soon as it is owed: the trainer sends the
+        notice (here: a file in the workspace) and records it."""
+        for o in decision.obligations:
+            if o.id in self.notified:
+                continue
+            notice = self.opts.dir / f"notice-{o.id}.txt"
+            notice.write_text(f"To {o.recipient}: run {RUN_ID} {o.message}.\n")
+            ref = notify(self.ws.ledger, self.ws.key("trainer"), RUN_ID, o.id, evidence=notice)
+            self.notified.add(o.id)
+            self.view.event(f"notified {o.recipient} ({o.id}, entry #{ref.index})")
 
     def _observe(self, sup: Supervisor, decision: Decision) -> None:
         v = self.view
@@ -211,7 +265,7 @@ class _Demo:
         from scalegate.audit import audit_ledger, load_trust, write_html
 
         ledger = self.ws.ledger
-        ledger.checkpoint()  # publish a signed checkpoint covering everything written
+        self.witness_now()  # a signed checkpoint covering everything, cosigned
         audit = audit_ledger(
             ledger.path, load_trust(self.opts.dir / "trust.yaml"), use_state=False
         )
