@@ -172,3 +172,12 @@ def test_write_is_atomic_and_fails_cleanly(page: tuple[Path, Any], tmp_path: Pat
     one = render_html(audit, run_ids=[RUN])
     assert "scalegate report: run run-1" in one
     assert re.findall(r"<h2 id=\"run-[^\"]+\">", one) == ['<h2 id="run-run-1">']
+
+
+def test_the_witnessed_times_are_shown(page: tuple[Path, Any]) -> None:
+    path, audit = page
+    text = path.read_text(encoding="utf-8")
+    assert audit.report.witnessed_times
+    assert "<h2>Time from the witnesses</h2>" in text
+    w = audit.report.witnessed_times[-1]
+    assert f"<td>{w.size}</td>" in text

@@ -109,11 +109,31 @@ class _Page:
         self.add(f"<h2>Violations ({rep.violations_total})</h2>")
         if not rep.violations:
             self.add('<p class="ok">None.</p>')
-            return
-        counts = ", ".join(f"{n} {_h(k)}" for k, n in sorted(rep.violation_counts.items()))
-        self.add(f"<p>{counts}</p>")
-        self.add(_table(["kind", "run", "statements", "what"], [
-            [v.kind, v.run_id or "-", _refs(v.refs), v.message] for v in rep.violations]))
+        else:
+            counts = ", ".join(f"{n} {_h(k)}" for k, n in sorted(rep.violation_counts.items()))
+            self.add(f"<p>{counts}</p>")
+            self.add(_table(["kind", "run", "statements", "what"], [
+                [v.kind, v.run_id or "-", _refs(v.refs), v.message] for v in rep.violations]))
+        self.times()
+
+    def times(self) -> None:
+        """When entries were logged, as the witnesses bound it; what rests on the operator."""
+        rep = self.audit.report
+        self.add("<h2>Time from the witnesses</h2>")
+        if not rep.witnessed_times:
+            self.add("<p>No witnessed checkpoint: every time in this log is the lab's own "
+                     "claim.</p>")
+        else:
+            self.add("<p>Entries below each size existed by the first time; entries from it "
+                     "on were not yet logged at the second (as the witnesses were shown the "
+                     "log).</p>")
+            self.add(_table(["size", "existed by", "not yet logged at"], [
+                [str(w.size), _iso(w.existed_by), _iso(w.not_before)]
+                for w in rep.witnessed_times]))
+        if rep.operator_word:
+            self.add(f"<h3>Met on the log operator's word ({len(rep.operator_word)})</h3>")
+            self.add(_table(["run", "statements", "what"], [
+                [v.run_id or "-", _refs(v.refs), v.message] for v in rep.operator_word]))
 
     def run(self, run: RunAudit) -> None:
         rid = _h(run.run_id)
