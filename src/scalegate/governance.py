@@ -70,7 +70,8 @@ def publish_policy(ledger: Ledger, key: SigningKey, policy: Policy) -> tuple[Ref
     existing = policy_entry(ledger, policy.digest(), approved_by=approvers)
     if existing is not None and set(_roles_of(ledger, existing.signer)) & set(approvers):
         return ref_of(existing), False  # a copy signed by anyone else does not count
-    return _ref(ledger.append(sign_statement(policy_statement(policy), key))), True
+    statement = policy_statement(policy, now_utc())
+    return _ref(ledger.append(sign_statement(statement, key))), True
 
 
 def _roles_of(ledger: Ledger, keyid: str) -> tuple[str, ...]:

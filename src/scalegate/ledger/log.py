@@ -34,6 +34,7 @@ from sqlalchemy.engine import Connection
 from scalegate.errors import (
     AppendConflict,
     AppendRefused,
+    DuplicateStatement,
     IndexOutOfRange,
     KeyMaterialError,
     KeyNotAuthorized,
@@ -43,7 +44,7 @@ from scalegate.errors import (
     sentence,
 )
 from scalegate.ledger import merkle
-from scalegate.ledger.admission import admit, precheck, prepare
+from scalegate.ledger.admission import PendingEntry, admit, precheck, prepare
 from scalegate.ledger.envelope import Envelope
 from scalegate.ledger.keys import SigningKey, VerifierKey, is_sound_key
 from scalegate.ledger.registry import KEY_KINDS, KeyRegistry, RegisteredKey
@@ -346,11 +347,12 @@ class Ledger:
                     verifiers = registry.verifiers()
                 rows.append(EntryRow(idx, p.leaf_hash, p.data, p.kind, p.statement.run_id,
                                      signer.keyid, stamp))
+            _refuse_duplicates(prepared, w)
             compact = self._compact_in(w)
             nodes: list[tuple[int, int, bytes]] = []
             for r in rows:
                 nodes.extend(compact.append(r.leaf_hash)[1:])  # level 0 lives in entries
-            w.add(rows, nodes, changed.values())
+            w.add(rows, nodes, changed.values(), [p.digest for p in prepared])
         # Committed (and synced): only now trust the new state as the cache.
         self._cached_size = base + len(rows)
         self._cached_registry = registry
@@ -529,6 +531,24 @@ def _check_size(size: int, n: int) -> None:
         raise IndexOutOfRange(
             f"tree size {size} is outside the log, which has {counted(n, 'entries')}."
         )
+
+
+def _refuse_duplicates(prepared: list[PendingEntry], w: Writer) -> None:
+    """Refuse a batch holding a statement the log (or the batch) already holds."""
+    seen: dict[bytes, int] = {}
+    logged = w.store.statement_indices(w.conn, [p.digest for p in prepared])
+    for pos, p in enumerate(prepared):
+        at = logged.get(p.digest, seen.get(p.digest))
+        if at is not None:
+            where = f"entry {at}" if at < w.size else f"position {at - w.size + 1} of the batch"
+            raise DuplicateStatement(
+                f"refused {_where(pos, len(prepared))} ({p.kind} statement): the same "
+                f"statement is already logged ({where}); the log admits a statement once. "
+                "Nothing was appended.",
+                index=at,
+                hint="A statement that changes a run is signed afresh for each event; "
+                "re-sending an old one is a replay.")
+        seen[p.digest] = w.size + pos
 
 
 def _where(pos: int, total: int) -> str:

@@ -8,6 +8,9 @@
   ``entries.leaf_hash``): subtree ``(level, idx)`` covers leaves
   ``[idx * 2**level, (idx + 1) * 2**level)``;
 - ``checkpoints(size, root_hash, note, issued_at)`` — every checkpoint the log signed;
+- ``statements(digest, idx)`` — the SHA-256 of each entry's signed payload, unique: the
+  log admits a statement once (an index derived from ``entries.data``, rebuilt on open
+  when missing);
 - ``keys(...)`` — the key registry folded from ``key`` / ``key-revocation`` entries, a
   cache written in the same transaction and rebuilt by ``verify``.
 
@@ -48,6 +51,7 @@ __all__ = [
     "metadata",
     "nodes_t",
     "parse_time",
+    "statements_t",
 ]
 
 SCHEMA_VERSION = "1"
@@ -90,6 +94,12 @@ checkpoints_t = Table(
     Column("root_hash", LargeBinary(32), nullable=False),
     Column("note", Text, nullable=False),
     Column("issued_at", String(40), nullable=False),
+)
+statements_t = Table(
+    "statements",
+    metadata,
+    Column("digest", LargeBinary(32), primary_key=True),
+    Column("idx", _Idx, nullable=False),
 )
 keys_t = Table(
     "keys",

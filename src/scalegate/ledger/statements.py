@@ -159,6 +159,8 @@ class PolicyPredicate(Predicate):
     version: str
     digest: Hex64
     document: str
+    # When it was published: each publication (by each approver) is its own statement.
+    published_at: UtcDatetime | None = None
 
     def subject(self) -> ResourceDescriptor:
         return ResourceDescriptor(name=f"policy/{self.policy_id}", digest={"sha256": self.digest})
