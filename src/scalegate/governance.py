@@ -285,7 +285,8 @@ def _resume_once(
             missing=missing,
         )
     assert res.pause is not None
-    decision = sign_statement(res.decision.to_predicate(), key)
+    seq = state.next_seq
+    decision = sign_statement(res.decision.to_predicate().model_copy(update={"seq": seq}), key)
     at = ledger.size
     pred = ResumePredicate(
         run_id=run_id,
@@ -295,6 +296,7 @@ def _resume_once(
         checkpoint=res.checkpoint,
         ceiling_flop=res.ceiling_flop,
         at=now,
+        seq=seq + 1,
     )
     _, resumed = ledger.append_many([decision, sign_statement(pred, key)], at_index=at)
     return _ref(resumed)

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from scalegate.audit._resume_check import check_resume
+from scalegate.audit._sequence import out_of_place
 from scalegate.audit._times import WitnessedTimes
 from scalegate.audit.replay import ReplayedDecision, RunReplay
 from scalegate.audit.report import Violation
@@ -119,6 +120,11 @@ class RunWalk:
         if any(map(operator.gt, self.indices, self.indices[1:])):  # not in log order yet
             self.entries.sort(key=_INDEX)
             self.indices.sort()
+        self.misplaced = out_of_place(run_id, self.entries)
+        replays = {id(e) for _, e, replayed in self.misplaced if replayed}
+        if replays:  # a replayed statement is no part of the run (the fold leaves it out too)
+            self.entries = [e for e in self.entries if id(e) not in replays]
+            self.indices = list(map(_INDEX, self.entries))
         self.state, self.folded = RunState(run_id=run_id), 0
         self.violations: list[Violation] = []
         self.seen: set[tuple[str, object]] = set()
@@ -183,6 +189,8 @@ class RunWalk:
                 self._pause(e, p)
             elif isinstance(p, ResumePredicate):
                 self._resume(e)
+        for message, e, _ in self.misplaced:
+            self._v("statement-out-of-place", message, [e.ref])
         final = self._finish()
         return RunReplay(run_id=self.run_id, decisions=self.decisions, consults=self.consults,
                          resumes=self.resumes, violations=self.violations, final=final,

@@ -73,6 +73,7 @@ _GROUPS = {
     "tree recomputed from the entries": ("entry-missing", "leaf-hash", "tree-node"),
     "checkpoints agree with the tree": ("tree-root", "log-truncated"),
     "envelopes and signatures": ("envelope-malformed", "statement-malformed", "bad-signature"),
+    "each statement logged once": ("duplicate-statement",),
     "signers registered, valid and not revoked": (
         "untrusted-root", "key-refused", "unregistered-signer", "revoked-signer",
         "signer-not-valid"),
@@ -191,6 +192,7 @@ class _LogAudit:
         self._last_text, self._last_time = "", datetime.min  # the last appended_at parsed
         self.time_at: dict[int, datetime] = {}  # size -> latest entry time before it
         self.signatures = 0
+        self.statement_at: dict[int, int] = {}  # statement identity -> first entry holding it
         self.prior: VerifiedChunks | None = None  # verdicts of this auditor's last audit
         self.tops: list[bytes] = []  # this audit's chunk hashes, while chunks are whole
         self.clean = bytearray()  # bit i: entry i's signatures all verified
@@ -354,6 +356,10 @@ class _LogAudit:
                     f"{run_col}) differ from the statement's ({kind}, {run_id}).", at,
                     run_id=run_id)
         self.signatures += len(verified)
+        first = self.statement_at.setdefault(facts["sd"], idx)
+        if first != idx:
+            self._v("duplicate-statement", f"entry {idx} repeats the statement of entry "
+                    f"{first} (the same signed payload): a replay.", at, run_id=run_id)
         if kind in KEY_KINDS:
             keyid, reg = self.signers.key_statement(idx, facts, verified, failed, at), None
             ok = keyid is not None
@@ -493,6 +499,7 @@ class _LogAudit:
             "recomputed root at its size",
             "envelopes and signatures": f"{counted(c.get('entries', 0), 'envelopes')}, "
             f"{counted(c.get('signatures', 0), 'valid signatures')}",
+            "each statement logged once": "no entry repeats another's signed statement",
             "signers registered, valid and not revoked":
             f"{counted(c.get('keys registered', 0), 'keys')} registered by trusted roots, "
             f"{c.get('keys revoked', 0)} revoked",

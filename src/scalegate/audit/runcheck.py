@@ -69,6 +69,7 @@ _GROUPS: dict[str, tuple[str, ...]] = {
     "runs registered under published policies": (
         "run-unregistered", "policy-unpublished", "policy-invalid", "policy-digest-mismatch"),
     "run statements well formed": ("statement-malformed", "bad-reference"),
+    "run statements in the places they were signed for": ("statement-out-of-place",),
     "decisions replay to the same verdict": ("decision-mismatch",),
     "pauses declared and honoured": (
         "pause-not-declared", "training-during-pause", "ceiling-exceeded"),

@@ -97,6 +97,13 @@ class ResourceDescriptor(_Strict):
 
 # --- predicates ----------------------------------------------------------------------------
 
+#: The kinds that move a run along, written by its trainer: each carries ``seq``, its place
+#: among the run's statements of these kinds (the ``run`` statement is 0), so a statement
+#: replayed or withheld shows even in a log written around admission.
+SEQUENCED_KINDS = frozenset({"compute", "checkpoint", "eval", "decision", "pause", "resume"})
+SEQ_DOC = ("the statement's place among the run's run/compute/checkpoint/eval/decision/pause/"
+           "resume statements, in log order (the run statement is 0)")
+
 PREDICATES: dict[str, type[Predicate]] = {}
 
 
@@ -204,6 +211,7 @@ class ComputePredicate(Predicate):
     method: str
     methods: dict[str, Flop] = Field(default_factory=dict)
     at: UtcDatetime
+    seq: int | None = Field(default=None, ge=0, description=SEQ_DOC)
 
     @field_validator("flop_by_phase")
     @classmethod
@@ -225,6 +233,7 @@ class CheckpointPredicate(Predicate):
     effective_flop: Flop
     uri: str | None = None
     at: UtcDatetime
+    seq: int | None = Field(default=None, ge=0, description=SEQ_DOC)
 
 
 class EvalPredicate(Predicate):
@@ -248,6 +257,7 @@ class EvalPredicate(Predicate):
     status: Literal["success", "failed"] = "success"
     error: str | None = None
     at: UtcDatetime
+    seq: int | None = Field(default=None, ge=0, description=SEQ_DOC)
 
 
 class AttestationPredicate(Predicate):
@@ -284,6 +294,7 @@ class DecisionPredicate(Predicate):
     ceiling_flop: Flop | None = None
     basis_size: int = Field(ge=0, description="log size whose entries the decision rests on")
     at: UtcDatetime
+    seq: int | None = Field(default=None, ge=0, description=SEQ_DOC)
 
 
 class PausePredicate(Predicate):
@@ -297,6 +308,7 @@ class PausePredicate(Predicate):
     effective_flop: Flop
     public_statement: str = ""
     at: UtcDatetime
+    seq: int | None = Field(default=None, ge=0, description=SEQ_DOC)
 
 
 class ApprovalPredicate(Predicate):
@@ -322,6 +334,7 @@ class ResumePredicate(Predicate):
     checkpoint: Ref
     ceiling_flop: Flop | None = None
     at: UtcDatetime
+    seq: int | None = Field(default=None, ge=0, description=SEQ_DOC)
 
 
 class NotificationPredicate(Predicate):
@@ -408,7 +421,10 @@ class Statement(BaseModel):
 
     def to_payload(self) -> bytes:
         """The canonical JSON bytes carried as the DSSE payload."""
-        return canonical_json(self.model_dump(mode="json", by_alias=True))
+        data = self.model_dump(mode="json", by_alias=True)
+        if "seq" in data["predicate"] and data["predicate"]["seq"] is None:
+            del data["predicate"]["seq"]  # unsequenced statements read as they always did
+        return canonical_json(data)
 
 
 def kind_of(predicate_type: str) -> str:
