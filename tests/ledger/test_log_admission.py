@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from scalegate.errors import AppendRefused
+from scalegate.errors import AppendRefused, StoreError
 from scalegate.ledger.envelope import Envelope, Signature, sign_envelope
 from scalegate.ledger.keys import SigningKey
 from scalegate.ledger.log import Ledger
@@ -298,3 +298,35 @@ def test_verify_refolds_standing_at_each_entrys_time(tmp_path: Path) -> None:
     reopened.close()
     assert not report.ok
     assert any(p.startswith("entry 2 (compute)") and "revoked" in p for p in report.problems)
+
+
+def test_who_may_sign_is_read_from_the_signed_entries_not_the_keys_cache(lab: Lab) -> None:
+    """Editing the ``keys`` table (a cache) does not bring a revoked key back."""
+    lab.ledger.append(lab.register(lab.trainer))
+    lab.ledger.append(lab.revoke(lab.trainer, at=T0 + timedelta(hours=1)))
+    path = Path(lab.ledger.path)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE keys SET revoked_at = NULL, revoked_index = NULL")
+        db.execute("UPDATE keys SET roles = '[\"trainer\", \"rso\"]'")
+    for ledger in (lab.ledger, Ledger.open(path, now=lab.clock)):  # cached and fresh
+        reg = ledger.registry().get(lab.trainer.vkey.keyid)
+        assert reg is not None and reg.revoked_index == 1 and reg.roles == ("trainer",)
+        with pytest.raises(AppendRefused, match="revoked"):
+            ledger.append(lab.compute())
+    assert lab.ledger.size == 2
+
+
+def test_an_edited_key_statement_stops_decisions_clearly(tmp_path: Path) -> None:
+    lab = Lab(tmp_path)
+    lab.ledger.append(lab.register(lab.trainer))
+    lab.ledger.close()
+    path = tmp_path / "lab.db"
+    with sqlite3.connect(path) as db:
+        (data,) = db.execute("SELECT data FROM entries WHERE idx = 0").fetchone()
+        env = json.loads(data)
+        env["signatures"][0]["sig"] = base64.b64encode(b"\0" * 64).decode()
+        db.execute("UPDATE entries SET data = ? WHERE idx = 0",
+                   (json.dumps(env, sort_keys=True, separators=(",", ":")).encode(),))
+    with Ledger.open(path, now=lab.clock) as led, pytest.raises(
+            StoreError, match="key statements do not verify: entry 0"):
+        led.registry()
