@@ -53,6 +53,7 @@ from scalegate.audit._seen import (
 )
 from scalegate.audit._signers import SignerCheck
 from scalegate.audit._times import CLOCK_SKEW, witnessed
+from scalegate.audit._timestamps import verify_stored_timestamps
 from scalegate.audit._tree import TreeAudit
 from scalegate.audit.report import AuditReport, CheckpointSummary, WitnessTime
 from scalegate.audit.trust import TrustFile
@@ -234,6 +235,9 @@ class _LogAudit:
         consistent = self._compare_seen(seen, roots, n, use_state, anchor)
         self._witness_times(stored)
         self._witnessed(stored)
+        verify_stored_timestamps(reader.timestamps(), {
+            c.size: c.note for c in stored if c.valid and roots.get(c.size) == c.root},
+            trust, rep)
         self._summarise(n)
         if use_state and self.tops:
             record_verified(state_path, self.log, VerifiedChunks.make(
