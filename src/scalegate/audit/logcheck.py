@@ -14,6 +14,9 @@ and a trust file, without trusting anything the ledger says about itself.
   roots, and checks that each statement's signer was registered, valid at the entry's
   time and not revoked, holds a role the trust file allows for the kind (and the role
   an approval claims), and belongs to the organisation of the run it speaks for.
+- verifies the stored RFC 3161 time-stamps against the trust file's authorities
+  (:mod:`~scalegate.audit._timestamps`): each valid one an "existed by" time for the
+  entries below its checkpoint.
 
 The entry time is the ledger's ``appended_at`` (not covered by the tree), so it is
 itself checked: it may not go backwards, nor lie after a witness cosigned a
