@@ -14,6 +14,9 @@ and a trust file, without trusting anything the ledger says about itself.
   roots, and checks that each statement's signer was registered, valid at the entry's
   time and not revoked, holds a role the trust file allows for the kind (and the role
   an approval claims), and belongs to the organisation of the run it speaks for.
+- verifies the stored RFC 3161 time-stamps against the trust file's authorities
+  (:mod:`~scalegate.audit._timestamps`): each valid one an "existed by" time for the
+  entries below its checkpoint.
 
 The entry time is the ledger's ``appended_at`` (not covered by the tree), so it is
 itself checked: it may not go backwards, nor lie after a witness cosigned a
@@ -53,6 +56,7 @@ from scalegate.audit._seen import (
 )
 from scalegate.audit._signers import SignerCheck
 from scalegate.audit._times import CLOCK_SKEW, witnessed
+from scalegate.audit._timestamps import verify_stored_timestamps
 from scalegate.audit._tree import TreeAudit
 from scalegate.audit.report import AuditReport, CheckpointSummary, WitnessTime
 from scalegate.audit.trust import TrustFile
@@ -236,6 +240,9 @@ class _LogAudit:
         consistent = self._compare_seen(seen, roots, n, use_state, anchor)
         self._witness_times(stored)
         self._witnessed(stored)
+        verify_stored_timestamps(reader.timestamps(), {
+            c.size: c.note for c in stored if c.valid and roots.get(c.size) == c.root},
+            trust, rep)
         self._summarise(n)
         if use_state and self.tops:
             record_verified(state_path, self.log, VerifiedChunks.make(

@@ -31,6 +31,7 @@ __all__ = [
     "AuditReport",
     "CheckResult",
     "CheckpointSummary",
+    "TimestampTime",
     "Violation",
     "WitnessTime",
 ]
@@ -85,6 +86,19 @@ class WitnessTime(_Model):
     not_before: datetime
 
 
+class TimestampTime(_Model):
+    """A verified RFC 3161 token over a checkpoint: the entries below ``size`` existed by
+    ``existed_by`` (the token's ``gen_time`` plus its accuracy). A time-stamping authority
+    proves existence only, never that later entries were not yet logged."""
+
+    size: int
+    authority: str
+    tsa: str
+    gen_time: datetime
+    existed_by: datetime
+    serial: int
+
+
 class AuditReport(_Model):
     """Everything an audit checked and found; see the module docstring for the exit status."""
 
@@ -96,6 +110,9 @@ class AuditReport(_Model):
     witnessed_times: list[WitnessTime] = Field(
         default_factory=list, description="witnessed checkpoints that bound when entries were "
         "logged")
+    timestamps: list[TimestampTime] = Field(
+        default_factory=list, description="verified time-stamp tokens over checkpoints, from "
+        "the trusted time-stamping authorities")
     operator_word: list[Violation] = Field(
         default_factory=list, description="deadlines met only on the log operator's word: no "
         "witness shows the entry logged in time, none shows it late")

@@ -120,9 +120,11 @@ class _Page:
         """When entries were logged, as the witnesses bound it; what rests on the operator."""
         rep = self.audit.report
         self.add("<h2>Time from the witnesses</h2>")
-        if not rep.witnessed_times:
+        if not rep.witnessed_times and not rep.timestamps:
             self.add("<p>No witnessed checkpoint: every time in this log is the lab's own "
                      "claim.</p>")
+        elif not rep.witnessed_times:
+            self.add("<p>No witnessed checkpoint.</p>")
         else:
             self.add("<p>Entries below each size existed by the first time; entries from it "
                      "on were not yet logged at the second (as the witnesses were shown the "
@@ -130,6 +132,15 @@ class _Page:
             self.add(_table(["size", "existed by", "not yet logged at"], [
                 [str(w.size), _iso(w.existed_by), _iso(w.not_before)]
                 for w in rep.witnessed_times]))
+        if rep.timestamps:
+            self.add(f"<h3>Time-stamps from trusted authorities ({len(rep.timestamps)})</h3>")
+            self.add("<p>An RFC 3161 token over a checkpoint shows that the entries below its "
+                     "size existed by the token's time (give or take its accuracy). It says "
+                     "nothing of later entries: an authority proves existence, not "
+                     "absence.</p>")
+            self.add(_table(["size", "authority", "existed by", "token"], [
+                [str(t.size), t.authority, _iso(t.existed_by), f"serial {t.serial} from {t.tsa}"]
+                for t in rep.timestamps]))
         if rep.operator_word:
             self.add(f"<h3>Met on the log operator's word ({len(rep.operator_word)})</h3>")
             self.add(_table(["run", "statements", "what"], [

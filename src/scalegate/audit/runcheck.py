@@ -303,8 +303,10 @@ def audit_runs(
     ``report``. ``now`` is the audit time for notification deadlines (default: now)."""
     start = time.perf_counter()
     now = now or datetime.now(UTC)
-    times = WitnessedTimes(WitnessedCheckpoint(w.size, w.existed_by, w.not_before)
-                           for w in report.witnessed_times)
+    times = WitnessedTimes([*(WitnessedCheckpoint(w.size, w.existed_by, w.not_before)
+                              for w in report.witnessed_times),
+                            *(WitnessedCheckpoint(t.size, t.existed_by)  # existence only
+                              for t in report.timestamps)])
     for ref, message, run_id in collected.malformed:
         report.violation("statement-malformed", f"entry {ref.index}: {message}", [ref],
                          run_id=run_id)
@@ -349,8 +351,9 @@ def audit_runs(
                  f"{counted(consults, 'further gate consultations')}; audit time {_iso(now)}")
     on_word = len(report.operator_word)
     report.check("entry times bounded by witnesses", True,
-                 f"{counted(len(times.checkpoints), 'witnessed checkpoints')} bound when "
-                 "entries were logged; " + (
+                 f"{counted(len(report.witnessed_times), 'witnessed checkpoints')} "
+                 + (f"and {counted(len(report.timestamps), 'time-stamps')} "
+                    if report.timestamps else "") + "bound when entries were logged; " + (
                      f"{counted(on_word, 'deadlines')} met only on the log operator's word"
                      if on_word else "no deadline rests on the log operator's word alone"))
     for name, kinds in _GROUPS.items():

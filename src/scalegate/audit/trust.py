@@ -14,6 +14,10 @@ An auditor trusts nothing a ledger says about itself. It is given, in a YAML fil
       acme: [acme/root+0badc0de+AQ...]
     roles:                                    # optional: statement kind -> roles that may sign it
       decision: [trainer]
+    timestamp_authorities:                    # optional: RFC 3161 TSAs whose tokens count
+      - name: tsa.example
+        ca: tsa-root.pem                      # its root CA (and intermediates): PEM, or a path
+        certificate: tsa.pem                  # optional: pin its signing certificate
 
 Rules beyond the shapes: a witness's key carries the witness's name; a root key of
 organisation ``acme`` is named ``acme`` or ``acme/...`` (the registry's rule for who
@@ -22,6 +26,10 @@ cannot exceed their number; ``roles`` names known statement kinds other than ``k
 and ``key-revocation`` (those are signed by organisation roots, always). Without a
 ``roles`` entry a kind may be signed by any registered key of the right organisation;
 attestation and approval roles are then checked against the run's policy by replay.
+
+A time-stamping authority's token over a checkpoint counts as time from outside the lab
+(entries below the checkpoint's size existed by the token's time); paths to PEM files are
+relative to the trust file. Tokens signed under no listed authority are ignored.
 
 Every problem is reported with file, line and column (:class:`TrustFileError`).
 """
@@ -33,6 +41,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -40,6 +50,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
 
@@ -50,7 +61,7 @@ from scalegate.ledger.registry import KEY_KINDS, org_of
 from scalegate.ledger.statements import PREDICATES
 from scalegate.units import counted
 
-__all__ = ["TrustFile", "TrustedLog", "load_trust", "parse_trust"]
+__all__ = ["TimestampAuthority", "TrustFile", "TrustedLog", "load_trust", "parse_trust"]
 
 
 def _key_parser(cls: type[Any], what: str) -> Callable[[Any], Any]:
@@ -80,6 +91,37 @@ WitnessKeyText = Annotated[
 _Text = Annotated[str, Field(min_length=1)]
 
 
+def _certificates(value: Any, info: ValidationInfo) -> list[x509.Certificate]:
+    """PEM certificates given inline or as a path (relative to the trust file)."""
+    if isinstance(value, list) and all(isinstance(c, x509.Certificate) for c in value):
+        return value
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("expected PEM certificate text, or the path of a PEM file")
+    pem = value
+    if "-----BEGIN" not in value:
+        base = (info.context or {}).get("base")
+        path = Path(value) if base is None else Path(base) / value
+        try:
+            pem = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read PEM file {str(path)!r}: "
+                             f"{getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        certs = x509.load_pem_x509_certificates(pem.encode("utf-8"))
+    except ValueError:
+        raise ValueError("holds no readable PEM certificate (-----BEGIN CERTIFICATE-----)") \
+            from None
+    return certs
+
+
+_Certificates = Annotated[
+    list[x509.Certificate],
+    BeforeValidator(_certificates),
+    PlainSerializer(lambda cs: "".join(c.public_bytes(Encoding.PEM).decode() for c in cs),
+                    return_type=str),
+]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(
         extra="forbid", frozen=True, strict=True, arbitrary_types_allowed=True
@@ -93,6 +135,23 @@ class TrustedLog(_Strict):
     key: VerifierKeyText
 
 
+class TimestampAuthority(_Strict):
+    """An RFC 3161 time-stamping authority: its ``ca`` (root, then any intermediate
+    certificates) and optionally its own signing ``certificate``, pinned."""
+
+    name: _Text
+    ca: _Certificates
+    certificate: _Certificates | None = None
+
+    def issued(self, issuer: x509.Name, serial: int) -> bool:
+        """Whether a token signed by certificate ``(issuer, serial)`` claims to be this
+        authority's (which then decides whether it verifies)."""
+        if self.certificate is not None:
+            return any(c.issuer == issuer and c.serial_number == serial
+                       for c in self.certificate)
+        return any(c.subject == issuer for c in self.ca)
+
+
 class TrustFile(_Strict):
     """What an auditor trusts (see the module docstring for the file format)."""
 
@@ -103,6 +162,7 @@ class TrustFile(_Strict):
         min_length=1
     )
     roles: dict[str, Annotated[list[_Text], Field(min_length=1)]] = Field(default_factory=dict)
+    timestamp_authorities: list[TimestampAuthority] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> TrustFile:
@@ -147,8 +207,9 @@ class TrustFile(_Strict):
     def to_yaml(self) -> str:
         """The trust file as YAML text (what :func:`parse_trust` reads back)."""
         data = self.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
-        if not data.get("roles"):
-            data.pop("roles", None)
+        for optional in ("roles", "timestamp_authorities"):
+            if not data.get(optional):
+                data.pop(optional, None)
         return yaml.safe_dump(data, sort_keys=False, width=1000)
 
 
@@ -193,6 +254,7 @@ def _cross_checks(t: TrustFile) -> list[tuple[tuple[Any, ...], str]]:
                      f"(also under {seen[key.keyid]!r})")
                 )
             seen.setdefault(key.keyid, org)
+    problems.extend(_authority_checks(t.timestamp_authorities))
     known = sorted(k for k in PREDICATES if k not in KEY_KINDS)
     for kind in t.roles:
         if kind in KEY_KINDS:
@@ -205,6 +267,24 @@ def _cross_checks(t: TrustFile) -> list[tuple[tuple[Any, ...], str]]:
                 (("roles", kind), f"unknown statement kind {kind!r}; expected one of: "
                  + ", ".join(known))
             )
+    return problems
+
+
+def _authority_checks(tsas: list[TimestampAuthority]) -> list[tuple[tuple[Any, ...], str]]:
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    names: set[str] = set()
+    for i, a in enumerate(tsas):
+        if a.name in names:
+            problems.append((("timestamp_authorities", i, "name"),
+                             f"authority {a.name!r} is listed twice"))
+        names.add(a.name)
+        if not any(c.issuer == c.subject for c in a.ca):
+            problems.append((("timestamp_authorities", i, "ca"), "no root certificate (one "
+                             "whose issuer is its subject) is given; tokens are verified up "
+                             "to a root"))
+        if a.certificate is not None and len(a.certificate) != 1:
+            problems.append((("timestamp_authorities", i, "certificate"), "give exactly one "
+                             "certificate: the authority's own signing certificate"))
     return problems
 
 
@@ -306,8 +386,8 @@ def _pydantic_message(err: Any) -> str:
     if err["type"] == "string_too_short":
         return "must not be empty"
     if err["type"] == "extra_forbidden":
-        return "unknown key; expected one of: log, witnesses, witness_quorum, org_roots, roles" \
-            if len(err["loc"]) == 1 else "unknown key"
+        return "unknown key; expected one of: log, witnesses, witness_quorum, org_roots, " \
+            "roles, timestamp_authorities" if len(err["loc"]) == 1 else "unknown key"
     if err["type"] == "missing":
         return f"missing required key {err['loc'][-1]!r}"
     given = err.get("input")
@@ -317,8 +397,9 @@ def _pydantic_message(err: Any) -> str:
     return msg
 
 
-def parse_trust(text: str, *, source: str = "<trust>") -> TrustFile:
-    """Parse and check a trust file's YAML text; raise :class:`TrustFileError` listing problems."""
+def parse_trust(text: str, *, source: str = "<trust>", base: Path | None = None) -> TrustFile:
+    """Parse and check a trust file's YAML text; raise :class:`TrustFileError` listing problems.
+    ``base`` is the directory relative paths in it (PEM files) start from."""
     doc = _Located(source)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -343,7 +424,7 @@ def parse_trust(text: str, *, source: str = "<trust>") -> TrustFile:
                     "org_roots and roles")
         raise _fail(doc)
     try:
-        return TrustFile.model_validate(data)
+        return TrustFile.model_validate(data, context={"base": base})
     except ValidationError as exc:
         for err in exc.errors():
             doc.problem(tuple(p for p in err["loc"] if not str(p).startswith("function-")),
@@ -373,7 +454,7 @@ def load_trust(path: str | Path) -> TrustFile:
         before = raw[: exc.start].decode("utf-8", errors="replace")
         raise _not_yaml_text(str(path), before, len(before),
                              f"byte 0x{raw[exc.start]:02x} is not UTF-8") from None
-    return parse_trust(text, source=str(path))
+    return parse_trust(text, source=str(path), base=path.parent)
 
 
 def _not_yaml_text(source: str, text: str, position: int, what: str) -> TrustFileError:

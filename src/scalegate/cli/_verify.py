@@ -77,6 +77,8 @@ def verify(
       witness_quorum: 1
       org_roots: {acme: \[acme/root+0badc0de+AQ...]}
       roles: {decision: \[trainer]}   # optional: kind -> roles allowed
+      timestamp_authorities:          # optional: RFC 3161 TSAs (PEM inline or a path)
+        - {name: tsa.example, ca: tsa-root.pem}
 
     Exit status: 0 nothing violated, 3 violations found, 4 could not verify.
     """

@@ -11,6 +11,9 @@
 - ``statements(digest, idx)`` — the SHA-256 of each entry's signed payload, unique: the
   log admits a statement once (an index derived from ``entries.data``, rebuilt on open
   when missing);
+- ``timestamps(size, tsa, response, requested_at)`` — RFC 3161 time-stamp responses over
+  checkpoints (unsigned outside evidence, verified by auditors against the authorities they
+  trust; created on first use in ledgers older than it);
 - ``keys(...)`` — the key registry folded from ``key`` / ``key-revocation`` entries, a
   cache written in the same transaction and rebuilt by ``verify``.
 
@@ -52,6 +55,7 @@ __all__ = [
     "nodes_t",
     "parse_time",
     "statements_t",
+    "timestamps_t",
 ]
 
 SCHEMA_VERSION = "1"
@@ -100,6 +104,15 @@ statements_t = Table(
     metadata,
     Column("digest", LargeBinary(32), primary_key=True),
     Column("idx", _Idx, nullable=False),
+)
+timestamps_t = Table(
+    "timestamps",
+    metadata,
+    Column("size", _Idx, nullable=False),
+    Column("tsa", String(2048), nullable=False),
+    Column("response", LargeBinary, nullable=False),
+    Column("requested_at", String(40), nullable=False),
+    PrimaryKeyConstraint("size", "tsa"),
 )
 keys_t = Table(
     "keys",
