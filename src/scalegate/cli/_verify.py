@@ -31,8 +31,9 @@ def verify(
         None, "--ledger", "-l", show_default=False,
         help="Ledger file or URL (default: $SCALEGATE_LEDGER, else ./scalegate.db)."),
     state: Path | None = typer.Option(
-        None, "--state", help="Auditor state: checkpoints accepted before "
-        "(default: ~/.local/state/scalegate/auditor.json)."),
+        None, "--state", help="Auditor state: checkpoints accepted before, so a log that "
+        "rewrites history is caught (default: $XDG_STATE_HOME/scalegate/auditor.json, else "
+        "~/.local/state/scalegate/auditor.json; its path is printed when first used)."),
     no_state: bool = typer.Option(False, "--no-state", help="Neither read nor record state."),
     as_json: bool = typer.Option(False, "--json", help="Print the full report as JSON."),
     workers: int | None = typer.Option(None, "--workers", help="Signature-checking processes."),
@@ -70,7 +71,7 @@ def verify(
     With --receipt FILE --entry FILE: check one statement offline from its
     C2SP tlog-proof receipt (`scalegate ledger prove INDEX`) instead.
 
-    Trust file (YAML):
+    Trust file (YAML; `scalegate trust init` writes one from the keys you trust):
 
       log: {origin: example.org/log, key: example.org/log+1a2b3c4d+AU...}
       witnesses: {witness.example/w1: witness.example/w1+5e6f7a8b+BA...}
@@ -135,7 +136,14 @@ def _run(trust: Path, ledger: str | None, state: Path | None, no_state: bool, as
     from scalegate.audit.trust import load_trust
 
     trusted = load_trust(trust)
-    if state is not None and not no_state and not state.parent.is_dir():
+    if state is None and not no_state:
+        state = _default_state()
+        if not state.exists():  # first use: say where this auditor's memory is kept
+            err_console.print(
+                f"auditor state: recording the checkpoints this audit accepts in {state} "
+                "(first use). Pass --state FILE to keep it elsewhere (one per auditor), or "
+                "--no-state to keep none.", highlight=False, soft_wrap=True)
+    elif state is not None and not no_state and not state.parent.is_dir():
         raise VerificationError(f"--state {state}: the directory {state.parent} does not "
                                 "exist.", hint="Create it, or pass a file in an existing "
                                 "directory.")
@@ -146,7 +154,7 @@ def _run(trust: Path, ledger: str | None, state: Path | None, no_state: bool, as
         from scalegate.audit.receipt import audit_receipt
 
         return audit_receipt(_read(receipt, "receipt"), _entry(entry), trusted,
-                             state_path=None if no_state else (state or _default_state()),
+                             state_path=None if no_state else state,
                              source=str(receipt))
     from scalegate.audit.runcheck import audit_ledger
     from scalegate.ledger.log import default_ledger_path
