@@ -64,6 +64,9 @@ class Violation(_Model):
     refs: list[Ref] = Field(default_factory=list)
     run_id: str | None = None
     checkpoint_size: int | None = None
+    policy: str | None = Field(
+        None, description="the policy the run was held to besides its own (verify --policy), "
+        "when the finding is that policy's")
 
 
 class CheckpointSummary(_Model):
@@ -139,13 +142,15 @@ class AuditReport(_Model):
         *,
         run_id: str | None = None,
         checkpoint_size: int | None = None,
+        policy: str | None = None,
     ) -> None:
         """Record a violation (kept verbatim up to a cap per kind, always counted)."""
         n = self.violation_counts.get(kind, 0)
         self.violation_counts[kind] = n + 1
         if n < MAX_VIOLATIONS_PER_KIND:
             self.violations.append(Violation(kind=kind, message=message, refs=refs or [],
-                                             run_id=run_id, checkpoint_size=checkpoint_size))
+                                             run_id=run_id, checkpoint_size=checkpoint_size,
+                                             policy=policy))
 
     def count(self, name: str, n: int = 1) -> None:
         """Add ``n`` to the counter ``name`` (entries, signatures, nodes, ...)."""

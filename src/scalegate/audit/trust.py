@@ -36,7 +36,7 @@ Every problem is reported with file, line and column (:class:`TrustFileError`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -61,7 +61,8 @@ from scalegate.ledger.registry import KEY_KINDS, org_of
 from scalegate.ledger.statements import PREDICATES
 from scalegate.units import counted
 
-__all__ = ["TimestampAuthority", "TrustFile", "TrustedLog", "load_trust", "parse_trust"]
+__all__ = ["TimestampAuthority", "TrustFile", "TrustedLog", "load_trust", "parse_trust",
+           "trust_for"]
 
 
 def _key_parser(cls: type[Any], what: str) -> Callable[[Any], Any]:
@@ -443,8 +444,8 @@ def load_trust(path: str | Path) -> TrustFile:
     except FileNotFoundError:
         raise TrustFileError(
             f"no trust file {str(path)!r}.",
-            hint="Write one naming the log key, witnesses and organisation roots you trust "
-            "(see `scalegate verify --help`).",
+            hint="Write one from the keys you trust: `scalegate trust init --ledger L "
+            "--org-root KEY [--witness KEY] > trust.yaml` (format: `scalegate verify --help`).",
         ) from None
     except OSError as exc:
         raise TrustFileError(f"cannot read trust file {path}: {exc.strerror or exc}.") from None
@@ -468,3 +469,46 @@ def _not_yaml_text(source: str, text: str, position: int, what: str) -> TrustFil
         hint="A trust file is UTF-8 YAML text naming the log key, witnesses and organisation "
         "roots you trust; see `scalegate verify --help` for the format.",
     )
+
+
+def trust_for(
+    origin: str,
+    log_key: VerifierKey | str,
+    org_roots: Iterable[VerifierKey | str],
+    *,
+    witnesses: Iterable[CosignatureVerifier | str] = (),
+    quorum: int | None = None,
+    roles: dict[str, list[str]] | None = None,
+) -> TrustFile:
+    """A trust file from what an auditor chooses to trust: the log (``origin`` and its
+    checkpoint key), organisation roots (grouped by the organisation their names give),
+    witnesses and how many must cosign (default: one when any is listed), and optional
+    ``roles`` rules. Checked as a loaded file is (:class:`TrustFileError` on a problem)."""
+    by_org: dict[str, list[str]] = {}
+    for root in org_roots:
+        key = root if isinstance(root, VerifierKey) else VerifierKey.parse(root)
+        keys = by_org.setdefault(org_of(key), [])
+        if key.text() not in keys:
+            keys.append(key.text())
+    named: dict[str, str] = {}
+    for w in witnesses:
+        key = w if isinstance(w, CosignatureVerifier) else CosignatureVerifier.parse(w)
+        if named.get(key.name, key.text()) != key.text():
+            raise TrustFileError(f"two witness keys are named {key.name!r}; a trust file "
+                                 "names each witness once.", hint="Give each witness's key once.")
+        named[key.name] = key.text()
+    if named and quorum is None:
+        quorum = 1
+    data: dict[str, Any] = {
+        "log": {"origin": origin,
+                "key": log_key.text() if isinstance(log_key, VerifierKey) else log_key},
+        "witnesses": named, "org_roots": by_org, "roles": roles or {}}
+    if quorum is not None:
+        data["witness_quorum"] = quorum
+    try:
+        return TrustFile.model_validate(data)
+    except ValidationError as exc:
+        listing = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'] if not str(p).startswith('function-'))}: "
+            f"{_pydantic_message(err)}" for err in exc.errors())
+        raise TrustFileError(f"the trust is invalid: {listing}") from None

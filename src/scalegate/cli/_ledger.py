@@ -94,13 +94,32 @@ def init(
     org_root: list[str] = typer.Option(
         ..., "--org-root", help="An organisation root verifier key (text or file); repeatable."
     ),
+    checkpoint_every: int | None = typer.Option(
+        None, "--checkpoint-every", min=1, help="Also sign a checkpoint every N entries "
+        "appended by a process holding the log key (default: only when it closes)."),
+    checkpoint_interval: str | None = typer.Option(
+        None, "--checkpoint-interval", help="Also sign one when the latest is this old at an "
+        "append (e.g. 10min, 1h)."),
 ) -> None:
-    """Create an empty ledger that admits keys registered by the given organisation roots."""
+    """Create an empty ledger that admits keys registered by the given organisation roots.
+
+    Every process that appends with the log key at hand (this key file, recorded here)
+    signs a checkpoint when it is done, so the log is ready for witnesses and auditors.
+    """
     from scalegate.ledger.log import Ledger
+    from scalegate.units import parse_duration
 
     roots = [_vkey(r, "--org-root") for r in org_root]
     target = _path(path)
-    with Ledger.create(target, origin, log_key, roots) as led:
+    interval = None
+    if checkpoint_interval is not None:
+        try:
+            interval = parse_duration(checkpoint_interval)
+        except ValueError:
+            raise LedgerError(f"--checkpoint-interval {checkpoint_interval!r} is not a duration "
+                              "(e.g. 30s, 10min, 1h).") from None
+    with Ledger.create(target, origin, log_key, roots, checkpoint_every=checkpoint_every,
+                       checkpoint_interval=interval) as led:
         console.print(f"created ledger {target} (origin {led.origin!r}, log key "
                       f"{led.log_vkey.keyid}, {len(roots)} organisation root(s)).",
                       highlight=False, soft_wrap=True)
