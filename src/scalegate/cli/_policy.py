@@ -71,13 +71,21 @@ def _table(title: str, *columns: str) -> Table:
 
 
 @app.command("list")
-def list_() -> None:
+def list_(
+    as_json: bool = typer.Option(False, "--json", help="One JSON array (full digests)."),
+) -> None:
     """The bundled policies, loadable by name (e.g. `--policy anthropic-rsp-2.2`)."""
+    import json
+
     from scalegate.policy import bundled_policies, load_policy
 
+    rows = [(name, load_policy(name)) for name in bundled_policies()]
+    if as_json:
+        print(json.dumps([{"name": n, "id": p.id, "kind": p.kind, "version": p.version,
+                           "title": p.title, "digest": p.digest()} for n, p in rows], indent=2))
+        return
     table = _table("bundled policies", "name", "kind", "version", "title", "digest")
-    for name in bundled_policies():
-        p = load_policy(name)
+    for name, p in rows:
         table.add_row(name, p.kind, p.version, p.title, p.digest()[:12])
     console.print(table)
 

@@ -111,6 +111,14 @@ def _location(path: str | os.PathLike[str]) -> tuple[str | URL, Path | None]:
     if "://" in text:
         if text.startswith("sqlite:///"):
             return text, Path(text[len("sqlite:///") :])
+        scheme = text.split("://", 1)[0]
+        if scheme.split("+", 1)[0] not in ("postgresql", "postgres"):
+            raise StoreError(
+                f"cannot open ledger {shown_location(text)}: {scheme}:// is not a database "
+                "scalegate opens (a ledger is a file, sqlite:///PATH, or a PostgreSQL URL).",
+                hint="Point --ledger at the ledger's database; a log served over HTTP is "
+                "checked from its checkpoints and tiles, not opened as a ledger.",
+            )
         return text, None
     p = Path(text)
     # Built, not formatted: a path may hold what a URL string would read as syntax (#, %, ?).
