@@ -7,6 +7,7 @@ from rich.text import Text
 
 from scalegate.errors import PolicyError, ScalegateError
 
+
 class _PlainWhenPiped(Console):
     """A console that, when its output is not a terminal (a pipe, a file), lays lines out
     unwrapped: ``scalegate policy list | grep ...`` sees whole names, not ones cut at 80
