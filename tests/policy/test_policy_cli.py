@@ -258,3 +258,10 @@ def test_piped_listings_are_whole_lines_and_there_is_json() -> None:
     data = json.loads(run("list", "--json"))
     assert {d["name"] for d in data} == set(bundled_policies())
     assert all(d["digest"] == load_policy(d["name"]).digest() for d in data)
+
+
+def test_diff_shows_what_each_side_defines_in_values() -> None:
+    """eu-ai-act vs ca-sb53: the thresholds each defines show their FLOP, not "(defined)"."""
+    out = " ".join(run("diff", "eu-ai-act", "ca-sb53").split())
+    assert "(defined)" not in out
+    assert "flop: 1e25" in out and "flop: 1e26" in out and "action: notify" in out
