@@ -196,6 +196,9 @@ def test_report_command(at, tmp_path: Path) -> None:
     assert trusted.exit_code == EXIT_OK, trusted.output
     said = " ".join(trusted.output.split())  # rich wraps at the runner's width
     assert "0 violations in the replay" in said and "log verified" in said
+    out2 = tmp_path / "run2.html"
+    also = runner.invoke(app, [RUN, "--ledger", str(w.ws.ledger_path), "--out", str(out2)])
+    assert also.exit_code == 0 and "scalegate report: run run-1" in out2.read_text()
     missing = runner.invoke(app, ["nope", "--ledger", str(w.ws.ledger_path), "--html",
                                   str(tmp_path / "x.html")])
     assert missing.exit_code != 0 and not (tmp_path / "x.html").exists()

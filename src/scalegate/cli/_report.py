@@ -22,7 +22,8 @@ from scalegate.units import counted
 
 def report(
     run: str = typer.Argument(..., help="The run id (see `scalegate runs`)."),
-    html: Path = typer.Option(..., "--html", help="Write the HTML report to this file."),
+    html: Path = typer.Option(..., "--html", "--out", "-o",
+                              help="Write the HTML report to this file."),
     ledger: str | None = LedgerOpt,
     trust: Path | None = typer.Option(
         None, "--trust", "-t", help="Verify the log against this trust file first."),
