@@ -87,46 +87,61 @@ def test_report_embeds_the_audit_and_the_plot_data(page: tuple[Path, Any]) -> No
     path, audit = page
     text = path.read_text(encoding="utf-8")
     data, figures, parsed = parse(text)
-    assert data == json.loads(json.dumps(audit.to_json_data(), default=str))
+    expected = json.loads(json.dumps(audit.to_json_data(), default=str))
+    assert data == {**expected, "ledger": "ledger.db"}  # the auditor's path stays private
     assert data["exit_code"] == 3 and data["violations"][0]["kind"] == "training-during-pause"
-    assert [f["layout"]["title"]["text"] for f in figures] == [
+    assert [f["title"] for f in figures] == [
         "compute vs thresholds", "evaluation scores vs compute",
         "timeline: decisions, pauses, approvals, resumptions"]
     compute, evals, timeline = figures
     # Compute on a log scale, with the policy's threshold and the resumption's ceiling.
-    assert compute["layout"]["yaxis"]["type"] == "log"
-    assert [s["y0"] for s in compute["layout"]["shapes"]] == [1e13]
+    assert compute["y"]["scale"] == "log"
+    assert [ln["y"] for ln in compute["lines"]] == [1e13]
     state = audit.runs[0].replay.state
-    eff = next(t for t in compute["data"] if t["name"] == "effective compute")
-    assert eff["y"] == [r.predicate.effective_flop for r in state.compute]
-    ceiling = next(t for t in compute["data"] if t["name"].startswith("ceiling"))
+    series = {x["name"]: x for x in compute["series"]}
+    assert series["effective compute"]["y"] == [r.predicate.effective_flop for r in state.compute]
+    (ceiling,) = [x for name, x in series.items() if name.startswith("ceiling")]
     assert ceiling["y"] == [state.resumes[0].predicate.ceiling_flop] * 2
     # Scores vs compute with the alert and trigger lines.
-    assert evals["layout"]["xaxis"]["type"] == "log"
-    assert sorted(s["y0"] for s in evals["layout"]["shapes"]) == [0.5, 0.8]
-    (scores,) = evals["data"]
+    assert evals["x"]["scale"] == "log"
+    assert sorted(ln["y"] for ln in evals["lines"]) == [0.5, 0.8]
+    (scores,) = evals["series"]
     assert scores["y"] == [r.predicate.value for r in state.evals]
     # The timeline: every pause, approval and resumption, pauses shaded.
-    rows = {t["name"]: len(t["x"]) for t in timeline["data"]}
+    rows: dict[str, int] = {}
+    for x in timeline["series"]:
+        rows[x["name"]] = rows.get(x["name"], 0) + len(x["x"])
     assert rows["pauses"] == 2 and rows["approvals"] == 4 and rows["resumptions"] == 1
-    assert rows["violations"] == 1
-    assert len([s for s in timeline["layout"]["shapes"] if s["type"] == "rect"]) == 2
-    # Each figure has its div; plotly.js is embedded (the page works offline).
+    assert rows["violations"] == 1 and rows["decisions"] == len(state.decisions)
+    assert len(timeline["bands"]) == 2
+    # Each plot is drawn in the page as SVG (no script, nothing fetched), and the page is
+    # small: the audit, the plots and the tables, not a plotting library.
     targets = [a["data-target"] for a, _ in parsed.scripts if a.get("class") ==
                "scalegate-figure"]
-    assert all(t in parsed.ids for t in targets)
-    assert not [a for a, _ in parsed.scripts if a.get("src")] and len(text) > 3_000_000
-    assert any("Plotly" in t[:100_000] for a, t in parsed.scripts if not a.get("type"))
+    assert all(t in parsed.ids for t in targets) and text.count('<svg class="chart"') == 3
+    assert not [a for a, _ in parsed.scripts if a.get("src") or a.get("type") is None]
+    assert len(text.encode()) < 400_000, len(text.encode())
+
+
+def test_the_report_is_complete_and_names_no_local_path(page: tuple[Path, Any]) -> None:
+    path, audit = page
+    text = path.read_text(encoding="utf-8")
+    state = audit.runs[0].replay.state
+    assert "<h3>Safeguard attestations</h3>" in text and state.attestations
+    assert state.attestations[0].predicate.safeguard in text
+    assert "Obligations open at the audit time" in text
+    assert str(path.parent) not in text and str(Path.home()) not in text
+    assert audit.report.ledger not in text and "ledger.db" in text
 
 
 def test_ledger_text_cannot_inject_markup(page: tuple[Path, Any]) -> None:
     text = page[0].read_text(encoding="utf-8")
     assert "pwned" in text  # the text is there ...
     assert '<script>alert("pwned")' not in text and "<img src=x" not in text  # ... inert
-    _, figures, parsed = parse(text)
+    _, _, parsed = parse(text)
     assert not [a for a, t in parsed.scripts if "pwned" in t and a.get("type") is None]
-    hover = json.dumps(figures[2])
-    assert "<img" not in hover and "&lt;img" in hover
+    svg = text[text.index('<svg class="chart"'):]
+    assert "<img" not in svg and "&lt;img" in svg  # a tooltip shows it, as text
 
 
 def test_renders_in_a_headless_browser(page: tuple[Path, Any], tmp_path: Path) -> None:
@@ -139,8 +154,8 @@ def test_renders_in_a_headless_browser(page: tuple[Path, Any], tmp_path: Path) -
                         "--virtual-time-budget=20000", "--dump-dom", page[0].as_uri()],
                        capture_output=True, text=True, timeout=120)
     dom = r.stdout
-    assert 'data-rendered="3"' in dom, r.stderr[-2000:]
-    assert dom.count('class="main-svg"') >= 3
+    assert dom.count('<svg class="chart"') == 3, r.stderr[-2000:]
+    assert dom.count("<circle") > 10 and "<path" in dom
     assert "pwned" in dom and "<img src=x" not in dom
 
 
@@ -155,8 +170,8 @@ def test_long_runs_are_thinned_for_plotting() -> None:
             run_id="long", step=i, tokens=1.0 * i, flop_by_phase={"pretraining": 1e9 * i},
             effective_flop=1e9 * i, method="declared", at=T0 + timedelta(seconds=i))))
         for i in range(1, n + 1)]
-    fig = compute_figure(POLICY, fold(entries, run_id="long")).to_plotly_json()
-    (eff,) = [t for t in fig["data"] if t["name"] == "effective compute"]
+    fig = compute_figure(POLICY, fold(entries, run_id="long")).data()
+    (eff,) = [t for t in fig["series"] if t["name"] == "effective compute"]
     assert len(eff["y"]) <= MAX_POINTS + 1
     assert eff["y"][0] == 1e9 and eff["y"][-1] == 1e9 * n  # the ends are kept
 

@@ -280,7 +280,6 @@ def test_only_post_dated_statements_are_judged_by_their_logging(world: World) ->
 
 
 def test_the_html_report_has_a_section_per_policy(world: World) -> None:
-    pytest.importorskip("plotly")
     meet_own_obligation(world)
     deadline = held(world.audit(held_to=[law()]), "test-law").findings[-1].deadline
     audit = world.audit(now=deadline + timedelta(hours=1), held_to=[law()])

@@ -170,7 +170,7 @@ def test_verify_terminal_summary_and_html(at, tmp_path: Path) -> None:
     assert r.returncode == EXIT_VIOLATIONS, r.stderr
     assert "training-during-pause" in r.stdout and "runs replayed" in r.stdout
     assert "1 violation found" in r.stdout
-    assert out.stat().st_size > 100_000 and "audit report written" in r.stderr
+    assert out.stat().st_size > 10_000 and "audit report written" in r.stderr
     no_replay = _verify(w, "--no-replay", "--json")
     assert no_replay.returncode == EXIT_OK
     assert json.loads(no_replay.stdout)["runs"] == []

@@ -3,14 +3,12 @@ runs were held to (its findings in a section of their own), and per run its fact
 plots (compute vs thresholds, evaluation scores vs compute, a timeline), replayed
 decisions, pauses, approvals and resumptions.
 
-The page works offline: plotly.js is embedded, and every figure is a JSON block that
-a few lines of script hand to ``Plotly.newPlot`` (``body[data-rendered]`` counts the
-figures drawn). The whole audit is embedded too, as the JSON ``scalegate verify
---json`` prints (``<script id="scalegate-audit" type="application/json">``), so the
+The page works offline and runs no script: every plot is inline SVG (with a tooltip per
+point), and its numbers are also a JSON block (``<script type="application/json"
+class="scalegate-figure">``). The whole audit is embedded too, as the JSON ``scalegate
+verify --json`` prints (``<script id="scalegate-audit" type="application/json">``), so the
 page is also a machine-readable record. Nothing from the ledger reaches the page
-unescaped.
-
-Plotting needs ``plotly`` (``pip install 'scalegate[report]'``).
+unescaped, and no local path does: the ledger is named by its file name.
 """
 
 from __future__ import annotations
@@ -24,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scalegate.audit._plots import run_figures, when
+from scalegate.audit._svg import Chart
 from scalegate.errors import VerificationError
 from scalegate.units import counted
 
@@ -43,16 +42,10 @@ text-align:left;vertical-align:top;border-bottom:1px solid #eceff1}th{background
 .ok{color:#2e7d32}.bad{color:#c62828;font-weight:600}.warn{color:#ef6c00;font-weight:600}
 .badge{display:inline-block;padding:3px 10px;border-radius:12px;font-weight:700}
 .badge.ok{background:#e8f5e9}.badge.bad{background:#ffebee}.badge.warn{background:#fff3e0}
-.plot{min-height:420px;margin:12px 0 24px}code{font-size:12px}.more{color:#757575}
+.plot{margin:12px 0 24px}.plot svg{width:100%;height:auto;max-width:1100px}
+code{font-size:12px}.more{color:#757575}
 .facts td:first-child{width:220px;color:#546e7a}
 """
-
-_BOOT = """
-(function(){var n=0;document.querySelectorAll('script.scalegate-figure').forEach(function(s){
-var f=JSON.parse(s.textContent);Plotly.newPlot(s.dataset.target,f.data,f.layout,
-{responsive:true,displaylogo:false});n++;});document.body.dataset.rendered=String(n);})();
-"""
-
 
 def _js_json(data: Any) -> str:
     """JSON safe inside a ``<script>`` element (no ``</script>``, no HTML comment opener)."""
@@ -98,10 +91,10 @@ class _Page:
     def add(self, text: str) -> None:
         self.parts.append(text)
 
-    def figure(self, name: str, fig: Any) -> None:
+    def figure(self, name: str, chart: Chart) -> None:
         target = f"fig-{len(self.figures) + 1}-{name}"
-        self.figures.append((target, fig.to_json()))
-        self.add(f'<div class="plot" id="{target}"></div>')
+        self.figures.append((target, json.dumps(chart.data(), default=str)))
+        self.add(f'<figure class="plot" id="{target}">{chart.svg()}</figure>')
 
     # --- sections ----------------------------------------------------------------------------
 
@@ -235,13 +228,36 @@ class _Page:
                         + (f", ceiling {p.ceiling_flop:.3g} FLOP" if p.ceiling_flop else ""))
             rows.append([f"#{rec.index}", kind, _iso(when(p)), what])
         self.add(_table(["entry", "kind", "time", "what"], rows) if rows else "<p>None.</p>")
+        self.standing(run)
         self.add("</section>")
+
+    def standing(self, run: RunAudit) -> None:
+        """Safeguard attestations, obligations still open, and what a paused run lacks."""
+        from scalegate.gate import resumption
+
+        rep, policy = run.replay, run.policy
+        assert rep is not None and rep.state is not None and policy is not None
+        state = rep.state
+        self.add("<h3>Safeguard attestations</h3>")
+        self.add(_table(["entry", "safeguard", "by", "scope", "valid from", "valid until"], [
+            [f"#{a.index}", a.predicate.safeguard, f"{a.signer} ({', '.join(a.roles)})",
+             a.predicate.scope, _iso(a.predicate.valid_from), _iso(a.predicate.valid_until)]
+            for a in state.attestations]) if state.attestations else "<p>None.</p>")
+        open_ = rep.final.obligations if rep.final else []
+        self.add(f"<h3>Obligations open at the audit time ({len(open_)})</h3>")
+        self.add(_table(["obligation", "recipient", "deadline", "what"], [
+            [o.id, o.recipient, _iso(o.deadline), o.message] for o in open_])
+            if open_ else "<p>None.</p>")
+        if state.active_pause is not None:
+            lacks = resumption(policy, state, now=rep.now).missing_messages()
+            self.add(f"<h3>What the resumption of pause #{state.active_pause.index} still "
+                     "lacks</h3>")
+            self.add("<ul>" + "".join(f"<li>{_h(m)}</li>" for m in lacks) + "</ul>" if lacks
+                     else '<p class="ok">Nothing: the gate allows it to resume.</p>')
 
     # --- the page ------------------------------------------------------------------------------
 
     def render(self, title: str, run_ids: list[str] | None) -> str:
-        from plotly.offline import get_plotlyjs
-
         rep = self.audit.report
         if rep.violations_total:
             found = counted(rep.violations_total, "violations")
@@ -256,6 +272,7 @@ class _Page:
         for run in runs:
             self.run(run)
         data = self.audit.to_json_data()
+        data["ledger"] = _ledger_name(rep.ledger)  # the auditor's own paths stay private
         if run_ids is not None:
             data["runs"] = [r for r in data["runs"] if r["run_id"] in run_ids]
         figures = "".join(
@@ -265,27 +282,27 @@ class _Page:
             f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{_h(title)}'
             f"</title><meta name=\"viewport\" content=\"width=device-width\"><style>{_CSS}"
             f"</style></head><body><header><h1>{_h(title)}</h1><div>ledger "
-            f"<code>{_h(rep.ledger)}</code> · origin <code>{_h(rep.origin)}</code> · "
+            f"<code>{_h(_ledger_name(rep.ledger))}</code> · origin <code>{_h(rep.origin)}</code> · "
             f"{counted(rep.size, 'entries')} · {badge} · exit status {rep.exit_code} · generated "
             f"{_iso(datetime.now(UTC))}</div></header><main>{''.join(self.parts)}</main>"
             f'<script type="application/json" id="scalegate-audit">{_js_json(data)}</script>'
-            f"{figures}<script>{get_plotlyjs()}</script><script>{_BOOT}</script>"
-            "</body></html>")
+            f"{figures}</body></html>")
 
 
 def render_html(audit: LedgerAudit, *, run_ids: list[str] | None = None,
                 title: str | None = None) -> str:
     """The audit report as one self-contained HTML page (only ``run_ids`` if given)."""
-    try:
-        import plotly  # noqa: F401
-    except ImportError:
-        raise VerificationError(
-            "the HTML report needs plotly, which is not installed.",
-            hint="pip install 'scalegate[report]' (or pip install plotly).") from None
     if title is None:
         title = ("scalegate audit" if run_ids is None or len(run_ids) != 1
                  else f"scalegate report: run {run_ids[0]}")
     return _Page(audit).render(title, run_ids)
+
+
+def _ledger_name(where: str) -> str:
+    """A ledger as a report names it: its file name, or its URL without a password."""
+    if "://" in where and not where.startswith("sqlite:"):
+        return where
+    return Path(where.removeprefix("sqlite:///")).name
 
 
 def write_html(path: str | os.PathLike[str], audit: LedgerAudit, **kw: Any) -> Path:
