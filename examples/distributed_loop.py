@@ -8,7 +8,7 @@ from torch import nn
 
 from scalegate.errors import RunPaused
 from scalegate.evals import Probe, Suite
-from scalegate.integrations import DistributedSupervisor, resume_checkpoint
+from scalegate.integrations import DistributedSupervisor
 
 ledger, key, policy, run_id = [*sys.argv[1:], "ddp-run"][:4]
 dist.init_process_group("gloo")
@@ -18,8 +18,6 @@ a, d = torch.randint(0, 16, (26624,)), torch.randint(1, 16, (26624,))
 data, targets = torch.stack([a, (a + d) % 16], 1), (a + 2 * d) % 16
 net = nn.Sequential(nn.Embedding(16, 32), nn.Flatten(), nn.Linear(64, 128), nn.GELU(),
                     nn.Linear(128, 16))
-if (start := resume_checkpoint(ledger, run_id)) is not None:  # resumed: the paused weights
-    net.load_state_dict(torch.load(f"{start}/model.pt"))
 hx, hy = data[-1024:], targets[-1024:]  # held out: evaluated on rank 0 at milestones
 evals = Suite([Probe("heldout-next-token", "next-token", "accuracy",
                      lambda m, ctx: (m(hx).argmax(-1) == hy).float().mean().item())])
@@ -27,6 +25,8 @@ try:  # on every rank; rank 0 opens the ledger and writes it, the others only co
     sup = DistributedSupervisor.open(run_id, policy, ledger, key, model=net, evaluator=evals)
 except RunPaused as refused:  # paused: refused on every rank, before any step
     sys.exit(str(refused))
+if sup.resume_checkpoint is not None:  # resumed: the paused weights (rank 0 read the ledger)
+    net.load_state_dict(torch.load(sup.resume_checkpoint / "model.pt"))
 model = nn.parallel.DistributedDataParallel(net)
 opt = torch.optim.SGD(model.parameters(), lr=0.5)
 for step in range(sup.step_index, 400):  # a global batch of 64, split between the ranks

@@ -158,8 +158,12 @@ class DistributedSupervisor:
         self, *, run_id: str, collective: Collective, meter: Meter,
         supervisor: FrameworkSupervisor | None, step_index: int, effective_flop: float,
         restart_step: int | None, ledger: Any, trackers: Trackers | None, clock: Any,
+        resume_checkpoint: Path | None = None,
     ) -> None:
         self.run_id = run_id
+        #: Every rank: the checkpoint a just-resumed run must load (the one its pause
+        #: recorded, as rank 0 read it from the ledger), else None.
+        self.resume_checkpoint = resume_checkpoint
         self.collective = collective
         self.meter = meter
         self.supervisor = supervisor
@@ -223,8 +227,8 @@ class DistributedSupervisor:
                       tokens_of=tokens_of, pad_token_id=pad_token_id)
         sup: FrameworkSupervisor | None = None
         owned: Any = None
-        header = [0.0] * 6
-        text, error = "", None
+        header = [0.0] * 7
+        text, error, uri = "", None, ""
         if collective.rank == 0:
             try:
                 policy, ledger, key, is_owned = _load(policy, ledger, key)
@@ -233,20 +237,23 @@ class DistributedSupervisor:
                                                evaluator=evaluator, **options)
                 sup.defer_checkpoint = defer_checkpoint
                 point = restart_point(sup.state)
+                uri = (point.uri or "") if point is not None else ""
                 header = [_OK, sup.step_index, sup.effective_flop,
-                          -1 if point is None else point.step, 0, 0]
+                          -1 if point is None else point.step, 0, 0, len(uri)]
             except Exception as exc:
                 if owned is not None:
                     owned.close()
                 error, text = exc, _describe(exc)
-                header = [_status(exc), 0, 0, -1, 0, len(text)]
+                header = [_status(exc), 0, 0, -1, 0, len(text), 0]
         header = collective.broadcast(header)
         text = _share_text(collective, text, int(header[5]))
         _raise_shared(collective, int(header[0]), text, error)
+        uri = _share_text(collective, uri, int(header[6]))
         return cls(
             run_id=run_id, collective=collective, meter=meter, supervisor=sup,
             step_index=int(header[1]), effective_flop=header[2],
             restart_step=None if header[3] < 0 else int(header[3]), ledger=owned,
+            resume_checkpoint=Path(uri) if uri else None,
             trackers=trackers_of(trackers) if collective.rank == 0 else None,
             clock=options.get("clock") or now_utc,
         )
