@@ -23,21 +23,7 @@ Phase = Literal[
     "exploratory",
 ]
 
-PHASES: tuple[str, ...] = (
-    "pretraining",
-    "fine-tuning",
-    "rl",
-    "synthetic-data",
-    "synthetic-data-public",
-    "merged-weights",
-    "recomputation",
-    "evaluation",
-    "reward-model",
-    "distillation-teacher",
-    "exploratory",
-)
-
-# Keep the Literal and the tuple identical: a typo in one would silently split them.
-assert get_args(Phase) == PHASES, "PHASES and Phase disagree"
+#: The phases in order, read from :data:`Phase` itself: one list, never two to keep in step.
+PHASES: tuple[str, ...] = get_args(Phase)
 
 __all__ = ["PHASES", "Phase"]
