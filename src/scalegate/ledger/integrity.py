@@ -7,7 +7,9 @@ hash from the stored entry bytes and every stored interior node from the level b
 log signature, origin and root, verifies every envelope's signature and re-folds the
 key registry in log order (a signer must have been registered before the entry and be
 valid at the entry's ``appended_at``), and compares the folded registry with the
-``keys`` cache. The log is taken in aligned chunks, each read, hashed and checked by
+``keys`` cache. It also says what no check can reach (:attr:`IntegrityReport.unverified`,
+:mod:`~scalegate.ledger.coverage`): entries no signed checkpoint covers, checkpoints gone
+missing. The log is taken in aligned chunks, each read, hashed and checked by
 one of ``workers`` helper processes with its own read connection
 (:mod:`~scalegate.ledger.chunk_check`); this process folds their verdicts in log order.
 
@@ -41,6 +43,7 @@ from scalegate.ledger.chunk_check import (
     check_level,
     init_helper,
 )
+from scalegate.ledger.coverage import ISSUED_KEY, Coverage, issued_count
 from scalegate.ledger.entry_check import init_keys
 from scalegate.ledger.envelope import Envelope
 from scalegate.ledger.keys import VerifierKey
@@ -76,11 +79,24 @@ class IntegrityReport:
     problems_total: int = 0
     tree_ok: bool = True
     seconds: float = 0.0
+    coverage: Coverage | None = None
 
     @property
     def ok(self) -> bool:
-        """True when every check held."""
+        """True when every check held (see :attr:`unverified` for what no check could
+        reach)."""
         return self.problems_total == 0
+
+    @property
+    def unverified(self) -> list[str]:
+        """Why no signed checkpoint vouches for the log (empty when checkpoints cover it,
+        up to its tail): no checkpoint over its entries, or checkpoints gone missing."""
+        return self.coverage.unverified() if self.coverage is not None else []
+
+    @property
+    def unverified_tail(self) -> tuple[int, int] | None:
+        """First and last index of the entries after the latest checkpoint that held."""
+        return self.coverage.tail if self.coverage is not None else None
 
     def add(self, problem: str, *, tree: bool = False) -> None:
         """Record a problem (the first 200 are kept verbatim, the rest counted)."""
@@ -117,6 +133,7 @@ def verify_ledger(
         key_rows = store.entries_by_index(conn, store.key_statement_indices(conn))
         cached_keys = store.load_keys(conn)
         checkpoints = store.checkpoints(conn)
+        meta = store.meta_in(conn)
     report = IntegrityReport(ledger.path, ledger.origin, n)
     registry = KeyRegistry(ledger.org_roots)
     if workers is None:  # helper processes pay off from a few chunks on
@@ -133,6 +150,11 @@ def verify_ledger(
         if report.tree_ok:
             report.root = ledger._root_in(conn, n)
     _check_checkpoints(ledger, checkpoints, n, report)
+    report.coverage = Coverage(n, report.latest_checkpoint or 0, issued_count(meta),
+                               len(checkpoints), meta.get(ISSUED_KEY))
+    if report.coverage.issued is not None and report.coverage.issued < len(checkpoints):
+        report.add(f"the checkpoints table holds {len(checkpoints)} checkpoints but the log "
+                   f"meta records {report.coverage.issued} issued: one of them was altered.")
     if registry != KeyRegistry(ledger.org_roots, cached_keys):
         report.add("the keys table (registry cache) differs from the key statements in the log.")
     report.keys = len(registry)

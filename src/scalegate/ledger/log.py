@@ -44,6 +44,7 @@ from scalegate.errors import (
 )
 from scalegate.ledger import merkle
 from scalegate.ledger.admission import admit, precheck, prepare
+from scalegate.ledger.coverage import ISSUED_KEY, Coverage, issued_count
 from scalegate.ledger.envelope import Envelope
 from scalegate.ledger.keys import SigningKey, VerifierKey, is_sound_key
 from scalegate.ledger.registry import KEY_KINDS, KeyRegistry, RegisteredKey
@@ -193,6 +194,7 @@ class Ledger:
             "log_vkey": log_key.vkey.text(),
             "org_roots": json.dumps([r.text() for r in dict.fromkeys(roots)]),
             "created_at": format_time((now or _utc_now)()),
+            ISSUED_KEY: "0",
         }
         if key_path:
             meta["log_key_path"] = key_path
@@ -492,6 +494,30 @@ class Ledger:
             root = self._root_in(conn, n)
         note = sign_checkpoint(Checkpoint(self.origin, n, root), self._signing_key())
         return n, root, self._store.add_checkpoint(n, root, note, format_time(self._now()))
+
+    def coverage(self) -> Coverage:
+        """What the latest checkpoint covers, cheaply (one signature check, no tree walk).
+
+        The latest checkpoint's root was checked against the tree when the ledger was
+        opened; here its log signature is checked too (a forged one covers nothing).
+        ``ledger verify`` checks every checkpoint and reports the same verdict.
+        """
+        from scalegate.errors import NoteError
+        from scalegate.ledger.checkpoint import open_checkpoint
+
+        with self._store.reader() as conn:
+            n = self._store.size_in(conn)
+            meta = self._store.meta_in(conn)
+            stored = len(self._store.checkpoints(conn))
+            latest = self._store.latest_checkpoint(conn)
+        covered = 0
+        if latest is not None and latest[0] <= n:
+            try:
+                cp, _ = open_checkpoint(latest[2], self.log_vkey, origin=self.origin)
+                covered = latest[0] if (cp.size, cp.root_hash) == latest[:2] else 0
+            except NoteError:
+                covered = 0
+        return Coverage(n, covered, issued_count(meta), stored, meta.get(ISSUED_KEY))
 
     def latest_checkpoint(self) -> str | None:
         """The most recent checkpoint note issued, if any (does not sign a new one)."""

@@ -32,6 +32,7 @@ from sqlalchemy import (
     insert,
     select,
     text,
+    update,
 )
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -272,7 +273,13 @@ class LedgerStore:
     def meta(self) -> dict[str, str]:
         """The ``meta`` table as a dict."""
         with self.reader() as conn:
-            return {r.key: r.value for r in conn.execute(select(meta_t.c.key, meta_t.c.value))}
+            return self.meta_in(conn)
+
+    @staticmethod
+    def meta_in(conn: Connection) -> dict[str, str]:
+        """The ``meta`` table as a dict, read in ``conn``'s transaction."""
+        rows = conn.execute(select(meta_t.c.key, meta_t.c.value))
+        return {str(r.key): str(r.value) for r in rows}
 
     @staticmethod
     def size_in(conn: Connection) -> int:
@@ -414,6 +421,14 @@ class LedgerStore:
         return [registered_key(r) for r in conn.execute(q)]
 
     @staticmethod
+    def count_entries(conn: Connection, start: int, *, run_id: str | None = None) -> int:
+        """How many entries from index ``start`` on (optionally of one run) the log holds."""
+        q = select(func.count()).select_from(entries_t).where(entries_t.c.idx >= start)
+        if run_id is not None:
+            q = q.where(entries_t.c.run_id == run_id)
+        return int(conn.execute(q).scalar_one())
+
+    @staticmethod
     def checkpoints(conn: Connection) -> list[tuple[int, bytes, str, str]]:
         """Every stored checkpoint ``(size, root_hash, note, issued_at)``, oldest first."""
         q = select(checkpoints_t).order_by(checkpoints_t.c.size)
@@ -450,7 +465,11 @@ class LedgerStore:
             raise StoreError(f"cannot write ledger {self.where}: {_db_reason(exc)}") from exc
 
     def add_checkpoint(self, size: int, root: bytes, note: str, issued_at: str) -> str:
-        """Store a signed checkpoint unless one of that size exists; return the stored note."""
+        """Store a signed checkpoint unless one of that size exists; return the stored note.
+
+        The same transaction counts it in the meta (:data:`~scalegate.ledger.coverage.
+        ISSUED_KEY`), so checkpoints deleted later show as missing.
+        """
         with self.writer() as w:
             row = w.conn.execute(
                 select(checkpoints_t.c.note).where(checkpoints_t.c.size == size)
@@ -461,7 +480,23 @@ class LedgerStore:
                 insert(checkpoints_t),
                 [{"size": size, "root_hash": root, "note": note, "issued_at": issued_at}],
             )
+            self._count_issued(w.conn)
             return note
+
+    @staticmethod
+    def _count_issued(conn: Connection) -> None:
+        from scalegate.ledger.coverage import ISSUED_KEY, issued_count
+
+        meta = LedgerStore.meta_in(conn)
+        issued = issued_count(meta)
+        if issued is None:  # unrecorded (an older ledger) or unreadable: count what is stored
+            issued = int(conn.execute(select(func.count()).select_from(checkpoints_t))
+                         .scalar_one()) - 1
+        value = str(issued + 1)
+        if ISSUED_KEY in meta:
+            conn.execute(update(meta_t).where(meta_t.c.key == ISSUED_KEY).values(value=value))
+        else:
+            conn.execute(insert(meta_t), [{"key": ISSUED_KEY, "value": value}])
 
 
 class Writer:
