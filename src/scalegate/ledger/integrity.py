@@ -34,6 +34,7 @@ from scalegate.errors import (
     NoteError,
     SignatureError,
     StatementError,
+    StoreError,
 )
 from scalegate.ledger import merkle
 from scalegate.ledger.chunk_check import (
@@ -47,7 +48,7 @@ from scalegate.ledger.coverage import ISSUED_KEY, Coverage, issued_count
 from scalegate.ledger.entry_check import init_keys
 from scalegate.ledger.envelope import Envelope
 from scalegate.ledger.keys import VerifierKey
-from scalegate.ledger.registry import KEY_KINDS, KeyRegistry
+from scalegate.ledger.registry import KEY_KINDS, KeyRegistry, RegisteredKey
 from scalegate.ledger.schema import EntryRow, parse_time
 from scalegate.ledger.statements import parse_statement
 from scalegate.units import counted
@@ -131,7 +132,11 @@ def verify_ledger(
         n = store.size_in(conn)
         counts = store.node_counts(conn)
         key_rows = store.entries_by_index(conn, store.key_statement_indices(conn))
-        cached_keys = store.load_keys(conn)
+        damaged_cache = ""
+        try:
+            cached_keys: list[RegisteredKey] | None = store.load_keys(conn)
+        except StoreError as exc:
+            cached_keys, damaged_cache = None, exc.message
         checkpoints = store.checkpoints(conn)
         meta = store.meta_in(conn)
     report = IntegrityReport(ledger.path, ledger.origin, n)
@@ -155,7 +160,9 @@ def verify_ledger(
     if report.coverage.issued is not None and report.coverage.issued < len(checkpoints):
         report.add(f"the checkpoints table holds {len(checkpoints)} checkpoints but the log "
                    f"meta records {report.coverage.issued} issued: one of them was altered.")
-    if registry != KeyRegistry(ledger.org_roots, cached_keys):
+    if cached_keys is None:
+        report.add(damaged_cache)
+    elif registry != KeyRegistry(ledger.org_roots, cached_keys):
         report.add("the keys table (registry cache) differs from the key statements in the log.")
     report.keys = len(registry)
     report.seconds = time.perf_counter() - start
@@ -168,8 +175,10 @@ def _candidate_keys(key_rows: list[EntryRow]) -> list[str]:
     candidates: dict[str, str] = {}
     for r in key_rows:
         try:
-            pred = parse_statement(Envelope.from_bytes(r.data).payload_bytes()).predicate
-            vk = VerifierKey.parse(pred.vkey)  # type: ignore[attr-defined]
+            st = parse_statement(Envelope.from_bytes(r.data).payload_bytes())
+            if st.kind not in KEY_KINDS:  # a kind column that lies: reported with the entry
+                continue
+            vk = VerifierKey.parse(st.predicate.vkey)  # type: ignore[attr-defined]
             candidates.setdefault(vk.keyid, vk.text())
         except (EnvelopeError, StatementError, KeyMaterialError):
             continue  # reported when the entry itself is checked
@@ -272,7 +281,10 @@ def _fold(
             elif last is not None and last[1] == appended_at and last[0] == signer_ids:
                 signer = last[2]
             else:
-                when = parse_time(appended_at)
+                try:
+                    when = parse_time(appended_at)
+                except ValueError as exc:
+                    raise ValueError(f"its appended_at {exc}") from None
                 signer = _standing_signer(signer_ids, verifiers, registry, when)
                 last = (signer_ids, appended_at, signer)
             if signer.keyid != signer_col:

@@ -101,9 +101,14 @@ class LogEntry:
         return parse_statement(self.envelope.payload_bytes())
 
     @classmethod
-    def _from_row(cls, r: EntryRow) -> LogEntry:
-        return cls(r.index, r.leaf_hash, r.data, r.kind, r.run_id, r.signer,
-                   parse_time(r.appended_at))
+    def _from_row(cls, r: EntryRow, where: str = "the ledger") -> LogEntry:
+        try:
+            when = parse_time(r.appended_at)
+        except ValueError as exc:
+            raise StoreError(f"entry {r.index} of {where} is damaged: its appended_at {exc}.",
+                             hint="The file was altered; run `scalegate ledger verify` and "
+                             "restore the ledger from a backup or mirror.") from None
+        return cls(r.index, r.leaf_hash, r.data, r.kind, r.run_id, r.signer, when)
 
 
 class Ledger:
@@ -128,10 +133,12 @@ class Ledger:
         try:
             self.origin: str = meta["origin"]
             self.log_vkey: VerifierKey = VerifierKey.parse(meta["log_vkey"])
-            self.org_roots: tuple[VerifierKey, ...] = tuple(
-                VerifierKey.parse(t) for t in json.loads(meta["org_roots"])
-            )
-        except (KeyError, ValueError, KeyMaterialError) as exc:
+            roots = json.loads(meta["org_roots"])
+            if not isinstance(roots, list) or not all(isinstance(t, str) for t in roots):
+                raise ValueError(f"org_roots is {meta['org_roots'][:60]!r}, not a list of "
+                                 "verifier keys")
+            self.org_roots: tuple[VerifierKey, ...] = tuple(VerifierKey.parse(t) for t in roots)
+        except (KeyError, ValueError, RecursionError, KeyMaterialError) as exc:
             store.close()
             raise StoreError(
                 f"ledger {store.where} has damaged metadata ({exc}); it cannot be used."
@@ -401,7 +408,7 @@ class Ledger:
                     f"{counted(n, 'entries')}."
                 )
             rows = self._store.entries(conn, start, end, kind=kind, run_id=run_id, limit=limit)
-        return [LogEntry._from_row(r) for r in rows]
+        return [LogEntry._from_row(r, self.path) for r in rows]
 
     def iter_entries(self, start: int = 0, end: int | None = None, *,
                      batch: int = 4096) -> Iterator[LogEntry]:

@@ -34,6 +34,7 @@ from sqlalchemy import (
     Text,
 )
 
+from scalegate.errors import ScalegateError, StoreError
 from scalegate.ledger.keys import VerifierKey
 from scalegate.ledger.registry import RegisteredKey
 
@@ -116,8 +117,19 @@ def format_time(t: datetime) -> str:
 
 
 def parse_time(text: str) -> datetime:
-    """Inverse of :func:`format_time` (accepts any RFC 3339 time with an offset)."""
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    """Inverse of :func:`format_time` (accepts any RFC 3339 time with an offset).
+
+    :class:`ValueError` names the text when it is no time, or one without an offset (a
+    naive time could not be compared with the others).
+    """
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (ValueError, TypeError, AttributeError):
+        when = None
+    if when is None or when.utcoffset() is None:
+        shown = text[:40] if isinstance(text, str) else text
+        raise ValueError(f"{shown!r} is not an RFC 3339 time with a UTC offset")
+    return when
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,11 +173,21 @@ def key_row(k: RegisteredKey) -> dict[str, Any]:
 
 
 def registered_key(r: Any) -> RegisteredKey:
-    """A ``keys`` row back to a :class:`RegisteredKey`."""
+    """A ``keys`` row back to a :class:`RegisteredKey`; :class:`StoreError` if it is damaged."""
+    try:
+        return _registered_key(r)
+    except (ValueError, TypeError, RecursionError, ScalegateError) as exc:
+        raise StoreError(f"the keys table (registry cache) is damaged: the row of key "
+                         f"{str(r.keyid)[:80]!r} does not read back ({exc}).",
+                         hint="Run `scalegate ledger verify`; the cache is rebuilt from the "
+                         "key statements in the log.") from None
+
+
+def _registered_key(r: Any) -> RegisteredKey:
     return RegisteredKey(
         vkey=VerifierKey.parse(r.vkey),
         org=r.org,
-        roles=tuple(json.loads(r.roles)),
+        roles=tuple(_roles(json.loads(r.roles))),
         valid_from=parse_time(r.valid_from),
         valid_until=parse_time(r.valid_until) if r.valid_until else None,
         registered_by=r.registered_by,
@@ -174,3 +196,9 @@ def registered_key(r: Any) -> RegisteredKey:
         revoked_index=None if r.revoked_index is None else int(r.revoked_index),
         revocation_reason=r.revocation_reason,
     )
+
+
+def _roles(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise ValueError(f"roles {str(value)[:60]!r} is not a list of names")
+    return value
