@@ -239,14 +239,21 @@ def show(
                               f"{', '.join(list_runs(led)) or 'none yet'}).",
                               hint="Check the run id (`scalegate runs`).")
     if as_json:
+        from scalegate.documents import load_json
+
         for e in entries:
-            st = e.statement
+            try:
+                st, envelope = e.statement, load_json(e.data)
+            except (ScalegateError, ValueError) as exc:
+                raise LedgerError(f"entry {e.index} of {where} does not read back: {exc}",
+                                  hint="The file was altered; run `scalegate ledger verify` "
+                                  "and restore the ledger from a backup or mirror.") from None
             print(json.dumps({
                 "index": e.index, "leaf_hash": e.leaf_hash.hex(), "kind": e.kind,
                 "run_id": e.run_id, "signer": e.signer,
                 "appended_at": e.appended_at.isoformat().replace("+00:00", "Z"),
                 "statement": st.model_dump(mode="json", by_alias=True),
-                "envelope": json.loads(e.data),
+                "envelope": envelope,
             }, sort_keys=True), flush=False)
         sys.stdout.flush()
         return

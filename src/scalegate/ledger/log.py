@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from sqlalchemy.engine import Connection
 
+from scalegate.documents import load_json
 from scalegate.errors import (
     AppendConflict,
     AppendRefused,
@@ -133,7 +134,7 @@ class Ledger:
         try:
             self.origin: str = meta["origin"]
             self.log_vkey: VerifierKey = VerifierKey.parse(meta["log_vkey"])
-            roots = json.loads(meta["org_roots"])
+            roots = load_json(meta["org_roots"])
             if not isinstance(roots, list) or not all(isinstance(t, str) for t in roots):
                 raise ValueError(f"org_roots is {meta['org_roots'][:60]!r}, not a list of "
                                  "verifier keys")

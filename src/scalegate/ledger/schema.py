@@ -34,6 +34,7 @@ from sqlalchemy import (
     Text,
 )
 
+from scalegate.documents import load_json
 from scalegate.errors import ScalegateError, StoreError
 from scalegate.ledger.keys import VerifierKey
 from scalegate.ledger.registry import RegisteredKey
@@ -187,7 +188,7 @@ def _registered_key(r: Any) -> RegisteredKey:
     return RegisteredKey(
         vkey=VerifierKey.parse(r.vkey),
         org=r.org,
-        roles=tuple(_roles(json.loads(r.roles))),
+        roles=tuple(_roles(load_json(r.roles))),
         valid_from=parse_time(r.valid_from),
         valid_until=parse_time(r.valid_until) if r.valid_until else None,
         registered_by=r.registered_by,
