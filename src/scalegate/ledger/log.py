@@ -105,8 +105,11 @@ class LogEntry:
     def _from_row(cls, r: EntryRow, where: str = "the ledger") -> LogEntry:
         try:
             when = parse_time(r.appended_at)
+            if len(r.leaf_hash) != 32:
+                raise ValueError(f"its leaf hash is {len(r.leaf_hash)} bytes, not 32")
         except ValueError as exc:
-            raise StoreError(f"entry {r.index} of {where} is damaged: its appended_at {exc}.",
+            what = str(exc) if str(exc).startswith("its ") else f"its appended_at {exc}"
+            raise StoreError(f"entry {r.index} of {where} is damaged: {what}.",
                              hint="The file was altered; run `scalegate ledger verify` and "
                              "restore the ledger from a backup or mirror.") from None
         return cls(r.index, r.leaf_hash, r.data, r.kind, r.run_id, r.signer, when)
@@ -262,6 +265,11 @@ class Ledger:
             latest = self._store.latest_checkpoint(conn)
             if latest is not None:
                 size, root, _, _ = latest
+                if size < 0:
+                    raise StoreError(
+                        f"ledger {self.path} is damaged: its latest checkpoint's size is not a "
+                        "tree size; the checkpoints table was altered.",
+                        hint="Run `scalegate ledger verify` and restore from a backup.")
                 if size > n:
                     raise StoreError(
                         f"ledger {self.path} is damaged: it has {counted(n, 'entries')} but a "

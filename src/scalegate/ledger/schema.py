@@ -146,15 +146,40 @@ class EntryRow:
     appended_at: str
 
 
+# A tampered SQLite file may hold any type in any column: read what is there, let the
+# checks fail on it (never bytes(int), which would allocate that many zero bytes).
+
+
 def blob(value: Any) -> bytes:
-    # A tampered SQLite file may hold TEXT where a BLOB belongs; read it, let checks fail.
-    return value.encode("utf-8", "surrogateescape") if isinstance(value, str) else bytes(value)
+    """Bytes from whatever a (possibly tampered) column holds."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    if value is None:
+        return b""
+    return str(value).encode("utf-8", "surrogateescape")
+
+
+def column_text(value: Any) -> str:
+    """Text from whatever a (possibly tampered) column holds."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "replace")
+    return "" if value is None else str(value)
+
+
+def column_int(value: Any) -> int:
+    """An integer column value; -1 (which no check accepts) for anything that is not one."""
+    if type(value) is int:
+        return value
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        return -1
 
 
 def entry_row(r: Any) -> EntryRow:
-    return EntryRow(int(r.idx), blob(r.leaf_hash), blob(r.data), str(r.kind),
-                    None if r.run_id is None else str(r.run_id), str(r.signer),
-                    str(r.appended_at))
+    return EntryRow(column_int(r.idx), blob(r.leaf_hash), blob(r.data), column_text(r.kind),
+                    None if r.run_id is None else column_text(r.run_id),
+                    column_text(r.signer), column_text(r.appended_at))
 
 
 def key_row(k: RegisteredKey) -> dict[str, Any]:
