@@ -215,3 +215,11 @@ class AppendConflict(AppendRefused):
     def __init__(self, message: str, *, size: int, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.size = size
+
+
+class DuplicateStatement(AppendRefused):
+    """The statement (the signed payload) is already in the log: the log admits it once."""
+
+    def __init__(self, message: str, *, index: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.index = index

@@ -70,7 +70,8 @@ def publish_policy(ledger: Ledger, key: SigningKey, policy: Policy) -> tuple[Ref
     existing = policy_entry(ledger, policy.digest(), approved_by=approvers)
     if existing is not None and set(_roles_of(ledger, existing.signer)) & set(approvers):
         return ref_of(existing), False  # a copy signed by anyone else does not count
-    return _ref(ledger.append(sign_statement(policy_statement(policy), key))), True
+    statement = policy_statement(policy, now_utc())
+    return _ref(ledger.append(sign_statement(statement, key))), True
 
 
 def _roles_of(ledger: Ledger, keyid: str) -> tuple[str, ...]:
@@ -284,7 +285,8 @@ def _resume_once(
             missing=missing,
         )
     assert res.pause is not None
-    decision = sign_statement(res.decision.to_predicate(), key)
+    seq = state.next_seq
+    decision = sign_statement(res.decision.to_predicate().model_copy(update={"seq": seq}), key)
     at = ledger.size
     pred = ResumePredicate(
         run_id=run_id,
@@ -294,6 +296,7 @@ def _resume_once(
         checkpoint=res.checkpoint,
         ceiling_flop=res.ceiling_flop,
         at=now,
+        seq=seq + 1,
     )
     _, resumed = ledger.append_many([decision, sign_statement(pred, key)], at_index=at)
     return _ref(resumed)

@@ -97,10 +97,10 @@ def policy_entry(ledger: Ledger, digest: str, *, approved_by: Iterable[str] = ()
     return found[0] if found else None
 
 
-def policy_statement(policy: Policy) -> PolicyPredicate:
-    """The ``policy`` statement that publishes ``policy`` (its document and digest)."""
+def policy_statement(policy: Policy, at: datetime) -> PolicyPredicate:
+    """The ``policy`` statement that publishes ``policy`` (its document and digest) at ``at``."""
     return PolicyPredicate(policy_id=policy.id, version=policy.version, digest=policy.digest(),
-                           document=policy.document())
+                           document=policy.document(), published_at=at)
 
 
 def policy_approvers(policy: Policy) -> list[str]:
@@ -156,7 +156,7 @@ def register_run(
     digest = policy.digest()
     entry = policy_entry(ledger, digest, approved_by=policy_approvers(policy))
     if entry is None:  # nobody published it: the trainer does (a trust file may refuse it)
-        done = ledger.append(sign_statement(policy_statement(policy), key))
+        done = ledger.append(sign_statement(policy_statement(policy, now), key))
         policy_ref = Ref(index=done.index, leaf_hash=done.leaf_hash.hex())
     else:
         policy_ref = ref_of(entry)

@@ -127,6 +127,8 @@ class RunState(BaseModel):
     notifications: list[Recorded[NotificationPredicate]] = Field(default_factory=list)
     size: int = Field(default=0, ge=0, description="log size the state rests on (last index + 1)")
     latest_time: datetime | None = None
+    next_seq: int = Field(default=0, ge=0, description="the seq of the run's next run-moving "
+                          "statement (see SEQUENCED_KINDS): what its trainer signs next")
 
     # -- views --
 
@@ -210,6 +212,8 @@ _KINDS: dict[type[Predicate], str] = {
 }
 
 
+_SEQUENCED = frozenset({"compute", "checkpoints", "evals", "decisions", "pauses", "resumes"})
+
 _RECORDED: dict[type[Predicate], type[Recorded[Any]]] = {}
 
 
@@ -273,6 +277,7 @@ def fold(
     run = base.run
     size = base.size
     latest = base.latest_time
+    nxt = base.next_seq
     pending_attestations: list[EntryOrRecord] = []
     compute, compute_record = lists["compute"], record_type(ComputePredicate)
     for entry in entries:
@@ -284,6 +289,13 @@ def fold(
         # below does for them, without its lookups).
         if type(entry) is compute_record and run_id is not None \
                 and predicate.run_id == run_id:
+            seq = predicate.seq
+            if seq is None:
+                nxt += 1
+            elif seq < nxt:
+                continue  # a replay (see in_place)
+            else:
+                nxt = seq + 1
             compute.append(entry)
             when = predicate.at
             if latest is None or when > latest:
@@ -295,6 +307,7 @@ def fold(
             if predicate.run_id == run_id and run is None:
                 run = _record(entry)  # type: ignore[assignment]
                 latest = _later(latest, predicate.started_at)
+                nxt = max(nxt, 1)
             continue
         name = _KINDS.get(type(predicate))
         if name is None:
@@ -307,6 +320,10 @@ def fold(
             run_id = owner
         if owner != run_id:
             continue
+        if name in _SEQUENCED:
+            kept, nxt = in_place(predicate.seq, nxt)  # type: ignore[attr-defined]
+            if not kept:
+                continue
         lists[name].append(entry if type(entry) is _RECORDED.get(type(predicate))
                            else _record(entry))
         when = getattr(predicate, "at", None)  # what _time_of finds first, mostly
@@ -325,7 +342,22 @@ def fold(
     # Every value is the fold's own (validated records, counts, times): validating the
     # model again would only copy each list, which is what made folding in pieces O(n²).
     return RunState.model_construct(run_id=run_id, run=run, size=size, latest_time=latest,
-                                    **lists)
+                                    next_seq=nxt, **lists)
+
+
+def in_place(seq: int | None, expected: int) -> tuple[bool, int]:
+    """Whether a run-moving statement numbered ``seq`` stands where ``expected`` is due, and
+    the number due after it.
+
+    A number below ``expected`` was signed for an earlier place: a replay, left out of the
+    run. One above it stands (the statements in between are missing, which an audit
+    reports) and the count goes on from it. An unnumbered statement takes its place.
+    """
+    if seq is None:
+        return True, expected + 1
+    if seq < expected:
+        return False, expected
+    return True, seq + 1
 
 
 def _later(a: datetime | None, b: datetime | None) -> datetime | None:

@@ -556,8 +556,14 @@ class Supervisor:
         )
 
     def _append(self, predicates: Sequence[Predicate]) -> list[AppendResult]:
-        """Sign and append in one durable batch, then fold what was written (fail closed)."""
-        statements = [make_statement(p) for p in predicates]
+        """Sign and append in one durable batch, then fold what was written (fail closed).
+
+        Each statement carries its place in the run (``seq``), so a replayed or withheld
+        one shows in the log.
+        """
+        seq = self.state.next_seq
+        statements = [make_statement(p.model_copy(update={"seq": seq + i}))
+                      for i, p in enumerate(predicates)]
         envelopes = [sign_statement(s, self.key) for s in statements]
         try:
             results = self.ledger.append_many(envelopes)

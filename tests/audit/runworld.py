@@ -247,6 +247,22 @@ class World:
     def honest_resume(self) -> Ref:
         return resume(self.ledger, self.ws.key("trainer"), RUN, now=self.clock())
 
+    def replay(self, index: int) -> Ref:
+        """Append a copy of entry ``index`` as a log operator who writes the database around
+        admission would (the ledger itself refuses a statement it holds)."""
+        from scalegate.ledger.schema import EntryRow, format_time
+
+        e = self.ledger.entry(index)
+        store = self.ledger.store
+        with store.writer() as w:
+            nodes = store.compact_range(w.conn, w.size).append(e.leaf_hash)[1:]
+            row = EntryRow(w.size, e.leaf_hash, e.data, e.kind, e.run_id, e.signer,
+                           format_time(self.clock()))
+            w.add([row], nodes)
+        self.ledger.close()
+        self.ws.ledger = Ledger.open(self.ws.ledger_path, now=self.clock)  # no stale caches
+        return Ref(index=row.index, leaf_hash=e.leaf_hash.hex())
+
     # --- auditing ------------------------------------------------------------------------------
 
     def trust(self) -> TrustFile:

@@ -94,6 +94,41 @@ def test_honest_stages_verify_clean(stages: dict[str, World], at, stage: str) ->
 # --- pauses --------------------------------------------------------------------------------------
 
 
+def test_a_replayed_pause_is_out_of_place_and_no_pause(at) -> None:
+    """An old pause copied to the end of the log (around admission) after the run resumed:
+    the run is not paused again, the copy is reported, honest training after it is not."""
+    w = at("resumed")
+    old_pause = w.state().pauses[-1].ref
+    copy = w.replay(old_pause.index)
+    state = w.state()
+    assert state.active_pause is None and [p.ref for p in state.pauses] == [old_pause]
+    sup = w.supervisor()
+    sup.step(tokens=1000, flop=STEP_FLOP)  # trains on: the copy is no pause
+    sup.flush()
+    audit = w.audit()
+    (v,) = found(audit, "statement-out-of-place")
+    assert v.refs == [copy] and "replayed" in v.message
+    (d,) = [x for x in audit.report.violations if x.kind == "duplicate-statement"]
+    assert d.refs == [copy] and f"statement of entry {old_pause.index}" in d.message
+    assert {x.kind for x in audit.report.violations} == {"statement-out-of-place",
+                                                          "duplicate-statement"}
+
+
+def test_a_withheld_statement_shows_as_a_gap(at) -> None:
+    """Statements the trainer signed that never reached the log leave a gap in its count."""
+    w = at("running")
+    last = w.state().latest_compute.predicate
+    nxt = w.state().next_seq
+    ref = w.sign(ComputePredicate(
+        run_id=RUN, step=last.step + 1, tokens=last.tokens + 1000,
+        flop_by_phase={"pretraining": last.flop_by_phase["pretraining"] + STEP_FLOP},
+        effective_flop=last.effective_flop + STEP_FLOP, method="declared", at=w.clock(),
+        seq=nxt + 2))
+    (v,) = found(w.audit(), "statement-out-of-place")
+    assert v.refs == [ref] and "2 the trainer signed before it are missing" in v.message
+    assert w.state().next_seq == nxt + 3
+
+
 def test_training_during_a_pause(at) -> None:
     w = at("paused")
     pause = w.state().active_pause.ref

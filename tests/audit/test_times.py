@@ -65,3 +65,30 @@ def test_backdated_is_the_plain_rule(cps: list[WitnessedCheckpoint],
         if earliest is not None and e.predicate.at < earliest - CLOCK_SKEW:
             expected.add(e.ref.index)
     assert flagged == expected
+
+
+# Time-stamps: checkpoints with an "existed by" time and no "not before".
+mixed = st.lists(
+    st.builds(lambda size, a, b: WitnessedCheckpoint(
+        size, T0 + timedelta(hours=a), None if b is None else T0 + timedelta(hours=b)),
+        st.integers(1, 60), st.integers(0, 500), st.none() | st.integers(0, 500)),
+    max_size=8)
+
+
+@given(mixed, st.integers(0, 70))
+def test_time_stamps_bound_entries_from_above_only(cps: list[WitnessedCheckpoint],
+                                                   index: int) -> None:
+    earliest, latest = WitnessedTimes(cps).bounds(index)
+    larger = [c.existed_by for c in cps if c.size > index]
+    covering = [c.not_before for c in cps if c.size <= index and c.not_before is not None]
+    assert latest == (min(larger) if larger else None)
+    assert earliest == (max(covering) if covering else None)
+
+
+@settings(max_examples=60)
+@given(mixed, st.lists(st.tuples(st.integers(0, 70), st.integers(0, 500)), max_size=30))
+def test_backdated_ignores_time_stamps(cps: list[WitnessedCheckpoint],
+                                       stamps: list[tuple[int, int]]) -> None:
+    entries = [_compute(i, T0 + timedelta(hours=h)) for i, h in sorted(set(stamps))]
+    witnessed_only = WitnessedTimes(c for c in cps if c.not_before is not None)
+    assert time_findings(entries, WitnessedTimes(cps)) == time_findings(entries, witnessed_only)

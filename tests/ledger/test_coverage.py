@@ -52,13 +52,22 @@ def paused(tmp_path: Path) -> World:
     return w
 
 
-def _db(w: World) -> str:
+def _db(w: World, *, sign: bool = True) -> str:
+    """Close the world's ledger (``sign=False``: without the checkpoint a writer holding
+    the log key signs on closing)."""
+    w.ledger.checkpoint_on_close = sign
     w.ledger.close()
     return str(w.ws.ledger_path)
 
 
 def test_no_checkpoint_at_all_is_unverified(paused: World) -> None:
+    """Written by keyless writers only (the log operator never signed)."""
     db = _db(paused)
+    con = sqlite3.connect(db)
+    with con:
+        con.execute("DELETE FROM checkpoints")
+        con.execute("UPDATE meta SET value = '0' WHERE key = 'checkpoints_issued'")
+    con.close()
     res = cli("ledger", "verify", "--ledger", db)
     assert res.code == EXIT_UNVERIFIED, res.out + res.err
     assert "no signed checkpoint covers any of its 33 entries" in flat(res.err)
@@ -97,7 +106,7 @@ def test_entries_after_the_latest_checkpoint_are_an_unverified_tail(paused: Worl
     paused.ledger.checkpoint()
     covered = paused.ledger.size
     paused.more_compute(3)
-    db = _db(paused)
+    db = _db(paused, sign=False)
     res = cli("ledger", "verify", "--ledger", db)
     assert res.code == 0, res.out + res.err
     assert (f"entries {covered}..{covered + 2} (3 entries) after the latest checkpoint (size "
@@ -118,7 +127,7 @@ def test_a_tail_entry_deleted_and_the_tree_rebuilt_stays_in_the_tail(paused: Wor
     paused.ledger.checkpoint()
     covered = paused.ledger.size
     paused.more_compute(3)
-    db = _db(paused)
+    db = _db(paused, sign=False)
     delete_entries(Path(db), [covered + 1], checkpoints=False)
     res = cli("ledger", "verify", "--ledger", db)
     assert res.code == 0 and "2 entries" in flat(res.err) and "unverified tail" in res.err

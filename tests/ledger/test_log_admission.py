@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from scalegate.errors import AppendRefused
+from scalegate.errors import AppendRefused, StoreError
 from scalegate.ledger.envelope import Envelope, Signature, sign_envelope
 from scalegate.ledger.keys import SigningKey
 from scalegate.ledger.log import Ledger
@@ -217,13 +217,58 @@ def test_payload_must_be_a_known_statement(lab: Lab) -> None:
     refused(lab, [sign_envelope(canonical_json(bad_field), lab.trainer)], "predicate.step")
 
 
-def test_signature_with_unknown_keyid_alongside_a_valid_one_is_accepted(lab: Lab) -> None:
+def test_signature_by_an_unknown_key_alongside_a_valid_one_is_refused(lab: Lab) -> None:
+    """A bogus extra signature would make a second entry of the same statement."""
     lab.ledger.append(lab.register(lab.trainer))
     env = lab.compute()
     extra = Signature(keyid="someone/else+00000000", sig=base64.b64encode(b"x" * 64).decode())
     both = env.model_copy(update={"signatures": [extra, *env.signatures]})
-    assert lab.ledger.append(both).index == 1
-    assert lab.ledger.entry(1).signer == lab.trainer.vkey.keyid
+    refused(lab, [both], "someone/else\\+00000000, a key this ledger does not know")
+    twice = env.model_copy(update={"signatures": [*env.signatures, *env.signatures]})
+    refused(lab, [twice], "two signatures name the same key")
+    assert lab.ledger.append(env).index == 1
+
+
+def test_a_statement_is_admitted_once_whatever_its_envelope(lab: Lab) -> None:
+    lab.ledger.append(lab.register(lab.trainer))
+    env = lab.compute()
+    lab.ledger.append(env)
+    info = refused(lab, [env], "already logged \\(entry 1\\)")
+    assert info.index == 1  # type: ignore[attr-defined]
+    # The same payload signed again (Ed25519 is deterministic) or with padding bits set.
+    refused(lab, [lab.compute()], "already logged")
+    sig = env.signatures[0].sig
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    # The last character before "==" holds 2 bits of the signature and 4 stray bits.
+    flipped = sig[:-3] + alphabet[alphabet.index(sig[-3]) ^ 1] + sig[-2:]
+    assert base64.b64decode(flipped) == base64.b64decode(sig)
+    odd = env.model_copy(update={"signatures": [Signature(keyid=env.signatures[0].keyid,
+                                                          sig=flipped)]})
+    refused(lab, [odd.to_bytes()], "not canonical base64")
+    # Twice in one batch: the second copy names its place in the batch.
+    fresh = lab.compute(step=2)
+    refused(lab, [fresh, fresh], "position 1 of the batch")
+    assert lab.ledger.size == 2
+
+
+def test_duplicates_survive_reopening_and_an_old_ledger_gets_its_index(tmp_path: Path) -> None:
+    """A ledger made before the statement index existed gets it on open, duplicates kept."""
+    lab = Lab(tmp_path)
+    lab.ledger.append(lab.register(lab.trainer))
+    env = lab.compute()
+    lab.ledger.append(env)
+    lab.ledger.close()
+    with sqlite3.connect(tmp_path / "lab.db") as db:
+        db.execute("DROP TABLE statements")
+    again = Ledger.open(tmp_path / "lab.db", now=lab.clock)
+    with pytest.raises(AppendRefused, match="already logged"):
+        again.append(env)
+    again.close()
+
+
+def test_an_envelope_nested_thousands_deep_is_refused_clearly(lab: Lab) -> None:
+    deep = b'{"payload":' * 5000 + b"1" + b"}" * 5000
+    refused(lab, [deep], "refused the envelope")
 
 
 def test_refusals_leave_a_ledger_that_verifies(lab: Lab) -> None:
@@ -253,3 +298,35 @@ def test_verify_refolds_standing_at_each_entrys_time(tmp_path: Path) -> None:
     reopened.close()
     assert not report.ok
     assert any(p.startswith("entry 2 (compute)") and "revoked" in p for p in report.problems)
+
+
+def test_who_may_sign_is_read_from_the_signed_entries_not_the_keys_cache(lab: Lab) -> None:
+    """Editing the ``keys`` table (a cache) does not bring a revoked key back."""
+    lab.ledger.append(lab.register(lab.trainer))
+    lab.ledger.append(lab.revoke(lab.trainer, at=T0 + timedelta(hours=1)))
+    path = Path(lab.ledger.path)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE keys SET revoked_at = NULL, revoked_index = NULL")
+        db.execute("UPDATE keys SET roles = '[\"trainer\", \"rso\"]'")
+    for ledger in (lab.ledger, Ledger.open(path, now=lab.clock)):  # cached and fresh
+        reg = ledger.registry().get(lab.trainer.vkey.keyid)
+        assert reg is not None and reg.revoked_index == 1 and reg.roles == ("trainer",)
+        with pytest.raises(AppendRefused, match="revoked"):
+            ledger.append(lab.compute())
+    assert lab.ledger.size == 2
+
+
+def test_an_edited_key_statement_stops_decisions_clearly(tmp_path: Path) -> None:
+    lab = Lab(tmp_path)
+    lab.ledger.append(lab.register(lab.trainer))
+    lab.ledger.close()
+    path = tmp_path / "lab.db"
+    with sqlite3.connect(path) as db:
+        (data,) = db.execute("SELECT data FROM entries WHERE idx = 0").fetchone()
+        env = json.loads(data)
+        env["signatures"][0]["sig"] = base64.b64encode(b"\0" * 64).decode()
+        db.execute("UPDATE entries SET data = ? WHERE idx = 0",
+                   (json.dumps(env, sort_keys=True, separators=(",", ":")).encode(),))
+    with Ledger.open(path, now=lab.clock) as led, pytest.raises(
+            StoreError, match="key statements do not verify: entry 0"):
+        led.registry()

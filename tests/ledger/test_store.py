@@ -174,7 +174,8 @@ def test_proof_work_does_not_grow_with_the_log(tmp_path: Path) -> None:
         return ticks[0]
 
     small = steps(100, 256)
-    envs = [sign_statement(ComputePredicate(run_id="r", step=i, tokens=1.0, effective_flop=1.0,
+    envs = [sign_statement(ComputePredicate(run_id="r", step=256 + i, tokens=1.0,
+                                            effective_flop=1.0,
                                             flop_by_phase={"pretraining": 1.0}, method="6ND",
                                             at=T0), trainer) for i in range(768)]
     led.append_many(envs)

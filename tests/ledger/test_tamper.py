@@ -39,6 +39,8 @@ SEED = int(os.environ.get("SCALEGATE_TAMPER_SEED", "14"))
 UNSIGNED: dict[str, set[str] | None] = {
     "meta": None,  # every column: the auditor trusts its trust file, not the ledger's meta
     "keys": None,  # the registry cache: the auditor re-folds the key statements
+    "statements": None,  # admission's digest index: the auditor finds duplicates in entries
+    "timestamps": None,  # outside evidence, checked only against authorities it trusts
     "checkpoints": {"issued_at"},
     # The operator's word on when it logged the entry: the auditor bounds it by the
     # witnesses' cosignatures and keeps it in order, within the 5-minute clock skew.

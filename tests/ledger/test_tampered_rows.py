@@ -79,7 +79,7 @@ def test_every_command_reports_a_tampered_row_clearly(
         code, out = run(*cmd, "--ledger", db)
         assert code in (0, 1), (cmd, out)
         if code:
-            assert what in out and "Traceback" not in out, (cmd, out)
+            assert where in out and "Traceback" not in out, (cmd, out)
     code, out = run("verify", "--trust", str(built[1]), "--no-state", "--at", built[2],
                     "--ledger", db)
     assert code in (0, 3, 4), out

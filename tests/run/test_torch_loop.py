@@ -332,6 +332,8 @@ def test_readme_example_runs_pauses_and_resumes(ws: Workspace, tmp_path: Path) -
     keys = tmp_path / "ws" / "keys"
     ledger = str(ws.ledger_path)
     ws.close()  # the example is another process with its own connection
+    scalegate("policy", "publish", str(EXAMPLE_POLICY), "--key", str(keys / "rso.key"),
+              "--ledger", ledger)  # as the README does: the run cites what its RSO published
     cmd = [sys.executable, str(EXAMPLE), ledger, str(keys / "trainer.key"), str(EXAMPLE_POLICY)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -387,6 +389,11 @@ def test_readme_example_runs_pauses_and_resumes(ws: Workspace, tmp_path: Path) -
     final = state.compute[-1].predicate
     assert final.step == 400 and final.tokens == 400 * BATCH and final.method == "measured"
     assert final.flop_by_phase["pretraining"] == pytest.approx(400 * analytic_step_flop())
+    # The README's last command: the auditor's audit, clean (the log was checkpointed by
+    # the processes that wrote it; nobody ran `scalegate ledger checkpoint`).
+    audit = scalegate("verify", "--ledger", ledger, "--trust", str(tmp_path / "ws" / "trust.yaml"),
+                      "--state", str(tmp_path / "ws" / "auditor.json"))
+    assert "nothing violated" in audit
 
 
 def test_readme_shows_the_example_verbatim() -> None:

@@ -5,6 +5,8 @@
 - :func:`audit_ledger` — that audit plus every run replayed under the policy the log
   publishes (:func:`replay_run`), as a :class:`LedgerAudit`; :func:`render_html` /
   :func:`write_html` — the audit as an HTML report with plots;
+- :func:`hold_runs` — every run also held to a policy it did not choose (a law, the
+  2023 letter): thresholds, notifications owed and met, moratoria (:class:`HeldTo`);
 - :func:`audit_receipt` — one statement checked offline from its C2SP tlog-proof;
 - :class:`Witness` — a C2SP tlog-witness with its own state; :func:`witness_ledger`;
 - :class:`TrustFile` / :func:`load_trust` — what the auditor trusts.
@@ -12,6 +14,7 @@
 
 from scalegate.audit.logcheck import CLOCK_SKEW, AuditedEntry, audit_log, default_state_path
 from scalegate.audit.receipt import audit_receipt, canonical_entry
+from scalegate.audit.regulator import HELD_VIOLATION_KINDS, HeldTo, PolicyFinding, hold_runs
 from scalegate.audit.replay import (
     RUN_VIOLATION_KINDS,
     ReplayedDecision,
@@ -54,6 +57,7 @@ __all__ = [
     "EXIT_COULD_NOT_VERIFY",
     "EXIT_OK",
     "EXIT_VIOLATIONS",
+    "HELD_VIOLATION_KINDS",
     "RUN_AUDIT_KINDS",
     "RUN_VIOLATION_KINDS",
     "SETUP_VIOLATION_KINDS",
@@ -61,7 +65,9 @@ __all__ = [
     "AuditedEntry",
     "CheckResult",
     "CheckpointSummary",
+    "HeldTo",
     "LedgerAudit",
+    "PolicyFinding",
     "ReplayedDecision",
     "RunAudit",
     "RunCollector",
@@ -79,6 +85,7 @@ __all__ = [
     "canonical_entry",
     "default_state_path",
     "format_add_checkpoint",
+    "hold_runs",
     "load_trust",
     "parse_add_checkpoint",
     "parse_trust",

@@ -108,6 +108,17 @@ class LedgerReader:
         rows = self._q("SELECT size, root_hash, note, issued_at FROM checkpoints ORDER BY size")
         return [(_int(s), blob(r), text(n), text(t)) for s, r, n, t in rows]
 
+    def timestamps(self) -> list[tuple[int, str, bytes]]:
+        """Every stored time-stamp ``(size, tsa, response)`` (none in a ledger without the
+        table: it is created when the first token is stored)."""
+        if not self._has_table("timestamps"):
+            return []
+        rows = self._q("SELECT size, tsa, response FROM timestamps ORDER BY size, tsa")
+        return [(_int(s), text(t), blob(r)) for s, t, r in rows]
+
+    def _has_table(self, name: str) -> bool:
+        raise NotImplementedError
+
     def __enter__(self) -> LedgerReader:
         return self
 
@@ -133,6 +144,10 @@ class _SqliteReader(LedgerReader):
             return self._db.execute(sql, args or {}).fetchall()
         except (sqlite3.Error, OverflowError) as exc:
             raise StoreError(f"cannot read ledger {self.where}: {exc}.") from exc
+
+    def _has_table(self, name: str) -> bool:
+        return bool(self._q("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :n",
+                            {"n": name}))
 
     def close(self) -> None:
         self._db.close()
@@ -166,6 +181,11 @@ class _SqlAlchemyReader(LedgerReader):
             return list(self._conn.execute(sql_text(sql), args or {}))
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot read ledger {self.where}: {exc}.") from exc
+
+    def _has_table(self, name: str) -> bool:
+        from sqlalchemy import inspect
+
+        return bool(inspect(self._conn).has_table(name))
 
     def close(self) -> None:
         self._tx.rollback()

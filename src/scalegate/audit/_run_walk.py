@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from scalegate.audit._resume_check import check_resume
+from scalegate.audit._sequence import out_of_place
 from scalegate.audit._times import WitnessedTimes
 from scalegate.audit.replay import ReplayedDecision, RunReplay
 from scalegate.audit.report import Violation
@@ -119,6 +120,11 @@ class RunWalk:
         if any(map(operator.gt, self.indices, self.indices[1:])):  # not in log order yet
             self.entries.sort(key=_INDEX)
             self.indices.sort()
+        self.misplaced = out_of_place(run_id, self.entries)
+        replays = {id(e) for _, e, replayed in self.misplaced if replayed}
+        if replays:  # a replayed statement is no part of the run (the fold leaves it out too)
+            self.entries = [e for e in self.entries if id(e) not in replays]
+            self.indices = list(map(_INDEX, self.entries))
         self.state, self.folded = RunState(run_id=run_id), 0
         self.violations: list[Violation] = []
         self.seen: set[tuple[str, object]] = set()
@@ -183,6 +189,8 @@ class RunWalk:
                 self._pause(e, p)
             elif isinstance(p, ResumePredicate):
                 self._resume(e)
+        for message, e, _ in self.misplaced:
+            self._v("statement-out-of-place", message, [e.ref])
         final = self._finish()
         return RunReplay(run_id=self.run_id, decisions=self.decisions, consults=self.consults,
                          resumes=self.resumes, violations=self.violations, final=final,
@@ -617,43 +625,58 @@ class RunWalk:
 
     def _notified(self, what: str, deadline: datetime, notes: list[Any], refs: list[Ref]
                   ) -> None:
-        """Judge an obligation's notifications by when they were logged: in time when a
-        witness shows one logged by the deadline; missed when every one was sent after it,
-        or witnesses show each logged after it, or (where no witness decides) the log's own
-        time says so; otherwise met on the log operator's word, listed apart."""
-        first = min(notes, key=lambda n: n.predicate.sent_at)
-        if first.predicate.sent_at > deadline:
-            self._v("notification-missed", f"{what} was due by {_iso(deadline)}; the "
-                    f"notification #{first.index} was sent only at "
-                    f"{_iso(first.predicate.sent_at)}", [*refs, first.ref])
-            return
-        due = _plus(deadline, self.grace)
-        undecided = []
-        for n in notes:
-            earliest, latest = self.times.bounds(n.index) if self.times else (None, None)
-            if latest is not None and latest <= due:
-                return  # a witness shows it logged in time
-            if earliest is not None and earliest > due:
-                continue  # a witness shows it logged too late
-            undecided.append(n)
-        on_word = [n for n in undecided if n.logged_at is None or n.logged_at <= due]
-        if on_word:
-            n = on_word[0]
-            said = f"at {_iso(n.logged_at)}" if n.logged_at is not None else "(time unknown)"
-            self.operator_word.append(Violation(
-                kind="deadline-on-operator-word", run_id=self.run_id, refs=[*refs, n.ref],
-                message=f"{what} was due by {_iso(deadline)}; notification #{n.index} was "
-                f"logged {said} by the log's own clock, and no witnessed checkpoint shows "
-                "whether it was in time"))
-            return
-        late = min(notes, key=lambda n: n.index)
-        earliest, _ = self.times.bounds(late.index) if self.times else (None, None)
-        shown = (f"a witness cosigned at {_iso(earliest)} a checkpoint that did not yet "
-                 "contain it" if earliest is not None and earliest > due else
-                 f"the log recorded it only at {_iso(late.logged_at)}")  # type: ignore[arg-type]
-        self._v("notification-missed", f"{what} was due by {_iso(deadline)}; the notification "
-                f"#{late.index} says it was sent at {_iso(late.predicate.sent_at)}, but "
-                f"{shown}: nothing in the log shows it in time", [*refs, late.ref])
+        """Judge an obligation's notifications by when they were logged
+        (:func:`judge_notifications`): a miss is a violation, a deadline met only on the
+        log operator's word is listed apart."""
+        status, message, found = judge_notifications(what, deadline, notes, refs, self.times,
+                                                     self.grace)
+        if status == "missed":
+            self._v("notification-missed", message, found)
+        elif status == "operator-word":
+            self.operator_word.append(Violation(kind="deadline-on-operator-word",
+                                                run_id=self.run_id, refs=found, message=message))
+
+
+def judge_notifications(what: str, deadline: datetime, notes: list[Any], refs: list[Ref],
+                        times: WitnessedTimes | None, grace: timedelta
+                        ) -> tuple[str, str, list[Ref]]:
+    """How an obligation's notifications (records with ``logged_at``, at least one) stand,
+    judged by when they were logged: ``met`` when a witness shows one logged by the
+    deadline (plus ``grace``); ``missed`` when every one was sent after it, or witnesses
+    show each logged after it, or (where no witness decides) the log's own time says so;
+    otherwise ``operator-word``: met on the log operator's word only. With the message and
+    the statements involved (``refs`` and the notification judged)."""
+    first = min(notes, key=lambda n: n.predicate.sent_at)
+    if first.predicate.sent_at > deadline:
+        return ("missed", f"{what} was due by {_iso(deadline)}; the notification "
+                f"#{first.index} was sent only at {_iso(first.predicate.sent_at)}",
+                [*refs, first.ref])
+    due = _plus(deadline, grace)
+    undecided = []
+    for n in notes:
+        earliest, latest = times.bounds(n.index) if times else (None, None)
+        if latest is not None and latest <= due:
+            return ("met", f"{what} was due by {_iso(deadline)}; notification #{n.index} was "
+                    f"logged by {_iso(latest)}, as a witness's cosignature shows",
+                    [*refs, n.ref])
+        if earliest is not None and earliest > due:
+            continue  # a witness shows it logged too late
+        undecided.append(n)
+    on_word = [n for n in undecided if n.logged_at is None or n.logged_at <= due]
+    if on_word:
+        n = on_word[0]
+        said = f"at {_iso(n.logged_at)}" if n.logged_at is not None else "(time unknown)"
+        return ("operator-word", f"{what} was due by {_iso(deadline)}; notification #{n.index} "
+                f"was logged {said} by the log's own clock, and no witnessed checkpoint shows "
+                "whether it was in time", [*refs, n.ref])
+    late = min(notes, key=lambda n: n.index)
+    earliest, _ = times.bounds(late.index) if times else (None, None)
+    shown = (f"a witness cosigned at {_iso(earliest)} a checkpoint that did not yet "
+             "contain it" if earliest is not None and earliest > due else
+             f"the log recorded it only at {_iso(late.logged_at)}")
+    return ("missed", f"{what} was due by {_iso(deadline)}; the notification #{late.index} says "
+            f"it was sent at {_iso(late.predicate.sent_at)}, but {shown}: nothing in the log "
+            "shows it in time", [*refs, late.ref])
 
 
 def _iso(t: datetime) -> str:

@@ -21,6 +21,12 @@ gains nothing by it; to backdate, it would need a witness to cosign, at an earli
 a checkpoint that contains the entry, which the witness's own clock and its consistency
 checks refuse.
 
+**Time-stamping authorities.** An RFC 3161 token over a checkpoint of size n, from an
+authority the auditor trusts, shows that entries below n existed by the token's time: it
+counts as a checkpoint with an "existed by" time and no "not before" (a TSA is not shown
+the log, so it proves existence, never absence). It can make a deadline met by outside
+time; it can never show an entry logged late, nor a statement backdated.
+
 The auditor judges by these intervals: a statement that claims a time before its entry's
 ``earliest`` (beyond the clock skew) is ``backdated``; a deadline is met when a witness
 shows the entry was logged by it, missed when a witness shows it was not, and otherwise
@@ -62,11 +68,12 @@ class _HasRef(Protocol):
 @dataclass(frozen=True)
 class WitnessedCheckpoint:
     """A checkpoint a quorum of trusted witnesses cosigned: its size, the time they agree
-    the entries below it existed by, and the time they agree it was the whole log."""
+    the entries below it existed by, and the time they agree it was the whole log
+    (``None`` for a time-stamp, which shows existence only)."""
 
     size: int
     existed_by: datetime
-    not_before: datetime
+    not_before: datetime | None = None
 
 
 def witnessed(size: int, timestamps: Sequence[int], quorum: int) -> WitnessedCheckpoint | None:
@@ -86,7 +93,7 @@ class WitnessedTimes:
         for c in checkpoints:  # one checkpoint per size: the tightest times
             old = by_size.get(c.size)
             by_size[c.size] = c if old is None else WitnessedCheckpoint(
-                c.size, min(old.existed_by, c.existed_by), max(old.not_before, c.not_before))
+                c.size, min(old.existed_by, c.existed_by), _latest(old.not_before, c.not_before))
         ordered = sorted(by_size.values(), key=lambda c: c.size)
         self.checkpoints = ordered
         self._sizes = [c.size for c in ordered]
@@ -98,10 +105,10 @@ class WitnessedTimes:
             self._by.append(low)
         self._by.reverse()
         # earliest(i): the latest not_before among checkpoints of size <= i (prefix maxima)
-        self._after: list[datetime] = []
+        self._after: list[datetime | None] = []
         high: datetime | None = None
         for c in ordered:
-            high = c.not_before if high is None or c.not_before > high else high
+            high = _latest(high, c.not_before)
             self._after.append(high)
 
     def __bool__(self) -> bool:
@@ -111,7 +118,8 @@ class WitnessedTimes:
         """``(size, limit)`` per witnessed size, ascending: entries from that size on (to the
         next) may claim no time before ``limit`` (their earliest log time less the skew)."""
         return [(c.size, after - CLOCK_SKEW) for c, after in zip(self.checkpoints,
-                                                                   self._after, strict=True)]
+                                                                   self._after, strict=True)
+                if after is not None]
 
     def bounds(self, index: int) -> tuple[datetime | None, datetime | None]:
         """``(earliest, latest)`` time entry ``index`` was logged (``None``: unbounded)."""
@@ -119,6 +127,10 @@ class WitnessedTimes:
         earliest = self._after[j - 1] if j > 0 else None
         latest = self._by[j] if j < len(self._by) else None
         return earliest, latest
+
+
+def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None else max(a, b)
 
 
 def _utc(seconds: int) -> datetime:

@@ -14,6 +14,9 @@ and a trust file, without trusting anything the ledger says about itself.
   roots, and checks that each statement's signer was registered, valid at the entry's
   time and not revoked, holds a role the trust file allows for the kind (and the role
   an approval claims), and belongs to the organisation of the run it speaks for.
+- verifies the stored RFC 3161 time-stamps against the trust file's authorities
+  (:mod:`~scalegate.audit._timestamps`): each valid one an "existed by" time for the
+  entries below its checkpoint.
 
 The entry time is the ledger's ``appended_at`` (not covered by the tree), so it is
 itself checked: it may not go backwards, nor lie after a witness cosigned a
@@ -53,6 +56,7 @@ from scalegate.audit._seen import (
 )
 from scalegate.audit._signers import SignerCheck
 from scalegate.audit._times import CLOCK_SKEW, witnessed
+from scalegate.audit._timestamps import verify_stored_timestamps
 from scalegate.audit._tree import TreeAudit
 from scalegate.audit.report import AuditReport, CheckpointSummary, WitnessTime
 from scalegate.audit.trust import TrustFile
@@ -73,6 +77,7 @@ _GROUPS = {
     "tree recomputed from the entries": ("entry-missing", "leaf-hash", "tree-node"),
     "checkpoints agree with the tree": ("tree-root", "log-truncated"),
     "envelopes and signatures": ("envelope-malformed", "statement-malformed", "bad-signature"),
+    "each statement logged once": ("duplicate-statement",),
     "signers registered, valid and not revoked": (
         "untrusted-root", "key-refused", "unregistered-signer", "revoked-signer",
         "signer-not-valid"),
@@ -191,6 +196,7 @@ class _LogAudit:
         self._last_text, self._last_time = "", datetime.min  # the last appended_at parsed
         self.time_at: dict[int, datetime] = {}  # size -> latest entry time before it
         self.signatures = 0
+        self.statement_at: dict[int, int] = {}  # statement identity -> first entry holding it
         self.prior: VerifiedChunks | None = None  # verdicts of this auditor's last audit
         self.tops: list[bytes] = []  # this audit's chunk hashes, while chunks are whole
         self.clean = bytearray()  # bit i: entry i's signatures all verified
@@ -234,6 +240,9 @@ class _LogAudit:
         consistent = self._compare_seen(seen, roots, n, use_state, anchor)
         self._witness_times(stored)
         self._witnessed(stored)
+        verify_stored_timestamps(reader.timestamps(), {
+            c.size: c.note for c in stored if c.valid and roots.get(c.size) == c.root},
+            trust, rep)
         self._summarise(n)
         if use_state and self.tops:
             record_verified(state_path, self.log, VerifiedChunks.make(
@@ -354,6 +363,10 @@ class _LogAudit:
                     f"{run_col}) differ from the statement's ({kind}, {run_id}).", at,
                     run_id=run_id)
         self.signatures += len(verified)
+        first = self.statement_at.setdefault(facts["sd"], idx)
+        if first != idx:
+            self._v("duplicate-statement", f"entry {idx} repeats the statement of entry "
+                    f"{first} (the same signed payload): a replay.", at, run_id=run_id)
         if kind in KEY_KINDS:
             keyid, reg = self.signers.key_statement(idx, facts, verified, failed, at), None
             ok = keyid is not None
@@ -493,6 +506,7 @@ class _LogAudit:
             "recomputed root at its size",
             "envelopes and signatures": f"{counted(c.get('entries', 0), 'envelopes')}, "
             f"{counted(c.get('signatures', 0), 'valid signatures')}",
+            "each statement logged once": "no entry repeats another's signed statement",
             "signers registered, valid and not revoked":
             f"{counted(c.get('keys registered', 0), 'keys')} registered by trusted roots, "
             f"{c.get('keys revoked', 0)} revoked",

@@ -78,6 +78,8 @@ RUN_VIOLATION_KINDS: dict[str, str] = {
     "allows",
     "attestation-expired": "the run relied on a safeguard attestation after it expired",
     "bad-reference": "a statement cites an entry that is not what it must be",
+    "statement-out-of-place": "a run's statement is not at the place its trainer signed it "
+    "for (a replay), or statements the trainer signed before it are missing from the log",
 }
 
 #: How long after a *calendar* rule starts requiring a pause (an attestation expires, a

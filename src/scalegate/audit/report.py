@@ -31,6 +31,7 @@ __all__ = [
     "AuditReport",
     "CheckResult",
     "CheckpointSummary",
+    "TimestampTime",
     "Violation",
     "WitnessTime",
 ]
@@ -63,6 +64,9 @@ class Violation(_Model):
     refs: list[Ref] = Field(default_factory=list)
     run_id: str | None = None
     checkpoint_size: int | None = None
+    policy: str | None = Field(
+        None, description="the policy the run was held to besides its own (verify --policy), "
+        "when the finding is that policy's")
 
 
 class CheckpointSummary(_Model):
@@ -85,6 +89,19 @@ class WitnessTime(_Model):
     not_before: datetime
 
 
+class TimestampTime(_Model):
+    """A verified RFC 3161 token over a checkpoint: the entries below ``size`` existed by
+    ``existed_by`` (the token's ``gen_time`` plus its accuracy). A time-stamping authority
+    proves existence only, never that later entries were not yet logged."""
+
+    size: int
+    authority: str
+    tsa: str
+    gen_time: datetime
+    existed_by: datetime
+    serial: int
+
+
 class AuditReport(_Model):
     """Everything an audit checked and found; see the module docstring for the exit status."""
 
@@ -96,6 +113,9 @@ class AuditReport(_Model):
     witnessed_times: list[WitnessTime] = Field(
         default_factory=list, description="witnessed checkpoints that bound when entries were "
         "logged")
+    timestamps: list[TimestampTime] = Field(
+        default_factory=list, description="verified time-stamp tokens over checkpoints, from "
+        "the trusted time-stamping authorities")
     operator_word: list[Violation] = Field(
         default_factory=list, description="deadlines met only on the log operator's word: no "
         "witness shows the entry logged in time, none shows it late")
@@ -122,13 +142,15 @@ class AuditReport(_Model):
         *,
         run_id: str | None = None,
         checkpoint_size: int | None = None,
+        policy: str | None = None,
     ) -> None:
         """Record a violation (kept verbatim up to a cap per kind, always counted)."""
         n = self.violation_counts.get(kind, 0)
         self.violation_counts[kind] = n + 1
         if n < MAX_VIOLATIONS_PER_KIND:
             self.violations.append(Violation(kind=kind, message=message, refs=refs or [],
-                                             run_id=run_id, checkpoint_size=checkpoint_size))
+                                             run_id=run_id, checkpoint_size=checkpoint_size,
+                                             policy=policy))
 
     def count(self, name: str, n: int = 1) -> None:
         """Add ``n`` to the counter ``name`` (entries, signatures, nodes, ...)."""

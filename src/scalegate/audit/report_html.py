@@ -1,4 +1,5 @@
-"""The audit as one self-contained HTML page: checks, violations, and per run its facts,
+"""The audit as one self-contained HTML page: checks, violations, each other policy the
+runs were held to (its findings in a section of their own), and per run its facts,
 plots (compute vs thresholds, evaluation scores vs compute, a timeline), replayed
 decisions, pauses, approvals and resumptions.
 
@@ -80,6 +81,10 @@ def _table(head: list[str], rows: list[list[str]], *, raw: bool = False) -> str:
             + "</table>" + more)
 
 
+_STATUS_CLASS = {"missed": "bad", "breached": "bad", "operator-word": "warn", "due": "warn",
+                 "owed": "warn", "met": "ok", "sent": "ok", "respected": "ok"}
+
+
 def _refs(refs: list[Any]) -> str:
     return ", ".join(f"#{r.index}" for r in refs)
 
@@ -120,9 +125,11 @@ class _Page:
         """When entries were logged, as the witnesses bound it; what rests on the operator."""
         rep = self.audit.report
         self.add("<h2>Time from the witnesses</h2>")
-        if not rep.witnessed_times:
+        if not rep.witnessed_times and not rep.timestamps:
             self.add("<p>No witnessed checkpoint: every time in this log is the lab's own "
                      "claim.</p>")
+        elif not rep.witnessed_times:
+            self.add("<p>No witnessed checkpoint.</p>")
         else:
             self.add("<p>Entries below each size existed by the first time; entries from it "
                      "on were not yet logged at the second (as the witnesses were shown the "
@@ -130,10 +137,41 @@ class _Page:
             self.add(_table(["size", "existed by", "not yet logged at"], [
                 [str(w.size), _iso(w.existed_by), _iso(w.not_before)]
                 for w in rep.witnessed_times]))
+        if rep.timestamps:
+            self.add(f"<h3>Time-stamps from trusted authorities ({len(rep.timestamps)})</h3>")
+            self.add("<p>An RFC 3161 token over a checkpoint shows that the entries below its "
+                     "size existed by the token's time (give or take its accuracy). It says "
+                     "nothing of later entries: an authority proves existence, not "
+                     "absence.</p>")
+            self.add(_table(["size", "authority", "existed by", "token"], [
+                [str(t.size), t.authority, _iso(t.existed_by), f"serial {t.serial} from {t.tsa}"]
+                for t in rep.timestamps]))
         if rep.operator_word:
             self.add(f"<h3>Met on the log operator's word ({len(rep.operator_word)})</h3>")
             self.add(_table(["run", "statements", "what"], [
                 [v.run_id or "-", _refs(v.refs), v.message] for v in rep.operator_word]))
+
+    def held_to(self) -> None:
+        """Each other policy the runs were held to (``verify --policy``): its own section."""
+        for held in self.audit.held_to:
+            bad = len(held.violations)
+            mark = (f'<span class="bad">✗ {counted(bad, "violations")}</span>' if bad
+                    else '<span class="ok">✓ nothing violated</span>')
+            self.add(f'<section class="held-to"><h2>Held to {_h(held.label)} '
+                     f"({_h(held.kind)}) {mark}</h2>")
+            self.add(f"<p>{_h(held.title)} (digest <code>{_h(held.digest[:16])}…</code>). "
+                     "The runs are held to this policy whatever policy they registered "
+                     f"under: {_h(held.summary())}.</p>")
+            if held.not_judged:
+                self.add(f"<p class=\"more\">Not judged: {_h(', '.join(held.not_judged))} "
+                         "(they rest on the lab's own evaluations and roles).</p>")
+            self.add(_table(["run", "what", "status", "statements", "when", "deadline",
+                             "finding"], [
+                [_h(f.run_id), _h(f"{f.kind} {f.subject}"),
+                 f'<span class="{_STATUS_CLASS.get(f.status, "")}">{_h(f.status)}</span>',
+                 _h(_refs(f.refs)), _h(_iso(f.when)), _h(_iso(f.deadline)), _h(f.message)]
+                for f in held.findings], raw=True) if held.findings else "<p>No run.</p>")
+            self.add("</section>")
 
     def run(self, run: RunAudit) -> None:
         rid = _h(run.run_id)
@@ -213,6 +251,7 @@ class _Page:
         else:
             badge = '<span class="badge ok">✓ nothing violated</span>'
         self.summary()
+        self.held_to()
         runs = [r for r in self.audit.runs if run_ids is None or r.run_id in run_ids]
         for run in runs:
             self.run(run)

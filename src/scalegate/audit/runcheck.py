@@ -11,6 +11,10 @@ about the policy is trusted otherwise.
 >>> audit = audit_ledger("ledger.db", load_trust("trust.yaml"))
 >>> audit.report.exit_code            # 0 ok, 3 violations found, 4 could not verify
 >>> audit.runs[0].replay.decisions    # every recorded decision next to its replay
+
+With ``held_to=[load_policy("eu-ai-act")]`` every run is also held to policies it did
+not register under (:mod:`scalegate.audit.regulator`): ``audit.held_to`` has each one's
+findings, and its violations are in the report, labelled with the policy.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import operator
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +34,7 @@ from pydantic import ConfigDict, Field, ValidationError, create_model, field_val
 
 from scalegate.audit._times import WitnessedCheckpoint, WitnessedTimes, time_findings
 from scalegate.audit.logcheck import AuditedEntry, audit_log
+from scalegate.audit.regulator import HELD_VIOLATION_KINDS, HeldTo, hold_runs
 from scalegate.audit.replay import RUN_VIOLATION_KINDS, RunReplay, replay_run
 from scalegate.audit.report import AuditReport
 from scalegate.audit.trust import TrustFile
@@ -48,7 +53,7 @@ from scalegate.state import EntryOrRecord, Recorded, record_type, same_ref
 from scalegate.units import counted
 
 __all__ = ["RUN_AUDIT_KINDS", "SETUP_VIOLATION_KINDS", "LedgerAudit", "RunAudit",
-           "RunCollector", "audit_ledger", "audit_runs", "replay_ledger"]
+           "RunCollector", "audit_ledger", "audit_runs", "hold_to", "replay_ledger"]
 
 #: Violations about a run's set-up (before any replay), with what they mean.
 SETUP_VIOLATION_KINDS: dict[str, str] = {
@@ -69,6 +74,7 @@ _GROUPS: dict[str, tuple[str, ...]] = {
     "runs registered under published policies": (
         "run-unregistered", "policy-unpublished", "policy-invalid", "policy-digest-mismatch"),
     "run statements well formed": ("statement-malformed", "bad-reference"),
+    "run statements in the places they were signed for": ("statement-out-of-place",),
     "decisions replay to the same verdict": ("decision-mismatch",),
     "pauses declared and honoured": (
         "pause-not-declared", "training-during-pause", "ceiling-exceeded"),
@@ -124,15 +130,19 @@ class LedgerAudit:
 
     report: AuditReport
     runs: list[RunAudit] = field(default_factory=list)
+    held_to: list[HeldTo] = field(default_factory=list)
 
     def run(self, run_id: str) -> RunAudit | None:
         """The audit of ``run_id``, if the log has statements about it."""
         return next((r for r in self.runs if r.run_id == run_id), None)
 
     def to_json_data(self) -> dict[str, Any]:
-        """The report as JSON-ready data (every check and violation) with ``runs`` added."""
+        """The report as JSON-ready data (every check and violation) with ``runs`` added,
+        and ``held_to``: each other policy the runs were held to, with its findings."""
         data = self.report.to_json_data()
         data["runs"] = [r.to_json_data() for r in self.runs]
+        data["held_to"] = [{**h.model_dump(mode="json"), "label": h.label,
+                            "summary": h.summary()} for h in self.held_to]
         return data
 
 
@@ -302,8 +312,10 @@ def audit_runs(
     ``report``. ``now`` is the audit time for notification deadlines (default: now)."""
     start = time.perf_counter()
     now = now or datetime.now(UTC)
-    times = WitnessedTimes(WitnessedCheckpoint(w.size, w.existed_by, w.not_before)
-                           for w in report.witnessed_times)
+    times = WitnessedTimes([*(WitnessedCheckpoint(w.size, w.existed_by, w.not_before)
+                              for w in report.witnessed_times),
+                            *(WitnessedCheckpoint(t.size, t.existed_by)  # existence only
+                              for t in report.timestamps)])
     for ref, message, run_id in collected.malformed:
         report.violation("statement-malformed", f"entry {ref.index}: {message}", [ref],
                          run_id=run_id)
@@ -348,8 +360,9 @@ def audit_runs(
                  f"{counted(consults, 'further gate consultations')}; audit time {_iso(now)}")
     on_word = len(report.operator_word)
     report.check("entry times bounded by witnesses", True,
-                 f"{counted(len(times.checkpoints), 'witnessed checkpoints')} bound when "
-                 "entries were logged; " + (
+                 f"{counted(len(report.witnessed_times), 'witnessed checkpoints')} "
+                 + (f"and {counted(len(report.timestamps), 'time-stamps')} "
+                    if report.timestamps else "") + "bound when entries were logged; " + (
                      f"{counted(on_word, 'deadlines')} met only on the log operator's word"
                      if on_word else "no deadline rests on the log operator's word alone"))
     for name, kinds in _GROUPS.items():
@@ -431,21 +444,51 @@ def audit_ledger(
     workers: int | None = None,
     full: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    held_to: Sequence[Policy] = (),
 ) -> LedgerAudit:
     """Audit ``ledger`` end to end against ``trust``: the log (see
     :func:`~scalegate.audit.audit_log`, whose keyword arguments these are) and, with
-    ``replay``, every run (or only ``run_ids``). ``now`` is the audit time for
-    notification deadlines (default: the current time). Never raises on findings."""
-    collector = RunCollector() if replay else None
-    with _no_full_collections() if replay else nullcontext():
+    ``replay``, every run (or only ``run_ids``), also held to each policy in ``held_to``
+    (see :mod:`scalegate.audit.regulator`). ``now`` is the audit time for notification
+    deadlines (default: the current time). Never raises on findings."""
+    collector = RunCollector() if replay or held_to else None
+    with _no_full_collections() if collector is not None else nullcontext():
         report = audit_log(ledger, trust, state_path=state_path, use_state=use_state,
                            workers=workers, full=full, on_entry=collector, progress=progress)
         runs: list[RunAudit] = []
+        held: list[HeldTo] = []
         stopped = any(c.name in ("ledger readable", "audit completed") and not c.ok
                       for c in report.checks)
         if collector is not None and not stopped:  # a partial read would replay half a run
-            runs = audit_runs(collector, report, now=now, run_ids=run_ids)
-    return LedgerAudit(report, runs)
+            now = now or datetime.now(UTC)
+            if replay:
+                runs = audit_runs(collector, report, now=now, run_ids=run_ids)
+            held = hold_to(held_to, collector, report, now=now, run_ids=run_ids)
+    return LedgerAudit(report, runs, held)
+
+
+def hold_to(policies: Sequence[Policy], collected: RunCollector, report: AuditReport, *,
+            now: datetime, run_ids: list[str] | None = None) -> list[HeldTo]:
+    """Hold every collected run (or only ``run_ids``) to each of ``policies`` besides its
+    own; add each policy's violations (labelled with it) and a check to ``report``."""
+    if not policies:
+        return []
+    times = WitnessedTimes(WitnessedCheckpoint(w.size, w.existed_by, w.not_before)
+                           for w in report.witnessed_times)
+    runs = {rid: own for rid, own in collected.runs.items()
+            if run_ids is None or rid in run_ids}
+    out = []
+    for policy in policies:
+        held = hold_runs(policy, runs, times=times, now=now)
+        for f in held.violations:
+            assert f.violation is not None
+            report.violation(f.violation, f"under {held.label}: {f.message}", f.refs,
+                             run_id=f.run_id, policy=policy.id)
+        bad = len(held.violations)
+        report.check(f"held to {held.label}", bad == 0, held.summary() + (
+            f"; not judged: {', '.join(held.not_judged)}" if held.not_judged else ""))
+        out.append(held)
+    return out
 
 
 def replay_ledger(
@@ -517,4 +560,5 @@ def _iso(t: datetime) -> str:
 
 
 #: Every violation kind the run-level audit can add to a report.
-RUN_AUDIT_KINDS: dict[str, str] = {**SETUP_VIOLATION_KINDS, **RUN_VIOLATION_KINDS}
+RUN_AUDIT_KINDS: dict[str, str] = {**HELD_VIOLATION_KINDS, **SETUP_VIOLATION_KINDS,
+                                   **RUN_VIOLATION_KINDS}

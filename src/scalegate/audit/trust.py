@@ -14,6 +14,10 @@ An auditor trusts nothing a ledger says about itself. It is given, in a YAML fil
       acme: [acme/root+0badc0de+AQ...]
     roles:                                    # optional: statement kind -> roles that may sign it
       decision: [trainer]
+    timestamp_authorities:                    # optional: RFC 3161 TSAs whose tokens count
+      - name: tsa.example
+        ca: tsa-root.pem                      # its root CA (and intermediates): PEM, or a path
+        certificate: tsa.pem                  # optional: pin its signing certificate
 
 Rules beyond the shapes: a witness's key carries the witness's name; a root key of
 organisation ``acme`` is named ``acme`` or ``acme/...`` (the registry's rule for who
@@ -23,15 +27,22 @@ and ``key-revocation`` (those are signed by organisation roots, always). Without
 ``roles`` entry a kind may be signed by any registered key of the right organisation;
 attestation and approval roles are then checked against the run's policy by replay.
 
+A time-stamping authority's token over a checkpoint counts as time from outside the lab
+(entries below the checkpoint's size existed by the token's time); paths to PEM files are
+relative to the trust file. Tokens signed under no listed authority are ignored.
+
 Every problem is reported with file, line and column (:class:`TrustFileError`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -39,6 +50,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
 
@@ -50,7 +62,8 @@ from scalegate.ledger.registry import KEY_KINDS, org_of
 from scalegate.ledger.statements import PREDICATES
 from scalegate.units import counted
 
-__all__ = ["TrustFile", "TrustedLog", "load_trust", "parse_trust"]
+__all__ = ["TimestampAuthority", "TrustFile", "TrustedLog", "load_trust", "parse_trust",
+           "trust_for"]
 
 _MAX_DEPTH = 20  # a trust file nests 3 levels
 
@@ -82,6 +95,37 @@ WitnessKeyText = Annotated[
 _Text = Annotated[str, Field(min_length=1)]
 
 
+def _certificates(value: Any, info: ValidationInfo) -> list[x509.Certificate]:
+    """PEM certificates given inline or as a path (relative to the trust file)."""
+    if isinstance(value, list) and all(isinstance(c, x509.Certificate) for c in value):
+        return value
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("expected PEM certificate text, or the path of a PEM file")
+    pem = value
+    if "-----BEGIN" not in value:
+        base = (info.context or {}).get("base")
+        path = Path(value) if base is None else Path(base) / value
+        try:
+            pem = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read PEM file {str(path)!r}: "
+                             f"{getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        certs = x509.load_pem_x509_certificates(pem.encode("utf-8"))
+    except ValueError:
+        raise ValueError("holds no readable PEM certificate (-----BEGIN CERTIFICATE-----)") \
+            from None
+    return certs
+
+
+_Certificates = Annotated[
+    list[x509.Certificate],
+    BeforeValidator(_certificates),
+    PlainSerializer(lambda cs: "".join(c.public_bytes(Encoding.PEM).decode() for c in cs),
+                    return_type=str),
+]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(
         extra="forbid", frozen=True, strict=True, arbitrary_types_allowed=True
@@ -95,6 +139,23 @@ class TrustedLog(_Strict):
     key: VerifierKeyText
 
 
+class TimestampAuthority(_Strict):
+    """An RFC 3161 time-stamping authority: its ``ca`` (root, then any intermediate
+    certificates) and optionally its own signing ``certificate``, pinned."""
+
+    name: _Text
+    ca: _Certificates
+    certificate: _Certificates | None = None
+
+    def issued(self, issuer: x509.Name, serial: int) -> bool:
+        """Whether a token signed by certificate ``(issuer, serial)`` claims to be this
+        authority's (which then decides whether it verifies)."""
+        if self.certificate is not None:
+            return any(c.issuer == issuer and c.serial_number == serial
+                       for c in self.certificate)
+        return any(c.subject == issuer for c in self.ca)
+
+
 class TrustFile(_Strict):
     """What an auditor trusts (see the module docstring for the file format)."""
 
@@ -105,6 +166,7 @@ class TrustFile(_Strict):
         min_length=1
     )
     roles: dict[str, Annotated[list[_Text], Field(min_length=1)]] = Field(default_factory=dict)
+    timestamp_authorities: list[TimestampAuthority] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> TrustFile:
@@ -149,10 +211,9 @@ class TrustFile(_Strict):
     def to_yaml(self) -> str:
         """The trust file as YAML text (what :func:`parse_trust` reads back)."""
         data = self.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
-        if not data.get("roles"):
-            data.pop("roles", None)
-        import yaml
-
+        for optional in ("roles", "timestamp_authorities"):
+            if not data.get(optional):
+                data.pop(optional, None)
         return yaml.safe_dump(data, sort_keys=False, width=1000)
 
 
@@ -197,6 +258,7 @@ def _cross_checks(t: TrustFile) -> list[tuple[tuple[Any, ...], str]]:
                      f"(also under {seen[key.keyid]!r})")
                 )
             seen.setdefault(key.keyid, org)
+    problems.extend(_authority_checks(t.timestamp_authorities))
     known = sorted(k for k in PREDICATES if k not in KEY_KINDS)
     for kind in t.roles:
         if kind in KEY_KINDS:
@@ -209,6 +271,24 @@ def _cross_checks(t: TrustFile) -> list[tuple[tuple[Any, ...], str]]:
                 (("roles", kind), f"unknown statement kind {kind!r}; expected one of: "
                  + ", ".join(known))
             )
+    return problems
+
+
+def _authority_checks(tsas: list[TimestampAuthority]) -> list[tuple[tuple[Any, ...], str]]:
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    names: set[str] = set()
+    for i, a in enumerate(tsas):
+        if a.name in names:
+            problems.append((("timestamp_authorities", i, "name"),
+                             f"authority {a.name!r} is listed twice"))
+        names.add(a.name)
+        if not any(c.issuer == c.subject for c in a.ca):
+            problems.append((("timestamp_authorities", i, "ca"), "no root certificate (one "
+                             "whose issuer is its subject) is given; tokens are verified up "
+                             "to a root"))
+        if a.certificate is not None and len(a.certificate) != 1:
+            problems.append((("timestamp_authorities", i, "certificate"), "give exactly one "
+                             "certificate: the authority's own signing certificate"))
     return problems
 
 
@@ -261,8 +341,8 @@ def _pydantic_message(err: Any) -> str:
     if err["type"] == "string_too_short":
         return "must not be empty"
     if err["type"] == "extra_forbidden":
-        return "unknown key; expected one of: log, witnesses, witness_quorum, org_roots, roles" \
-            if len(err["loc"]) == 1 else "unknown key"
+        return "unknown key; expected one of: log, witnesses, witness_quorum, org_roots, " \
+            "roles, timestamp_authorities" if len(err["loc"]) == 1 else "unknown key"
     if err["type"] == "missing":
         return f"missing required key {err['loc'][-1]!r}"
     given = err.get("input")
@@ -272,8 +352,9 @@ def _pydantic_message(err: Any) -> str:
     return msg
 
 
-def parse_trust(text: str, *, source: str = "<trust>") -> TrustFile:
-    """Parse and check a trust file's YAML text; raise :class:`TrustFileError` listing problems."""
+def parse_trust(text: str, *, source: str = "<trust>", base: Path | None = None) -> TrustFile:
+    """Parse and check a trust file's YAML text; raise :class:`TrustFileError` listing problems.
+    ``base`` is the directory relative paths in it (PEM files) start from."""
     doc = YamlDocument(source, max_depth=_MAX_DEPTH)
     try:
         data = doc.read(text)
@@ -292,7 +373,7 @@ def parse_trust(text: str, *, source: str = "<trust>") -> TrustFile:
                     "witness_quorum, org_roots and roles")
         raise _fail(doc)
     try:
-        return TrustFile.model_validate(data)
+        return TrustFile.model_validate(data, context={"base": base})
     except ValidationError as exc:
         for err in exc.errors():
             path = tuple(p for p in err["loc"] if not str(p).startswith("function-"))
@@ -312,8 +393,8 @@ def load_trust(path: str | Path) -> TrustFile:
     except FileNotFoundError:
         raise TrustFileError(
             f"no trust file {str(path)!r}.",
-            hint="Write one naming the log key, witnesses and organisation roots you trust "
-            "(see `scalegate verify --help`).",
+            hint="Write one from the keys you trust: `scalegate trust init --ledger L "
+            "--org-root KEY [--witness KEY] > trust.yaml` (format: `scalegate verify --help`).",
         ) from None
     except OSError as exc:
         raise TrustFileError(f"cannot read trust file {path}: {exc.strerror or exc}.") from None
@@ -323,7 +404,7 @@ def load_trust(path: str | Path) -> TrustFile:
         before = raw[: exc.start].decode("utf-8", errors="replace")
         raise _not_yaml_text(str(path), before, len(before),
                              f"byte 0x{raw[exc.start]:02x} is not UTF-8") from None
-    return parse_trust(text, source=str(path))
+    return parse_trust(text, source=str(path), base=path.parent)
 
 
 def _not_yaml_text(source: str, text: str, position: int, what: str) -> TrustFileError:
@@ -337,3 +418,46 @@ def _not_yaml_text(source: str, text: str, position: int, what: str) -> TrustFil
         hint="A trust file is UTF-8 YAML text naming the log key, witnesses and organisation "
         "roots you trust; see `scalegate verify --help` for the format.",
     )
+
+
+def trust_for(
+    origin: str,
+    log_key: VerifierKey | str,
+    org_roots: Iterable[VerifierKey | str],
+    *,
+    witnesses: Iterable[CosignatureVerifier | str] = (),
+    quorum: int | None = None,
+    roles: dict[str, list[str]] | None = None,
+) -> TrustFile:
+    """A trust file from what an auditor chooses to trust: the log (``origin`` and its
+    checkpoint key), organisation roots (grouped by the organisation their names give),
+    witnesses and how many must cosign (default: one when any is listed), and optional
+    ``roles`` rules. Checked as a loaded file is (:class:`TrustFileError` on a problem)."""
+    by_org: dict[str, list[str]] = {}
+    for root in org_roots:
+        key = root if isinstance(root, VerifierKey) else VerifierKey.parse(root)
+        keys = by_org.setdefault(org_of(key), [])
+        if key.text() not in keys:
+            keys.append(key.text())
+    named: dict[str, str] = {}
+    for w in witnesses:
+        key = w if isinstance(w, CosignatureVerifier) else CosignatureVerifier.parse(w)
+        if named.get(key.name, key.text()) != key.text():
+            raise TrustFileError(f"two witness keys are named {key.name!r}; a trust file "
+                                 "names each witness once.", hint="Give each witness's key once.")
+        named[key.name] = key.text()
+    if named and quorum is None:
+        quorum = 1
+    data: dict[str, Any] = {
+        "log": {"origin": origin,
+                "key": log_key.text() if isinstance(log_key, VerifierKey) else log_key},
+        "witnesses": named, "org_roots": by_org, "roles": roles or {}}
+    if quorum is not None:
+        data["witness_quorum"] = quorum
+    try:
+        return TrustFile.model_validate(data)
+    except ValidationError as exc:
+        listing = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'] if not str(p).startswith('function-'))}: "
+            f"{_pydantic_message(err)}" for err in exc.errors())
+        raise TrustFileError(f"the trust is invalid: {listing}") from None

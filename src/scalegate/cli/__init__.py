@@ -29,6 +29,7 @@ def _register() -> None:
         _policy,
         _report,
         _runs,
+        _trust,
         _verify,
         _witness,
     )
@@ -39,6 +40,7 @@ def _register() -> None:
     app.add_typer(_compute.app, name="compute")
     app.command("demo")(_demo.demo)
     _runs.register(app)
+    app.add_typer(_trust.app, name="trust")
     app.command("verify")(_verify.verify)
     app.command("report")(_report.report)
     app.add_typer(_witness.app, name="witness")

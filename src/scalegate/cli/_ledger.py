@@ -1,4 +1,5 @@
-"""`scalegate ledger ...`: create a ledger, admit keys, append, checkpoint, show, prove, verify.
+"""`scalegate ledger ...`: create a ledger, admit keys, append, checkpoint, time-stamp, show,
+prove, verify.
 
 The ledger path is ``--ledger PATH``, else ``$SCALEGATE_LEDGER``, else ``./scalegate.db``.
 """
@@ -94,13 +95,32 @@ def init(
     org_root: list[str] = typer.Option(
         ..., "--org-root", help="An organisation root verifier key (text or file); repeatable."
     ),
+    checkpoint_every: int | None = typer.Option(
+        None, "--checkpoint-every", min=1, help="Also sign a checkpoint every N entries "
+        "appended by a process holding the log key (default: only when it closes)."),
+    checkpoint_interval: str | None = typer.Option(
+        None, "--checkpoint-interval", help="Also sign one when the latest is this old at an "
+        "append (e.g. 10min, 1h)."),
 ) -> None:
-    """Create an empty ledger that admits keys registered by the given organisation roots."""
+    """Create an empty ledger that admits keys registered by the given organisation roots.
+
+    Every process that appends with the log key at hand (this key file, recorded here)
+    signs a checkpoint when it is done, so the log is ready for witnesses and auditors.
+    """
     from scalegate.ledger.log import Ledger
+    from scalegate.units import parse_duration
 
     roots = [_vkey(r, "--org-root") for r in org_root]
     target = _path(path)
-    with Ledger.create(target, origin, log_key, roots) as led:
+    interval = None
+    if checkpoint_interval is not None:
+        try:
+            interval = parse_duration(checkpoint_interval)
+        except ValueError:
+            raise LedgerError(f"--checkpoint-interval {checkpoint_interval!r} is not a duration "
+                              "(e.g. 30s, 10min, 1h).") from None
+    with Ledger.create(target, origin, log_key, roots, checkpoint_every=checkpoint_every,
+                       checkpoint_interval=interval) as led:
         console.print(f"created ledger {target} (origin {led.origin!r}, log key "
                       f"{led.log_vkey.keyid}, {len(roots)} organisation root(s)).",
                       highlight=False, soft_wrap=True)
@@ -193,6 +213,47 @@ def checkpoint(ledger: str | None = LedgerOpt, log_key: Path | None = LogKeyOpt)
     """Print the log-signed checkpoint (C2SP signed note) for the current size."""
     with _open(ledger, log_key) as led:
         sys.stdout.write(led.checkpoint())
+
+
+@app.command("timestamp")
+def timestamp(
+    tsa: str = typer.Option(..., "--tsa", help="The time-stamping authority's RFC 3161 URL."),
+    ca_cert: Path | None = typer.Option(
+        None, "--ca-cert", help="The authority's root CA certificate (PEM; intermediates may "
+        "follow): the token is verified before it is stored."),
+    ledger: str | None = LedgerOpt,
+) -> None:
+    """Have an RFC 3161 time-stamping authority stamp the latest checkpoint; store the token
+    in the ledger (outside evidence that the entries below it existed by the token's time;
+    auditors who trust the authority count it, see `scalegate verify --help`)."""
+    from scalegate.ledger.timestamp import request_timestamp
+
+    certs = _pem_certificates(ca_cert) if ca_cert is not None else []
+    with _open(ledger) as led:
+        row, info, new = request_timestamp(led, tsa, ca_certs=certs)
+        behind = led.size - row.size
+    said = "stored" if new else "already held (kept)"
+    console.print(f"time-stamp {said}: checkpoint of size {row.size} existed by "
+                  f"{info.existed_by.isoformat().replace('+00:00', 'Z')} per {info.signer} "
+                  f"(token serial {info.serial}"
+                  + (", verified against --ca-cert)." if certs and new else ")."),
+                  highlight=False, soft_wrap=True)
+    if behind:
+        err_console.print(f"note: {counted(behind, 'later entries')} are not covered; sign a "
+                          "new checkpoint first (`scalegate ledger checkpoint`) to stamp them.",
+                          highlight=False, soft_wrap=True)
+
+
+def _pem_certificates(path: Path) -> list[Any]:
+    from cryptography import x509
+
+    try:
+        return x509.load_pem_x509_certificates(path.read_bytes())
+    except OSError as exc:
+        raise LedgerError(f"cannot read --ca-cert {path}: {exc.strerror or exc}.") from None
+    except ValueError:
+        raise LedgerError(f"--ca-cert {path} holds no PEM certificate.",
+                          hint="Give the authority's root CA certificate as a PEM file.") from None
 
 
 @app.command("prove")

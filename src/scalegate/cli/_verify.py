@@ -21,6 +21,7 @@ from scalegate.units import counted
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from scalegate.audit.regulator import HeldTo
     from scalegate.audit.report import AuditReport, Violation
     from scalegate.audit.runcheck import LedgerAudit, RunAudit
 
@@ -31,8 +32,9 @@ def verify(
         None, "--ledger", "-l", show_default=False,
         help="Ledger file or URL (default: $SCALEGATE_LEDGER, else ./scalegate.db)."),
     state: Path | None = typer.Option(
-        None, "--state", help="Auditor state: checkpoints accepted before "
-        "(default: ~/.local/state/scalegate/auditor.json)."),
+        None, "--state", help="Auditor state: checkpoints accepted before, so a log that "
+        "rewrites history is caught (default: $XDG_STATE_HOME/scalegate/auditor.json, else "
+        "~/.local/state/scalegate/auditor.json; its path is printed when first used)."),
     no_state: bool = typer.Option(False, "--no-state", help="Neither read nor record state."),
     as_json: bool = typer.Option(False, "--json", help="Print the full report as JSON."),
     workers: int | None = typer.Option(None, "--workers", help="Signature-checking processes."),
@@ -50,6 +52,10 @@ def verify(
                                    "replay the runs."),
     runs: list[str] | None = typer.Option(
         None, "--run", help="Replay only this run (repeatable; default: every run)."),
+    policies: list[str] | None = typer.Option(
+        None, "--policy", help="Also hold every run to this policy, whatever policy it "
+        "registered under: a bundled name (eu-ai-act, ca-sb53, fli-pause-2023...) or a file; "
+        "repeatable."),
 ) -> None:
     r"""Audit a ledger end to end, trusting only the trust file.
 
@@ -67,16 +73,25 @@ def verify(
     ceiling, approvals bound to another pause, missed notification deadlines,
     compute going backwards, attestations by a wrong role or used after expiry.
 
+    With --policy NAME (repeatable), every run is also held to that policy, as a
+    regulator holds a lab to the law whatever policy it chose: each compute
+    threshold reached or not, notifications owed and whether they were logged in
+    time (by the witnesses' times), and training past a pause threshold inside its
+    window (a moratorium). Findings are labelled with the policy; a missed
+    notification or training in a moratorium is a violation.
+
     With --receipt FILE --entry FILE: check one statement offline from its
     C2SP tlog-proof receipt (`scalegate ledger prove INDEX`) instead.
 
-    Trust file (YAML):
+    Trust file (YAML; `scalegate trust init` writes one from the keys you trust):
 
       log: {origin: example.org/log, key: example.org/log+1a2b3c4d+AU...}
       witnesses: {witness.example/w1: witness.example/w1+5e6f7a8b+BA...}
       witness_quorum: 1
       org_roots: {acme: \[acme/root+0badc0de+AQ...]}
       roles: {decision: \[trainer]}   # optional: kind -> roles allowed
+      timestamp_authorities:          # optional: RFC 3161 TSAs (PEM inline or a path)
+        - {name: tsa.example, ca: tsa-root.pem}
 
     Exit status: 0 nothing violated, 3 violations found, 4 could not verify.
     """
@@ -84,15 +99,17 @@ def verify(
 
     try:
         if (receipt is not None or entry is not None) and (html is not None
-                                                            or ledger is not None):
-            raise VerificationError("--receipt checks one entry offline; --html and --ledger "
-                                    "are for a ledger audit.", hint="Drop them, or audit the "
-                                    "ledger without --receipt.")
+                                                            or ledger is not None
+                                                            or policies):
+            raise VerificationError("--receipt checks one entry offline; --html, --ledger and "
+                                    "--policy are for a ledger audit.", hint="Drop them, or "
+                                    "audit the ledger without --receipt.")
         if state is not None and no_state:
             raise VerificationError("--state and --no-state contradict each other.",
                                     hint="Pass one of them.")
         audit = _run(trust, ledger, state, no_state, as_json, workers, full, receipt, entry,
-                     replay=not no_replay, now=parse_time(at), runs=runs or None)
+                     replay=not no_replay, now=parse_time(at), runs=runs or None,
+                     policies=policies or [])
         report = audit if isinstance(audit, AuditReport) else audit.report
         if html is not None and not isinstance(audit, AuditReport):
             from scalegate.audit.report_html import write_html
@@ -110,7 +127,8 @@ def verify(
         data = report.to_json_data() if audit is report else audit.to_json_data()
         print(json.dumps(data, indent=2))
     else:
-        render_report(report, console, runs=None if audit is report else audit.runs)
+        render_report(report, console, runs=None if audit is report else audit.runs,
+                      held_to=None if audit is report else audit.held_to)
     raise typer.Exit(report.exit_code)
 
 
@@ -131,11 +149,21 @@ def parse_time(text: str | None) -> datetime | None:
 def _run(trust: Path, ledger: str | None, state: Path | None, no_state: bool, as_json: bool,
          workers: int | None, full: bool, receipt: Path | None, entry: Path | None, *,
          replay: bool = True, now: datetime | None = None,
-         runs: list[str] | None = None) -> AuditReport | LedgerAudit:
+         runs: list[str] | None = None, policies: list[str] | None = None
+         ) -> AuditReport | LedgerAudit:
     from scalegate.audit.trust import load_trust
+    from scalegate.policy import load_policy
 
     trusted = load_trust(trust)
-    if state is not None and not no_state and not state.parent.is_dir():
+    held_to = [load_policy(p) for p in dict.fromkeys(policies or [])]
+    if state is None and not no_state:
+        state = _default_state()
+        if not state.exists():  # first use: say where this auditor's memory is kept
+            err_console.print(
+                f"auditor state: recording the checkpoints this audit accepts in {state} "
+                "(first use). Pass --state FILE to keep it elsewhere (one per auditor), or "
+                "--no-state to keep none.", highlight=False, soft_wrap=True)
+    elif state is not None and not no_state and not state.parent.is_dir():
         raise VerificationError(f"--state {state}: the directory {state.parent} does not "
                                 "exist.", hint="Create it, or pass a file in an existing "
                                 "directory.")
@@ -146,14 +174,14 @@ def _run(trust: Path, ledger: str | None, state: Path | None, no_state: bool, as
         from scalegate.audit.receipt import audit_receipt
 
         return audit_receipt(_read(receipt, "receipt"), _entry(entry), trusted,
-                             state_path=None if no_state else (state or _default_state()),
+                             state_path=None if no_state else state,
                              source=str(receipt))
     from scalegate.audit.runcheck import audit_ledger
     from scalegate.ledger.log import default_ledger_path
 
     target = ledger if ledger is not None else default_ledger_path()
     kwargs = {"state_path": state, "use_state": not no_state, "workers": workers, "full": full,
-              "replay": replay, "now": now, "run_ids": runs}
+              "replay": replay, "now": now, "run_ids": runs, "held_to": held_to}
     if as_json or not err_console.is_terminal:
         return audit_ledger(target, trusted, **kwargs)  # type: ignore[arg-type]
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -222,10 +250,38 @@ def render_runs(runs: list[RunAudit], out: Console) -> None:
     out.print(table, highlight=False)
 
 
+_STATUS_STYLE = {"missed": "red", "breached": "red", "operator-word": "yellow", "due": "yellow",
+                 "owed": "yellow", "met": "green", "sent": "green", "respected": "green",
+                 "reached": "bold", "not-reached": "dim", "outside-window": "dim"}
+
+
+def render_held_to(held: HeldTo, out: Console) -> None:
+    """One policy the runs were held to: its summary, and each finding with its status."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    bad = len(held.violations)
+    mark = f"[red]✗ {counted(bad, 'violations')}[/red]" if bad else "[green]✓[/green]"
+    table = Table(title=f"held to {escape(held.label)} ({held.kind}) {mark}", title_justify="left",
+                  header_style="bold", caption=escape(held.summary() + (
+                      f"; not judged: {', '.join(held.not_judged)}" if held.not_judged else "")),
+                  caption_justify="left")
+    for col in ("run", "what", "status", "finding"):
+        table.add_column(col, overflow="fold", no_wrap=col in ("status",))
+    for f in held.findings:
+        style = _STATUS_STYLE.get(f.status, "")
+        refs = ", ".join(f"#{r.index}" for r in f.refs)
+        table.add_row(escape(f.run_id), escape(f"{f.kind} {f.subject}"),
+                      f"[{style}]{f.status}[/{style}]" if style else f.status,
+                      escape(f.message) + (f" [dim]({refs})[/dim]" if refs else ""))
+    out.print(table, highlight=False)
+
+
 def render_report(report: AuditReport, out: Console, *, per_kind: int = 5,
-                  runs: list[RunAudit] | None = None) -> None:
-    """The terminal summary: checks, the runs replayed, violations grouped by kind, and the
-    verdict."""
+                  runs: list[RunAudit] | None = None,
+                  held_to: list[HeldTo] | None = None) -> None:
+    """The terminal summary: checks, the runs replayed, each other policy they were held
+    to, violations grouped by kind, and the verdict."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -241,17 +297,24 @@ def render_report(report: AuditReport, out: Console, *, per_kind: int = 5,
     if runs:
         out.print()
         render_runs(runs, out)
+    shown_apart: dict[str, int] = {}  # violations the held-to sections show
+    for held in held_to or []:
+        out.print()
+        render_held_to(held, out)
+        for f in held.violations:
+            shown_apart[f.violation or ""] = shown_apart.get(f.violation or "", 0) + 1
     groups: dict[str, list[Violation]] = {}
     for v in report.violations:
-        groups.setdefault(v.kind, []).append(v)
+        if v.policy is None or held_to is None:
+            groups.setdefault(v.kind, []).append(v)
     for kind, items in groups.items():
-        out.print(f"\n[bold red]{kind}[/bold red] ({report.violation_counts[kind]})",
-                  highlight=False)
+        total = report.violation_counts[kind] - shown_apart.get(kind, 0)
+        out.print(f"\n[bold red]{kind}[/bold red] ({total})", highlight=False)
         for v in items[:per_kind]:
             refs = ", ".join(f"#{r.index}" for r in v.refs)
             out.print(f"  • {escape(v.message)}" + (f" [dim]({refs})[/dim]" if refs else ""),
                       highlight=False, soft_wrap=True)
-        rest = report.violation_counts[kind] - min(len(items), per_kind)
+        rest = total - min(len(items), per_kind)
         if rest > 0:
             out.print(f"  … and {rest} more {kind} (see --json)", highlight=False)
     if report.operator_word:

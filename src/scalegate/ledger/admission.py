@@ -14,6 +14,7 @@ lock, reuses those verdicts and checks only signatures by keys that appeared sin
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -41,6 +42,7 @@ class PendingEntry:
 
     data: bytes
     leaf_hash: bytes
+    digest: bytes  # SHA-256 of the signed payload: the statement's identity in the log
     statement: Statement
     kind: str
     message: bytes  # the DSSE PAE the signatures cover
@@ -86,9 +88,18 @@ def prepare(item: Envelope | bytes, where: str = "the envelope") -> PendingEntry
         raise AppendRefused(
             f"refused {where}: {sentence(exc.message)} Nothing was appended.", hint=exc.hint
         ) from exc
+    except RecursionError:
+        raise AppendRefused(
+            f"refused {where}: it is nested too deeply to be an envelope. Nothing was appended."
+        ) from None
+    kids = [kid for kid, _ in sigs]
+    if len(set(kids)) != len(kids):
+        raise AppendRefused(
+            f"refused {where}: two signatures name the same key. Nothing was appended.",
+            hint="An entry carries one signature per signer.")
     return PendingEntry(
-        data, merkle.leaf_hash(data), statement, statement.kind, pae(ptype, payload),
-        tuple(sigs), {},
+        data, merkle.leaf_hash(data), hashlib.sha256(payload).digest(), statement,
+        statement.kind, pae(ptype, payload), tuple(sigs), {},
     )
 
 
@@ -103,6 +114,12 @@ def _decode(item: Envelope | bytes) -> tuple[str, bytes, list[tuple[str, bytes]]
     elif not isinstance(item, Envelope):
         raise TypeError(f"cannot append a {type(item).__name__}; pass an Envelope")
     payload, sigs = item.decoded()
+    bad = item.base64_problem()
+    if bad is not None:
+        raise EnvelopeError(
+            f"the {bad} is not canonical base64 (standard alphabet, padded, no stray bits).",
+            hint="Re-encode it with Envelope.to_bytes(); the log keeps one spelling of each "
+            "statement.")
     return item.payloadType, payload, sigs, item.to_bytes()
 
 
@@ -135,8 +152,26 @@ def admit(
     """
     if p.kind in KEY_KINDS:
         signer = _root_signer(p, registry)
+        _every_signature_verifies(p, {**verifiers, **registry.roots})
         return signer, registry.apply(index, p.statement.predicate, signer)
-    return _registered_signer(p, registry, verifiers, now), None
+    signer = _registered_signer(p, registry, verifiers, now)
+    _every_signature_verifies(p, {**registry.roots, **verifiers})
+    return signer, None
+
+
+def _every_signature_verifies(p: PendingEntry, known: dict[str, VerifierKey]) -> None:
+    """Refuse an entry carrying a signature by a key the ledger does not know.
+
+    Such a signature cannot be checked, and an entry padded with one would be a second
+    spelling of the same statement.
+    """
+    unknown = [kid or "(no keyid)" for kid, _ in p.sigs if kid not in known]
+    if unknown:
+        raise SignatureError(
+            f"it carries a signature by {', '.join(unknown)}, a key this ledger does not "
+            "know, so that signature cannot be verified.",
+            hint="Remove signatures by unregistered keys, or register the key first.")
+    p.signers(known)  # raises on a signature that does not verify
 
 
 def _root_signer(p: PendingEntry, registry: KeyRegistry) -> VerifierKey:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -31,6 +32,7 @@ __all__ = [
     "pae",
     "read_canonical",
     "sign_envelope",
+    "statement_digest",
     "verify_envelope",
     "verify_envelope_keys",
 ]
@@ -85,6 +87,20 @@ class Envelope(BaseModel):
     def payload_bytes(self) -> bytes:
         """The decoded payload (the serialized in-toto statement)."""
         return _b64decode(self.payload, "payload")
+
+    def base64_problem(self) -> str | None:
+        """Which field is not in canonical standard base64 (padded, no stray bits), if any."""
+        fields = [("payload", self.payload), *(
+            (f"signature {i} ({s.keyid or 'no keyid'})", s.sig)
+            for i, s in enumerate(self.signatures))]
+        for what, text in fields:
+            try:
+                raw = _b64decode(text, what)
+            except EnvelopeError:
+                return what
+            if base64.b64encode(raw).decode("ascii") != text:
+                return what
+        return None
 
     def pae(self) -> bytes:
         """The bytes every signature in this envelope covers."""
@@ -206,12 +222,28 @@ def read_canonical(data: bytes) -> tuple[str, bytes, list[tuple[str, bytes]]] | 
         raw = [(s["keyid"], b64(s["sig"], validate=True)) for s in sigs]
     except ValueError:  # binascii.Error included
         return None
-    if not body:
+    if not body or any(not sig for _, sig in raw):
         return None
-    for _, sig in raw:
-        if not sig:
-            return None
+    # Canonical base64 only (no stray padding bits): one statement, one spelling.
+    if pybase64.b64encode(body) != payload.encode() or any(
+            pybase64.b64encode(r[1]) != s["sig"].encode() for r, s in zip(raw, sigs, strict=True)):
+        return None
     return PAYLOAD_TYPE, body, raw
+
+
+def statement_digest(data: bytes) -> bytes | None:
+    """SHA-256 of the signed payload of envelope bytes (the statement's identity), or ``None``.
+
+    Two envelopes carrying the same payload are the same statement, whatever their
+    signatures or encoding; the log admits it once.
+    """
+    fast = read_canonical(data)
+    if fast is not None:
+        return hashlib.sha256(fast[1]).digest()
+    try:
+        return hashlib.sha256(Envelope.from_bytes(data, payload_type=None).payload_bytes()).digest()
+    except EnvelopeError:
+        return None
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -17,6 +17,14 @@ nothing is written. An append returns only after its transaction is durable.
 The log key (which signs checkpoints) belongs to the log operator. :meth:`Ledger.create`
 records the key file's path when given a path; :meth:`Ledger.open` accepts ``log_key``
 to use another copy. Only :meth:`checkpoint` and :meth:`receipt` need it.
+
+A ledger that has the log key (given, or the recorded file readable) signs a checkpoint
+when it is closed after appending, so every command that writes leaves the log anchored
+for auditors and witnesses; ``checkpoint_every`` (entries) and ``checkpoint_interval``
+also sign one while it stays open, e.g. under a long training run. Both are recorded at
+:meth:`Ledger.create` for every later opening, and can be given to :meth:`Ledger.open`.
+A writer without the log key (a trainer on another machine) appends as before, and the
+log operator signs (``scalegate ledger checkpoint``).
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import json
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -35,16 +43,18 @@ from scalegate.documents import load_json
 from scalegate.errors import (
     AppendConflict,
     AppendRefused,
+    DuplicateStatement,
     IndexOutOfRange,
     KeyMaterialError,
     KeyNotAuthorized,
     LedgerError,
+    ScalegateError,
     SignatureError,
     StoreError,
     sentence,
 )
 from scalegate.ledger import merkle
-from scalegate.ledger.admission import admit, precheck, prepare
+from scalegate.ledger.admission import PendingEntry, admit, precheck, prepare
 from scalegate.ledger.coverage import ISSUED_KEY, Coverage, issued_count
 from scalegate.ledger.envelope import Envelope
 from scalegate.ledger.keys import SigningKey, VerifierKey, is_sound_key
@@ -129,6 +139,9 @@ class Ledger:
         log_key: SigningKey | None = None,
         now: Clock | None = None,
         verify_workers: int = 1,
+        checkpoint_every: int | None = None,
+        checkpoint_interval: timedelta | None = None,
+        checkpoint_on_close: bool = True,
     ) -> None:
         self._store = store
         self._now: Clock = now or _utc_now
@@ -151,11 +164,19 @@ class Ledger:
         self._log_key: SigningKey | None = None
         if log_key is not None:
             self._set_log_key(log_key)
+        cadence = _cadence(meta, store.where)
+        self.checkpoint_every: int | None = checkpoint_every or cadence[0]
+        self.checkpoint_interval: timedelta | None = checkpoint_interval or cadence[1]
+        self.checkpoint_on_close = checkpoint_on_close
+        self._appended = False  # by this object: close() then signs a checkpoint
+        self._last_signed: tuple[int, datetime] | None = None  # (size, when), as far as known
         # Caches valid while the log still has ``_cached_size`` entries (another process
         # may append meanwhile; the writer re-reads the size under the lock).
         self._cached_size = -1
         self._cached_registry: KeyRegistry | None = None
         self._cached_compact: merkle.CompactRange | None = None
+        # (size, root, registry): the registry derived from the signed entries of that tree
+        self._derived: tuple[int, bytes, KeyRegistry] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -169,14 +190,23 @@ class Ledger:
         *,
         now: Clock | None = None,
         verify_workers: int = 1,
+        checkpoint_every: int | None = None,
+        checkpoint_interval: timedelta | None = None,
     ) -> Ledger:
         """Create an empty ledger at ``path`` (a file, or an SQLAlchemy URL).
 
         ``origin`` is the checkpoint origin line (e.g. ``example.org/scalegate``);
         ``log_key`` the log's signing key, or the path of its key file (recorded, so
         later :meth:`checkpoint` calls find it); ``org_roots`` the organisation root
-        verifier keys whose ``key`` statements admit signers.
+        verifier keys whose ``key`` statements admit signers. ``checkpoint_every`` and
+        ``checkpoint_interval`` set the cadence at which a ledger holding the log key
+        signs checkpoints while it appends (recorded for every later opening; a
+        checkpoint is signed on closing after appending in any case).
         """
+        if checkpoint_every is not None and checkpoint_every < 1:
+            raise LedgerError(f"checkpoint_every {checkpoint_every} must be at least 1 entry.")
+        if checkpoint_interval is not None and checkpoint_interval <= timedelta(0):
+            raise LedgerError(f"checkpoint_interval {checkpoint_interval} must be positive.")
         if not origin or any(ord(c) < 0x20 or (c.isspace() and c != " ") for c in origin):
             raise LedgerError(
                 f"origin {origin!r} must be one non-empty line without control characters.",
@@ -209,6 +239,10 @@ class Ledger:
         }
         if key_path:
             meta["log_key_path"] = key_path
+        if checkpoint_every is not None:
+            meta["checkpoint_every"] = str(checkpoint_every)
+        if checkpoint_interval is not None:
+            meta["checkpoint_interval_s"] = repr(checkpoint_interval.total_seconds())
         store = LedgerStore.create(path, meta)
         return cls(store, log_key=log_key, now=now, verify_workers=verify_workers)
 
@@ -220,17 +254,26 @@ class Ledger:
         log_key: SigningKey | str | os.PathLike[str] | None = None,
         now: Clock | None = None,
         verify_workers: int = 1,
+        checkpoint_every: int | None = None,
+        checkpoint_interval: timedelta | None = None,
+        checkpoint_on_close: bool = True,
     ) -> Ledger:
         """Open an existing ledger; :class:`StoreError` if it is missing, damaged or truncated.
 
         Opening reads the tree's right edge and checks it against the latest checkpoint,
         so a damaged tail is noticed before anything is appended. ``verify_workers > 1``
-        checks the signatures of large batches in that many processes.
+        checks the signatures of large batches in that many processes. The checkpoint
+        cadence (see the module docstring) is the one recorded at creation unless
+        ``checkpoint_every`` / ``checkpoint_interval`` are given; ``checkpoint_on_close=False``
+        leaves signing to an explicit :meth:`checkpoint`.
         """
         store = LedgerStore.open(path)
         try:
             key = SigningKey.load(log_key) if isinstance(log_key, str | os.PathLike) else log_key
-            ledger = cls(store, log_key=key, now=now, verify_workers=verify_workers)
+            ledger = cls(store, log_key=key, now=now, verify_workers=verify_workers,
+                         checkpoint_every=checkpoint_every,
+                         checkpoint_interval=checkpoint_interval,
+                         checkpoint_on_close=checkpoint_on_close)
             ledger._check_head()
         except BaseException:
             store.close()
@@ -238,15 +281,30 @@ class Ledger:
         return ledger
 
     def close(self) -> None:
-        """Release the database (and any signature-checking helper processes)."""
-        self._pool.close()
-        self._store.close()
+        """Sign a checkpoint if this ledger appended and holds the log key (see the module
+        docstring); then release the database (and any signature-checking processes)."""
+        self._close(quiet=False)
+
+    def _close(self, *, quiet: bool) -> None:
+        try:
+            if self._appended and self.checkpoint_on_close:
+                self._appended = False
+                try:
+                    self._sign_if_keyed()
+                except ScalegateError:
+                    if not quiet:
+                        raise
+        finally:
+            self._pool.close()
+            self._store.close()
 
     def __enter__(self) -> Ledger:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        # Leaving on an error: the checkpoint is still attempted (what was appended is
+        # durable), but a failure to sign it must not hide the error that is leaving.
+        self._close(quiet=exc_type is not None)
 
     @property
     def store(self) -> LedgerStore:
@@ -292,6 +350,42 @@ class Ledger:
                 f"({self.log_vkey.keyid})."
             )
         self._log_key = key
+
+    def _available_key(self) -> SigningKey | None:
+        """The log key if this ledger has it (given, or the recorded file loads), else None."""
+        if self._log_key is None and self._log_key_path:
+            try:
+                self._set_log_key(SigningKey.load(self._log_key_path))
+            except (ScalegateError, OSError):
+                self._log_key_path = None  # not this process's to sign: do not retry
+        return self._log_key
+
+    def _sign_if_keyed(self) -> None:
+        if self._available_key() is not None:
+            self._checkpoint()
+
+    def _after_append(self, size: int) -> None:
+        """Sign a checkpoint when the cadence says one is due (and the log key is here)."""
+        self._appended = True
+        every, interval = self.checkpoint_every, self.checkpoint_interval
+        if every is None and interval is None:
+            return
+        last = self._last_signed
+        now = self._now()
+        if last is not None and not _due(last, size, now, every, interval):
+            return
+        if self._available_key() is None:
+            return
+        with self._store.reader() as conn:
+            latest = self._store.latest_checkpoint(conn)
+        try:
+            last = (latest[0], parse_time(latest[3])) if latest is not None else (0, None)
+        except ValueError:  # a damaged issued_at: sign now rather than trust it
+            last = (latest[0], None) if latest is not None else (0, None)
+        if _due(last, size, now, every, interval):
+            self._checkpoint()
+        elif last[1] is not None:
+            self._last_signed = (last[0], last[1])
 
     def _signing_key(self) -> SigningKey:
         if self._log_key is None:
@@ -364,21 +458,45 @@ class Ledger:
                     verifiers = registry.verifiers()
                 rows.append(EntryRow(idx, p.leaf_hash, p.data, p.kind, p.statement.run_id,
                                      signer.keyid, stamp))
+            _refuse_duplicates(prepared, w)
             compact = self._compact_in(w)
             nodes: list[tuple[int, int, bytes]] = []
             for r in rows:
                 nodes.extend(compact.append(r.leaf_hash)[1:])  # level 0 lives in entries
-            w.add(rows, nodes, changed.values())
+            w.add(rows, nodes, changed.values(), [p.digest for p in prepared])
         # Committed (and synced): only now trust the new state as the cache.
         self._cached_size = base + len(rows)
         self._cached_registry = registry
+        self._derived = (self._cached_size, compact.root(), registry.copy())
         self._cached_compact = compact
+        self._after_append(base + len(rows))
         return [AppendResult(r.index, r.leaf_hash) for r in rows]
 
     def _registry_in(self, w: Writer) -> KeyRegistry:
         if self._cached_registry is not None and self._cached_size == w.size:
             return self._cached_registry
-        return KeyRegistry(self.org_roots, self._store.load_keys(w.conn))
+        return self._registry_from_entries(w.conn, w.size)
+
+    def _registry_from_entries(self, conn: Connection, size: int) -> KeyRegistry:
+        """The registry folded from the signed key statements of the first ``size`` entries.
+
+        Never from the ``keys`` table, a cache anyone with write access to the database
+        could edit. The result is kept keyed by the log size and root it was derived from;
+        a later call folds only the key statements appended since, provided the tree it
+        was derived from is still the prefix of this one (else it derives afresh).
+        """
+        root = self._root_in(conn, size)
+        known = self._derived
+        if known is not None and known[:2] == (size, root):
+            return known[2].copy()
+        start, registry = 0, KeyRegistry(self.org_roots)
+        if known is not None and known[0] < size and self._root_in(conn, known[0]) == known[1]:
+            start, registry = known[0], known[2].copy()
+        indices = [i for i in self._store.key_statement_indices(conn) if start <= i < size]
+        for r in self._store.entries_by_index(conn, indices):
+            _fold_key_entry(registry, r)
+        self._derived = (size, root, registry.copy())
+        return registry
 
     def _compact_in(self, w: Writer) -> merkle.CompactRange:
         if self._cached_compact is not None and self._cached_size == w.size:
@@ -394,9 +512,10 @@ class Ledger:
         return self._store.size()
 
     def registry(self) -> KeyRegistry:
-        """The key registry as it stands (roots and registered keys)."""
+        """The key registry as it stands (roots and registered keys), folded from the log's
+        signed key statements (never from the unsigned ``keys`` cache)."""
         with self._store.reader() as conn:
-            return KeyRegistry(self.org_roots, self._store.load_keys(conn))
+            return self._registry_from_entries(conn, self._store.size_in(conn))
 
     def entries(
         self,
@@ -509,7 +628,10 @@ class Ledger:
                 return n, latest[1], latest[2]
             root = self._root_in(conn, n)
         note = sign_checkpoint(Checkpoint(self.origin, n, root), self._signing_key())
-        return n, root, self._store.add_checkpoint(n, root, note, format_time(self._now()))
+        now = self._now()
+        stored = self._store.add_checkpoint(n, root, note, format_time(now))
+        self._last_signed = (n, now)
+        return n, root, stored
 
     def coverage(self) -> Coverage:
         """What the latest checkpoint covers, cheaply (one signature check, no tree walk).
@@ -566,11 +688,72 @@ class Ledger:
         return format_receipt(index, self.inclusion_proof(index, size), note)
 
 
+def _due(last: tuple[int, datetime | None], size: int, now: datetime, every: int | None,
+         interval: timedelta | None) -> bool:
+    """Whether a checkpoint is due: ``every`` entries or ``interval`` since the last one."""
+    last_size, last_at = last
+    if size <= last_size:
+        return False
+    if every is not None and size - last_size >= every:
+        return True
+    return interval is not None and (last_at is None or now - last_at >= interval)
+
+
+def _cadence(meta: dict[str, str], where: str) -> tuple[int | None, timedelta | None]:
+    """The checkpoint cadence recorded in the ledger's metadata."""
+    try:
+        every = int(meta["checkpoint_every"]) if "checkpoint_every" in meta else None
+        seconds = float(meta["checkpoint_interval_s"]) if "checkpoint_interval_s" in meta \
+            else None
+        return every, None if seconds is None else timedelta(seconds=seconds)
+    except (ValueError, OverflowError) as exc:  # (a tampered 'inf' or '1e308' overflows)
+        raise StoreError(f"ledger {where} has a damaged checkpoint cadence ({exc}).") from exc
+
+
 def _check_size(size: int, n: int) -> None:
     if not 0 <= size <= n:
         raise IndexOutOfRange(
             f"tree size {size} is outside the log, which has {counted(n, 'entries')}."
         )
+
+
+def _fold_key_entry(registry: KeyRegistry, r: EntryRow) -> None:
+    """Fold one stored key statement into ``registry`` as admission did; a stored entry
+    that no longer passes (its bytes edited, its signature broken) means a damaged ledger."""
+    where = f"entry {r.index}"
+    try:
+        if merkle.leaf_hash(r.data) != r.leaf_hash:
+            raise LedgerError(f"{where}'s bytes do not hash to its leaf hash")
+        p = prepare(r.data, where)
+        if p.kind not in KEY_KINDS:
+            raise LedgerError(f"{where} is indexed as a {r.kind} statement but holds a "
+                              f"{p.kind} statement")
+        admit(p, r.index, registry, registry.verifiers(), parse_time(r.appended_at))
+    except (LedgerError, ValueError) as exc:
+        message = exc.message if isinstance(exc, LedgerError) else str(exc)
+        raise StoreError(
+            f"the ledger's key statements do not verify: {sentence(message)} Decisions that "
+            "depend on who may sign cannot be made on it.",
+            hint="Run `scalegate ledger verify` and restore the ledger from a backup or mirror.",
+        ) from exc
+
+
+def _refuse_duplicates(prepared: list[PendingEntry], w: Writer) -> None:
+    """Refuse a batch holding a statement the log (or the batch) already holds."""
+    seen: dict[bytes, int] = {}
+    logged = w.store.statement_indices(w.conn, [p.digest for p in prepared])
+    for pos, p in enumerate(prepared):
+        at = logged.get(p.digest, seen.get(p.digest))
+        if at is not None:
+            where = f"entry {at}" if at < w.size else f"position {at - w.size + 1} of the batch"
+            raise DuplicateStatement(
+                f"refused {_where(pos, len(prepared))} ({p.kind} statement): the same "
+                f"statement is already logged ({where}); the log admits a statement once. "
+                "Nothing was appended.",
+                index=at,
+                hint="A statement that changes a run is signed afresh for each event; "
+                "re-sending an old one is a replay.")
+        seen[p.digest] = w.size + pos
 
 
 def _where(pos: int, total: int) -> str:

@@ -8,6 +8,12 @@
   ``entries.leaf_hash``): subtree ``(level, idx)`` covers leaves
   ``[idx * 2**level, (idx + 1) * 2**level)``;
 - ``checkpoints(size, root_hash, note, issued_at)`` — every checkpoint the log signed;
+- ``statements(digest, idx)`` — the SHA-256 of each entry's signed payload, unique: the
+  log admits a statement once (an index derived from ``entries.data``, rebuilt on open
+  when missing);
+- ``timestamps(size, tsa, response, requested_at)`` — RFC 3161 time-stamp responses over
+  checkpoints (unsigned outside evidence, verified by auditors against the authorities they
+  trust; created on first use in ledgers older than it);
 - ``keys(...)`` — the key registry folded from ``key`` / ``key-revocation`` entries, a
   cache written in the same transaction and rebuilt by ``verify``.
 
@@ -50,6 +56,8 @@ __all__ = [
     "metadata",
     "nodes_t",
     "parse_time",
+    "statements_t",
+    "timestamps_t",
 ]
 
 SCHEMA_VERSION = "1"
@@ -92,6 +100,21 @@ checkpoints_t = Table(
     Column("root_hash", LargeBinary(32), nullable=False),
     Column("note", Text, nullable=False),
     Column("issued_at", String(40), nullable=False),
+)
+statements_t = Table(
+    "statements",
+    metadata,
+    Column("digest", LargeBinary(32), primary_key=True),
+    Column("idx", _Idx, nullable=False),
+)
+timestamps_t = Table(
+    "timestamps",
+    metadata,
+    Column("size", _Idx, nullable=False),
+    Column("tsa", String(2048), nullable=False),
+    Column("response", LargeBinary, nullable=False),
+    Column("requested_at", String(40), nullable=False),
+    PrimaryKeyConstraint("size", "tsa"),
 )
 keys_t = Table(
     "keys",

@@ -98,6 +98,13 @@ class ResourceDescriptor(_Strict):
 
 # --- predicates ----------------------------------------------------------------------------
 
+#: The kinds that move a run along, written by its trainer: each carries ``seq``, its place
+#: among the run's statements of these kinds (the ``run`` statement is 0), so a statement
+#: replayed or withheld shows even in a log written around admission.
+SEQUENCED_KINDS = frozenset({"compute", "checkpoint", "eval", "decision", "pause", "resume"})
+SEQ_DOC = ("the statement's place among the run's run/compute/checkpoint/eval/decision/pause/"
+           "resume statements, in log order (the run statement is 0)")
+
 PREDICATES: dict[str, type[Predicate]] = {}
 
 
@@ -160,6 +167,8 @@ class PolicyPredicate(Predicate):
     version: str
     digest: Hex64
     document: str
+    # When it was published: each publication (by each approver) is its own statement.
+    published_at: UtcDatetime | None = None
 
     def subject(self) -> ResourceDescriptor:
         return ResourceDescriptor(name=f"policy/{self.policy_id}", digest={"sha256": self.digest})
@@ -203,6 +212,7 @@ class ComputePredicate(Predicate):
     method: str
     methods: dict[str, Flop] = Field(default_factory=dict)
     at: UtcDatetime
+    seq: int | None = Field(default=None, ge=0, description=SEQ_DOC)
 
     @field_validator("flop_by_phase")
     @classmethod
@@ -224,6 +234,7 @@ class CheckpointPredicate(Predicate):
     effective_flop: Flop
     uri: str | None = None
     at: UtcDatetime
+    seq: int | None = Field(default=None, ge=0, description=SEQ_DOC)
 
 
 class EvalPredicate(Predicate):
@@ -247,6 +258,7 @@ class EvalPredicate(Predicate):
     status: Literal["success", "failed"] = "success"
     error: str | None = None
     at: UtcDatetime
+    seq: int | None = Field(default=None, ge=0, description=SEQ_DOC)
 
 
 class AttestationPredicate(Predicate):
@@ -283,6 +295,7 @@ class DecisionPredicate(Predicate):
     ceiling_flop: Flop | None = None
     basis_size: int = Field(ge=0, description="log size whose entries the decision rests on")
     at: UtcDatetime
+    seq: int | None = Field(default=None, ge=0, description=SEQ_DOC)
 
 
 class PausePredicate(Predicate):
@@ -296,6 +309,7 @@ class PausePredicate(Predicate):
     effective_flop: Flop
     public_statement: str = ""
     at: UtcDatetime
+    seq: int | None = Field(default=None, ge=0, description=SEQ_DOC)
 
 
 class ApprovalPredicate(Predicate):
@@ -321,6 +335,7 @@ class ResumePredicate(Predicate):
     checkpoint: Ref
     ceiling_flop: Flop | None = None
     at: UtcDatetime
+    seq: int | None = Field(default=None, ge=0, description=SEQ_DOC)
 
 
 class NotificationPredicate(Predicate):
@@ -407,7 +422,10 @@ class Statement(BaseModel):
 
     def to_payload(self) -> bytes:
         """The canonical JSON bytes carried as the DSSE payload."""
-        return canonical_json(self.model_dump(mode="json", by_alias=True))
+        data = self.model_dump(mode="json", by_alias=True)
+        if "seq" in data["predicate"] and data["predicate"]["seq"] is None:
+            del data["predicate"]["seq"]  # unsequenced statements read as they always did
+        return canonical_json(data)
 
 
 def kind_of(predicate_type: str) -> str:

@@ -55,6 +55,7 @@ from scalegate.ledger.schema import (
     metadata,
     nodes_t,
     registered_key,
+    statements_t,
 )
 
 __all__ = ["BUSY_TIMEOUT_S", "LedgerStore", "Writer", "shown_location"]
@@ -251,7 +252,31 @@ class LedgerStore:
                 f"ledger {store.where} has schema version {meta.get('schema')!r}; this scalegate "
                 f"reads version {SCHEMA_VERSION}."
             )
+        store._index_statements()
         return store
+
+    def _index_statements(self) -> None:
+        """Build the statement-digest index of a ledger made before it existed (once)."""
+        from sqlalchemy import inspect
+
+        if "statements" in inspect(self.engine).get_table_names():
+            return
+        from scalegate.ledger.envelope import statement_digest
+
+        try:
+            with self.writer() as w:
+                statements_t.create(w.conn, checkfirst=True)
+                seen: dict[bytes, int] = {}
+                for start in range(0, w.size, 5000):
+                    for r in self.scan(w.conn, start, min(w.size, start + 5000)):
+                        d = statement_digest(r.data)
+                        if d is not None:
+                            seen.setdefault(d, r.index)  # a duplicate stays for the auditor
+                if seen:
+                    w.conn.execute(insert(statements_t),
+                                   [{"digest": d, "idx": i} for d, i in seen.items()])
+        except StoreError:
+            pass  # a read-only copy: readers do not need the index; appends will say why
 
     def close(self) -> None:
         """Release every database connection."""
@@ -415,6 +440,16 @@ class LedgerStore:
         return counts
 
     @staticmethod
+    def statement_indices(conn: Connection, digests: Sequence[bytes]) -> dict[bytes, int]:
+        """Where each of ``digests`` (SHA-256 of a signed payload) already is in the log."""
+        out: dict[bytes, int] = {}
+        for a in range(0, len(digests), 500):
+            q = select(statements_t.c.digest, statements_t.c.idx).where(
+                statements_t.c.digest.in_(list(digests[a : a + 500])))
+            out.update((blob(r[0]), int(r[1])) for r in conn.execute(q))
+        return out
+
+    @staticmethod
     def key_statement_indices(conn: Connection) -> list[int]:
         """Indices of entries whose ``kind`` column says key or key-revocation."""
         q = select(entries_t.c.idx).where(entries_t.c.kind.in_(["key", "key-revocation"]))
@@ -518,8 +553,13 @@ class Writer:
         rows: Sequence[EntryRow],
         nodes: Sequence[tuple[int, int, bytes]],
         keys: Iterable[RegisteredKey] = (),
+        digests: Sequence[bytes] = (),
     ) -> None:
-        """Insert entries (their indices must continue the log), interior nodes and keys."""
+        """Insert entries (their indices must continue the log), interior nodes and keys.
+
+        ``digests`` are the entries' statement digests, in order (the unique index that
+        makes the log admit a statement once).
+        """
         if rows and rows[0].index != self.size:
             raise StoreError(f"internal: batch starts at {rows[0].index}, log size is {self.size}")
         if self.store._is_sqlite:
@@ -534,6 +574,9 @@ class Writer:
             )
             if nodes:
                 dbapi.executemany("INSERT INTO nodes (level, idx, hash) VALUES (?, ?, ?)", nodes)
+            if digests:
+                dbapi.executemany("INSERT INTO statements (digest, idx) VALUES (?, ?)",
+                                  [(d, r.index) for d, r in zip(digests, rows, strict=True)])
         else:
             if rows:
                 self.conn.execute(
@@ -546,6 +589,9 @@ class Writer:
                 self.conn.execute(
                     insert(nodes_t), [{"level": lv, "idx": i, "hash": h} for lv, i, h in nodes]
                 )
+            if digests:
+                self.conn.execute(insert(statements_t), [
+                    {"digest": d, "idx": r.index} for d, r in zip(digests, rows, strict=True)])
         self.put_keys(keys)
         self.size += len(rows)
 
