@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ed25519_floor import cli_verify
 from scalegate.ledger import merkle
-from scalegate.ledger.envelope import Envelope, sign_envelope
+from scalegate.ledger.envelope import Envelope, sign_envelope, statement_digest
 from scalegate.ledger.keys import SigningKey
 from scalegate.ledger.log import Ledger
 from scalegate.ledger.schema import EntryRow, format_time
@@ -144,7 +144,7 @@ def build_ledger(path: Path, n: int) -> float:
                     rows.append(EntryRow(w.size + len(rows), leaf, data, "compute", "bench-run",
                                          signer, stamp))
                     nodes.extend(compact.append(leaf)[1:])
-                w.add(rows, nodes)
+                w.add(rows, nodes, (), [statement_digest(r.data) for r in rows])
             print(f"  built {compact.size:,}/{n:,}", end="\r", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     led.close()

@@ -48,7 +48,7 @@ from scalegate.audit import TrustFile, Witness, witness_ledger
 from scalegate.audit.runcheck import audit_ledger
 from scalegate.ledger import merkle
 from scalegate.ledger.cosignature import CosignatureVerifier
-from scalegate.ledger.envelope import Envelope, sign_envelope
+from scalegate.ledger.envelope import Envelope, sign_envelope, statement_digest
 from scalegate.ledger.keys import SigningKey
 from scalegate.ledger.log import Ledger
 from scalegate.ledger.schema import EntryRow, format_time
@@ -162,7 +162,7 @@ def build(path: Path, n: int) -> float:
                                          None if kind == "policy" else RUN,
                                          TRAINER.vkey.keyid, stamp))
                     nodes.extend(compact.append(leaf)[1:])
-                w.add(rows, nodes)
+                w.add(rows, nodes, (), [statement_digest(r.data) for r in rows])
             print(f"  built {compact.size:,}/{n:,}", end="\r", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     led.checkpoint()

@@ -289,3 +289,12 @@ def test_init_refuses_an_existing_ledger_and_bad_roots(lab: Lab) -> None:
               str(lab.dir / "log.key"), "--org-root", "not-a-key")
     assert res.code != 0 and "--org-root" in res.err
     assert not (lab.dir / "new.db").exists()
+
+
+@pytest.mark.parametrize("args", [["runs"], ["run", "status", "r"], ["ledger", "show"],
+                                  ["ledger", "verify"], ["ledger", "prove", "0"]])
+def test_a_url_that_is_no_database_is_a_message(args: list[str]) -> None:
+    done = subprocess.run([SCALEGATE, *args, "--ledger", "https://example.org/log"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "https:// is not a database scalegate opens" in " ".join(done.stderr.split())

@@ -312,8 +312,10 @@ def test_run_status_shows_compute_evaluations_obligations_and_what_is_missing(la
     assert shown.returncode == 0, shown.stderr
     for text in ("compute by regime", "demo-notify", "OVERDUE", "TRIGGER cyber-demo-1",
                  "the resumption still lacks:", "security-level-demo", "not attested",
-                 f"paused since entry {state.active_pause.index}"):
-        assert text in shown.stdout, text
+                 f"paused since entry {state.active_pause.index}",
+                 "demo-notify: notify when reached compute reaches"):
+        assert text in " ".join(shown.stdout.split()), text
+    assert "— REACHED" in shown.stdout and "✓" not in shown.stdout.split("safeguards")[0]
 
 
 def test_runs_table_and_json(lab: Lab) -> None:

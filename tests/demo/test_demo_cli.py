@@ -82,6 +82,12 @@ def test_demo_pauses_is_approved_resumes_and_verifies(tmp_path: Path) -> None:
     # No compute was recorded between the pause and the resumption.
     assert not [c for c in state.compute if pause.index < c.index < resumed.index]
     assert state.compute[-1].predicate.step == 1000
+    # Run again in the same place: new keys, said loudly (a trust file handed out stops
+    # matching).
+    assert "no longer matches" not in out
+    again = _demo("--dir", str(ws), "--no-live", "--until-pause")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "trust file handed out for the earlier one" in " ".join(again.stdout.split())
 
 
 def test_demo_refuses_a_directory_it_did_not_make(tmp_path: Path) -> None:

@@ -21,13 +21,15 @@ from scalegate.ledger.statements import ComputePredicate, KeyPredicate, sign_sta
 WRITER = Path(__file__)
 
 
-def make_ledger(tmp: Path) -> tuple[Path, Path, SigningKey]:
-    """A ledger with one registered trainer; returns (db, trainer key file, log key)."""
+def make_ledger(tmp: Path, *, checkpoint: bool = True) -> tuple[Path, Path, SigningKey]:
+    """A ledger with one registered trainer (and, with ``checkpoint``, a checkpoint of it);
+    returns (db, trainer key file, log key)."""
     log_key, root, trainer = (SigningKey.generate("example.org/log"),
                               SigningKey.generate("acme/root"), SigningKey.generate("acme/trainer"))
     db, key_file = tmp / "lab.db", tmp / "trainer.key"
     trainer.save(key_file)
     with Ledger.create(db, "example.org/log", log_key, [root.vkey]) as led:
+        led.checkpoint_on_close = checkpoint
         led.append(sign_statement(KeyPredicate(vkey=trainer.vkey.text(), org="acme",
                                                roles=["trainer"],
                                                valid_from=datetime.now(UTC) - timedelta(days=1)),

@@ -108,7 +108,7 @@ def test_a_token_that_does_not_verify_is_not_stored(ledger: Ledger) -> None:
 
 
 def test_no_checkpoint_and_no_authority_are_said_plainly(tmp_path: Path) -> None:
-    db, _, log_key = make_ledger(tmp_path)
+    db, _, log_key = make_ledger(tmp_path, checkpoint=False)
     with Ledger.open(db) as led:
         with pytest.raises(LedgerError, match="no checkpoint to time-stamp") as exc:
             request_timestamp(led, "http://127.0.0.1:9/tsa")

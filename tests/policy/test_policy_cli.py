@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -241,3 +242,26 @@ def test_explain_says_what_reaching_each_level_means(tmp_path: Path) -> None:
     assert "pause, whatever is attested" in " ".join(run("explain", str(path)).split())
     path.write_text(text.replace("on_reach: pause", "on_reach: continue"), encoding="utf-8")
     assert "record only" in run("explain", str(path))
+
+
+def test_piped_listings_are_whole_lines_and_there_is_json() -> None:
+    """`scalegate policy list | cat` shows whole names, with no terminal width to cut them."""
+    scalegate = Path(sys.executable).parent / "scalegate"
+    env = {"PATH": "/usr/bin:/bin", "TERM": "xterm-256color"}  # no COLUMNS: a plain pipe
+    proc = subprocess.run([str(scalegate), "policy", "list"], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = {ln.split()[0]: ln for ln in proc.stdout.splitlines() if ln.strip()}
+    for name in bundled_policies():
+        assert name in lines and load_policy(name).title in lines[name]
+    assert "\x1b[" not in proc.stdout  # plain: no colour codes into a pipe
+    data = json.loads(run("list", "--json"))
+    assert {d["name"] for d in data} == set(bundled_policies())
+    assert all(d["digest"] == load_policy(d["name"]).digest() for d in data)
+
+
+def test_diff_shows_what_each_side_defines_in_values() -> None:
+    """eu-ai-act vs ca-sb53: the thresholds each defines show their FLOP, not "(defined)"."""
+    out = " ".join(run("diff", "eu-ai-act", "ca-sb53").split())
+    assert "(defined)" not in out
+    assert "flop: 1e25" in out and "flop: 1e26" in out and "action: notify" in out

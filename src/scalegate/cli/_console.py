@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.text import Text
 
 from scalegate.errors import PolicyError, ScalegateError
 
-console = Console()
+
+class _PlainWhenPiped(Console):
+    """A console that, when its output is not a terminal (a pipe, a file), lays lines out
+    unwrapped: ``scalegate policy list | grep ...`` sees whole names, not ones cut at 80
+    columns. ``COLUMNS`` still sets a width where given."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        if self.is_terminal or self._width is not None or "COLUMNS" in self._environ:
+            return super().size
+        return ConsoleDimensions(_UNWRAPPED, super().size.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+
+_UNWRAPPED = 1_000  # wide enough for any line a listing prints, small enough for rich's layout
+
+console = _PlainWhenPiped()
 err_console = Console(stderr=True)
 
 

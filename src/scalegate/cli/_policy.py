@@ -71,13 +71,21 @@ def _table(title: str, *columns: str) -> Table:
 
 
 @app.command("list")
-def list_() -> None:
+def list_(
+    as_json: bool = typer.Option(False, "--json", help="One JSON array (full digests)."),
+) -> None:
     """The bundled policies, loadable by name (e.g. `--policy anthropic-rsp-2.2`)."""
+    import json
+
     from scalegate.policy import bundled_policies, load_policy
 
+    rows = [(name, load_policy(name)) for name in bundled_policies()]
+    if as_json:
+        print(json.dumps([{"name": n, "id": p.id, "kind": p.kind, "version": p.version,
+                           "title": p.title, "digest": p.digest()} for n, p in rows], indent=2))
+        return
     table = _table("bundled policies", "name", "kind", "version", "title", "digest")
-    for name in bundled_policies():
-        p = load_policy(name)
+    for name, p in rows:
         table.add_row(name, p.kind, p.version, p.title, p.digest()[:12])
     console.print(table)
 
@@ -298,6 +306,23 @@ def _only_in(path: str, other: dict[str, Any]) -> str | None:
     return None
 
 
+_PROSE = ("description", "cite", "note", "title", "name", "source", "url", "message")
+
+
+def _summary(flat: dict[str, Any], whole: str) -> str:
+    """What one side defines at ``whole`` (a threshold, a regime, a level), in its values:
+    ``flop: 1e+25; regime: eu-cumulative; ...`` rather than just "defined"."""
+    parts = []
+    for path, value in flat.items():
+        if not path.startswith((whole + ".", whole + "[")) or value is None:
+            continue
+        field = path[len(whole):].lstrip(".")
+        if field.rsplit(".", 1)[-1] in _PROSE or field == "id":
+            continue
+        parts.append(f"{field}: {_show(value)}")
+    return "; ".join(parts[:8]) + ("; …" if len(parts) > 8 else "") or "(defined)"
+
+
 @app.command("diff")
 def diff(
     a: str = typer.Argument(..., help="A bundled policy name or a policy file."),
@@ -324,8 +349,8 @@ def diff(
                 continue
             shown.add(whole)
             count += 1
-            table.add_row(whole, "(absent)" if va is _MISSING else "(defined)",
-                          "(absent)" if vb is _MISSING else "(defined)")
+            table.add_row(whole, "(absent)" if va is _MISSING else _summary(fa, whole),
+                          "(absent)" if vb is _MISSING else _summary(fb, whole))
             continue
         if not all_text and path.rsplit(".", 1)[-1] in prose:
             continue

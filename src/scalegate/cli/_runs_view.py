@@ -406,8 +406,11 @@ def render(v: RunView, console: Console) -> None:
     for col in ("regime", "total FLOP", "thresholds"):
         compute.add_column(col, overflow="fold")
     for r in v.regimes:
+        # The threshold's kind (on planned or reached compute) and its state, told apart:
+        # "reached" is a state here, never a label, and no mark reads as "done".
         marks = "; ".join(
-            f"{'✓' if t.met else '·'} {t.id}: {t.action} at {_flop(t.flop)} ({t.basis})"
+            f"{t.id}: {t.action} when {t.basis} compute reaches {_flop(t.flop)} — "
+            + ("REACHED" if t.met else "not yet")
             for t in r.thresholds) or "-"
         compute.add_row(e(r.regime), _flop(r.total_flop), e(marks))
     say(compute)

@@ -79,6 +79,17 @@ class DemoOptions:
     live: bool = True
 
 
+def _earlier_log_key(path: Path) -> str | None:
+    """The log key of the demo an earlier run left in ``path`` (from its trust file)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load((path / "trust.yaml").read_text())
+        return str(data["log"]["key"]) if (path / MARKER).exists() else None
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return None
+
+
 def prepare_dir(path: Path) -> None:
     """Start from an empty workspace; only ever delete a directory an earlier demo made."""
     if path.exists():
@@ -106,6 +117,7 @@ class _Demo:
             config = config.model_copy(update={"budget_steps": opts.steps})
         self.config = config
         self.seed = DEMO_SEED if opts.seed is None else opts.seed
+        self.earlier_log_key = _earlier_log_key(opts.dir)
         prepare_dir(opts.dir)
         self.ws: Workspace = create_workspace(opts.dir)
         self.policy: Policy = load_policy("demo")
@@ -306,6 +318,12 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> bool:
     console = console or Console()
     demo = _Demo(opts, console)
     try:
+        if demo.earlier_log_key not in (None, demo.ws.log_key.vkey.text()):
+            console.print(
+                f"[bold yellow]note:[/bold yellow] {opts.dir} held an earlier demo; this one "
+                "has new keys and a new ledger, so a trust file handed out for the earlier "
+                f"one (log key {demo.earlier_log_key.split('+')[1]}) no longer matches: hand "
+                f"out {opts.dir / 'trust.yaml'} again.", highlight=False)
         console.print(f"workspace {opts.dir}: keys for root, log, trainer, ciso, rso, board; "
                       f"ledger with {demo.ws.ledger.size} key registrations")
         ref, _ = publish_policy(demo.ws.ledger, demo.ws.key("rso"), demo.policy)

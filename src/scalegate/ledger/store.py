@@ -114,6 +114,14 @@ def _location(path: str | os.PathLike[str]) -> tuple[str | URL, Path | None]:
     if "://" in text:
         if text.startswith("sqlite:///"):
             return text, Path(text[len("sqlite:///") :])
+        scheme = text.split("://", 1)[0]
+        if scheme.split("+", 1)[0] not in ("postgresql", "postgres"):
+            raise StoreError(
+                f"cannot open ledger {shown_location(text)}: {scheme}:// is not a database "
+                "scalegate opens (a ledger is a file, sqlite:///PATH, or a PostgreSQL URL).",
+                hint="Point --ledger at the ledger's database; a log served over HTTP is "
+                "checked from its checkpoints and tiles, not opened as a ledger.",
+            )
         return text, None
     p = Path(text)
     # Built, not formatted: a path may hold what a URL string would read as syntax (#, %, ?).
@@ -439,14 +447,21 @@ class LedgerStore:
             counts[column_int(lvl)] = counts.get(column_int(lvl), 0) + int(n)
         return counts
 
-    @staticmethod
-    def statement_indices(conn: Connection, digests: Sequence[bytes]) -> dict[bytes, int]:
+    def statement_indices(self, conn: Connection, digests: Sequence[bytes]) -> dict[bytes, int]:
         """Where each of ``digests`` (SHA-256 of a signed payload) already is in the log."""
         out: dict[bytes, int] = {}
         for a in range(0, len(digests), 500):
-            q = select(statements_t.c.digest, statements_t.c.idx).where(
-                statements_t.c.digest.in_(list(digests[a : a + 500])))
-            out.update((blob(r[0]), int(r[1])) for r in conn.execute(q))
+            part = list(digests[a : a + 500])
+            if self._is_sqlite:  # the driver directly: Core's compilation costs more per append
+                dbapi = conn.connection.driver_connection
+                assert dbapi is not None
+                rows = dbapi.execute("SELECT digest, idx FROM statements WHERE digest IN ("
+                                     + ",".join("?" * len(part)) + ")", part).fetchall()
+            else:
+                q = select(statements_t.c.digest, statements_t.c.idx).where(
+                    statements_t.c.digest.in_(part))
+                rows = conn.execute(q).all()
+            out.update((blob(r[0]), int(r[1])) for r in rows)
         return out
 
     @staticmethod
