@@ -404,7 +404,7 @@ def _print_report(report: IntegrityReport, *, unverified: bool) -> None:
         mark = f"[bold red]✗ {report.problems_total} problem(s)[/bold red]"
     elif unverified:
         mark = ("[bold yellow]? ledger unverified[/bold yellow] (nothing wrong found, but no "
-                "signed checkpoint vouches for what was checked)")
+                "signed checkpoint vouches for all of it)")
     else:
         mark = "[green]✓ ledger verifies[/green]"
         if report.unverified_tail is not None:
