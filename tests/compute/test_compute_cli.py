@@ -133,6 +133,22 @@ def test_human_output_lists_methods_and_obligations() -> None:
         (["--layers", "2", "--d-model", "64", "--heads", "4", "--seq-len", "8", "--vocab", "9",
           "--experts", "8", "--tokens", "1T"], "--experts 8 given without --top-k"),
         (["--params", "7B", "--tokens", "1T", "--policy", "no-such-policy"], "no-such-policy"),
+        # Out of any real range: a message, not an OverflowError or a pydantic traceback.
+        (["--params", "1e308", "--tokens", "15T"], "the 6ND method gives no finite figure"),
+        (["--params", "70B", "--tokens", "1e308"], "the 6ND method gives no finite figure"),
+        (["--layers", "1e308", "--d-model", "64", "--heads", "4", "--seq-len", "8", "--vocab",
+          "9", "--tokens", "1T"], "--layers 1e308 is too large"),
+        (["--layers", "2", "--d-model", "1e308", "--heads", "4", "--seq-len", "8", "--vocab",
+          "9", "--tokens", "1T"], "--d-model 1e308 is too large"),
+        (["--chips", "8", "--chip", "H100-SXM", "--hours", "1e308"], "hours 1e+308 is too large"),
+        (["--chips", "1e308", "--chip", "H100-SXM", "--hours", "1"], "--chips 1e308 is too large"),
+        (["--chips", "8", "--peak-flops", "1e308", "--hours", "100"],
+         "the hardware method gives no finite figure"),
+        (["--chips", "8", "--chip", "H100-SXM", "--hours", "1e10", "--start",
+          "9999-12-01T00:00Z"], "lies past the year 9999"),
+        (["--params", "70B", "--tokens", "15T", "--dtype", "x"], "--dtype 'x' is no number format"),
+        (["--params", "70B", "--tokens", "15T", "--dtype", "fp8"],
+         "--dtype fp8 given without the hardware method"),
     ],
 )
 def test_bad_input_is_a_message_and_a_non_zero_exit(

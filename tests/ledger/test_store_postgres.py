@@ -374,9 +374,10 @@ def test_cli_audit_of_a_postgres_ledger(pg_url: str, tmp_path: Path) -> None:
 
 
 def test_cli_ledger_verify_of_a_postgres_ledger(pg_url: str, tmp_path: Path) -> None:
-    _writer_ledger(pg_url, tmp_path)
+    _writer_ledger(pg_url, tmp_path)  # signs a checkpoint on closing (the counter, here too)
     for how, env in ((["--ledger", pg_url], None), ([], {"SCALEGATE_LEDGER": pg_url})):
         res = _cli("ledger", "verify", "--json", *how, cwd=tmp_path, env=env)
         assert res.returncode == 0, res.stdout + res.stderr
         assert '"ok": true' in res.stdout and '"size": 1' in res.stdout
+        assert '"checkpoints_issued": 1' in res.stdout
     assert list(tmp_path.iterdir()) == [tmp_path / "trainer.key"]  # no SQLite file was made

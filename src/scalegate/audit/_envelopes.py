@@ -26,6 +26,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from scalegate.documents import load_json
 from scalegate.errors import StatementError
 from scalegate.ledger.envelope import PAYLOAD_TYPE, pae, read_canonical
 from scalegate.ledger.keys import VerifierKey
@@ -73,7 +74,7 @@ def candidate_keys(
     for _, data in key_statements:
         try:
             _, payload, _ = decode_envelope(data)
-            vkey = VerifierKey.parse(json.loads(payload)["predicate"]["vkey"])
+            vkey = VerifierKey.parse(load_json(payload)["predicate"]["vkey"])
         except Exception:  # anything malformed is reported when the entry is checked
             continue
         pubs = out.setdefault(vkey.keyid, [])
@@ -101,7 +102,7 @@ def decode_envelope(data: bytes) -> tuple[str, bytes, list[tuple[str, bytes]]]:
     if fast is not None:
         return fast
     try:
-        obj = json.loads(data)
+        obj = load_json(data)
     except (UnicodeDecodeError, ValueError) as exc:
         raise Malformed("envelope-malformed", f"the envelope is not JSON ({exc})") from None
     if type(obj) is not dict or obj.keys() != _ENVELOPE_KEYS:

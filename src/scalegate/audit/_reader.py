@@ -17,35 +17,12 @@ from typing import Any
 from urllib.parse import quote
 
 from scalegate.errors import StoreError
+from scalegate.ledger.schema import blob
+from scalegate.ledger.schema import column_int as _int
+from scalegate.ledger.schema import column_text as text
 from scalegate.ledger.store import check_sqlite_file
 
 Row = tuple[int, bytes, bytes, str, str | None, str, str]  # idx, leaf, data, kind, run, signer, at
-
-
-def blob(value: Any) -> bytes:
-    """Bytes from whatever a (possibly tampered) column holds."""
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
-    if value is None:
-        return b""
-    return str(value).encode("utf-8", "surrogateescape")
-
-
-def text(value: Any) -> str:
-    """Text from whatever a (possibly tampered) column holds."""
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).decode("utf-8", "replace")
-    return "" if value is None else str(value)
-
-
-def _int(value: Any) -> int:
-    """An integer column value; -1 (which no check accepts) for anything that is not one."""
-    if type(value) is int:
-        return value
-    try:
-        return int(value)
-    except (TypeError, ValueError, OverflowError):
-        return -1
 
 
 def _row(r: Any) -> Row:

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from scalegate.documents import load_json
+
 _THREAD_LOCKS: dict[str, threading.Lock] = {}
 _GUARD = threading.Lock()
 
@@ -62,7 +64,7 @@ def read_json(path: Path, fail: Callable[[str], Exception]) -> dict[str, Any] | 
     except (OSError, UnicodeDecodeError) as exc:
         raise fail(f"cannot read state file {path}: {exc}") from exc
     try:
-        data = json.loads(text)
+        data = load_json(text)
     except json.JSONDecodeError as exc:
         raise fail(f"state file {path} is not valid JSON ({exc})") from exc
     if not isinstance(data, dict):

@@ -24,6 +24,7 @@ from scalegate.audit import _envelopes
 from scalegate.audit._seen import load_seen, log_id
 from scalegate.audit.report import AuditReport, CheckpointSummary
 from scalegate.audit.trust import TrustFile
+from scalegate.documents import load_json
 from scalegate.errors import NoteError, ProofError, ScalegateError, VerificationError
 from scalegate.ledger import merkle
 from scalegate.ledger.checkpoint import open_checkpoint
@@ -42,7 +43,7 @@ def canonical_entry(data: bytes) -> bytes:
     ``scalegate ledger show --json``, which holds one under ``envelope``) is re-encoded
     canonically, as the ledger stores it; anything else is taken as is."""
     try:
-        obj = json.loads(data)
+        obj = load_json(data)
         if isinstance(obj, dict) and isinstance(obj.get("envelope"), dict):
             obj = obj["envelope"]
         return Envelope.from_bytes(json.dumps(obj).encode()).to_bytes()
@@ -54,7 +55,7 @@ def _shown_line(entry: bytes) -> dict[str, Any] | None:
     """The entry file as a line of ``scalegate ledger show --json`` (an envelope and the
     fields shown beside it), or None when it is not one."""
     try:
-        obj = json.loads(entry)
+        obj = load_json(entry)
     except ValueError:
         return None
     return obj if isinstance(obj, dict) and isinstance(obj.get("envelope"), dict) else None

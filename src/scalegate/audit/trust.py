@@ -54,6 +54,7 @@ from pydantic import (
     model_validator,
 )
 
+from scalegate.documents import Position, Unreadable, YamlDocument
 from scalegate.errors import KeyMaterialError, TrustFileError
 from scalegate.ledger.cosignature import CosignatureVerifier
 from scalegate.ledger.keys import VerifierKey
@@ -63,6 +64,8 @@ from scalegate.units import counted
 
 __all__ = ["TimestampAuthority", "TrustFile", "TrustedLog", "load_trust", "parse_trust",
            "trust_for"]
+
+_MAX_DEPTH = 20  # a trust file nests 3 levels
 
 
 def _key_parser(cls: type[Any], what: str) -> Callable[[Any], Any]:
@@ -289,76 +292,27 @@ def _authority_checks(tsas: list[TimestampAuthority]) -> list[tuple[tuple[Any, .
     return problems
 
 
-# --- YAML with positions ---------------------------------------------------------------------
+# --- problems, located -----------------------------------------------------------------------
 
 _Path = tuple[Any, ...]
 
 
-class _Located:
-    """Plain data built from YAML nodes, remembering where each value and key stood."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.where: dict[_Path, tuple[int, int]] = {}
-        self.keys: dict[_Path, tuple[int, int]] = {}
-        self.problems: list[tuple[str, str]] = []
-        self._constructor = yaml.constructor.SafeConstructor()
-
-    def at(self, path: _Path, *, key: bool = False) -> str:
-        found = self.keys.get(path) if key else None
-        dotted = ".".join(str(p) for p in path if not str(p).startswith(("#", "?")))
-        while found is None and path not in self.where and path:
-            path = path[:-1]
-        line, col = found or self.where.get(path, (1, 1))
-        return f"{self.source}:{line}:{col}" + (f": {dotted}" if dotted else "")
-
-    def problem(self, path: _Path, message: str, *, key: bool = False) -> None:
-        self.problems.append((self.at(path, key=key), message))
-
-    def build(self, node: yaml.Node, path: _Path = (), depth: int = 0) -> Any:
-        self.where[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
-        if depth > 20:
-            self.problem(path, "the document nests too deeply")
-            return None
-        if isinstance(node, yaml.MappingNode):
-            out: dict[Any, Any] = {}
-            for key_node, value_node in node.value:
-                key = self._scalar(key_node, path) if isinstance(key_node, yaml.ScalarNode) \
-                    else None
-                if not isinstance(key, str):
-                    self.where[(*path, "?")] = (key_node.start_mark.line + 1,
-                                                key_node.start_mark.column + 1)
-                    self.problem((*path, "?"), "keys must be plain text")
-                    continue
-                if key in out:
-                    self.where[(*path, key, "#dup")] = (key_node.start_mark.line + 1,
-                                                        key_node.start_mark.column + 1)
-                    self.problem((*path, key, "#dup"), f"duplicate key {key!r}")
-                    continue
-                self.keys[(*path, key)] = (key_node.start_mark.line + 1,
-                                           key_node.start_mark.column + 1)
-                out[key] = self.build(value_node, (*path, key), depth + 1)
-            return out
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(v, (*path, i), depth + 1) for i, v in enumerate(node.value)]
-        return self._scalar(node, path)
-
-    def _scalar(self, node: yaml.Node, path: _Path) -> Any:
-        try:
-            return self._constructor.construct_object(node, deep=True)
-        except Exception as exc:  # a malformed timestamp or tag: report, don't crash
-            self.problem(path, f"cannot read this value: {exc}")
-            return None
+def _at(source: str, pos: Position | None, path: _Path) -> str:
+    dotted = ".".join(str(p) for p in path)
+    head = f"{source}:{pos.line}:{pos.column}" if pos else source
+    return head + (f": {dotted}" if dotted else "")
 
 
-def _fail(doc: _Located) -> TrustFileError:
-    n = len(doc.problems)
-    listing = "\n".join(f"  {where}: {what}" for where, what in doc.problems)
+def _fail(doc: YamlDocument, extra: list[tuple[str, str]] | None = None) -> TrustFileError:
+    problems = [(_at(doc.source, pos, path), what) for pos, path, what in doc.problems]
+    problems += extra or []
+    n = len(problems)
+    listing = "\n".join(f"  {where}: {what}" for where, what in problems)
     # Several lines: the hint goes on a line of its own (errors.join_hint).
     return TrustFileError(
         f"{doc.source}: the trust file is invalid ({n} problem{'s' if n != 1 else ''}):\n"
         f"{listing}",
-        problems=list(doc.problems),
+        problems=problems,
         hint="Fix each problem listed; see `scalegate verify --help` for the format.",
     )
 
@@ -401,38 +355,33 @@ def _pydantic_message(err: Any) -> str:
 def parse_trust(text: str, *, source: str = "<trust>", base: Path | None = None) -> TrustFile:
     """Parse and check a trust file's YAML text; raise :class:`TrustFileError` listing problems.
     ``base`` is the directory relative paths in it (PEM files) start from."""
-    doc = _Located(source)
+    doc = YamlDocument(source, max_depth=_MAX_DEPTH)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.reader.ReaderError as exc:
-        # A character YAML does not allow anywhere (NUL, most control characters).
-        raise _not_yaml_text(source, text, exc.position,
-                             f"the character #x{exc.character:04x} is not allowed in YAML"
-                             if isinstance(exc.character, int) else str(exc.reason)) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        doc.problems.append((where, f"invalid YAML: {getattr(exc, 'problem', None) or exc}"))
+        data = doc.read(text)
+    except Unreadable as exc:
+        if exc.kind == "character" and exc.offset is not None:
+            what = exc.problem.message.removeprefix("invalid character: ")
+            raise _not_yaml_text(source, text, exc.offset, what) from None
         raise _fail(doc) from None
-    if node is None:
-        doc.problems.append((source, "the trust file is empty"))
+    if doc.empty:
+        doc.problem(None, (), "the trust file is empty")
         raise _fail(doc)
-    data = doc.build(node)
     if doc.problems:
         raise _fail(doc)
     if not isinstance(data, dict):
-        doc.problem((), "a trust file is a mapping with keys log, witnesses, witness_quorum, "
-                    "org_roots and roles")
+        doc.problem(doc.locate(()), (), "a trust file is a mapping with keys log, witnesses, "
+                    "witness_quorum, org_roots and roles")
         raise _fail(doc)
     try:
         return TrustFile.model_validate(data, context={"base": base})
     except ValidationError as exc:
         for err in exc.errors():
-            doc.problem(tuple(p for p in err["loc"] if not str(p).startswith("function-")),
-                        _pydantic_message(err), key=err["type"] == "extra_forbidden")
+            path = tuple(p for p in err["loc"] if not str(p).startswith("function-"))
+            doc.problem(doc.locate(path, key=err["type"] == "extra_forbidden"), path,
+                        _pydantic_message(err))
     except _CrossProblems as exc:
         for path, message in exc.paths:
-            doc.problem(path, message)
+            doc.problem(doc.locate(path), path, message)
     raise _fail(doc)
 
 

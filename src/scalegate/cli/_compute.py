@@ -22,6 +22,7 @@ from scalegate.compute import (
     format_flop,
     make_transformer,
 )
+from scalegate.compute.chips import DTYPES
 from scalegate.compute.phases import PHASES
 from scalegate.errors import ComputeError
 from scalegate.units import format_duration, parse_quantity, sig2
@@ -49,10 +50,17 @@ def _quantity(text: str | None, option: str) -> float | None:
         raise ComputeError(f"{option}: {exc}.") from None
 
 
+# Counts above 2^53 are no longer exact as floats (and no layer count or width is near it).
+_MAX_WHOLE = 2**53
+
+
 def _whole(text: str | None, option: str) -> int | None:
     value = _quantity(text, option)
     if value is None:
         return None
+    if value > _MAX_WHOLE:
+        raise ComputeError(f"{option} {text} is too large: a count above {_MAX_WHOLE:.2e} is "
+                           "no architecture or cluster.", hint="Check the unit (70B, 15T).")
     if value != int(value):
         raise ComputeError(f"{option} must be a whole number, got {text!r}.")
     return int(value)
@@ -111,13 +119,21 @@ def _hardware(
     chip: str | None,
     hours: str | None,
     mfu: str | None,
-    dtype: str,
+    dtype: str | None,
     peak: str | None,
 ) -> list[HardwarePeriod]:
     given = {
         "--chips": chips, "--chip": chip, "--hours": hours, "--mfu": mfu, "--peak-flops": peak
     }
+    if dtype is not None and dtype not in DTYPES:
+        raise ComputeError(f"--dtype {dtype!r} is no number format; use one of: "
+                           f"{', '.join(DTYPES)}.")
     if all(v is None for v in given.values()):
+        if dtype is not None:
+            raise ComputeError(
+                f"--dtype {dtype} given without the hardware method: the number format only "
+                "chooses a chip's peak FLOP/s.",
+                hint="Add --chips, --hours and --chip (or --peak-flops), or drop --dtype.")
         return []
     missing = [k for k in ("--chips", "--hours") if given[k] is None]
     if chip is None and peak is None:
@@ -134,7 +150,7 @@ def _hardware(
             _whole(chips, "--chips") or 0,
             _quantity(hours, "--hours") or 0.0,
             chip,
-            dtype=dtype,
+            dtype=dtype or "bf16",
             utilisation=_fraction(mfu, "--mfu"),
             peak_flops=_quantity(peak, "--peak-flops"),
         )
@@ -288,7 +304,8 @@ def estimate_cmd(
     chip: str | None = typer.Option(None, "--chip", help=f"One of: {', '.join(CHIPS)}."),
     hours: str | None = _num("--hours", "Wall-clock training hours."),
     mfu: str | None = _num("--mfu", "Measured utilisation, 0.45 or 45%."),
-    dtype: str = typer.Option("bf16", "--dtype", help="Number format trained in."),
+    dtype: str | None = typer.Option(
+        None, "--dtype", help="Number format trained in, for --chip's peak (default bf16)."),
     peak: str | None = _num("--peak-flops", "Peak FLOP/s per chip (overrides --chip)."),
     model_kind: str = typer.Option(
         "language", "--model-kind", help="language (default utilisation 0.3) or other (0.4)."

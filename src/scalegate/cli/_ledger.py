@@ -19,6 +19,7 @@ from scalegate.errors import LedgerError, ScalegateError
 from scalegate.units import counted
 
 if TYPE_CHECKING:
+    from scalegate.ledger.integrity import IntegrityReport
     from scalegate.ledger.keys import VerifierKey
     from scalegate.ledger.log import Ledger
 
@@ -299,14 +300,21 @@ def show(
                               f"{', '.join(list_runs(led)) or 'none yet'}).",
                               hint="Check the run id (`scalegate runs`).")
     if as_json:
+        from scalegate.documents import load_json
+
         for e in entries:
-            st = e.statement
+            try:
+                st, envelope = e.statement, load_json(e.data)
+            except (ScalegateError, ValueError) as exc:
+                raise LedgerError(f"entry {e.index} of {where} does not read back: {exc}",
+                                  hint="The file was altered; run `scalegate ledger verify` "
+                                  "and restore the ledger from a backup or mirror.") from None
             print(json.dumps({
                 "index": e.index, "leaf_hash": e.leaf_hash.hex(), "kind": e.kind,
                 "run_id": e.run_id, "signer": e.signer,
                 "appended_at": e.appended_at.isoformat().replace("+00:00", "Z"),
                 "statement": st.model_dump(mode="json", by_alias=True),
-                "envelope": json.loads(e.data),
+                "envelope": envelope,
             }, sort_keys=True), flush=False)
         sys.stdout.flush()
         return
@@ -322,16 +330,26 @@ def show(
     console.print(table)
 
 
+#: ``ledger verify`` found nothing wrong but cannot vouch for the log: no signed checkpoint
+#: covers its entries, checkpoints went missing (or, with ``--strict``, an unverified tail).
+EXIT_UNVERIFIED = 5
+
+
 @app.command("verify")
 def verify(
     workers: int | None = typer.Option(None, "--workers", help="Signature-checking processes."),
     full: bool = typer.Option(
         False, "--full", help="Also validate every predicate field (slower; append already did)."
     ),
+    strict: bool = typer.Option(
+        False, "--strict", help="Exit 5 also when entries after the latest checkpoint are "
+        "covered by none (sign one first: `scalegate ledger checkpoint`)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ledger: str | None = LedgerOpt,
 ) -> None:
-    """Recompute the tree, check every checkpoint and envelope; exit 0 only if all hold."""
+    """Recompute the tree, check every checkpoint and envelope. Exit 0 if all hold, 1 on a
+    problem, 5 if nothing is wrong but no signed checkpoint vouches for the log."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     with _open(ledger) as led:
@@ -344,32 +362,64 @@ def verify(
                 task = bar.add_task("verify", total=max(led.size, 1))
                 report = led.verify(workers=workers, full=full,
                                     progress=lambda done, _t: bar.update(task, completed=done))
+    tail = report.unverified_tail
+    unverified = report.unverified or (strict and tail is not None)
     if as_json:
+        cov = report.coverage
         print(json.dumps({
-            "ok": report.ok, "path": report.path, "origin": report.origin, "size": report.size,
+            "ok": report.ok, "verified": report.ok and not unverified,
+            "path": report.path, "origin": report.origin, "size": report.size,
             "root": report.root.hex(), "entries_checked": report.entries_checked,
             "signatures_checked": report.signatures_checked,
             "nodes_checked": report.nodes_checked,
             "checkpoints_checked": report.checkpoints_checked,
+            "checkpoints_issued": cov.issued if cov else None,
             "latest_checkpoint": report.latest_checkpoint, "keys": report.keys,
+            "unverified": report.unverified,
+            "unverified_tail": None if tail is None else {
+                "first": tail[0], "last": tail[1], "count": tail[1] - tail[0] + 1},
             "problems": report.problems, "problems_total": report.problems_total,
             "seconds": round(report.seconds, 3),
         }, indent=2))
     else:
-        for p in report.problems:
-            err_console.print(f"[red]✗[/red] {p}", highlight=False, soft_wrap=True)
-        if report.problems_total > len(report.problems):
-            err_console.print(f"… and {report.problems_total - len(report.problems)} more")
-        mark = "[green]✓ ledger verifies[/green]" if report.ok else (
-            f"[bold red]✗ {report.problems_total} problem(s)[/bold red]")
-        cp = ("no checkpoint issued yet" if report.latest_checkpoint is None
-              else f"{report.checkpoints_checked} checkpoint(s), latest at size "
-              f"{report.latest_checkpoint}")
-        console.print(
-            f"{mark}: {report.size} entries, {report.signatures_checked} signatures, "
-            f"{report.nodes_checked} tree nodes, {cp}, {counted(report.keys, 'registered keys')} "
-            f"in {report.seconds:.2f} s; root {report.root.hex()}",
-            highlight=False, soft_wrap=True,
-        )
+        _print_report(report, unverified=bool(unverified))
     if not report.ok:
         raise typer.Exit(1)
+    if unverified:
+        raise typer.Exit(EXIT_UNVERIFIED)
+
+
+def _print_report(report: IntegrityReport, *, unverified: bool) -> None:
+    for p in report.problems:
+        err_console.print(f"[red]✗[/red] {p}", highlight=False, soft_wrap=True)
+    if report.problems_total > len(report.problems):
+        err_console.print(f"… and {report.problems_total - len(report.problems)} more")
+    for u in report.unverified:
+        err_console.print(f"[yellow]unverified:[/yellow] {u}", highlight=False, soft_wrap=True)
+    tail = report.coverage.tail_text() if report.coverage else None
+    if tail:
+        err_console.print(f"[yellow]unverified tail:[/yellow] {tail}", highlight=False,
+                          soft_wrap=True)
+    if not report.ok:
+        mark = f"[bold red]✗ {report.problems_total} problem(s)[/bold red]"
+    elif unverified:
+        mark = ("[bold yellow]? ledger unverified[/bold yellow] (nothing wrong found, but no "
+                "signed checkpoint vouches for all of it)")
+    else:
+        mark = "[green]✓ ledger verifies[/green]"
+        if report.unverified_tail is not None:
+            mark += f" up to size {report.latest_checkpoint}"
+    cp = ("no checkpoint" if report.latest_checkpoint is None
+          else f"{report.checkpoints_checked} checkpoint(s), latest at size "
+          f"{report.latest_checkpoint}")
+    console.print(
+        f"{mark}: {report.size} entries, {report.signatures_checked} signatures, "
+        f"{report.nodes_checked} tree nodes, {cp}, {counted(report.keys, 'registered keys')} "
+        f"in {report.seconds:.2f} s; root {report.root.hex()}",
+        highlight=False, soft_wrap=True,
+    )
+    if unverified and report.ok:
+        err_console.print("Sign a checkpoint (`scalegate ledger checkpoint`) to vouch for the "
+                          "entries as they are now, and have witnesses cosign it; if "
+                          "checkpoints went missing, compare with a mirror or backup first.",
+                          highlight=False, soft_wrap=True)

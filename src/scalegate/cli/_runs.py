@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from scalegate.cli._console import console
+from scalegate.cli._console import console, err_console
 from scalegate.cli._ledger import LedgerOpt
 from scalegate.errors import RunError, RunPaused
 from scalegate.units import counted
@@ -413,6 +413,11 @@ def runs(
     with _ledger(ledger) as led:
         rows = [summarize(led, run_id, now) for run_id in list_runs(led)]
         where = led.path
+        unverified = led.coverage().unverified()
+    for reason in unverified:  # on stderr: --json stays one document
+        err_console.print(f"[bold yellow]ledger unverified:[/bold yellow] {reason} These runs "
+                          "are what the database holds (`scalegate ledger verify`).",
+                          soft_wrap=True, highlight=False)
     if as_json:
         print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
         return

@@ -206,6 +206,21 @@ class RunView(BaseModel):
     reasons_now: list[str]
     may_resume: bool | None
     missing: list[str]
+    #: Why no signed checkpoint vouches for the ledger (then nothing here is verified).
+    ledger_unverified: list[str] = []
+    #: This run's entries past the latest checkpoint: recorded, but vouched for by nothing.
+    unverified_entries: int = 0
+
+
+def ledger_warnings(led: Ledger, run_id: str) -> tuple[list[str], int]:
+    """Why nothing vouches for ``led`` (see :class:`~scalegate.ledger.coverage.Coverage`),
+    and how many of ``run_id``'s entries lie past its latest signed checkpoint."""
+    cov = led.coverage()
+    if cov.tail is None:
+        return cov.unverified(), 0
+    with led.store.reader() as conn:
+        tail = led.store.count_entries(conn, cov.covered, run_id=run_id)
+    return cov.unverified(), tail
 
 
 def _regimes(policy: Policy, state: RunState, totals: dict[str, float]) -> list[RegimeLine]:
@@ -312,6 +327,7 @@ def view(led: Ledger, run_id: str, now: datetime | None = None) -> RunView:
     policy = policy_of_run(led, state)
     assert state.run is not None
     decision = decide(policy, state, now)
+    unverified, tail = ledger_warnings(led, run_id)
     res = resumption(policy, state, now=now) if state.active_pause is not None else None
     return RunView(
         summary=summary_of(state), at=now, policy_title=policy.title,
@@ -332,6 +348,7 @@ def view(led: Ledger, run_id: str, now: datetime | None = None) -> RunView:
         reasons_now=[f"{r.rule}: {r.message}" for r in decision.reasons],
         may_resume=res.may_resume if res else None,
         missing=missing_lines(res, state.run_id) if res else [],
+        ledger_unverified=unverified, unverified_entries=tail,
     )
 
 
@@ -352,6 +369,21 @@ def _earlier(n: int) -> str:
     return f" ({n} earlier: see --json)" if n > 0 else ""
 
 
+def _warn_unverified(v: RunView, console: Console) -> None:
+    """Say first when what follows rests on entries no signed checkpoint covers."""
+    from rich.markup import escape as e
+
+    for reason in v.ledger_unverified:
+        console.print(f"[bold yellow]ledger unverified:[/bold yellow] {e(reason)} This "
+                      "status is what the database holds, not what a checkpoint vouches for "
+                      "(`scalegate ledger verify`).", soft_wrap=True, highlight=False)
+    if v.unverified_entries and not v.ledger_unverified:
+        console.print(f"[yellow]unverified tail:[/yellow] {v.unverified_entries} of this "
+                      "run's entries come after the latest signed checkpoint; nothing vouches "
+                      "for them yet (`scalegate ledger checkpoint`, then `scalegate ledger "
+                      "verify`).", soft_wrap=True, highlight=False)
+
+
 def render(v: RunView, console: Console) -> None:
     """Draw a :class:`RunView` on one screen."""
     from rich import box
@@ -361,6 +393,7 @@ def render(v: RunView, console: Console) -> None:
     s = v.summary
     say = console.print
     style = {"paused": "bold red", "resumed": "yellow", "running": "green"}[s.status]
+    _warn_unverified(v, console)
     say(f"[bold]{e(s.run_id)}[/bold]  org {e(s.org)}  model {e(s.model)}  policy "
         f"{e(s.policy_id)} {e(s.policy_version)} ({e(v.policy_title)}, digest "
         f"{v.policy_digest[:12]}…)  started {_time(v.started_at)}", soft_wrap=True)

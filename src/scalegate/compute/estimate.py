@@ -8,6 +8,7 @@ error (naming what is missing), never silently skipped.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -151,6 +152,7 @@ def estimate(run: RunDescription) -> Estimate:
         figures += _architecture_figures(run, run.arch, run.tokens, counted, notes)
     if run.hardware:
         figures.append(_hardware_figure(run))
+    _check_finite(figures)
     rec = reconcile({m.method: m.flop for m in figures if m.reconciled})
     if rec.flagged:
         notes.append(
@@ -159,6 +161,15 @@ def estimate(run: RunDescription) -> Estimate:
             + f" relative to {rec.method}. Check the inputs, or measure utilisation."
         )
     return Estimate(run=run, figures=figures, reconciliation=rec, notes=notes)
+
+
+def _check_finite(figures: list[MethodFigure]) -> None:
+    """Refuse figures that overflowed (inputs such as 1e308 tokens) rather than print inf."""
+    for fig in figures:
+        if not math.isfinite(fig.flop):
+            raise ComputeError(
+                f"the {fig.method} method gives no finite figure ({fig.formula}): an input is "
+                "out of any real range.", hint="Check the magnitudes and units (70B, 15T).")
 
 
 def _architecture_figures(run: RunDescription, arch: Transformer, tokens: float,

@@ -353,8 +353,11 @@ class HardwarePeriod(BaseModel):
         cls, chips: int, hours: float, chip: str | None = None, **kw: Any
     ) -> HardwarePeriod:
         """A period given in wall-clock hours; ``ComputeError`` when a value is out of range."""
+        seconds = _positive("hours", hours) * 3600.0
+        if not math.isfinite(seconds):
+            raise ComputeError(f"hours {hours!r} is too large to be a training time.")
         try:
-            return cls(chips=chips, seconds=_positive("hours", hours) * 3600.0, chip=chip, **kw)
+            return cls(chips=chips, seconds=seconds, chip=chip, **kw)
         except ValidationError as exc:
             raise ComputeError(f"invalid hardware period: {_problems(exc)}.") from None
 

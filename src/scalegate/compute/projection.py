@@ -158,7 +158,7 @@ def _cross(
     total = _regime_total(spent, phases)
 
     def due_from(at: datetime | None) -> datetime | None:
-        return at + t.deadline if at is not None and t.deadline is not None else None
+        return _later(at, t.deadline) if at is not None and t.deadline is not None else None
 
     if total >= t.flop:
         return Crossing(
@@ -181,7 +181,7 @@ def _cross(
             if t.basis == "planned":
                 known = now
             else:
-                known = start + timedelta(seconds=at_secs) if at_secs is not None else None
+                known = _later(start, at_secs) if at_secs is not None else None
             return Crossing(
                 threshold=t, crossed=True, segment=i, step=step, tokens=at_tokens,
                 seconds=at_secs, known_at=known, due=due_from(known),
@@ -192,6 +192,17 @@ def _cross(
         tokens = tokens + seg.tokens if tokens is not None and seg.tokens is not None else None
         seconds = seconds + seg.seconds if seconds is not None and seg.seconds is not None else None
     return Crossing(threshold=t, crossed=False)
+
+
+def _later(at: datetime, after: timedelta | float) -> datetime:
+    """``at`` plus a duration (seconds), or ``ComputeError`` past what a date can hold."""
+    try:
+        return at + (after if isinstance(after, timedelta) else timedelta(seconds=after))
+    except OverflowError:
+        span = after.total_seconds() if isinstance(after, timedelta) else after
+        raise ComputeError(
+            f"{span / 3600:.3g} hours after {at:%Y-%m-%d} lies past the year 9999: no date "
+            "can say when.", hint="Check the start time and the training hours.") from None
 
 
 def project(

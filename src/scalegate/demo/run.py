@@ -81,12 +81,12 @@ class DemoOptions:
 
 def _earlier_log_key(path: Path) -> str | None:
     """The log key of the demo an earlier run left in ``path`` (from its trust file)."""
-    import yaml
+    from scalegate.documents import Unreadable, YamlDocument
 
     try:
-        data = yaml.safe_load((path / "trust.yaml").read_text())
+        data = YamlDocument(str(path / "trust.yaml")).read((path / "trust.yaml").read_text())
         return str(data["log"]["key"]) if (path / MARKER).exists() else None
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
+    except (OSError, UnicodeDecodeError, Unreadable, KeyError, TypeError):
         return None
 
 

@@ -20,6 +20,7 @@ import orjson
 import pybase64
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from scalegate.documents import load_json
 from scalegate.errors import EnvelopeError, SignatureError
 from scalegate.ledger.keys import SigningKey, VerifierKey
 
@@ -129,7 +130,7 @@ class Envelope(BaseModel):
         log entries are.
         """
         try:
-            obj = json.loads(bytes(data).decode("utf-8"), object_pairs_hook=_no_duplicates)
+            obj = load_json(bytes(data).decode("utf-8"), object_pairs_hook=_no_duplicates)
         except UnicodeDecodeError as exc:
             raise EnvelopeError(f"DSSE envelope is not UTF-8 ({exc}).") from exc
         except json.JSONDecodeError as exc:

@@ -7,7 +7,9 @@ hash from the stored entry bytes and every stored interior node from the level b
 log signature, origin and root, verifies every envelope's signature and re-folds the
 key registry in log order (a signer must have been registered before the entry and be
 valid at the entry's ``appended_at``), and compares the folded registry with the
-``keys`` cache. The log is taken in aligned chunks, each read, hashed and checked by
+``keys`` cache. It also says what no check can reach (:attr:`IntegrityReport.unverified`,
+:mod:`~scalegate.ledger.coverage`): entries no signed checkpoint covers, checkpoints gone
+missing. The log is taken in aligned chunks, each read, hashed and checked by
 one of ``workers`` helper processes with its own read connection
 (:mod:`~scalegate.ledger.chunk_check`); this process folds their verdicts in log order.
 
@@ -32,6 +34,7 @@ from scalegate.errors import (
     NoteError,
     SignatureError,
     StatementError,
+    StoreError,
 )
 from scalegate.ledger import merkle
 from scalegate.ledger.chunk_check import (
@@ -41,10 +44,11 @@ from scalegate.ledger.chunk_check import (
     check_level,
     init_helper,
 )
+from scalegate.ledger.coverage import ISSUED_KEY, Coverage, issued_count
 from scalegate.ledger.entry_check import init_keys
 from scalegate.ledger.envelope import Envelope
 from scalegate.ledger.keys import VerifierKey
-from scalegate.ledger.registry import KEY_KINDS, KeyRegistry
+from scalegate.ledger.registry import KEY_KINDS, KeyRegistry, RegisteredKey
 from scalegate.ledger.schema import EntryRow, parse_time
 from scalegate.ledger.statements import parse_statement
 from scalegate.units import counted
@@ -76,11 +80,24 @@ class IntegrityReport:
     problems_total: int = 0
     tree_ok: bool = True
     seconds: float = 0.0
+    coverage: Coverage | None = None
 
     @property
     def ok(self) -> bool:
-        """True when every check held."""
+        """True when every check held (see :attr:`unverified` for what no check could
+        reach)."""
         return self.problems_total == 0
+
+    @property
+    def unverified(self) -> list[str]:
+        """Why no signed checkpoint vouches for the log (empty when checkpoints cover it,
+        up to its tail): no checkpoint over its entries, or checkpoints gone missing."""
+        return self.coverage.unverified() if self.coverage is not None else []
+
+    @property
+    def unverified_tail(self) -> tuple[int, int] | None:
+        """First and last index of the entries after the latest checkpoint that held."""
+        return self.coverage.tail if self.coverage is not None else None
 
     def add(self, problem: str, *, tree: bool = False) -> None:
         """Record a problem (the first 200 are kept verbatim, the rest counted)."""
@@ -115,8 +132,13 @@ def verify_ledger(
         n = store.size_in(conn)
         counts = store.node_counts(conn)
         key_rows = store.entries_by_index(conn, store.key_statement_indices(conn))
-        cached_keys = store.load_keys(conn)
+        damaged_cache = ""
+        try:
+            cached_keys: list[RegisteredKey] | None = store.load_keys(conn)
+        except StoreError as exc:
+            cached_keys, damaged_cache = None, exc.message
         checkpoints = store.checkpoints(conn)
+        meta = store.meta_in(conn)
     report = IntegrityReport(ledger.path, ledger.origin, n)
     registry = KeyRegistry(ledger.org_roots)
     if workers is None:  # helper processes pay off from a few chunks on
@@ -126,14 +148,25 @@ def verify_ledger(
     with store.reader() as conn:
         _check_upper_levels(store, conn, tops, n, report)
         for level, count in sorted(counts.items()):
-            want = n >> level
+            if level < 1:  # level 0 lives in entries; -1: a level that is no number
+                report.add(f"the nodes table holds {counted(count, 'rows')} outside the tree's "
+                           "levels (a level that is not a number of 1 or more).", tree=True)
+                continue
+            want = n >> level if level < 64 else 0
             if count != want:
                 report.add(f"tree level {level} holds {counted(count, 'nodes')}; a tree of "
                            f"{counted(n, 'entries')} has {want}.", tree=True)
         if report.tree_ok:
             report.root = ledger._root_in(conn, n)
     _check_checkpoints(ledger, checkpoints, n, report)
-    if registry != KeyRegistry(ledger.org_roots, cached_keys):
+    report.coverage = Coverage(n, report.latest_checkpoint or 0, issued_count(meta),
+                               len(checkpoints), meta.get(ISSUED_KEY))
+    if report.coverage.issued is not None and report.coverage.issued < len(checkpoints):
+        report.add(f"the checkpoints table holds {len(checkpoints)} checkpoints but the log "
+                   f"meta records {report.coverage.issued} issued: one of them was altered.")
+    if cached_keys is None:
+        report.add(damaged_cache)
+    elif registry != KeyRegistry(ledger.org_roots, cached_keys):
         report.add("the keys table (registry cache) differs from the key statements in the log.")
     report.keys = len(registry)
     report.seconds = time.perf_counter() - start
@@ -146,8 +179,10 @@ def _candidate_keys(key_rows: list[EntryRow]) -> list[str]:
     candidates: dict[str, str] = {}
     for r in key_rows:
         try:
-            pred = parse_statement(Envelope.from_bytes(r.data).payload_bytes()).predicate
-            vk = VerifierKey.parse(pred.vkey)  # type: ignore[attr-defined]
+            st = parse_statement(Envelope.from_bytes(r.data).payload_bytes())
+            if st.kind not in KEY_KINDS:  # a kind column that lies: reported with the entry
+                continue
+            vk = VerifierKey.parse(st.predicate.vkey)  # type: ignore[attr-defined]
             candidates.setdefault(vk.keyid, vk.text())
         except (EnvelopeError, StatementError, KeyMaterialError):
             continue  # reported when the entry itself is checked
@@ -250,7 +285,10 @@ def _fold(
             elif last is not None and last[1] == appended_at and last[0] == signer_ids:
                 signer = last[2]
             else:
-                when = parse_time(appended_at)
+                try:
+                    when = parse_time(appended_at)
+                except ValueError as exc:
+                    raise ValueError(f"its appended_at {exc}") from None
                 signer = _standing_signer(signer_ids, verifiers, registry, when)
                 last = (signer_ids, appended_at, signer)
             if signer.keyid != signer_col:

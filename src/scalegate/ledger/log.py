@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from sqlalchemy.engine import Connection
 
+from scalegate.documents import load_json
 from scalegate.errors import (
     AppendConflict,
     AppendRefused,
@@ -54,6 +55,7 @@ from scalegate.errors import (
 )
 from scalegate.ledger import merkle
 from scalegate.ledger.admission import PendingEntry, admit, precheck, prepare
+from scalegate.ledger.coverage import ISSUED_KEY, Coverage, issued_count
 from scalegate.ledger.envelope import Envelope
 from scalegate.ledger.keys import SigningKey, VerifierKey, is_sound_key
 from scalegate.ledger.registry import KEY_KINDS, KeyRegistry, RegisteredKey
@@ -110,9 +112,17 @@ class LogEntry:
         return parse_statement(self.envelope.payload_bytes())
 
     @classmethod
-    def _from_row(cls, r: EntryRow) -> LogEntry:
-        return cls(r.index, r.leaf_hash, r.data, r.kind, r.run_id, r.signer,
-                   parse_time(r.appended_at))
+    def _from_row(cls, r: EntryRow, where: str = "the ledger") -> LogEntry:
+        try:
+            when = parse_time(r.appended_at)
+            if len(r.leaf_hash) != 32:
+                raise ValueError(f"its leaf hash is {len(r.leaf_hash)} bytes, not 32")
+        except ValueError as exc:
+            what = str(exc) if str(exc).startswith("its ") else f"its appended_at {exc}"
+            raise StoreError(f"entry {r.index} of {where} is damaged: {what}.",
+                             hint="The file was altered; run `scalegate ledger verify` and "
+                             "restore the ledger from a backup or mirror.") from None
+        return cls(r.index, r.leaf_hash, r.data, r.kind, r.run_id, r.signer, when)
 
 
 class Ledger:
@@ -140,10 +150,12 @@ class Ledger:
         try:
             self.origin: str = meta["origin"]
             self.log_vkey: VerifierKey = VerifierKey.parse(meta["log_vkey"])
-            self.org_roots: tuple[VerifierKey, ...] = tuple(
-                VerifierKey.parse(t) for t in json.loads(meta["org_roots"])
-            )
-        except (KeyError, ValueError, KeyMaterialError) as exc:
+            roots = load_json(meta["org_roots"])
+            if not isinstance(roots, list) or not all(isinstance(t, str) for t in roots):
+                raise ValueError(f"org_roots is {meta['org_roots'][:60]!r}, not a list of "
+                                 "verifier keys")
+            self.org_roots: tuple[VerifierKey, ...] = tuple(VerifierKey.parse(t) for t in roots)
+        except (KeyError, ValueError, RecursionError, KeyMaterialError) as exc:
             store.close()
             raise StoreError(
                 f"ledger {store.where} has damaged metadata ({exc}); it cannot be used."
@@ -223,6 +235,7 @@ class Ledger:
             "log_vkey": log_key.vkey.text(),
             "org_roots": json.dumps([r.text() for r in dict.fromkeys(roots)]),
             "created_at": format_time((now or _utc_now)()),
+            ISSUED_KEY: "0",
         }
         if key_path:
             meta["log_key_path"] = key_path
@@ -310,6 +323,11 @@ class Ledger:
             latest = self._store.latest_checkpoint(conn)
             if latest is not None:
                 size, root, _, _ = latest
+                if size < 0:
+                    raise StoreError(
+                        f"ledger {self.path} is damaged: its latest checkpoint's size is not a "
+                        "tree size; the checkpoints table was altered.",
+                        hint="Run `scalegate ledger verify` and restore from a backup.")
                 if size > n:
                     raise StoreError(
                         f"ledger {self.path} is damaged: it has {counted(n, 'entries')} but a "
@@ -360,7 +378,10 @@ class Ledger:
             return
         with self._store.reader() as conn:
             latest = self._store.latest_checkpoint(conn)
-        last = (latest[0], parse_time(latest[3])) if latest is not None else (0, None)
+        try:
+            last = (latest[0], parse_time(latest[3])) if latest is not None else (0, None)
+        except ValueError:  # a damaged issued_at: sign now rather than trust it
+            last = (latest[0], None) if latest is not None else (0, None)
         if _due(last, size, now, every, interval):
             self._checkpoint()
         elif last[1] is not None:
@@ -515,7 +536,7 @@ class Ledger:
                     f"{counted(n, 'entries')}."
                 )
             rows = self._store.entries(conn, start, end, kind=kind, run_id=run_id, limit=limit)
-        return [LogEntry._from_row(r) for r in rows]
+        return [LogEntry._from_row(r, self.path) for r in rows]
 
     def iter_entries(self, start: int = 0, end: int | None = None, *,
                      batch: int = 4096) -> Iterator[LogEntry]:
@@ -612,6 +633,30 @@ class Ledger:
         self._last_signed = (n, now)
         return n, root, stored
 
+    def coverage(self) -> Coverage:
+        """What the latest checkpoint covers, cheaply (one signature check, no tree walk).
+
+        The latest checkpoint's root was checked against the tree when the ledger was
+        opened; here its log signature is checked too (a forged one covers nothing).
+        ``ledger verify`` checks every checkpoint and reports the same verdict.
+        """
+        from scalegate.errors import NoteError
+        from scalegate.ledger.checkpoint import open_checkpoint
+
+        with self._store.reader() as conn:
+            n = self._store.size_in(conn)
+            meta = self._store.meta_in(conn)
+            stored = len(self._store.checkpoints(conn))
+            latest = self._store.latest_checkpoint(conn)
+        covered = 0
+        if latest is not None and latest[0] <= n:
+            try:
+                cp, _ = open_checkpoint(latest[2], self.log_vkey, origin=self.origin)
+                covered = latest[0] if (cp.size, cp.root_hash) == latest[:2] else 0
+            except NoteError:
+                covered = 0
+        return Coverage(n, covered, issued_count(meta), stored, meta.get(ISSUED_KEY))
+
     def latest_checkpoint(self) -> str | None:
         """The most recent checkpoint note issued, if any (does not sign a new one)."""
         with self._store.reader() as conn:
@@ -660,9 +705,9 @@ def _cadence(meta: dict[str, str], where: str) -> tuple[int | None, timedelta | 
         every = int(meta["checkpoint_every"]) if "checkpoint_every" in meta else None
         seconds = float(meta["checkpoint_interval_s"]) if "checkpoint_interval_s" in meta \
             else None
-    except ValueError as exc:
+        return every, None if seconds is None else timedelta(seconds=seconds)
+    except (ValueError, OverflowError) as exc:  # (a tampered 'inf' or '1e308' overflows)
         raise StoreError(f"ledger {where} has a damaged checkpoint cadence ({exc}).") from exc
-    return every, None if seconds is None else timedelta(seconds=seconds)
 
 
 def _check_size(size: int, n: int) -> None:

@@ -40,6 +40,8 @@ from sqlalchemy import (
     Text,
 )
 
+from scalegate.documents import load_json
+from scalegate.errors import ScalegateError, StoreError
 from scalegate.ledger.keys import VerifierKey
 from scalegate.ledger.registry import RegisteredKey
 
@@ -139,8 +141,19 @@ def format_time(t: datetime) -> str:
 
 
 def parse_time(text: str) -> datetime:
-    """Inverse of :func:`format_time` (accepts any RFC 3339 time with an offset)."""
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    """Inverse of :func:`format_time` (accepts any RFC 3339 time with an offset).
+
+    :class:`ValueError` names the text when it is no time, or one without an offset (a
+    naive time could not be compared with the others).
+    """
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (ValueError, TypeError, AttributeError):
+        when = None
+    if when is None or when.utcoffset() is None:
+        shown = text[:40] if isinstance(text, str) else text
+        raise ValueError(f"{shown!r} is not an RFC 3339 time with a UTC offset")
+    return when
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,15 +169,40 @@ class EntryRow:
     appended_at: str
 
 
+# A tampered SQLite file may hold any type in any column: read what is there, let the
+# checks fail on it (never bytes(int), which would allocate that many zero bytes).
+
+
 def blob(value: Any) -> bytes:
-    # A tampered SQLite file may hold TEXT where a BLOB belongs; read it, let checks fail.
-    return value.encode("utf-8", "surrogateescape") if isinstance(value, str) else bytes(value)
+    """Bytes from whatever a (possibly tampered) column holds."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    if value is None:
+        return b""
+    return str(value).encode("utf-8", "surrogateescape")
+
+
+def column_text(value: Any) -> str:
+    """Text from whatever a (possibly tampered) column holds."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "replace")
+    return "" if value is None else str(value)
+
+
+def column_int(value: Any) -> int:
+    """An integer column value; -1 (which no check accepts) for anything that is not one."""
+    if type(value) is int:
+        return value
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        return -1
 
 
 def entry_row(r: Any) -> EntryRow:
-    return EntryRow(int(r.idx), blob(r.leaf_hash), blob(r.data), str(r.kind),
-                    None if r.run_id is None else str(r.run_id), str(r.signer),
-                    str(r.appended_at))
+    return EntryRow(column_int(r.idx), blob(r.leaf_hash), blob(r.data), column_text(r.kind),
+                    None if r.run_id is None else column_text(r.run_id),
+                    column_text(r.signer), column_text(r.appended_at))
 
 
 def key_row(k: RegisteredKey) -> dict[str, Any]:
@@ -184,11 +222,21 @@ def key_row(k: RegisteredKey) -> dict[str, Any]:
 
 
 def registered_key(r: Any) -> RegisteredKey:
-    """A ``keys`` row back to a :class:`RegisteredKey`."""
+    """A ``keys`` row back to a :class:`RegisteredKey`; :class:`StoreError` if it is damaged."""
+    try:
+        return _registered_key(r)
+    except (ValueError, TypeError, RecursionError, ScalegateError) as exc:
+        raise StoreError(f"the keys table (registry cache) is damaged: the row of key "
+                         f"{str(r.keyid)[:80]!r} does not read back ({exc}).",
+                         hint="Run `scalegate ledger verify`; the cache is rebuilt from the "
+                         "key statements in the log.") from None
+
+
+def _registered_key(r: Any) -> RegisteredKey:
     return RegisteredKey(
         vkey=VerifierKey.parse(r.vkey),
         org=r.org,
-        roles=tuple(json.loads(r.roles)),
+        roles=tuple(_roles(load_json(r.roles))),
         valid_from=parse_time(r.valid_from),
         valid_until=parse_time(r.valid_until) if r.valid_until else None,
         registered_by=r.registered_by,
@@ -197,3 +245,9 @@ def registered_key(r: Any) -> RegisteredKey:
         revoked_index=None if r.revoked_index is None else int(r.revoked_index),
         revocation_reason=r.revocation_reason,
     )
+
+
+def _roles(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise ValueError(f"roles {str(value)[:60]!r} is not a list of names")
+    return value

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from scalegate.compute.phases import PHASES
+from scalegate.documents import MAX_JSON_DEPTH, JsonTooDeep, json_too_deep, load_json
 from scalegate.errors import StatementError
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -469,6 +470,9 @@ _TWENTY_DIGITS = b"0" * 20
 def json_value(payload: bytes) -> Any:
     """``json.loads(payload)``, through orjson (several times faster) wherever the two agree.
 
+    What orjson refuses is read under :func:`~scalegate.documents.load_json`'s depth
+    limit; :func:`parse_statement` holds statements to that limit on both paths.
+
     orjson refuses what only :mod:`json` accepts (``NaN``, lone surrogates, a BOM): those
     go to :mod:`json`, which also raises the errors. Integers beyond 64 bits orjson
     would read as floats, so payloads with 20 digits in a row go to :mod:`json` too.
@@ -476,16 +480,20 @@ def json_value(payload: bytes) -> Any:
     # (20 digits in a row, found by turning every digit into 0: ten times a regex's speed)
     if _TWENTY_DIGITS not in bytes(payload).translate(_DIGITS_AS_ZERO):
         try:
-            return orjson.loads(payload)
+            return orjson.loads(payload)  # (it refuses more than 1024 levels itself)
         except orjson.JSONDecodeError:
             pass
-    return json.loads(payload)
+    return load_json(payload)
 
 
 def parse_statement(payload: bytes) -> Statement:
     """Parse and validate a DSSE payload as a scalegate statement; raise ``StatementError``."""
     try:
         data = json_value(payload)
+        at = json_too_deep(payload)  # orjson read it: hold it to load_json's limit
+        if at is not None:
+            raise JsonTooDeep(f"it nests deeper than {MAX_JSON_DEPTH} levels",
+                              bytes(payload).decode("utf-8", "replace"), at)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise StatementError(f"statement payload is not JSON: {exc}") from None
     if not isinstance(data, dict):

@@ -32,6 +32,7 @@ from sqlalchemy import (
     insert,
     select,
     text,
+    update,
 )
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -44,6 +45,8 @@ from scalegate.ledger.schema import (
     EntryRow,
     blob,
     checkpoints_t,
+    column_int,
+    column_text,
     entries_t,
     entry_row,
     key_row,
@@ -305,7 +308,13 @@ class LedgerStore:
     def meta(self) -> dict[str, str]:
         """The ``meta`` table as a dict."""
         with self.reader() as conn:
-            return {r.key: r.value for r in conn.execute(select(meta_t.c.key, meta_t.c.value))}
+            return self.meta_in(conn)
+
+    @staticmethod
+    def meta_in(conn: Connection) -> dict[str, str]:
+        """The ``meta`` table as a dict, read in ``conn``'s transaction."""
+        rows = conn.execute(select(meta_t.c.key, meta_t.c.value))
+        return {str(r.key): str(r.value) for r in rows}
 
     @staticmethod
     def size_in(conn: Connection) -> int:
@@ -329,7 +338,7 @@ class LedgerStore:
         inner = [(lvl, i) for lvl, i in wanted if lvl > 0]
         params = [x for key in inner for x in key] + leaves
         rows = _run(conn, _hashes_sql(len(leaves), len(inner)), params)
-        out = {(int(r[0]), int(r[1])): bytes(r[2]) for r in rows}
+        out = {(int(r[0]), int(r[1])): r[2] if type(r[2]) is bytes else blob(r[2]) for r in rows}
         missing = [w for w in wanted if w not in out]
         if missing:
             raise StoreError(
@@ -389,8 +398,9 @@ class LedgerStore:
         if all(type(r[1]) is bytes and type(r[2]) is bytes and type(r[6]) is str for r in rows):
             return [EntryRow(*r) for r in rows]
         # A tampered file may hold other types; normalise them and let the checks report it.
-        return [EntryRow(int(r[0]), blob(r[1]), blob(r[2]), str(r[3]),
-                         None if r[4] is None else str(r[4]), str(r[5]), str(r[6])) for r in rows]
+        return [EntryRow(column_int(r[0]), blob(r[1]), blob(r[2]), column_text(r[3]),
+                         None if r[4] is None else column_text(r[4]), column_text(r[5]),
+                         column_text(r[6])) for r in rows]
 
     @staticmethod
     def entries_by_index(conn: Connection, indices: Sequence[int]) -> list[EntryRow]:
@@ -411,13 +421,13 @@ class LedgerStore:
                                  "idx < ? ORDER BY idx", (level, start, end)).fetchall()
             if all(type(r[0]) is int and type(r[1]) is bytes for r in rows):
                 return rows
-            return [(int(r[0]), blob(r[1])) for r in rows]
+            return [(column_int(r[0]), blob(r[1])) for r in rows]
         q = (
             select(nodes_t.c.idx, nodes_t.c.hash)
             .where(nodes_t.c.level == level, nodes_t.c.idx >= start, nodes_t.c.idx < end)
             .order_by(nodes_t.c.idx)
         )
-        return [(int(r[0]), bytes(r[1])) for r in conn.execute(q)]
+        return [(column_int(r[0]), blob(r[1])) for r in conn.execute(q)]
 
     def structure_problems(self, limit: int = 20) -> list[str]:
         """SQLite's own structural check of every page and index (``PRAGMA quick_check``)."""
@@ -430,9 +440,12 @@ class LedgerStore:
 
     @staticmethod
     def node_counts(conn: Connection) -> dict[int, int]:
-        """How many nodes each level holds."""
+        """How many nodes each level holds (a level that is no integer counts as -1)."""
         q = select(nodes_t.c.level, func.count()).group_by(nodes_t.c.level)
-        return {int(lvl): int(n) for lvl, n in conn.execute(q)}
+        counts: dict[int, int] = {}
+        for lvl, n in conn.execute(q):
+            counts[column_int(lvl)] = counts.get(column_int(lvl), 0) + int(n)
+        return counts
 
     def statement_indices(self, conn: Connection, digests: Sequence[bytes]) -> dict[bytes, int]:
         """Where each of ``digests`` (SHA-256 of a signed payload) already is in the log."""
@@ -464,17 +477,25 @@ class LedgerStore:
         return [registered_key(r) for r in conn.execute(q)]
 
     @staticmethod
+    def count_entries(conn: Connection, start: int, *, run_id: str | None = None) -> int:
+        """How many entries from index ``start`` on (optionally of one run) the log holds."""
+        q = select(func.count()).select_from(entries_t).where(entries_t.c.idx >= start)
+        if run_id is not None:
+            q = q.where(entries_t.c.run_id == run_id)
+        return int(conn.execute(q).scalar_one())
+
+    @staticmethod
     def checkpoints(conn: Connection) -> list[tuple[int, bytes, str, str]]:
         """Every stored checkpoint ``(size, root_hash, note, issued_at)``, oldest first."""
         q = select(checkpoints_t).order_by(checkpoints_t.c.size)
-        return [(int(r.size), bytes(r.root_hash), r.note, r.issued_at) for r in conn.execute(q)]
+        return [_checkpoint(r) for r in conn.execute(q)]
 
     @staticmethod
     def latest_checkpoint(conn: Connection) -> tuple[int, bytes, str, str] | None:
         """The largest stored checkpoint, if any."""
         q = select(checkpoints_t).order_by(checkpoints_t.c.size.desc()).limit(1)
         r = conn.execute(q).first()
-        return None if r is None else (int(r.size), bytes(r.root_hash), r.note, r.issued_at)
+        return None if r is None else _checkpoint(r)
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -500,7 +521,11 @@ class LedgerStore:
             raise StoreError(f"cannot write ledger {self.where}: {_db_reason(exc)}") from exc
 
     def add_checkpoint(self, size: int, root: bytes, note: str, issued_at: str) -> str:
-        """Store a signed checkpoint unless one of that size exists; return the stored note."""
+        """Store a signed checkpoint unless one of that size exists; return the stored note.
+
+        The same transaction counts it in the meta (:data:`~scalegate.ledger.coverage.
+        ISSUED_KEY`), so checkpoints deleted later show as missing.
+        """
         with self.writer() as w:
             row = w.conn.execute(
                 select(checkpoints_t.c.note).where(checkpoints_t.c.size == size)
@@ -511,7 +536,23 @@ class LedgerStore:
                 insert(checkpoints_t),
                 [{"size": size, "root_hash": root, "note": note, "issued_at": issued_at}],
             )
+            self._count_issued(w.conn)
             return note
+
+    @staticmethod
+    def _count_issued(conn: Connection) -> None:
+        from scalegate.ledger.coverage import ISSUED_KEY, issued_count
+
+        meta = LedgerStore.meta_in(conn)
+        issued = issued_count(meta)
+        if issued is None:  # unrecorded (an older ledger) or unreadable: count what is stored
+            issued = int(conn.execute(select(func.count()).select_from(checkpoints_t))
+                         .scalar_one()) - 1
+        value = str(issued + 1)
+        if ISSUED_KEY in meta:
+            conn.execute(update(meta_t).where(meta_t.c.key == ISSUED_KEY).values(value=value))
+        else:
+            conn.execute(insert(meta_t), [{"key": ISSUED_KEY, "value": value}])
 
 
 class Writer:
@@ -581,6 +622,10 @@ class Writer:
         """Replace the whole key-registry cache (after rebuilding it from the entries)."""
         self.conn.execute(delete(keys_t))
         self.put_keys(keys)
+
+
+def _checkpoint(r: Any) -> tuple[int, bytes, str, str]:
+    return (column_int(r.size), blob(r.root_hash), column_text(r.note), column_text(r.issued_at))
 
 
 def _run(conn: Connection, sql: str, params: Sequence[Any]) -> list[Any]:

@@ -1,9 +1,9 @@
 """Load a policy from YAML so that every error names file, line, column and field.
 
-PyYAML's *nodes* (``yaml.compose``) keep the position of every key and value; we
-build plain Python data from them ourselves so that duplicate keys, non-text keys,
-merge keys, unknown tags and pathological nesting are reported rather than
-silently resolved, then validate with the pydantic models in
+The YAML is read by :class:`scalegate.documents.YamlDocument`, which keeps the position
+of every key and value and reports duplicate keys, non-text keys, merge keys, unknown
+tags, pathological nesting and alias bombs rather than silently resolving them; we then
+validate with the pydantic models in
 :mod:`scalegate.policy.schema` and map each validation error back to its node.
 """
 
@@ -16,133 +16,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
+from scalegate.documents import Position, Unreadable, YamlDocument
 from scalegate.errors import PolicyError
 from scalegate.policy._references import dotted, reference_problems
 from scalegate.policy.schema import Policy, _ReferenceProblems
 
-# libyaml's parser when PyYAML was built with it (15x faster); same nodes, same marks.
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_MAX_DEPTH = 40
-_MAX_NODES = 20_000
-_MAP_TAG = "tag:yaml.org,2002:map"
-_SEQ_TAG = "tag:yaml.org,2002:seq"
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-
 Path_ = tuple[Any, ...]
 
 
-class _Position:
-    """A 1-based line and column."""
-
-    __slots__ = ("column", "line")
-
-    def __init__(self, line: int, column: int) -> None:
-        self.line = line
-        self.column = column
-
-    @classmethod
-    def of(cls, mark: Any) -> _Position:
-        return cls(mark.line + 1, mark.column + 1)
-
-
-class _Document:
-    """Data built from YAML nodes, with the position of every value and key."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.values: dict[Path_, _Position] = {}
-        self.keys: dict[Path_, _Position] = {}
-        self.problems: list[tuple[_Position | None, Path_, str]] = []
-        self._nodes = 0
-        self._constructor = yaml.constructor.SafeConstructor()
-
-    def problem(self, where: _Position | None, path: Path_, message: str) -> None:
-        self.problems.append((where, path, message))
-
-    def build(self, node: yaml.Node, path: Path_ = (), depth: int = 0) -> Any:
-        where = _Position.of(node.start_mark)
-        self.values[path] = where
-        self._nodes += 1
-        if depth > _MAX_DEPTH or self._nodes > _MAX_NODES:
-            raise _TooLarge(where, path)
-        if isinstance(node, yaml.MappingNode):
-            if node.tag != _MAP_TAG:
-                self.problem(where, path, f"YAML tag {node.tag!r} is not supported here")
-            return self._mapping(node, path, depth)
-        if isinstance(node, yaml.SequenceNode):
-            if node.tag != _SEQ_TAG:
-                self.problem(where, path, f"YAML tag {node.tag!r} is not supported here")
-            return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
-        return self._scalar(node, path)
-
-    def _scalar(self, node: yaml.Node, path: Path_) -> Any:
-        try:
-            return self._constructor.construct_object(node, deep=True)
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or node.start_mark
-            self.problem(_Position.of(mark), path, _yaml_message(exc))
-        except Exception as exc:  # e.g. a timestamp such as 2023-02-30
-            self.problem(_Position.of(node.start_mark), path, f"cannot read this value: {exc}")
-        return None
-
-    def _mapping(self, node: yaml.MappingNode, path: Path_, depth: int) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            where = _Position.of(key_node.start_mark)
-            if key_node.tag == _MERGE_TAG:
-                self.problem(where, path, "YAML merge keys (<<) are not supported; write keys out")
-                continue
-            if not isinstance(key_node, yaml.ScalarNode):
-                self.problem(where, path, "a key must be plain text, not a list or mapping")
-                continue
-            key = self._scalar(key_node, path)
-            if not isinstance(key, str):
-                self.problem(
-                    where,
-                    path,
-                    f"key {key_node.value!r} was read as {type(key).__name__}; "
-                    f"keys must be text (quote it: '{key_node.value}')",
-                )
-                continue
-            kpath = (*path, key)
-            if key in out:
-                first = self.keys[kpath]
-                self.problem(
-                    where, kpath, f"duplicate key {key!r} (first at line {first.line}); remove one"
-                )
-                continue
-            self.keys[kpath] = where
-            out[key] = self.build(value_node, kpath, depth + 1)
-        return out
-
-    def locate(self, path: Path_, *, key: bool = False) -> _Position | None:
-        """The position of the value (or key) at ``path``, else of its nearest ancestor."""
-        if not self.values:
-            return None  # data that never was YAML: only field paths are known
-        if key and path in self.keys:
-            return self.keys[path]
-        while path not in self.values and path:
-            path = path[:-1]
-        return self.values.get(path, _Position(1, 1))
-
-
-class _TooLarge(Exception):
-    def __init__(self, where: _Position, path: Path_) -> None:
-        self.where = where
-        self.path = path
-
-
-def _yaml_message(exc: yaml.YAMLError) -> str:
-    problem = getattr(exc, "problem", None) or str(exc)
-    context = getattr(exc, "context", None)
-    text = f"{context}, {problem}" if context else problem
-    return f"invalid YAML: {text}"
-
-
-def _where(source: str, pos: _Position | None, path: Path_) -> str:
+def _where(source: str, pos: Position | None, path: Path_) -> str:
     where = dotted(path) if path else ""
     head = f"{source}:{pos.line}:{pos.column}" if pos else source
     return head + (f": {where}" if where else "")
@@ -260,7 +144,7 @@ def _message(err: Any, path: Path_) -> str:
     return msg
 
 
-def _fail(doc: _Document) -> PolicyError:
+def _fail(doc: YamlDocument) -> PolicyError:
     problems = sorted(doc.problems, key=lambda p: (p[0].line, p[0].column) if p[0] else (0, 0))
     located = [(_where(doc.source, pos, path), msg) for pos, path, msg in problems]
     n = len(located)
@@ -271,7 +155,7 @@ def _fail(doc: _Document) -> PolicyError:
     )
 
 
-def _validate(data: Any, doc: _Document) -> Policy:
+def _validate(data: Any, doc: YamlDocument) -> Policy:
     if not isinstance(data, dict):
         got = "an empty document" if data is None else f"a {type(data).__name__}"
         doc.problem(doc.locate(()), (), f"a policy must be a mapping of keys (id, version, ...), "
@@ -290,7 +174,7 @@ def _validate(data: Any, doc: _Document) -> Policy:
     raise _fail(doc)
 
 
-def _schema_problems(exc: ValidationError, data: Any, doc: _Document) -> None:
+def _schema_problems(exc: ValidationError, data: Any, doc: YamlDocument) -> None:
     """Place each validation error, then the reference problems elsewhere in the document
     (pydantic checks references only on a valid policy; one pass should report both)."""
     placed: set[Path_] = set()
@@ -305,7 +189,7 @@ def _schema_problems(exc: ValidationError, data: Any, doc: _Document) -> None:
     _reference_problems(data, doc, placed)
 
 
-def _reference_problems(data: Any, doc: _Document, placed: set[Path_]) -> None:
+def _reference_problems(data: Any, doc: YamlDocument, placed: set[Path_]) -> None:
     """Place the reference problems of the document as written; one at a value that already
     has a schema problem would only repeat it."""
     for path, msg in reference_problems(data):
@@ -318,38 +202,16 @@ def parse_policy(text: str, *, source: str = "<policy>") -> Policy:
 
     ``source`` names the text in messages (a file name, or ``library/demo.yaml``).
     """
-    doc = _Document(source)
+    doc = YamlDocument(source)
     try:
-        node = yaml.compose(text, Loader=_LOADER)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        pos = _Position.of(mark) if mark is not None else _Position(1, 1)
-        doc.problem(pos, (), _yaml_message(exc))
+        data = doc.read(text)
+    except Unreadable:
         raise _fail(doc) from None
-    except yaml.reader.ReaderError as exc:
-        pos = _offset_position(text, exc.position)
-        char = chr(exc.character) if isinstance(exc.character, int) else exc.character
-        doc.problem(pos, (), f"invalid character {char!r} ({exc.reason}); a policy is UTF-8 text")
-        raise _fail(doc) from None
-    except yaml.YAMLError as exc:
-        doc.problem(_Position(1, 1), (), _yaml_message(exc))
-        raise _fail(doc) from None
-    if node is None:
-        doc.problem(_Position(1, 1), (), "the policy is empty; start from `scalegate policy "
+    if doc.empty:
+        doc.problem(Position(1, 1), (), "the policy is empty; start from `scalegate policy "
                     "explain demo` or a file in the bundled library")
         raise _fail(doc)
-    try:
-        data = doc.build(node)
-    except _TooLarge as exc:
-        doc.problem(exc.where, exc.path, f"the document nests deeper than {_MAX_DEPTH} levels or "
-                    f"has more than {_MAX_NODES} values (recursive aliases?)")
-        raise _fail(doc) from None
     return _validate(data, doc)
-
-
-def _offset_position(text: str, offset: int) -> _Position:
-    before = text[:offset]
-    return _Position(before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1)
 
 
 def load_policy_file(path: str | Path) -> Policy:
@@ -370,7 +232,7 @@ def load_policy_file(path: str | Path) -> Policy:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         prefix = raw[: exc.start].decode("utf-8", errors="replace")
-        pos = _offset_position(prefix, len(prefix))
+        pos = Position(prefix.count("\n") + 1, len(prefix) - (prefix.rfind("\n") + 1) + 1)
         raise PolicyError(
             f"{path}: the policy is not UTF-8 text",
             problems=[(f"{path}:{pos.line}:{pos.column}", f"byte 0x{raw[exc.start]:02x} is not "
@@ -381,5 +243,5 @@ def load_policy_file(path: str | Path) -> Policy:
 
 def policy_from_data(data: Mapping[str, Any], *, source: str = "<data>") -> Policy:
     """Validate an already-parsed mapping (no line numbers: problems name field paths)."""
-    doc = _Document(source)
+    doc = YamlDocument(source)
     return _validate(dict(data), doc)
