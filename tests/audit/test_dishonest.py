@@ -112,6 +112,9 @@ def test_a_replayed_pause_is_out_of_place_and_no_pause(at) -> None:
     assert d.refs == [copy] and f"statement of entry {old_pause.index}" in d.message
     assert {x.kind for x in audit.report.violations} == {"statement-out-of-place",
                                                           "duplicate-statement"}
+    integrity = w.ledger.verify()  # `ledger verify` sees the copy too
+    assert not integrity.ok and any(f"entry {copy.index} repeats the statement of entry "
+                                    f"{old_pause.index}" in p for p in integrity.problems)
 
 
 def test_a_withheld_statement_shows_as_a_gap(at) -> None:

@@ -15,6 +15,7 @@ it or names exactly what is wrong, so the fast path never decides a failure.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -28,8 +29,9 @@ from scalegate.ledger.statements import PREDICATES, STATEMENT_TYPE, json_value, 
 
 __all__ = ["Checked", "check_entries", "init_keys"]
 
-# (index, problem or None, kind, keyids whose signatures verified, key predicate or None)
-Checked = tuple[int, str | None, str, list[str], Any]
+# (index, problem or None, kind, keyids whose signatures verified, key predicate or None,
+#  the statement's identity: 64 bits of a hash of its signed payload, 0 when unread)
+Checked = tuple[int, str | None, str, list[str], Any, int]
 
 _KINDS = {cls.predicate_type(): kind for kind, cls in PREDICATES.items()}
 _ROOTS: dict[str, VerifierKey] = {}
@@ -86,11 +88,11 @@ def check_entries(rows: Sequence[tuple[int, bytes, str, str | None]], full: bool
             ptype, payload, sigs = fast
             kind, run_id, predicate = _statement_facts(payload, full)
         except (EnvelopeError, StatementError) as exc:
-            out.append((idx, f"entry {idx}: {exc.message}", kind_col, [], None))
+            out.append((idx, f"entry {idx}: {exc.message}", kind_col, [], None, 0))
             continue
         if kind != kind_col or run_id != run_col:
             out.append((idx, f"entry {idx}: its indexed kind/run ({kind_col}, {run_col}) differ "
-                        f"from the statement's ({kind}, {run_id}).", kind, [], None))
+                        f"from the statement's ({kind}, {run_id}).", kind, [], None, 0))
             continue
         keys = _ROOTS if kind in KEY_KINDS else _CANDIDATES
         message = pae(ptype, payload)
@@ -98,19 +100,20 @@ def check_entries(rows: Sequence[tuple[int, bytes, str, str | None]], full: bool
             key = keys.get(kid)
             if key is not None:
                 todo.append((len(out), kid, key.public, message, sig))
-        out.append((idx, None, kind, [], predicate))
+        sid = int.from_bytes(hashlib.blake2b(payload, digest_size=8).digest(), "big")
+        out.append((idx, None, kind, [], predicate, sid))
     verdicts = check_signatures([(pub, msg, sig) for _, _, pub, msg, sig in todo], BULK_BACKEND)
     for (pos, kid, _, _, _), ok in zip(todo, verdicts, strict=True):
-        idx, problem, kind, signers, _ = out[pos]
+        idx, problem, kind, signers, _, _ = out[pos]
         if problem is not None:
             continue
         if not ok:
             out[pos] = (idx, f"entry {idx}: the signature by {kid} does not verify.", kind, [],
-                        None)
+                        None, 0)
         elif kid not in signers:
             signers.append(kid)
-    for pos, (idx, problem, kind, signers, _) in enumerate(out):
+    for pos, (idx, problem, kind, signers, _, _) in enumerate(out):
         if problem is None and not signers:
             who = "an organisation root" if kind in KEY_KINDS else "a key any key statement names"
-            out[pos] = (idx, f"entry {idx}: no signature by {who}.", kind, [], None)
+            out[pos] = (idx, f"entry {idx}: no signature by {who}.", kind, [], None, 0)
     return out

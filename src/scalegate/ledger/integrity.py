@@ -81,6 +81,8 @@ class IntegrityReport:
     tree_ok: bool = True
     seconds: float = 0.0
     coverage: Coverage | None = None
+    #: statement identity -> the first entry holding it (a second one is a replay)
+    statements: dict[int, int] = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -265,12 +267,16 @@ def _fold(
     # Entries of one batch share their signers and append time: the last standing verdict
     # (same signer ids, same appended_at, registry unchanged) is reused as is.
     last: tuple[list[str], str, VerifierKey] | None = None
-    for (appended_at, signer_col), (idx, problem, kind, signer_ids, predicate) in zip(
+    for (appended_at, signer_col), (idx, problem, kind, signer_ids, predicate, sid) in zip(
             got.columns, got.entries, strict=True):
         report.entries_checked += 1
         if problem is not None:
             report.add(problem)
             continue
+        first = report.statements.setdefault(sid, idx)
+        if first != idx:
+            report.add(f"entry {idx} repeats the statement of entry {first} (the same signed "
+                       "payload): a replay the log should have refused.")
         report.signatures_checked += len(signer_ids)
         try:
             if kind in KEY_KINDS:
