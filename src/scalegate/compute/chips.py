@@ -2,10 +2,11 @@
 value comes from.
 
 The table itself is data, ``chips.yaml`` beside this module. Vendors print tensor-core
-peaks *with 2:4 structured sparsity* in their headline tables and mark them with a footnote; training does not use that sparsity, so every value here is the
-**dense** figure (the sparse figure halved where the sheet gives only the sparse one). The
-hardware method of the EU guidelines (C = chips × time × peak × utilisation) expects exactly
-this dense peak for the format the run trained in.
+peaks *with 2:4 structured sparsity* in their headline tables and mark them with a
+footnote; training does not use that sparsity, so every value here is the **dense**
+figure (the sparse figure halved where the sheet gives only the sparse one). The hardware
+method of the EU guidelines (C = chips × time × peak × utilisation) expects exactly this
+dense peak for the format the run trained in.
 """
 
 from __future__ import annotations
