@@ -2,9 +2,10 @@
 
 A state update must be atomic with the checks that led to it (c2sp.org/tlog-witness:
 checking the old size and persisting the new checkpoint happen under one lock), so
-:func:`locked_state` holds an exclusive ``fcntl`` lock on ``PATH.lock`` for the whole
-read-check-write, and :func:`write_json` replaces the file by ``rename`` after an
-``fsync``: a crash leaves the old state or the new one, never half of either.
+:func:`locked_state` holds an exclusive lock on ``PATH.lock`` (``filelock``: the same on
+every platform, threads of one process included) for the whole read-check-write, and
+:func:`write_json` replaces the file by ``rename`` after an ``fsync``: a crash leaves the
+old state or the new one, never half of either.
 """
 
 from __future__ import annotations
@@ -13,46 +14,33 @@ import contextlib
 import json
 import os
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from scalegate.documents import load_json
 
-_THREAD_LOCKS: dict[str, threading.Lock] = {}
-_GUARD = threading.Lock()
-
-
-def _thread_lock(path: Path) -> threading.Lock:
-    # fcntl locks are per process; threads of one process (a server) need their own.
-    with _GUARD:
-        return _THREAD_LOCKS.setdefault(str(path.resolve()), threading.Lock())
-
 
 @contextlib.contextmanager
 def locked_state(path: Path, fail: Callable[[str], Exception]) -> Iterator[None]:
     """Hold the exclusive lock of state file ``path`` (creating its directory if needed)."""
+    from filelock import FileLock
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise fail(f"cannot create the directory of {path}: {exc.strerror or exc}") from exc
-    lock = _thread_lock(path)
-    with lock:
-        try:
-            fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise fail(f"cannot lock {path}: {exc.strerror or exc}") from exc
-        try:
-            try:
-                import fcntl
-
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            except ImportError:  # pragma: no cover - not POSIX: the thread lock only
-                pass
-            yield
-        finally:
-            os.close(fd)
+    # Not re-entrant, and one lock object per use: two threads of a server exclude each
+    # other exactly as two processes do.
+    lock = FileLock(f"{path}.lock", is_singleton=False, thread_local=False)
+    try:
+        lock.acquire()
+    except OSError as exc:
+        raise fail(f"cannot lock {path}: {exc.strerror or exc}") from exc
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def read_json(path: Path, fail: Callable[[str], Exception]) -> dict[str, Any] | None:
