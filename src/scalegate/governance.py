@@ -317,6 +317,7 @@ def notify(
     recipient: str | None = None,
     sent_at: datetime | None = None,
     now: datetime | None = None,
+    held_to: Policy | None = None,
 ) -> Ref:
     """Record that the run's obligation ``obligation_id`` was met: the recipient was
     notified at ``sent_at`` (default: now) with ``evidence`` (what was sent: its SHA-256 is
@@ -324,12 +325,19 @@ def notify(
     that registered the run or one of the policy's governance roles; the statement cites
     the decision that recorded the obligation. Refuses an obligation the run does not owe
     (or already met), another recipient than the one the policy names, and a time to come.
+
+    ``held_to``: an obligation of another policy the run is held to (a law, whatever policy
+    the run registered under, as ``scalegate verify --policy`` holds it); the statement
+    then cites the compute statement that reached the threshold.
     """
     now = now or now_utc()
     sent_at = sent_at or now
     state = require_run(ledger, run_id)
     policy = policy_of_run(ledger, state)
     _may_notify(ledger, state, key, policy)
+    if held_to is not None and held_to.digest() != policy.digest():
+        return _notify_held_to(ledger, key, state, held_to, obligation_id, evidence=evidence,
+                               recipient=recipient, sent_at=sent_at, now=now)
     done = next((n for n in state.notifications if n.predicate.obligation_id == obligation_id),
                 None)
     if done is not None:
@@ -356,6 +364,44 @@ def notify(
     assert digest is not None
     pred = NotificationPredicate(run_id=run_id, obligation=recorded, obligation_id=obligation_id,
                                  recipient=obligation.recipient, sent_at=sent_at,
+                                 content_digest=digest)
+    return _ref(ledger.append(sign_statement(pred, key)))
+
+
+def _notify_held_to(
+    ledger: Ledger, key: SigningKey, state: RunState, policy: Policy, obligation_id: str, *,
+    evidence: str | Path | bytes, recipient: str | None, sent_at: datetime, now: datetime,
+) -> Ref:
+    """Meet an obligation that ``policy`` (not the run's own) creates; see :func:`notify`."""
+    from scalegate.audit.regulator import hold_runs
+    from scalegate.runs import run_log_entries, to_entries
+    from scalegate.state import record_type
+
+    run_id = state.run_id or ""
+    records = [record_type(type(e.predicate))(ref=e.ref, predicate=e.predicate, signer=e.signer,
+                                              roles=e.roles, logged_at=e.logged_at)
+               for e in to_entries(run_log_entries(ledger, run_id), ledger.registry())]
+    found = [f for f in hold_runs(policy, {run_id: records}, now=now).findings
+             if f.kind == "notification" and f.subject == obligation_id]
+    owed = [f for f in found if f.status in ("due", "missed", "owed")]
+    if not owed:
+        raise RunError(
+            f"under {policy.id} {policy.version}, run {run_id!r} owes no open obligation "
+            f"{obligation_id!r}" + (f" ({found[0].status})." if found else "."),
+            hint=f"`scalegate verify --policy {policy.id}` lists what the run owes under it.")
+    threshold = next(t for t in policy.compute.thresholds
+                     if t.action == "notify" and t.obligation_id == obligation_id)
+    if recipient is not None and recipient != threshold.recipient:
+        raise RunError(f"obligation {obligation_id} is owed to {threshold.recipient!r}, not "
+                       f"{recipient!r}.", hint="Leave out --recipient, or give the policy's.")
+    if sent_at > now:
+        raise RunError(f"the notification cannot have been sent at {sent_at:%Y-%m-%d %H:%M} "
+                       "UTC: that is still to come.", hint="Record it once it is sent.")
+    digest = evidence_digest(evidence)
+    assert digest is not None
+    pred = NotificationPredicate(run_id=run_id, obligation=owed[0].refs[0],
+                                 obligation_id=obligation_id,
+                                 recipient=threshold.recipient or "?", sent_at=sent_at,
                                  content_digest=digest)
     return _ref(ledger.append(sign_statement(pred, key)))
 

@@ -314,3 +314,34 @@ def test_the_command_line(world: World, tmp_path: Path) -> None:
     assert unknown.exit_code == 4 and "no bundled policy named 'eu-ai-acts'" in unknown.output
     assert "Traceback" not in unknown.output
     world.ws.ledger = world.ledger.open(ledger, now=world.clock)
+
+
+def test_the_lab_meets_the_laws_obligation_with_notify(world: World) -> None:
+    """`notify --policy LAW`: the obligation the law creates (not the run's own policy) is
+    met, citing the compute statement that reached the law's threshold; the audit held to
+    the law then finds it met, and a second notice or an obligation the law does not create
+    is refused."""
+    from scalegate.errors import RunError
+    from scalegate.governance import notify
+
+    meet_own_obligation(world)
+    key = world.ws.key("trainer")
+    with pytest.raises(RunError, match="owes no obligation 'art52'"):
+        notify(world.ledger, key, RUN, "art52", evidence=b"notice", now=world.clock.t)
+    ref = notify(world.ledger, key, RUN, "art52", evidence=b"notice", now=world.clock.t,
+                 held_to=law())
+    note = world.ledger.entry(ref.index).statement.predicate
+    reached = finding(held(world.audit(held_to=[law()]), "test-law"), "threshold",
+                      "systemic-reached")
+    assert note.obligation == reached.refs[0] and note.recipient == "AI Office"
+    deadline = reached.when + timedelta(days=14)
+    audit = world.audit(now=deadline + timedelta(days=1), held_to=[law()])
+    assert audit.report.exit_code == EXIT_OK, audit.report.violations
+    assert finding(held(audit, "test-law"), "notification", "art52").status == "met"
+    with pytest.raises(RunError,
+                       match=r"owes no open obligation .art52. \((met|operator-word)\)"):
+        notify(world.ledger, key, RUN, "art52", evidence=b"again", now=world.clock.t,
+               held_to=law())
+    with pytest.raises(RunError, match="owes no open obligation 'nothing'"):
+        notify(world.ledger, key, RUN, "nothing", evidence=b"x", now=world.clock.t,
+               held_to=law())

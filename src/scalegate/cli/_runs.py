@@ -316,11 +316,15 @@ def notify(
         None, "--recipient", help="Who was notified (default: the one the policy names)."),
     sent_at: str | None = typer.Option(
         None, "--sent-at", help="When it was sent, as an ISO date and time (default: now)."),
+    held_to: str | None = typer.Option(
+        None, "--policy", help="An obligation of this other policy (a bundled name or a file) "
+        "the run is held to, e.g. eu-ai-act, rather than of its own."),
     ledger: str | None = LedgerOpt,
 ) -> None:
     """Record that an obligation was met: the recipient notified, signed with your key."""
     from scalegate import governance
     from scalegate.ledger.statements import now_utc
+    from scalegate.policy import load_policy
 
     signer = _key(key)
     if not evidence.is_file():
@@ -331,7 +335,8 @@ def notify(
     with _ledger(ledger) as led:
         _may_sign(led, signer, now)
         ref = governance.notify(led, signer, run, obligation, evidence=evidence,
-                                recipient=recipient, sent_at=when, now=now)
+                                recipient=recipient, sent_at=when, now=now,
+                                held_to=load_policy(held_to) if held_to else None)
     _say(f"recorded notification {obligation} of run {run} as entry {ref.index} (sent "
          f"{when:%Y-%m-%d %H:%M} UTC), signed by {signer.name}.")
 
