@@ -331,6 +331,10 @@ def parse_policy(text: str, *, source: str = "<policy>") -> Policy:
         char = chr(exc.character) if isinstance(exc.character, int) else exc.character
         doc.problem(pos, (), f"invalid character {char!r} ({exc.reason}); a policy is UTF-8 text")
         raise _fail(doc) from None
+    except UnicodeEncodeError as exc:  # a lone surrogate, e.g. from a JSON "\ud800" escape
+        doc.problem(_offset_position(text, exc.start), (), f"invalid character "
+                    f"{text[exc.start]!r} (a lone surrogate); a policy is UTF-8 text")
+        raise _fail(doc) from None
     except yaml.YAMLError as exc:
         doc.problem(_Position(1, 1), (), _yaml_message(exc))
         raise _fail(doc) from None
