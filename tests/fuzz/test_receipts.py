@@ -51,7 +51,8 @@ def test_the_labs_receipts_verify(lab: Lab) -> None:
 
 @fuzz_settings(200)
 @given(data=st.data())
-def test_mutated_receipts_are_refused_or_prove_the_same_entry(lab: Lab, data: st.DataObject) -> None:
+def test_mutated_receipts_are_refused_or_prove_the_same_entry(lab: Lab,
+                                                              data: st.DataObject) -> None:
     i = data.draw(st.integers(0, len(lab.receipts) - 1), label="entry")
     receipt = data.draw(mutants([lab.receipts[i].encode()]), label="receipt")
     entry = lab.entries[i]
