@@ -188,6 +188,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[int, Tally]:
                    TextColumn("{task.fields[status]}"), TimeElapsedColumn()]
         with Progress(*columns, console=console, transient=not console.is_terminal) as bar:
             task = bar.add_task("kills", total=sum(rounds), status="")
+            step = max(1, sum(rounds) // 20)
             for rnd, n in enumerate(rounds):
                 t, size = round_of_kills(db, key_file, log_key, n, rnd, rng, args.max_pause,
                                          tmp)
@@ -195,9 +196,11 @@ def run(args: argparse.Namespace, console: Console) -> dict[int, Tally]:
                 for problem in t.problems:
                     console.print(f"[red]{problem}")
                 total = _total(tallies)
-                bar.update(task, advance=n, status=(
-                    f"acknowledged {total.acknowledged:,}, present {total.present:,}, "
-                    f"lost {total.lost}, partial {total.partial}"))
+                status = (f"acknowledged {total.acknowledged:,}, present {total.present:,}, "
+                          f"lost {total.lost}, partial {total.partial}")
+                bar.update(task, advance=n, status=status)
+                if not console.is_terminal and total.kills // step > (total.kills - n) // step:
+                    console.print(f"{total.kills:,} kills: {status}")  # a log, not a bar
                 if size >= args.rotate:
                     generation += 1
                     db, key_file, log_key = make_ledger(_fresh(tmp, generation))
