@@ -249,3 +249,16 @@ def test_appending_nesting_thousands_deep_is_refused(ledger: Ledger, data: bytes
     with pytest.raises(AppendRefused, match=r"nested too deeply|nests deeper"):
         ledger.append(data)
 
+
+
+@pytest.mark.parametrize("spelling", [b"o\\ud800k", b"o\xed\xa0\x80k", b"o\\udc00k"],
+                         ids=["escaped", "encoded", "low-half"])
+def test_a_statement_holding_a_lone_surrogate_is_refused(spelling: bytes) -> None:
+    # json.loads accepts half a UTF-16 pair (escaped, or encoded in bytes that are then not
+    # UTF-8); the statement parsed, and failed when written or shown again. Found by the
+    # statement mutations above.
+    payload = example_statement("approval").to_payload().replace(b'"ok"', b'"' + spelling + b'"')
+    with pytest.raises(StatementError, match="lone surrogate"):
+        parse_statement(payload)
+    pair = example_statement("approval").to_payload().replace(b'"ok"', b'"\\ud83d\\ude00"')
+    assert parse_statement(pair).predicate.rationale == "😀"  # a whole pair is text

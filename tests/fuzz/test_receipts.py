@@ -85,3 +85,12 @@ def test_mutated_entries_are_refused_or_are_the_entry(lab: Lab, data: st.DataObj
 def test_an_entry_nested_thousands_deep_is_reported(lab: Lab, depth: int) -> None:
     report = audit_receipt(lab.receipts[1], nested_json(depth), lab.trust)
     assert not report.ok
+
+
+def test_an_entry_holding_an_encoded_surrogate_is_reported(lab: Lab) -> None:
+    # json.loads reads bytes with "surrogatepass": ED A0 80 (an encoded lone surrogate, not
+    # UTF-8) became a str the auditor could not encode again. Found by the mutation test above.
+    entry = lab.entries[1].replace(b'{"payload":"', b'{"payload":"\xed\xa0\x80', 1)
+    report = audit_receipt(lab.receipts[1], entry, lab.trust)
+    assert not report.ok
+    assert any("not UTF-8 text" in v.message for v in report.violations)

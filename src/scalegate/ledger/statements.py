@@ -472,6 +472,8 @@ def json_value(payload: bytes) -> Any:
     orjson refuses what only :mod:`json` accepts (``NaN``, lone surrogates, a BOM): those
     go to :mod:`json`, which also raises the errors. Integers beyond 64 bits orjson
     would read as floats, so payloads with 20 digits in a row go to :mod:`json` too.
+    A string holding a lone surrogate (escaped, or encoded in what is then not UTF-8) is
+    refused as orjson refuses it: it is not text, and could not be written or shown again.
     """
     # (20 digits in a row, found by turning every digit into 0: ten times a regex's speed)
     if _TWENTY_DIGITS not in bytes(payload).translate(_DIGITS_AS_ZERO):
@@ -479,7 +481,20 @@ def json_value(payload: bytes) -> Any:
             return orjson.loads(payload)
         except orjson.JSONDecodeError:
             pass
-    return json.loads(payload)
+    return _text_only(json.loads(payload), payload)
+
+
+def _text_only(value: Any, payload: bytes) -> Any:
+    """``value``, unless one of its strings holds a lone surrogate (JSONDecodeError)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        doc = bytes(payload).decode("utf-8", "surrogatepass")
+        at = next((i for i, c in enumerate(doc) if 0xD800 <= ord(c) <= 0xDFFF),
+                  max(doc.lower().find("\\ud"), 0))
+        raise json.JSONDecodeError("a string holds a lone surrogate (half a UTF-16 pair), "
+                                   "which is not text", doc, at) from None
+    return value
 
 
 def parse_statement(payload: bytes) -> Statement:
