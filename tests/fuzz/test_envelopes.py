@@ -19,6 +19,7 @@ from scalegate.ledger.envelope import (
     Envelope,
     Signature,
     read_canonical,
+    sign_envelope,
     statement_digest,
 )
 from scalegate.ledger.log import Ledger
@@ -262,3 +263,21 @@ def test_a_statement_holding_a_lone_surrogate_is_refused(spelling: bytes) -> Non
         parse_statement(payload)
     pair = example_statement("approval").to_payload().replace(b'"ok"', b'"\\ud83d\\ude00"')
     assert parse_statement(pair).predicate.rationale == "😀"  # a whole pair is text
+
+
+def test_a_number_of_thousands_of_digits_is_refused(lab: Lab, ledger: Ledger) -> None:
+    # Python reads at most 4300 digits into an int and raises a plain ValueError beyond:
+    # `ledger append` of such an envelope crashed. Found by the append test above.
+    statement = example_statement("compute", run_id="long", step=7).to_payload()
+    payload = statement.replace(b'"step":7', b'"step":' + b"7" * 5000)
+    raw = b'{"payload":"' + base64.b64encode(payload) + b'","payloadType":"' + \
+        PAYLOAD_TYPE.encode() + b'","signatures":[{"keyid":"k","sig":"AAAA"}],"x":' + \
+        b"1" * 5000 + b"}"
+    with pytest.raises(EnvelopeError, match="more than 4300 digits"):
+        Envelope.from_bytes(raw)
+    with pytest.raises(StatementError, match="more than 4300 digits"):
+        parse_statement(payload)
+    with pytest.raises(AppendRefused, match="more than 4300 digits"):
+        ledger.append(raw)
+    with pytest.raises(AppendRefused, match="more than 4300 digits"):
+        ledger.append(sign_envelope(payload, lab.trainer))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import sys
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -481,7 +483,21 @@ def json_value(payload: bytes) -> Any:
             return orjson.loads(payload)
         except orjson.JSONDecodeError:
             pass
-    return _text_only(json.loads(payload), payload)
+    try:
+        value = json.loads(payload)
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # a number beyond Python's int_max_str_digits
+        limit = sys.get_int_max_str_digits()
+        doc = _lenient(payload)
+        found = re.search(rf"[0-9]{{{limit + 1}}}", doc)
+        raise json.JSONDecodeError(f"a number has more than {limit} digits", doc,
+                                   found.start() if found else 0) from None
+    return _text_only(value, payload)
+
+
+def _lenient(payload: bytes) -> str:
+    return bytes(payload).decode("utf-8", "surrogatepass")
 
 
 def _text_only(value: Any, payload: bytes) -> Any:
@@ -489,7 +505,7 @@ def _text_only(value: Any, payload: bytes) -> Any:
     try:
         json.dumps(value, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
-        doc = bytes(payload).decode("utf-8", "surrogatepass")
+        doc = _lenient(payload)
         at = next((i for i, c in enumerate(doc) if 0xD800 <= ord(c) <= 0xDFFF),
                   max(doc.lower().find("\\ud"), 0))
         raise json.JSONDecodeError("a string holds a lone surrogate (half a UTF-16 pair), "
