@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "ledge
 
 from ledger_writer import WRITER, acks, make_ledger
 
+from scalegate.errors import ScalegateError
 from scalegate.ledger.checkpoint import open_checkpoint
 from scalegate.ledger.keys import SigningKey
 from scalegate.ledger.log import Ledger
@@ -130,9 +132,10 @@ def check(led: Ledger, w: Writer, done: list[tuple[int, int, int]], tally: Tally
 
 
 def round_of_kills(db: Path, key_file: Path, log_key: SigningKey, n_writers: int, rnd: int,
-                   rng: random.Random, max_pause: float, tmp: Path) -> tuple[Tally, int]:
+                   rng: random.Random, max_pause: float,
+                   tmp: Path) -> tuple[Tally, int | None]:
     """Start ``n_writers`` writers, kill each at a random moment, check the ledger; return the
-    tally and the ledger's size."""
+    tally and the ledger's size (``None``: it failed, start a fresh one)."""
     tally = Tally()
     writers = [start_writer(db, key_file, f"k{rnd}-w{j}", rng.choice(BATCHES), tmp)
                for j in range(n_writers)]
@@ -151,21 +154,37 @@ def round_of_kills(db: Path, key_file: Path, log_key: SigningKey, n_writers: int
             tally.writer_errors += 1
             tally.problems.append(f"{w.run_id}: the writer failed on its own (exit "
                                   f"{w.proc.returncode}): {w.stderr.read_text()[-500:]}")
-    with Ledger.open(db, log_key=log_key) as led:  # recovers the WAL; checks the head
-        for w in writers:
-            check(led, w, results[w.run_id][0], tally)
-        report = led.verify()
-        if not report.ok:
-            tally.unverified += 1
-            tally.problems.append(f"round {rnd}: ledger verify failed: {report.problems[:3]}")
-        cp, _ = open_checkpoint(led.checkpoint(), log_key.vkey)
-        if (cp.size, cp.root_hash) != (led.size, report.root):
-            tally.unverified += 1
-            tally.problems.append(f"round {rnd}: the checkpoint does not cover the ledger")
-        size = led.size
+    size: int | None = None
+    try:
+        with Ledger.open(db, log_key=log_key) as led:  # recovers the WAL; checks the head
+            for w in writers:
+                check(led, w, results[w.run_id][0], tally)
+            report = led.verify()
+            if not report.ok:
+                tally.unverified += 1
+                tally.problems.append(f"round {rnd}: ledger verify failed: {report.problems[:3]}")
+            cp, _ = open_checkpoint(led.checkpoint(), log_key.vkey)
+            if (cp.size, cp.root_hash) != (led.size, report.root):
+                tally.unverified += 1
+                tally.problems.append(f"round {rnd}: the checkpoint does not cover the ledger")
+            size = led.size
+    except ScalegateError as exc:  # keep the evidence; the run goes on with a fresh ledger
+        tally.unverified += 1
+        kept = keep(db, rnd)
+        tally.problems.append(f"round {rnd}: the ledger does not open or verify after the "
+                              f"kill ({exc}); kept in {kept}")
     for w in writers:
         w.stderr.unlink(missing_ok=True)
     return tally, size
+
+
+def keep(db: Path, rnd: int) -> Path:
+    """Copy a ledger that failed (with its write-ahead log) out of the temporary directory."""
+    kept = Path.cwd() / f"sigkill-failure-{rnd}"
+    kept.mkdir(exist_ok=True)
+    for f in db.parent.glob(db.name + "*"):
+        shutil.copy2(f, kept / f.name)
+    return kept
 
 
 def plan(kills: int, rng: random.Random) -> list[int]:
@@ -201,7 +220,7 @@ def run(args: argparse.Namespace, console: Console) -> dict[int, Tally]:
                 bar.update(task, advance=n, status=status)
                 if not console.is_terminal and total.kills // step > (total.kills - n) // step:
                     console.print(f"{total.kills:,} kills: {status}")  # a log, not a bar
-                if size >= args.rotate:
+                if size is None or size >= args.rotate:
                     generation += 1
                     db, key_file, log_key = make_ledger(_fresh(tmp, generation))
     return tallies

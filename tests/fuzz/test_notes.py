@@ -9,10 +9,11 @@ import os
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 
-from scalegate.errors import KeyMaterialError, NoteError
+from scalegate.audit.witness import Witness, format_add_checkpoint, parse_add_checkpoint
+from scalegate.errors import KeyMaterialError, NoteError, ProofError, WitnessRefused
 from scalegate.ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from scalegate.ledger.cosignature import (
     CosignatureVerifier,
@@ -29,6 +30,7 @@ from scalegate.ledger.note import (
     sign_note,
     verify_note,
 )
+from scalegate.ledger.tlog_proof import parse_receipt
 
 from .mutations import fuzz_settings, mutants, only_own_errors, text_mutants
 
@@ -172,3 +174,37 @@ def test_cosignature_timestamps_of_any_signature(raw: bytes) -> None:
     sig = NoteSignature("w", b"\0\0\0\0", raw)
     with contextlib.suppress(NoteError):
         assert 0 <= cosignature_timestamp(sig) < 2**63
+
+
+# --- a witness's add-checkpoint endpoint (c2sp.org/tlog-witness) -------------------------------
+
+REQUESTS = [format_add_checkpoint(0, [], COSIGNED), format_add_checkpoint(7, [bytes(32)] * 3,
+                                                                          SIGNED)]
+
+
+@pytest.fixture(scope="module")
+def witness(tmp_path_factory: pytest.TempPathFactory) -> Witness:
+    state = tmp_path_factory.mktemp("witness") / "state.json"
+    return Witness(state, STRANGER, {CHECKPOINT.origin: LOG.vkey})
+
+
+@fuzz_settings(150)
+@given(body=mutants([r.encode() for r in REQUESTS]))
+def test_add_checkpoint_requests_are_cosigned_or_refused(witness: Witness, body: bytes) -> None:
+    only_own_errors(parse_add_checkpoint, body)
+    lines = only_own_errors(witness.add_checkpoint_request, body)
+    event("cosigned" if lines is not None else "refused")
+    if lines is not None:  # what the witness cosigned is a checkpoint the log signed
+        assert witness.latest(CHECKPOINT.origin) is not None
+
+
+def test_sizes_of_thousands_of_digits_are_refused(witness: Witness) -> None:
+    # int() refuses to read more than 4300 digits with a plain ValueError; a checkpoint, a
+    # receipt or a witness request carrying such a number crashed. Found by the tests above.
+    huge = "9" * 5000
+    with pytest.raises(NoteError, match="at most 20 digits"):
+        Checkpoint.parse(f"example.org/log\n{huge}\n{'A' * 43}=\n")
+    with pytest.raises(ProofError, match="below 2\\^64"):
+        parse_receipt(f"c2sp.org/tlog-proof@v1\nindex {huge}\n\n{SIGNED}")
+    with pytest.raises(WitnessRefused, match="expected 'old <size>'"):
+        witness.add_checkpoint_request(f"old {huge}\n\n{SIGNED}")
