@@ -164,6 +164,11 @@ class YamlDocument:
             raise self._unreadable("syntax", Position(1, 1), (), yaml_message(exc)) from None
         except RecursionError:  # the pure-Python composer on a deeply nested document
             raise self._unreadable("limits", Position(1, 1), (), self._too_deep()) from None
+        except UnicodeEncodeError as exc:  # a lone surrogate (e.g. from a "\udc80" escape)
+            raise self._unreadable(
+                "character", _offset_position(text, exc.start), (),
+                f"invalid character {text[exc.start]!r} (a lone surrogate, half a UTF-16 "
+                "pair): a document is UTF-8 text", offset=exc.start) from None
 
     def _unreadable(self, kind: Literal["syntax", "character", "limits"], where: Position,
                     path: Path_, message: str, *, offset: int | None = None) -> Unreadable:

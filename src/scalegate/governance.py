@@ -9,6 +9,7 @@ not, the :class:`~scalegate.errors.RunPaused` it raises lists exactly what is mi
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -217,10 +218,15 @@ def _ceiling(ceiling: float | str | None, at_pause: float) -> float | None:
     text = str(ceiling).strip()
     try:
         if text.endswith(("x", "X", "×")):
-            return parse_ratio(text) * at_pause
-        return parse_quantity(text)
+            value = parse_ratio(text) * at_pause
+        else:
+            value = parse_quantity(text)
     except ValueError as exc:
         raise RunError(f"ceiling {ceiling!r}: {exc}", hint="Write e.g. 2x or 3e21.") from None
+    if not math.isfinite(value):  # a huge multiple of the compute at the pause
+        raise RunError(f"ceiling {ceiling!r} is more effective FLOP than a number holds.",
+                       hint="Write e.g. 2x or 3e21.")
+    return value
 
 
 def resume(

@@ -11,8 +11,11 @@ import re
 from datetime import timedelta
 
 _SUFFIX = {"": 1.0, "K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
-_NUMBER = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([KMBGTPE]?)\s*$", re.IGNORECASE)
-_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(s|min|h|d|w|mo|y)\s*$")
+# Possessive quantifiers and one way to spell each number: every match runs in linear time
+# (backtracking over how to split a run of digits made 10 kB of them take seconds).
+_DIGITS = r"(?:[0-9]++(?:\.[0-9]++)?|\.[0-9]++)"
+_NUMBER = re.compile(rf"^\s*+({_DIGITS}(?:[eE][+-]?[0-9]++)?)\s*+([KMBGTPE]?)\s*+$", re.IGNORECASE)
+_DURATION = re.compile(rf"^\s*+({_DIGITS})\s*+(s|min|h|d|w|mo|y)\s*+$")
 _DURATION_UNIT = {
     "s": 1.0,
     "min": 60.0,
@@ -23,7 +26,15 @@ _DURATION_UNIT = {
     "mo": 365.2425 / 12 * 86400.0,
     "y": 365.2425 * 86400.0,
 }
-_RATIO = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*[xX×]\s*$")
+_RATIO = re.compile(rf"^\s*+({_DIGITS}(?:[eE][+-]?[0-9]++)?)\s*+[xX×]\s*+$")
+#: The longest duration read: any date of this era plus it is still a date (before 9999).
+MAX_DURATION = timedelta(days=1000 * 365.2425)
+
+
+def _shown(value: object) -> str:
+    """``repr(value)``, cut short: messages quote what was given, not 10 kB of it."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def parse_quantity(text: str | float | int) -> float:
@@ -35,10 +46,10 @@ def parse_quantity(text: str | float | int) -> float:
     else:
         m = _NUMBER.match(str(text))
         if not m:
-            raise ValueError(f"expected a number such as 1e25, 70B or 15T, got {text!r}")
+            raise ValueError(f"expected a number such as 1e25, 70B or 15T, got {_shown(text)}")
         value = float(m.group(1)) * _SUFFIX[m.group(2).upper()]
     if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"expected a positive finite number, got {text!r}")
+        raise ValueError(f"expected a positive finite number, got {_shown(text)}")
     return value
 
 
@@ -49,9 +60,12 @@ def parse_duration(text: str | timedelta) -> timedelta:
     m = _DURATION.match(str(text))
     if not m:
         raise ValueError(
-            f"expected a duration such as 24h, 14d, 2w, 6mo or 1y, got {text!r}"
+            f"expected a duration such as 24h, 14d, 2w, 6mo or 1y, got {_shown(text)}"
         )
-    return timedelta(seconds=float(m.group(1)) * _DURATION_UNIT[m.group(2)])
+    seconds = float(m.group(1)) * _DURATION_UNIT[m.group(2)]
+    if seconds > MAX_DURATION.total_seconds():  # (or timedelta overflows, dates with it too)
+        raise ValueError(f"expected a duration of at most 1000y, got {_shown(text)}")
+    return timedelta(seconds=seconds)
 
 
 def parse_ratio(text: str | float | int) -> float:
@@ -63,10 +77,10 @@ def parse_ratio(text: str | float | int) -> float:
     else:
         m = _RATIO.match(str(text))
         if not m:
-            raise ValueError(f"expected a multiplier such as 2x or 4x, got {text!r}")
+            raise ValueError(f"expected a multiplier such as 2x or 4x, got {_shown(text)}")
         value = float(m.group(1))
     if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"expected a positive multiplier, got {text!r}")
+        raise ValueError(f"expected a positive multiplier, got {_shown(text)}")
     return value
 
 

@@ -125,10 +125,14 @@ def decode_envelope(data: bytes) -> tuple[str, bytes, list[tuple[str, bytes]]]:
             raise Malformed("envelope-malformed", "an envelope signature is empty")
         out.append((s["keyid"], raw))
     # The canonical form (sorted keys, no spaces, UTF-8), built directly: the shape is fixed.
-    canonical = "".join((
-        '{"payload":', _str(payload), ',"payloadType":', _str(ptype), ',"signatures":[',
-        ",".join(f'{{"keyid":{_str(s["keyid"])},"sig":{_str(s["sig"])}}}' for s in sigs),
-        "]}")).encode()
+    try:
+        canonical = "".join((
+            '{"payload":', _str(payload), ',"payloadType":', _str(ptype), ',"signatures":[',
+            ",".join(f'{{"keyid":{_str(s["keyid"])},"sig":{_str(s["sig"])}}}' for s in sigs),
+            "]}")).encode()
+    except UnicodeEncodeError:  # json.loads reads bytes leniently: an encoded lone surrogate
+        raise Malformed("envelope-malformed", "the envelope is not UTF-8 text (it holds an "
+                        "encoded lone surrogate)") from None
     if canonical != bytes(data):
         raise Malformed("envelope-malformed", "the envelope is not in canonical JSON form")
     if ptype != PAYLOAD_TYPE:

@@ -118,7 +118,8 @@ def parse_add_checkpoint(body: str | bytes) -> tuple[int, list[bytes], str]:
             "add-checkpoint request has no empty line between the proof and the checkpoint."
         )
     lines = head.split("\n")
-    if not lines[0].startswith("old ") or not _DECIMAL.fullmatch(lines[0][4:]):
+    if not lines[0].startswith("old ") or len(lines[0]) > 24 \
+            or not _DECIMAL.fullmatch(lines[0][4:]):  # (at most 20 digits: below 2^64)
         raise WitnessRefused(
             f"add-checkpoint request starts with {lines[0][:40]!r}, expected 'old <size>' "
             "(decimal, no leading zeros)."

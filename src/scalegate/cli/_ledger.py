@@ -78,6 +78,8 @@ def _when(text: str | None, what: str, *, base: datetime) -> datetime | None:
         return t.astimezone(UTC)
     except ValueError:
         pass
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-10:00: past the last date, in UTC
+        raise LedgerError(f"{what} {text!r} lies past the year 9999 (UTC).") from None
     try:
         return base + parse_duration(text)
     except ValueError:

@@ -11,6 +11,7 @@ paused run, exactly what its resumption still lacks. Every command takes ``--led
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -248,6 +249,10 @@ def _ceiling_value(text: str, at_pause: float) -> float:
         raise RunError(f"--ceiling {text!r}: {exc}.",
                        hint="Write a multiple of the compute at the pause (2x) or effective "
                        "FLOP (3e21).") from None
+    if not math.isfinite(value):  # a huge multiple of the compute at the pause
+        raise RunError(f"--ceiling {text!r} is more effective FLOP than a number holds.",
+                       hint="Write a multiple of the compute at the pause (2x) or effective "
+                       "FLOP (3e21).")
     if value <= at_pause:
         # An approval's ceiling can only lower the quorum's; one at or below the pause would
         # block this pause for good, so it is refused rather than recorded.

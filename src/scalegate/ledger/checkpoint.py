@@ -72,6 +72,9 @@ class Checkpoint:
                 f"checkpoint has {len(lines)} lines, expected at least 3 (origin, size, root hash)."
             )
         origin, size_text, root_text, *extensions = lines
+        if len(size_text) > 20:  # (before int(): Python refuses to read 4300 digits and more)
+            raise NoteError(f"checkpoint size (line 2) has {len(size_text)} characters; a size "
+                            "is a decimal number below 2^64, at most 20 digits.")
         if not _DECIMAL.fullmatch(size_text):
             raise NoteError(
                 f"checkpoint size {size_text[:40]!r} (line 2) is not a decimal number without "

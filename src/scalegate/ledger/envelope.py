@@ -13,6 +13,7 @@ import base64
 import binascii
 import hashlib
 import json
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -135,6 +136,10 @@ class Envelope(BaseModel):
             raise EnvelopeError(f"DSSE envelope is not UTF-8 ({exc}).") from exc
         except json.JSONDecodeError as exc:
             raise EnvelopeError(f"DSSE envelope is not valid JSON: {exc}.") from exc
+        except ValueError as exc:  # a number beyond Python's int_max_str_digits
+            raise EnvelopeError(
+                f"DSSE envelope is not valid JSON: a number has more than "
+                f"{sys.get_int_max_str_digits()} digits.") from exc
         if not isinstance(obj, dict):
             raise EnvelopeError(f"DSSE envelope must be a JSON object, got {type(obj).__name__}.")
         if isinstance(obj.get("envelope"), dict) and "leaf_hash" in obj:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import sys
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -476,6 +478,8 @@ def json_value(payload: bytes) -> Any:
     orjson refuses what only :mod:`json` accepts (``NaN``, lone surrogates, a BOM): those
     go to :mod:`json`, which also raises the errors. Integers beyond 64 bits orjson
     would read as floats, so payloads with 20 digits in a row go to :mod:`json` too.
+    A string holding a lone surrogate (escaped, or encoded in what is then not UTF-8) is
+    refused as orjson refuses it: it is not text, and could not be written or shown again.
     """
     # (20 digits in a row, found by turning every digit into 0: ten times a regex's speed)
     if _TWENTY_DIGITS not in bytes(payload).translate(_DIGITS_AS_ZERO):
@@ -483,7 +487,34 @@ def json_value(payload: bytes) -> Any:
             return orjson.loads(payload)  # (it refuses more than 1024 levels itself)
         except orjson.JSONDecodeError:
             pass
-    return load_json(payload)
+    try:
+        value = load_json(payload)
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # a number beyond Python's int_max_str_digits
+        limit = sys.get_int_max_str_digits()
+        doc = _lenient(payload)
+        found = re.search(rf"[0-9]{{{limit + 1}}}", doc)
+        raise json.JSONDecodeError(f"a number has more than {limit} digits", doc,
+                                   found.start() if found else 0) from None
+    return _text_only(value, payload)
+
+
+def _lenient(payload: bytes) -> str:
+    return bytes(payload).decode("utf-8", "surrogatepass")
+
+
+def _text_only(value: Any, payload: bytes) -> Any:
+    """``value``, unless one of its strings holds a lone surrogate (JSONDecodeError)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        doc = _lenient(payload)
+        at = next((i for i, c in enumerate(doc) if 0xD800 <= ord(c) <= 0xDFFF),
+                  max(doc.lower().find("\\ud"), 0))
+        raise json.JSONDecodeError("a string holds a lone surrogate (half a UTF-16 pair), "
+                                   "which is not text", doc, at) from None
+    return value
 
 
 def parse_statement(payload: bytes) -> Statement:

@@ -155,8 +155,14 @@ def check_sqlite_file(p: Path) -> None:
     pages = int.from_bytes(header[28:32], "big")
     change_counter = header[24:28]
     valid_for = header[92:96]
-    # The in-header page count is authoritative when the two counters agree (SQLite ≥ 3.7).
-    if valid_for == change_counter and pages and size < pages * page_size:
+    # The in-header page count is authoritative when the two counters agree (SQLite ≥ 3.7),
+    # except while a checkpoint copies pages from the write-ahead log: it writes page 1 (the
+    # header) first, so a writer killed then leaves a file shorter than its header says and
+    # a log that still holds the rest; SQLite recovers from it. What the log could hold is
+    # allowed for, with SQLite's own bound (walCheckpoint: file + log + 64 KiB).
+    wal = p.with_name(p.name + "-wal")
+    held = wal.stat().st_size + 65536 if wal.is_file() else 0
+    if valid_for == change_counter and pages and size + held < pages * page_size:
         raise StoreError(
             f"ledger {p} is truncated: its header declares {pages * page_size} bytes "
             f"but the file has {size}.",

@@ -122,7 +122,7 @@ def parse_receipt(text: str | bytes) -> Receipt:
         got = lines[pos][:60] if pos < len(lines) else "(nothing)"
         raise ProofError(f"receipt line {pos + 1} is {got!r}, expected 'index <n>'.")
     index_text = lines[pos][len("index ") :]
-    if not _DECIMAL.fullmatch(index_text) or int(index_text) >= 2**64:
+    if len(index_text) > 20 or not _DECIMAL.fullmatch(index_text) or int(index_text) >= 2**64:
         raise ProofError(
             f"receipt line {pos + 1}: index {index_text[:30]!r} is not a decimal number without "
             "leading zeros below 2^64."
