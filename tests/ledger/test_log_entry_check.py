@@ -99,7 +99,7 @@ def test_check_entries_reports_each_problem_by_index() -> None:
         (16, b"{", "compute", "r"),
         (17, url_safe.to_bytes(), "compute", "r"),
     ]
-    out = {idx: (problem, signers) for idx, problem, _, signers, _ in check_entries(rows, False)}
+    out = {idx: (problem, signers) for idx, problem, _, signers, _, _ in check_entries(rows, False)}
     assert out[10] == (None, [TRAINER.vkey.keyid])
     assert "signature by acme/trainer" in out[11][0] and "does not verify" in out[11][0]
     assert "not in canonical form" in out[12][0]
