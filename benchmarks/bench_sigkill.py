@@ -2,7 +2,7 @@
 acknowledged entry may be lost, no batch may be left half-written, and the ledger must open and
 verify after every kill.
 
-    .venv/bin/python benchmarks/bench_sigkill.py              # 1,000 kills (about half an hour)
+    .venv/bin/python benchmarks/bench_sigkill.py              # 1,000 kills (about 20 minutes)
     .venv/bin/python benchmarks/bench_sigkill.py --kills 40   # a quick look
 
 Half the kills hit a writer alone, half hit two writers appending at once (each killed at its
