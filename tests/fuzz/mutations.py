@@ -8,7 +8,6 @@ directory runs in well under a minute; set it to 20 for a longer hunt).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -20,7 +19,6 @@ from scalegate.errors import ScalegateError
 
 __all__ = [
     "DEEP_TOKENS",
-    "GUARDED_DOCUMENTS",
     "TOKENS",
     "examples",
     "fuzz_settings",
@@ -32,10 +30,6 @@ __all__ = [
 
 _FACTOR = float(os.environ.get("SCALEGATE_FUZZ_EXAMPLES", "1") or 1)
 
-#: Whether YAML and JSON are read under depth and alias limits (``scalegate.documents``).
-#: Until they are, nesting thousands deep is a known crash of the JSON and YAML readers: the
-#: mutations fed to them leave :data:`DEEP_TOKENS` out, and the deep cases are strict xfails.
-GUARDED_DOCUMENTS = importlib.util.find_spec("scalegate.documents") is not None
 
 
 def examples(n: int) -> int:
