@@ -94,6 +94,70 @@ class StoreError(LedgerError):
     """The ledger's database is missing, corrupted, truncated or cannot be written."""
 
 
+class KeyNotAuthorized(LedgerError):
+    """A signer is not an organisation root, or its key is unregistered, expired or revoked."""
+
+
+class IndexOutOfRange(LedgerError):
+    """An entry index or tree size lies outside the log."""
+
+
+class AppendConflict(AppendRefused):
+    """``append_many(..., at_index=N)`` found the log at another size; rebuild and retry."""
+
+    def __init__(self, message: str, *, size: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.size = size
+
+
+class DuplicateStatement(AppendRefused):
+    """The statement (the signed payload) is already in the log: the log admits it once."""
+
+    def __init__(self, message: str, *, index: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.index = index
+
+
+# --- witnesses -----------------------------------------------------------------------------
+
+
+class WitnessRefused(LedgerError):
+    """A witness refused to cosign a checkpoint.
+
+    ``status`` is the HTTP status c2sp.org/tlog-witness prescribes for the refusal
+    (400 bad request, 403 no trusted log signature, 404 unknown log, 409 conflict,
+    422 consistency proof does not verify).
+    """
+
+    def __init__(self, message: str, *, status: int = 400, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+
+
+class WitnessConflict(WitnessRefused):
+    """The old size is not the witness's latest cosigned size (``size``); retry from that."""
+
+    def __init__(self, message: str, *, size: int, hint: str | None = None) -> None:
+        super().__init__(message, status=409, hint=hint)
+        self.size = size
+
+
+class SplitViewDetected(WitnessRefused):
+    """A log-signed checkpoint is inconsistent with one the witness cosigned: a split view.
+
+    The evidence was persisted before this was raised; ``evidence`` says where.
+    """
+
+    exit_code = 3
+
+    def __init__(
+        self, message: str, *, status: int, size: int, evidence: str, hint: str | None = None
+    ) -> None:
+        super().__init__(message, status=status, hint=hint)
+        self.size = size
+        self.evidence = evidence
+
+
 # --- policy, compute, gate -----------------------------------------------------------------
 
 
@@ -147,20 +211,6 @@ class VerificationError(ScalegateError):
     exit_code = 4
 
 
-# --- ledger (added by the store/log work) --------------------------------------------------
-
-
-class KeyNotAuthorized(LedgerError):
-    """A signer is not an organisation root, or its key is unregistered, expired or revoked."""
-
-
-class IndexOutOfRange(LedgerError):
-    """An entry index or tree size lies outside the log."""
-
-
-# --- audit and witnesses (added by the auditor work) ---------------------------------------
-
-
 class TrustFileError(VerificationError):
     """An auditor's trust file is missing or invalid; ``problems`` lists (location, message)."""
 
@@ -170,56 +220,3 @@ class TrustFileError(VerificationError):
     ) -> None:
         super().__init__(message, hint=hint)
         self.problems = problems or []
-
-
-class WitnessRefused(LedgerError):
-    """A witness refused to cosign a checkpoint.
-
-    ``status`` is the HTTP status c2sp.org/tlog-witness prescribes for the refusal
-    (400 bad request, 403 no trusted log signature, 404 unknown log, 409 conflict,
-    422 consistency proof does not verify).
-    """
-
-    def __init__(self, message: str, *, status: int = 400, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.status = status
-
-
-class WitnessConflict(WitnessRefused):
-    """The old size is not the witness's latest cosigned size (``size``); retry from that."""
-
-    def __init__(self, message: str, *, size: int, hint: str | None = None) -> None:
-        super().__init__(message, status=409, hint=hint)
-        self.size = size
-
-
-class SplitViewDetected(WitnessRefused):
-    """A log-signed checkpoint is inconsistent with one the witness cosigned: a split view.
-
-    The evidence was persisted before this was raised; ``evidence`` says where.
-    """
-
-    exit_code = 3
-
-    def __init__(
-        self, message: str, *, status: int, size: int, evidence: str, hint: str | None = None
-    ) -> None:
-        super().__init__(message, status=status, hint=hint)
-        self.size = size
-        self.evidence = evidence
-
-
-class AppendConflict(AppendRefused):
-    """``append_many(..., at_index=N)`` found the log at another size; rebuild and retry."""
-
-    def __init__(self, message: str, *, size: int, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.size = size
-
-
-class DuplicateStatement(AppendRefused):
-    """The statement (the signed payload) is already in the log: the log admits it once."""
-
-    def __init__(self, message: str, *, index: int, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.index = index
