@@ -16,7 +16,7 @@ from scalegate.cli._ledger import LedgerOpt
 from scalegate.errors import PolicyError
 
 if TYPE_CHECKING:
-    from scalegate.policy import Level
+    from scalegate.policy import Level, Policy
 
 app = typer.Typer(
     help="Policies as code: list the bundled ones, check a file, explain or compare them, "
@@ -140,12 +140,19 @@ def explain(
     policy: str = typer.Argument(..., help="A bundled policy name or a policy file."),
 ) -> None:
     """What a policy asks, as tables: compute, thresholds, cadence, levels, safeguards, quorum."""
-    from scalegate.policy import describe_quorum, load_policy
+    from scalegate.policy import load_policy
 
     p = load_policy(policy)
+    for section in (_explain_head, _explain_compute, _explain_thresholds, _explain_cadence,
+                    _explain_levels, _explain_safeguards, _explain_governance):
+        section(p)
+    console.print(f"{_MARK} illustrative: the source does not publish this value", highlight=False)
+
+
+def _explain_head(p: Policy) -> None:
     ident = escape(f"{p.id} {p.version}")
-    head = f"[bold]{escape(p.title or p.id)}[/bold]  [dim]{ident} ({p.kind})[/dim]"
-    console.print(head, highlight=False)
+    console.print(f"[bold]{escape(p.title or p.id)}[/bold]  [dim]{ident} ({p.kind})[/dim]",
+                  highlight=False)
     if p.source:
         src = p.source
         when = f", {src.date:%Y-%m-%d}" if src.date else ""
@@ -154,6 +161,8 @@ def explain(
                       highlight=False, soft_wrap=True, style="dim")
     console.print(f"digest: {p.digest()}", style="dim", highlight=False)
 
+
+def _explain_compute(p: Policy) -> None:
     eff = p.compute.effective
     regimes = _table("compute regimes", "regime", "counts", "does not count")
     for name, regime in p.compute.regimes.items():
@@ -165,59 +174,73 @@ def explain(
     console.print(f"effective compute = {eff.regime} x {eff.multiplier:g}{_star(eff)}  "
                   f"[dim]({eff.source})[/dim]", highlight=False, soft_wrap=True)
 
-    if p.compute.thresholds:
-        th = _table("compute thresholds", "id", "regime", "FLOP", "when", "action",
-                    "notify / deadline", "window")
-        for t in p.compute.thresholds:
-            window = "-"
-            if t.window is not None and t.window.end is not None:
-                window = f"{t.window.start:%Y-%m-%d} .. {t.window.end:%Y-%m-%d}"
-            who = f"{t.recipient} / {_dur(t.deadline)}" if t.recipient else "-"
-            th.add_row(f"{t.id}{_star(t)}", t.regime, _flop(t.flop), t.basis, t.action, who, window)
-        console.print(th)
 
+def _explain_thresholds(p: Policy) -> None:
+    if not p.compute.thresholds:
+        return
+    th = _table("compute thresholds", "id", "regime", "FLOP", "when", "action",
+                "notify / deadline", "window")
+    for t in p.compute.thresholds:
+        window = "-"
+        if t.window is not None and t.window.end is not None:
+            window = f"{t.window.start:%Y-%m-%d} .. {t.window.end:%Y-%m-%d}"
+        who = f"{t.recipient} / {_dur(t.deadline)}" if t.recipient else "-"
+        th.add_row(f"{t.id}{_star(t)}", t.regime, _flop(t.flop), t.basis, t.action, who, window)
+    console.print(th)
+
+
+def _explain_cadence(p: Policy) -> None:
     cad = p.evaluation
-    if cad is not None:
-        console.print(
-            f"[bold]evaluation cadence[/bold]{_star(cad)}: every {_x(cad.every)} "
-            "effective compute, "
-            f"at most {_dur(cad.max_interval)} apart; first at {_flop(cad.first_at)}; "
-            f"grace {_x(cad.grace)}; when missing: [bold]{cad.on_missing}[/bold]",
-            highlight=False, soft_wrap=True,
-        )
-    else:
+    if cad is None:
         console.print("[bold]evaluation cadence[/bold]: none", highlight=False)
+        return
+    console.print(
+        f"[bold]evaluation cadence[/bold]{_star(cad)}: every {_x(cad.every)} "
+        "effective compute, "
+        f"at most {_dur(cad.max_interval)} apart; first at {_flop(cad.first_at)}; "
+        f"grace {_x(cad.grace)}; when missing: [bold]{cad.on_missing}[/bold]",
+        highlight=False, soft_wrap=True,
+    )
 
-    if p.capabilities:
-        levels = _table("capability levels", "capability", "level", "evaluation (metric)", "alert",
-                        "trigger", "requires / on reach", "on alert")
-        for cap in p.capabilities:
-            for li, level in enumerate(cap.levels):
-                for n, trig in enumerate(level.evaluations):
-                    lower = "" if trig.direction == "higher" else ", lower is more capable"
-                    alert = level.on_alert
-                    effects = [f"every {_x(alert.every)}"] if alert.every else []
-                    effects += [f"notify {x.recipient}" for x in alert.notify]
-                    levels.add_row(
-                        cap.id if n == 0 and li == 0 else "",
-                        level.id if n == 0 else "",
-                        f"{trig.evaluation} ({trig.metric}{lower})",
-                        ("-" if trig.alert is None else f"{trig.alert:g}") + _star(trig),
-                        ("-" if trig.trigger is None else f"{trig.trigger:g}") + _star(trig),
-                        _when_reached(level) if n == 0 else "",
-                        ", ".join(effects) or "-" if n == 0 else "",
-                    )
-        console.print(levels)
 
-    if p.safeguards:
-        sg = _table("safeguards", "safeguard", "kind", "attested by", "max age")
-        for s in p.safeguards:
-            sg.add_row(s.id, s.kind, " or ".join(s.attested_by), _dur(s.max_age) + _star(s))
-        console.print(sg)
+def _explain_levels(p: Policy) -> None:
+    if not p.capabilities:
+        return
+    levels = _table("capability levels", "capability", "level", "evaluation (metric)", "alert",
+                    "trigger", "requires / on reach", "on alert")
+    for cap in p.capabilities:
+        for li, level in enumerate(cap.levels):
+            for n, trig in enumerate(level.evaluations):
+                lower = "" if trig.direction == "higher" else ", lower is more capable"
+                alert = level.on_alert
+                effects = [f"every {_x(alert.every)}"] if alert.every else []
+                effects += [f"notify {x.recipient}" for x in alert.notify]
+                levels.add_row(
+                    cap.id if n == 0 and li == 0 else "",
+                    level.id if n == 0 else "",
+                    f"{trig.evaluation} ({trig.metric}{lower})",
+                    ("-" if trig.alert is None else f"{trig.alert:g}") + _star(trig),
+                    ("-" if trig.trigger is None else f"{trig.trigger:g}") + _star(trig),
+                    _when_reached(level) if n == 0 else "",
+                    ", ".join(effects) or "-" if n == 0 else "",
+                )
+    console.print(levels)
+
+
+def _explain_safeguards(p: Policy) -> None:
+    if not p.safeguards:
+        return
+    sg = _table("safeguards", "safeguard", "kind", "attested by", "max age")
+    for s in p.safeguards:
+        sg.add_row(s.id, s.kind, " or ".join(s.attested_by), _dur(s.max_age) + _star(s))
+    console.print(sg)
+
+
+def _explain_governance(p: Policy) -> None:
+    from scalegate.policy import describe_quorum
 
     gov = p.governance
     res = gov.resumption
-    quorum = describe_quorum(res.quorum)
     limits = []
     if res.require_ceiling:
         limits.append("every resumption needs a compute ceiling")
@@ -226,7 +249,7 @@ def explain(
     if res.require_evaluation:
         limits.append("a fresh evaluation after every pause")
     console.print(
-        f"[bold]resumption[/bold]{_star(gov)}: approvals by {quorum}"
+        f"[bold]resumption[/bold]{_star(gov)}: approvals by {describe_quorum(res.quorum)}"
         + (f"; {'; '.join(limits)}" if limits else "")
         + "\n[bold]policy changes[/bold]: approved (published) by "
         + describe_quorum(gov.policy_change)
@@ -234,7 +257,6 @@ def explain(
         + (f" to {', '.join(p.disclosure.recipients)}" if p.disclosure.recipients else ""),
         highlight=False, soft_wrap=True,
     )
-    console.print(f"{_MARK} illustrative: the source does not publish this value", highlight=False)
 
 
 def _when_reached(level: Level) -> str:
