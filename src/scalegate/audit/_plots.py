@@ -174,8 +174,8 @@ def timeline_figure(state: RunState, replay: RunReplay | None) -> Chart:
             for r in recs:
                 if r.index in wanted:
                     times[r.index] = r.predicate.at
-    located = [(v, times.get(v.refs[-1].index) if v.refs else None) for v in violations]
-    located = [(v, t) for v, t in located if t is not None]
+    located = [(v, t) for v in violations if v.refs
+               for t in [times.get(v.refs[-1].index)] if t is not None]
     if located:
         chart.series.append(Series(
             "violations", [t for _, t in located], ["violations"] * len(located),
@@ -183,8 +183,8 @@ def timeline_figure(state: RunState, replay: RunReplay | None) -> Chart:
             labels=[f"{v.kind}: {v.message}"[:400] for v, _ in located]))
     last = max(times.values(), default=None)
     for p in state.pauses:
-        r = state.resume_of(p.ref)
-        end = r.predicate.at if r else last
+        lifted = state.resume_of(p.ref)
+        end = lifted.predicate.at if lifted else last
         if end is not None and end > p.predicate.at:
             chart.bands.append(Band(p.predicate.at, end))
     return chart

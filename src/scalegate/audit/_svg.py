@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -33,8 +34,8 @@ class Series:
     """Points in order; ``None`` values are gaps. ``labels`` are per-point tooltips."""
 
     name: str
-    xs: list[X]
-    ys: list[Any]
+    xs: Sequence[X]
+    ys: Sequence[Any]
     colour: str = "#1565c0"
     lines: bool = True
     markers: bool = True
@@ -195,8 +196,8 @@ class _Axis:
             return [(self(c), c) for c in self.categories]
         if self.scale == "log":
             first, last = math.ceil(self.lo), math.floor(self.hi)
-            step = max(1, (last - first) // 8 + 1)
-            return [(self(10.0 ** k), f"1e{k}") for k in range(first, last + 1, step)]
+            every = max(1, (last - first) // 8 + 1)
+            return [(self(10.0 ** k), f"1e{k}") for k in range(first, last + 1, every)]
         step = _nice((self.hi - self.lo) / 6)
         k = math.ceil(self.lo / step)
         out = []
@@ -260,7 +261,8 @@ def _marker(symbol: Symbol, x: float, y: float, colour: str) -> str:
     if symbol == "x":
         return (f'<path d="M{x - 5:.1f},{y - 5:.1f}L{x + 5:.1f},{y + 5:.1f}M{x - 5:.1f},'
                 f'{y + 5:.1f}L{x + 5:.1f},{y - 5:.1f}" stroke="{colour}" stroke-width="2.5"/>')
-    shapes = {"triangle": [(0, -6), (5.5, 4), (-5.5, 4)],
+    shapes: dict[str, list[tuple[float, float]]] = {
+              "triangle": [(0, -6), (5.5, 4), (-5.5, 4)],
               "diamond": [(0, -6), (6, 0), (0, 6), (-6, 0)],
               "square": [(-4.5, -4.5), (4.5, -4.5), (4.5, 4.5), (-4.5, 4.5)]}
     if symbol in shapes:
