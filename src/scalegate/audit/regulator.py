@@ -49,7 +49,7 @@ from scalegate.ledger.statements import (
     RunPredicate,
 )
 from scalegate.policy import ComputeThreshold, Policy, Window
-from scalegate.state import EntryOrRecord
+from scalegate.state import Recorded
 from scalegate.units import counted
 
 __all__ = ["HELD_VIOLATION_KINDS", "HeldTo", "PolicyFinding", "hold_runs"]
@@ -131,7 +131,7 @@ class HeldTo(BaseModel):
 
 def hold_runs(
     policy: Policy,
-    runs: Mapping[str, Sequence[EntryOrRecord]],
+    runs: Mapping[str, Sequence[Recorded[Any]]],
     *,
     times: WitnessedTimes | None = None,
     now: datetime | None = None,
@@ -171,15 +171,18 @@ class _Crossing:
 
 
 class _Run:
-    def __init__(self, policy: Policy, run_id: str, records: Sequence[EntryOrRecord],
+    def __init__(self, policy: Policy, run_id: str, records: Sequence[Recorded[Any]],
                  times: WitnessedTimes | None, now: datetime, grace: timedelta) -> None:
         self.policy, self.run_id, self.times, self.now, self.grace = (
             policy, run_id, times, now, grace)
         ordered = sorted(records, key=lambda e: e.ref.index)
-        self.run = next((e for e in ordered if isinstance(e.predicate, RunPredicate)), None)
-        self.computes = [e for e in ordered if type(e.predicate) is ComputePredicate
-                         and e.predicate.run_id == run_id]
-        self.notes = [e for e in ordered if isinstance(e.predicate, NotificationPredicate)]
+        self.run: Recorded[RunPredicate] | None = next(
+            (e for e in ordered if isinstance(e.predicate, RunPredicate)), None)
+        self.computes: list[Recorded[ComputePredicate]] = [
+            e for e in ordered if type(e.predicate) is ComputePredicate
+            and e.predicate.run_id == run_id]
+        self.notes: list[Recorded[NotificationPredicate]] = [
+            e for e in ordered if isinstance(e.predicate, NotificationPredicate)]
         regimes = policy.compute.regimes
         wanted = {t.regime for t in policy.compute.thresholds}
         self.totals: dict[str, list[float]] = {
@@ -317,19 +320,19 @@ class _Run:
                       f"past {_flop(t.flop)} FLOP is recorded {where}", [c.ref])
             return
         (a, how_a), (b, _) = inside[0], inside[-1]
-        first, last = self.computes[a], self.computes[b]
-        span = (f"compute #{first.ref.index} ({_flop(values[a])} FLOP, {how_a})" if a == b else
-                f"{len(inside)} compute statements from #{first.ref.index} "
+        head, last = self.computes[a], self.computes[b]
+        span = (f"compute #{head.ref.index} ({_flop(values[a])} FLOP, {how_a})" if a == b else
+                f"{len(inside)} compute statements from #{head.ref.index} "
                 f"({_flop(values[a])} FLOP, {how_a}) to #{last.ref.index} "
                 f"({_flop(values[b])} FLOP)")
-        refs = [first.ref] if a == b else [first.ref, last.ref]
+        refs = [head.ref] if a == b else [head.ref, last.ref]
         self._add("moratorium", t.id, "breached", f"the run trained past threshold {t.id} "
                   f"({t.regime} {_flop(t.flop)} FLOP) {where}: {span}", refs, when=c.when,
                   violation="moratorium-training")
 
-    def _in_window(self, e: EntryOrRecord, window: Window | None) -> str | None:
+    def _in_window(self, e: Recorded[ComputePredicate], window: Window | None) -> str | None:
         """Why statement ``e`` falls inside ``window`` (None: it does not, or not shown)."""
-        at = e.predicate.at  # type: ignore[attr-defined]
+        at = e.predicate.at
         if window is None:
             return f"dated {_iso(at)}"
         if window.contains(at):
