@@ -276,21 +276,22 @@ def _events(state: RunState) -> list[EventLine]:
             f"paused at step {p.step} ({_flop(p.effective_flop)} effective FLOP), checkpoint "
             f"#{p.checkpoint.index}, by decision #{p.decision.index}: {rules}")))
     for a in state.approvals:
-        p = a.predicate
-        held = "" if p.role in a.roles else f" (NOT COUNTED: the key holds {', '.join(a.roles)})"
-        cap = f", ceiling {_flop(p.ceiling_flop)}" if p.ceiling_flop is not None else ""
+        ap = a.predicate
+        held = "" if ap.role in a.roles else f" (NOT COUNTED: the key holds {', '.join(a.roles)})"
+        cap = f", ceiling {_flop(ap.ceiling_flop)}" if ap.ceiling_flop is not None else ""
         out.append(EventLine(index=a.index, kind="approval", text=(
-            f"{a.signer} approved pause #{p.pause.index} as {p.role}{held}{cap}: {p.rationale}")))
+            f"{a.signer} approved pause #{ap.pause.index} as {ap.role}{held}{cap}: "
+            f"{ap.rationale}")))
     for r in state.resumes:
-        p = r.predicate
-        cap = _flop(p.ceiling_flop) if p.ceiling_flop is not None else "none"
+        rp = r.predicate
+        cap = _flop(rp.ceiling_flop) if rp.ceiling_flop is not None else "none"
         out.append(EventLine(index=r.index, kind="resume", text=(
-            f"resumed pause #{p.pause.index} from checkpoint #{p.checkpoint.index} with "
-            f"approvals {', '.join(f'#{x.index}' for x in p.approvals)}; ceiling {cap}")))
+            f"resumed pause #{rp.pause.index} from checkpoint #{rp.checkpoint.index} with "
+            f"approvals {', '.join(f'#{x.index}' for x in rp.approvals)}; ceiling {cap}")))
     for n in state.notifications:
-        p = n.predicate
+        np_ = n.predicate
         out.append(EventLine(index=n.index, kind="notification", text=(
-            f"notified {p.recipient} of {p.obligation_id} at {_time(p.sent_at)}")))
+            f"notified {np_.recipient} of {np_.obligation_id} at {_time(np_.sent_at)}")))
     return sorted(out, key=lambda e: e.index)
 
 
@@ -347,7 +348,7 @@ def view(led: Ledger, run_id: str, now: datetime | None = None) -> RunView:
         verdict_now=decision.verdict,
         reasons_now=[f"{r.rule}: {r.message}" for r in decision.reasons],
         may_resume=res.may_resume if res else None,
-        missing=missing_lines(res, state.run_id) if res else [],
+        missing=missing_lines(res, state.run_id or "") if res else [],
         ledger_unverified=unverified, unverified_entries=tail,
     )
 
