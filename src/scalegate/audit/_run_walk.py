@@ -132,7 +132,8 @@ class RunWalk:
         self.consults = self.resumes = 0
         self.last_ref: Ref | None = None  # the latest compute (with last_step, last_eff)
         self.last_step, self.last_eff = 0, 0.0
-        self.last_tokens, self.last_flop = 0.0, {}
+        self.last_tokens = 0.0
+        self.last_flop: dict[str, float] = {}
         self.last_pred: ComputePredicate | None = None
         self.last_totals: dict[str, float] | None = None
         self.pause: _Pause | None = None
@@ -260,7 +261,7 @@ class RunWalk:
             return
         state = self.state_through(e.ref.index)
         self.consults += 1
-        at = e.predicate.at  # type: ignore[attr-defined]
+        at = getattr(e.predicate, "at")  # noqa: B009 - every kind answered here carries one
         self._answer(decide(self.policy, state, at), e.ref, state, None)
 
     def _backwards(self, pref: Ref, prev: ComputePredicate, ref: Ref,
@@ -508,8 +509,8 @@ class RunWalk:
         start = state.started_at or (state.compute[0].predicate.at if state.compute else None)
         if given and start is not None:
             last: dict[str, datetime] = {}
-            for rec in state.evals:
-                ev = rec.predicate
+            for evr in state.evals:
+                ev = evr.predicate
                 if ev.status == "success" and (ev.evaluation_id not in last
                                                or ev.at > last[ev.evaluation_id]):
                     last[ev.evaluation_id] = ev.at
@@ -602,8 +603,9 @@ class RunWalk:
         if state.run is not None:
             final = decide(self.policy, state, now)
             self.consults += 1
-            last = state.latest_compute
-            point = last.ref if last is not None else state.run.ref
+            latest = state.latest_compute
+            point: Ref | None = latest.ref if latest is not None else (
+                state.run.ref if state.run is not None else None)
             for o in final.obligations:
                 self.obligations.setdefault(o.id, (o, point))
         sent: dict[str, list] = {}
