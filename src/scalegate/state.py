@@ -230,7 +230,7 @@ def _record(entry: EntryOrRecord) -> Recorded[Predicate]:
     predicate = entry.predicate
     cls = _RECORDED.get(type(predicate)) or record_type(type(predicate))
     if type(entry) is cls:  # a record of its own kind already (immutable): keep it
-        return entry  # type: ignore[return-value]
+        return entry
     return cls(ref=entry.ref, predicate=predicate, signer=entry.signer, roles=entry.roles,
                logged_at=entry.logged_at)
 
@@ -270,7 +270,7 @@ def fold(
     if into is not None and run_id is not None and into.run_id not in (None, run_id):
         raise RunError(f"cannot fold run {run_id!r} into the state of run {into.run_id!r}")
     run_id = base.run_id or run_id
-    lists: dict[str, list[Recorded[Predicate]]] = {}
+    lists: dict[str, Any] = {}  # kind -> its Records (typed per kind in RunState)
     for name in _KINDS.values():
         kept = getattr(base, name)
         lists[name] = kept if extend and type(kept) is Records else Records(kept)
@@ -284,7 +284,7 @@ def fold(
         index = entry.ref.index
         if index >= size:
             size = index + 1
-        predicate = entry.predicate
+        predicate: Any = entry.predicate
         # Most of a run: its compute records, folded as they are (what the general path
         # below does for them, without its lookups).
         if type(entry) is compute_record and run_id is not None \
@@ -309,8 +309,8 @@ def fold(
                 latest = _later(latest, predicate.started_at)
                 nxt = max(nxt, 1)
             continue
-        name = _KINDS.get(type(predicate))
-        if name is None:
+        listed = _KINDS.get(type(predicate))
+        if listed is None:
             continue  # key, policy, commitment, ...: not part of a run's state
         if isinstance(predicate, AttestationPredicate) and predicate.scope == "org":
             pending_attestations.append(entry)  # the run's org may only be known later
@@ -320,11 +320,11 @@ def fold(
             run_id = owner
         if owner != run_id:
             continue
-        if name in _SEQUENCED:
-            kept, nxt = in_place(predicate.seq, nxt)  # type: ignore[attr-defined]
+        if listed in _SEQUENCED:
+            kept, nxt = in_place(predicate.seq, nxt)
             if not kept:
                 continue
-        lists[name].append(entry if type(entry) is _RECORDED.get(type(predicate))
+        lists[listed].append(entry if type(entry) is _RECORDED.get(type(predicate))
                            else _record(entry))
         when = getattr(predicate, "at", None)  # what _time_of finds first, mostly
         if not isinstance(when, datetime):
