@@ -43,7 +43,7 @@ _PAIRS: dict[str, tuple[tuple[str, bytes], ...]] = {}
 Checked = tuple[int, str | None, str | None, str | None, str | None, dict[str, Any],
                 list[tuple[str, bytes]], list[tuple[str, bytes]]]
 
-_str = json.encoder.encode_basestring  # type: ignore[attr-defined]  # JSON string, not ASCII-only
+_str = json.encoder.encode_basestring  # JSON string, not ASCII-only
 _ENVELOPE_KEYS = {"payload", "payloadType", "signatures"}
 _SIG_KEYS = {"keyid", "sig"}
 

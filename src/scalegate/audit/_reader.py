@@ -32,7 +32,7 @@ def _row(r: Any) -> Row:
     if type(r) is tuple and type(i) is int and type(leaf) is bytes and type(data) is bytes \
             and type(kind) is str and type(signer) is str and type(at) is str \
             and (run is None or type(run) is str):
-        return r  # type: ignore[no-any-return]
+        return r
     if type(leaf) is not bytes or type(data) is not bytes:
         leaf, data = blob(leaf), blob(data)
     if type(kind) is not str or type(signer) is not str or type(at) is not str or (

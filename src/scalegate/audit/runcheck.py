@@ -259,7 +259,7 @@ def _kind_statement(kind: str) -> type[Statement]:
     validators pick the predicate model from ``predicateType``; here the field types say
     it (a ``Literal`` type, the kind's model), so they are replaced by pass-throughs."""
     model = PREDICATES[kind]
-    return create_model(  # type: ignore[call-overload, no-any-return]
+    return create_model(
         f"_{model.__name__.removesuffix('Predicate')}Statement", __base__=_StrictStatement,
         __validators__={"_known_kind": field_validator("predicateType")(_as_is),
                         "_typed_predicate": field_validator("predicate")(_as_is)},

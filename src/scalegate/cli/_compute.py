@@ -345,8 +345,8 @@ def estimate_cmd(
         tokens=_quantity(tokens, "--tokens"),
         arch=arch,
         hardware=_hardware(chips, chip, hours, mfu, dtype, peak),
-        model_kind=model_kind,  # type: ignore[arg-type]
-        causal=causal,  # type: ignore[arg-type]
+        model_kind=model_kind,
+        causal=causal,
         phase=phase,
     )
     now = datetime.now(UTC)

@@ -48,7 +48,7 @@ def _star(item: Any) -> str:
 class _Table(Table):
     """A table whose cells are plain text (policy text may contain [brackets]) plus our marks."""
 
-    def add_row(self, *cells: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def add_row(self, *cells: Any, **kwargs: Any) -> None:
         super().add_row(*(_plain(c) for c in cells), **kwargs)
 
 

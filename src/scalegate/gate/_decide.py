@@ -125,7 +125,7 @@ def build(state: RunState, now: datetime, a: Assessment, extra: list[Finding]) -
     ordered = sorted(findings, key=lambda f: -VERDICT_ORDER[f.verdict])
     last = state.latest_compute
     return Decision(
-        verdict=verdict,  # type: ignore[arg-type]
+        verdict=verdict,
         reasons=[f.reason for f in ordered],
         obligations=a.obligations,
         next_eval_at_flop=a.next_eval_at_flop,

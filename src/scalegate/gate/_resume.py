@@ -147,7 +147,7 @@ def _missing_from_findings(findings: list[Finding]) -> list[Missing]:
         for item in f.missing_items or [f.reason.rule]:
             out.append(
                 Missing(
-                    kind=f.missing_kind,  # type: ignore[arg-type]
+                    kind=f.missing_kind,
                     item=item,
                     message=(f.missing_message or f.reason.message)
                     if f.missing_kind != "evaluation"

@@ -47,7 +47,7 @@ def pae(payload_type: str, payload: bytes) -> bytes:
     return b"DSSEv1 %d %s %d %s" % (len(t), t, len(payload), payload)
 
 
-_jstr = json.encoder.encode_basestring  # type: ignore[attr-defined]  # a JSON string, UTF-8
+_jstr = json.encoder.encode_basestring  # a JSON string, UTF-8
 
 
 def _b64decode(text: str, what: str) -> bytes:
