@@ -355,23 +355,14 @@ def notify(
         raise RunError(f"run {run_id!r} owes no obligation {obligation_id!r}.",
                        hint=f"Open obligations: {', '.join(owed) or 'none'} "
                        f"(see `scalegate run status {run_id}`).")
-    if recipient is not None and recipient != obligation.recipient:
-        raise RunError(f"obligation {obligation_id} is owed to {obligation.recipient!r}, not "
-                       f"{recipient!r}.", hint="Leave out --recipient, or give the policy's.")
-    if sent_at > now:
-        raise RunError(f"the notification cannot have been sent at {sent_at:%Y-%m-%d %H:%M} "
-                       "UTC: that is still to come.", hint="Record it once it is sent.")
+    _check_notice(obligation_id, obligation.recipient, recipient, sent_at, now)
     recorded = _recording_decision(state, obligation_id)
     if recorded is None:
         raise RunError(f"no decision of run {run_id!r} records obligation {obligation_id} yet.",
                        hint="Let the supervisor record its decision (reopen the run), then "
                        "notify.")
-    digest = evidence_digest(evidence)
-    assert digest is not None
-    pred = NotificationPredicate(run_id=run_id, obligation=recorded, obligation_id=obligation_id,
-                                 recipient=obligation.recipient, sent_at=sent_at,
-                                 content_digest=digest)
-    return _ref(ledger.append(sign_statement(pred, key)))
+    return _append_notice(ledger, key, run_id, recorded, obligation_id, obligation.recipient,
+                          sent_at, evidence)
 
 
 def _notify_held_to(
@@ -397,18 +388,31 @@ def _notify_held_to(
             hint=f"`scalegate verify --policy {policy.id}` lists what the run owes under it.")
     threshold = next(t for t in policy.compute.thresholds
                      if t.action == "notify" and t.obligation_id == obligation_id)
-    if recipient is not None and recipient != threshold.recipient:
-        raise RunError(f"obligation {obligation_id} is owed to {threshold.recipient!r}, not "
+    owed_to = threshold.recipient or "?"
+    _check_notice(obligation_id, owed_to, recipient, sent_at, now)
+    return _append_notice(ledger, key, run_id, owed[0].refs[0], obligation_id, owed_to,
+                          sent_at, evidence)
+
+
+def _check_notice(obligation_id: str, owed_to: str, recipient: str | None, sent_at: datetime,
+                  now: datetime) -> None:
+    """Refuse a notice to another recipient than the one owed, or sent in the future."""
+    if recipient is not None and recipient != owed_to:
+        raise RunError(f"obligation {obligation_id} is owed to {owed_to!r}, not "
                        f"{recipient!r}.", hint="Leave out --recipient, or give the policy's.")
     if sent_at > now:
         raise RunError(f"the notification cannot have been sent at {sent_at:%Y-%m-%d %H:%M} "
                        "UTC: that is still to come.", hint="Record it once it is sent.")
+
+
+def _append_notice(ledger: Ledger, key: SigningKey, run_id: str, cited: Ref,
+                   obligation_id: str, owed_to: str, sent_at: datetime,
+                   evidence: str | Path | bytes) -> Ref:
+    """The ``notification`` statement citing ``cited``, with the evidence by digest."""
     digest = evidence_digest(evidence)
     assert digest is not None
-    pred = NotificationPredicate(run_id=run_id, obligation=owed[0].refs[0],
-                                 obligation_id=obligation_id,
-                                 recipient=threshold.recipient or "?", sent_at=sent_at,
-                                 content_digest=digest)
+    pred = NotificationPredicate(run_id=run_id, obligation=cited, obligation_id=obligation_id,
+                                 recipient=owed_to, sent_at=sent_at, content_digest=digest)
     return _ref(ledger.append(sign_statement(pred, key)))
 
 
