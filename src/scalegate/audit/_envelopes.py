@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from scalegate.documents import load_json
 from scalegate.errors import StatementError
-from scalegate.ledger.envelope import PAYLOAD_TYPE, pae, read_canonical
+from scalegate.ledger.envelope import PAYLOAD_TYPE, pae, read_canonical, statement_key
 from scalegate.ledger.keys import VerifierKey
 from scalegate.ledger.registry import KEY_KINDS
 from scalegate.ledger.signature_pool import BULK_BACKEND, SignatureCheck
@@ -201,9 +200,7 @@ def check_entries(
             continue
         if payloads:
             facts["payload"] = payload
-        # The statement's identity, short: 64 bits tell 10^6 statements apart (a chance
-        # collision, about 1 in 10^7, would show as a duplicate to look at, never hide one).
-        facts["sd"] = int.from_bytes(hashlib.blake2b(payload, digest_size=8).digest(), "big")
+        facts["sd"] = statement_key(payload)
         verified: list[tuple[str, bytes]] = []
         if known is not None and known[i]:
             verified = [pair for keyid, _ in sigs for pair in pairs.get(keyid, ())]

@@ -15,13 +15,12 @@ it or names exactly what is wrong, so the fast path never decides a failure.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from typing import Any
 
 from scalegate.errors import EnvelopeError, StatementError
-from scalegate.ledger.envelope import Envelope, pae, read_canonical
+from scalegate.ledger.envelope import Envelope, pae, read_canonical, statement_key
 from scalegate.ledger.keys import VerifierKey
 from scalegate.ledger.registry import KEY_KINDS
 from scalegate.ledger.signature_pool import BULK_BACKEND, check_signatures
@@ -100,8 +99,7 @@ def check_entries(rows: Sequence[tuple[int, bytes, str, str | None]], full: bool
             key = keys.get(kid)
             if key is not None:
                 todo.append((len(out), kid, key.public, message, sig))
-        sid = int.from_bytes(hashlib.blake2b(payload, digest_size=8).digest(), "big")
-        out.append((idx, None, kind, [], predicate, sid))
+        out.append((idx, None, kind, [], predicate, statement_key(payload)))
     verdicts = check_signatures([(pub, msg, sig) for _, _, pub, msg, sig in todo], BULK_BACKEND)
     for (pos, kid, _, _, _), ok in zip(todo, verdicts, strict=True):
         idx, problem, kind, signers, _, _ = out[pos]

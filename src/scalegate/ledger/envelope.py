@@ -34,6 +34,7 @@ __all__ = [
     "read_canonical",
     "sign_envelope",
     "statement_digest",
+    "statement_key",
     "verify_envelope",
     "verify_envelope_keys",
 ]
@@ -249,6 +250,13 @@ def statement_digest(data: bytes) -> bytes | None:
         return hashlib.sha256(Envelope.from_bytes(data, payload_type=None).payload_bytes()).digest()
     except EnvelopeError:
         return None
+
+
+def statement_key(payload: bytes) -> int:
+    """A short identity of a signed payload (64 bits of BLAKE2b), for telling a whole log's
+    statements apart in memory: 64 bits keep 10^6 statements apart (a chance collision,
+    about 1 in 10^7, shows as a duplicate to look at, never hides one)."""
+    return int.from_bytes(hashlib.blake2b(payload, digest_size=8).digest(), "big")
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

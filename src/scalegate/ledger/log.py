@@ -54,6 +54,7 @@ from scalegate.errors import (
     sentence,
 )
 from scalegate.ledger import merkle
+from scalegate.ledger._signed_keys import SignedKeys
 from scalegate.ledger.admission import PendingEntry, admit, precheck, prepare
 from scalegate.ledger.coverage import ISSUED_KEY, Coverage, issued_count
 from scalegate.ledger.envelope import Envelope
@@ -175,8 +176,7 @@ class Ledger:
         self._cached_size = -1
         self._cached_registry: KeyRegistry | None = None
         self._cached_compact: merkle.CompactRange | None = None
-        # (size, root, registry): the registry derived from the signed entries of that tree
-        self._derived: tuple[int, bytes, KeyRegistry] | None = None
+        self._signed_keys = SignedKeys(self.org_roots)  # who may sign, from signed entries
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -467,7 +467,7 @@ class Ledger:
         # Committed (and synced): only now trust the new state as the cache.
         self._cached_size = base + len(rows)
         self._cached_registry = registry
-        self._derived = (self._cached_size, compact.root(), registry.copy())
+        self._signed_keys.remember(self._cached_size, compact.root(), registry)
         self._cached_compact = compact
         self._after_append(base + len(rows))
         return [AppendResult(r.index, r.leaf_hash) for r in rows]
@@ -478,25 +478,9 @@ class Ledger:
         return self._registry_from_entries(w.conn, w.size)
 
     def _registry_from_entries(self, conn: Connection, size: int) -> KeyRegistry:
-        """The registry folded from the signed key statements of the first ``size`` entries.
-
-        Never from the ``keys`` table, a cache anyone with write access to the database
-        could edit. The result is kept keyed by the log size and root it was derived from;
-        a later call folds only the key statements appended since, provided the tree it
-        was derived from is still the prefix of this one (else it derives afresh).
-        """
-        root = self._root_in(conn, size)
-        known = self._derived
-        if known is not None and known[:2] == (size, root):
-            return known[2].copy()
-        start, registry = 0, KeyRegistry(self.org_roots)
-        if known is not None and known[0] < size and self._root_in(conn, known[0]) == known[1]:
-            start, registry = known[0], known[2].copy()
-        indices = [i for i in self._store.key_statement_indices(conn) if start <= i < size]
-        for r in self._store.entries_by_index(conn, indices):
-            _fold_key_entry(registry, r)
-        self._derived = (size, root, registry.copy())
-        return registry
+        """Who may sign in the first ``size`` entries, from the signed key statements."""
+        return self._signed_keys.at(self._store, conn, size,
+                                    lambda n: self._root_in(conn, n))
 
     def _compact_in(self, w: Writer) -> merkle.CompactRange:
         if self._cached_compact is not None and self._cached_size == w.size:
@@ -715,27 +699,6 @@ def _check_size(size: int, n: int) -> None:
         raise IndexOutOfRange(
             f"tree size {size} is outside the log, which has {counted(n, 'entries')}."
         )
-
-
-def _fold_key_entry(registry: KeyRegistry, r: EntryRow) -> None:
-    """Fold one stored key statement into ``registry`` as admission did; a stored entry
-    that no longer passes (its bytes edited, its signature broken) means a damaged ledger."""
-    where = f"entry {r.index}"
-    try:
-        if merkle.leaf_hash(r.data) != r.leaf_hash:
-            raise LedgerError(f"{where}'s bytes do not hash to its leaf hash")
-        p = prepare(r.data, where)
-        if p.kind not in KEY_KINDS:
-            raise LedgerError(f"{where} is indexed as a {r.kind} statement but holds a "
-                              f"{p.kind} statement")
-        admit(p, r.index, registry, registry.verifiers(), parse_time(r.appended_at))
-    except (LedgerError, ValueError) as exc:
-        message = exc.message if isinstance(exc, LedgerError) else str(exc)
-        raise StoreError(
-            f"the ledger's key statements do not verify: {sentence(message)} Decisions that "
-            "depend on who may sign cannot be made on it.",
-            hint="Run `scalegate ledger verify` and restore the ledger from a backup or mirror.",
-        ) from exc
 
 
 def _refuse_duplicates(prepared: list[PendingEntry], w: Writer) -> None:
