@@ -250,7 +250,7 @@ def main() -> None:
     work = args.workdir or Path(tempfile.mkdtemp(prefix="scalegate-bench-verify-"))
     work.mkdir(parents=True, exist_ok=True)
     cores = os.cpu_count() or 1
-    from scalegate.audit._envelopes import SIGNATURE_BACKEND
+    from scalegate.ledger.signature_pool import BULK_BACKEND as SIGNATURE_BACKEND
 
     print(f"cores: {cores}, load average: {os.getloadavg()[0]:.2f}, signatures checked with "
           f"{SIGNATURE_BACKEND}, work: {work}", file=sys.stderr)

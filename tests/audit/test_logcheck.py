@@ -8,7 +8,8 @@ import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
-from scalegate.audit.logcheck import AuditedEntry, audit_log
+from scalegate.audit import audit_log
+from scalegate.ledger import CheckedEntry
 from scalegate.audit.report import AuditReport
 from scalegate.ledger.envelope import Envelope, sign_envelope
 from scalegate.ledger.keys import SigningKey
@@ -43,7 +44,7 @@ def _sql(path: Path, sql: str, args: tuple[object, ...] = ()) -> None:
 def test_an_honest_witnessed_ledger_passes_and_is_remembered(lab: Lab) -> None:
     lab.pause_and_approve()
     lab.checkpoint()
-    seen: list[AuditedEntry] = []
+    seen: list[CheckedEntry] = []
     rep = _audit(lab, on_entry=seen.append)
     assert rep.ok and rep.exit_code == 0, rep.to_json_data()
     assert all(c.ok for c in rep.checks), rep.checks
@@ -293,11 +294,11 @@ def test_signature_backends_agree() -> None:
     """libsodium (when installed) and OpenSSL give the same verdicts, and never a laxer one."""
     import pytest
 
-    from scalegate.audit import _envelopes
+    from scalegate.ledger import _entry_check
     from scalegate.ledger.signature_pool import check_signatures as openssl
 
     pytest.importorskip("nacl.bindings")
-    sodium = _envelopes.check_signatures  # the audit's (bulk) verifier
+    sodium = _entry_check.check_signatures  # the whole-log check's (bulk) verifier
     key, other = SigningKey.generate("acme/a"), SigningKey.generate("acme/b")
     msg = b"DSSEv1 28 application/vnd.in-toto+json 2 {}"
     sig = key.sign(msg)

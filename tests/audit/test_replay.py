@@ -245,8 +245,8 @@ def test_demo_ledger_verifies_clean(tmp_path: Path) -> None:
 def test_fast_statement_parsing_agrees_with_parse_statement(stages: dict[str, World]) -> None:
     """The collector parses from JSON bytes in one pass; it must read every statement as
     ``parse_statement`` does, and defer to it (and its error) for anything else."""
-    from scalegate.audit._envelopes import decode_envelope
-    from scalegate.audit.logcheck import AuditedEntry
+    from scalegate.ledger._entry_check import decode_envelope
+    from scalegate.ledger import CheckedEntry
     from scalegate.audit.runcheck import _parse
     from scalegate.errors import StatementError
     from scalegate.ledger.statements import parse_statement
@@ -254,7 +254,7 @@ def test_fast_statement_parsing_agrees_with_parse_statement(stages: dict[str, Wo
     kinds = set()
     for e in stages["ceiling"].ledger.entries():
         payload = decode_envelope(e.data)[1]
-        audited = AuditedEntry(e.index, e.leaf_hash, e.data, e.kind, e.run_id, e.appended_at,
+        audited = CheckedEntry(e.index, e.leaf_hash, e.data, e.kind, e.run_id, e.appended_at,
                                e.signer, None, True, payload)
         fast, slow = _parse(e.kind, audited), parse_statement(payload)
         assert fast.model_dump(by_alias=True) == slow.model_dump(by_alias=True)
@@ -264,7 +264,7 @@ def test_fast_statement_parsing_agrees_with_parse_statement(stages: dict[str, Wo
     body = json.loads(payload)
     body["predicate"]["surprise"] = 1
     bad = json.dumps(body).encode()
-    audited = AuditedEntry(0, b"\0" * 32, b"", body["predicateType"].split(":")[2], None,
+    audited = CheckedEntry(0, b"\0" * 32, b"", body["predicateType"].split(":")[2], None,
                            None, None, None, True, bad)
     with pytest.raises(StatementError, match="surprise"):
         _parse(audited.kind or "", audited)
@@ -298,15 +298,15 @@ def test_the_collector_reads_every_statement_as_parse_statement(
         stages: dict[str, World]) -> None:
     """What the collector keeps of each statement is what ``parse_statement`` reads; what
     it cannot read it reports with parse_statement's own message."""
-    from scalegate.audit._envelopes import decode_envelope
-    from scalegate.audit.logcheck import AuditedEntry
+    from scalegate.ledger._entry_check import decode_envelope
+    from scalegate.ledger import CheckedEntry
     from scalegate.audit.runcheck import RunCollector, _parse
     from scalegate.errors import StatementError
     from scalegate.ledger.statements import parse_statement
 
     def collect(kind: str, payload: bytes, index: int = 0) -> RunCollector:
         c = RunCollector()
-        c(AuditedEntry(index, bytes([index % 256]) * 32, b"", kind,
+        c(CheckedEntry(index, bytes([index % 256]) * 32, b"", kind,
                        None if kind == "policy" else RUN, None, None, None, True, payload))
         return c
 
@@ -340,7 +340,7 @@ def test_the_collector_reads_every_statement_as_parse_statement(
             with pytest.raises(StatementError) as slow_error:
                 parse_statement(bad)
             with pytest.raises(StatementError, match=re.escape(slow_error.value.message)):
-                _parse(kind, AuditedEntry(0, b"\0" * 32, b"", kind, None, None, None, None,
+                _parse(kind, CheckedEntry(0, b"\0" * 32, b"", kind, None, None, None, None,
                                           True, bad))
             c = collect(kind, bad)
             assert [m for _, m, _ in c.malformed] == [slow_error.value.message]

@@ -122,7 +122,8 @@ def test_roots_and_proofs_match_the_reference_tree(world: World) -> None:
 
 def test_proofs_stay_right_across_a_reopen_and_a_second_writer(world: World) -> None:
     _fill(world, 45)
-    other = Ledger.open(world.path)  # a second handle appends behind the first one's cache
+    # a second handle (same clock) appends behind the first one's cache
+    other = Ledger.open(world.path, now=lambda: T0 + timedelta(days=1))
     other.append_many([world.compute(1000 + i) for i in range(19)])
     other.close()
     world.ledger.append(world.compute(2000))  # the first handle must notice it is stale

@@ -19,7 +19,7 @@ from conftest_pg import PostgresServer, start_server
 from ledger_writer import check_survivors, kill_mid_batch, run_concurrent_writers
 from sqlalchemy.engine import make_url
 
-from scalegate.audit._reader import LedgerReader
+from scalegate.ledger import LedgerReader
 from scalegate.audit.logcheck import audit_log
 from scalegate.audit.trust import TrustFile
 from scalegate.audit.witness import Witness, witness_ledger

@@ -12,7 +12,8 @@
 - :class:`TrustFile` / :func:`load_trust` — what the auditor trusts.
 """
 
-from scalegate.audit.logcheck import CLOCK_SKEW, AuditedEntry, audit_log, default_state_path
+from scalegate.audit._seen import default_state_path
+from scalegate.audit.logcheck import audit_log
 from scalegate.audit.receipt import audit_receipt, canonical_entry
 from scalegate.audit.regulator import HELD_VIOLATION_KINDS, HeldTo, PolicyFinding, hold_runs
 from scalegate.audit.replay import (
@@ -53,7 +54,6 @@ from scalegate.audit.witness import (
 )
 
 __all__ = [
-    "CLOCK_SKEW",
     "EXIT_COULD_NOT_VERIFY",
     "EXIT_OK",
     "EXIT_VIOLATIONS",
@@ -62,7 +62,6 @@ __all__ = [
     "RUN_VIOLATION_KINDS",
     "SETUP_VIOLATION_KINDS",
     "AuditReport",
-    "AuditedEntry",
     "CheckResult",
     "CheckpointSummary",
     "HeldTo",

@@ -19,8 +19,6 @@ roles and replay always run in full.
 from __future__ import annotations
 
 import base64
-import hashlib
-import json
 import os
 import zlib
 from collections.abc import Callable
@@ -32,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from scalegate.audit._state_file import locked_state, read_json, write_json
 from scalegate.errors import VerificationError
+from scalegate.ledger import PriorCheck
 
 _VERSION = 1
 _MAX_PER_LOG = 10_000
@@ -67,6 +66,11 @@ class VerifiedChunks(BaseModel):
         """The bitmap (bit ``i % 8`` of byte ``i // 8`` is entry ``i``)."""
         return zlib.decompress(base64.b64decode(self.clean))
 
+    def as_prior(self) -> PriorCheck:
+        """The record in the form the whole-log check reuses."""
+        return PriorCheck(self.chunk, self.candidates,
+                          [base64.b64decode(t) for t in self.tops], self.clean_bits())
+
     @staticmethod
     def make(chunk: int, candidates: str, tops: list[bytes], clean: bytearray
              ) -> VerifiedChunks:
@@ -75,12 +79,6 @@ class VerifiedChunks(BaseModel):
             chunk=chunk, candidates=candidates,
             tops=[base64.b64encode(t).decode("ascii") for t in tops],
             clean=base64.b64encode(zlib.compress(bytes(clean), 6)).decode("ascii"))
-
-
-def candidates_digest(candidates: dict[str, tuple[bytes, ...]]) -> str:
-    """A digest of ``keyid -> public keys`` (what signature verdicts depend on)."""
-    body = json.dumps(sorted((k, [p.hex() for p in v]) for k, v in candidates.items()))
-    return hashlib.sha256(body.encode()).hexdigest()
 
 
 def log_id(origin: str, log_vkey: str) -> str:

@@ -39,9 +39,10 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Protocol
 
+from scalegate.ledger import CLOCK_SKEW
 from scalegate.ledger.statements import (
     ApprovalPredicate,
     AttestationPredicate,
@@ -55,9 +56,6 @@ from scalegate.ledger.statements import (
     ResumePredicate,
     RunPredicate,
 )
-
-#: How far apart two honest clocks (the lab's, a witness's) may be.
-CLOCK_SKEW = timedelta(minutes=5)
 
 
 class _HasRef(Protocol):

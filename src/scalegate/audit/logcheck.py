@@ -28,25 +28,16 @@ every entry in log order with its verdict, for replay to fold runs on the way.
 
 from __future__ import annotations
 
-import base64
-import collections
-import multiprocessing
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from scalegate.audit import _chunk, _envelopes
 from scalegate.audit._checkpoints import StoredCheckpoint, verify_stored_checkpoints
-from scalegate.audit._chunk import ChunkAudit, Prior
-from scalegate.audit._reader import LedgerReader
 from scalegate.audit._seen import (
     SeenCheckpoint,
     VerifiedChunks,
-    candidates_digest,
     default_state_path,
     load_seen,
     load_verified,
@@ -54,24 +45,22 @@ from scalegate.audit._seen import (
     record_seen,
     record_verified,
 )
-from scalegate.audit._signers import SignerCheck
-from scalegate.audit._times import CLOCK_SKEW, witnessed
+from scalegate.audit._times import witnessed
 from scalegate.audit._timestamps import verify_stored_timestamps
-from scalegate.audit._tree import TreeAudit
 from scalegate.audit.report import AuditReport, CheckpointSummary, WitnessTime
 from scalegate.audit.trust import TrustFile
 from scalegate.errors import ScalegateError, VerificationError
-from scalegate.ledger.checkpoint import open_checkpoint
-from scalegate.ledger.registry import KEY_KINDS, RegisteredKey
-from scalegate.ledger.statements import Ref, Statement, parse_statement
-from scalegate.ledger.store import shown_location
+from scalegate.ledger import (
+    CLOCK_SKEW,
+    CheckedEntry,
+    LedgerReader,
+    LogSweep,
+    open_checkpoint,
+    shown_location,
+)
 from scalegate.units import counted
 
-__all__ = ["CLOCK_SKEW", "AuditedEntry", "audit_log", "default_state_path"]
-
-#: How far the log's clock may disagree with itself and with witnesses.
-_CHUNK = 1 << TreeAudit.CHUNK_LEVEL
-_MIN_PARALLEL = 2 * _CHUNK  # below this, helper processes cost more than they save
+__all__ = ["audit_log"]
 
 _GROUPS = {
     "tree recomputed from the entries": ("entry-missing", "leaf-hash", "tree-node"),
@@ -87,42 +76,6 @@ _GROUPS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class AuditedEntry:
-    """One entry as the audit saw it, handed to ``on_entry`` in log order.
-
-    ``authentic`` is true when the envelope is well formed and validly signed by a key
-    in standing (a trusted root for key statements, else a registered key valid at
-    ``appended_at``); ``signer`` is that registered key (``None`` for key statements
-    and unauthentic entries). ``leaf_hash`` is recomputed from the entry bytes.
-    ``payload`` is the decoded statement when the envelope decoded; ``data`` holds the
-    entry bytes only when it did not (the audit does not copy what it already decoded).
-    """
-
-    index: int
-    leaf_hash: bytes
-    data: bytes
-    kind: str | None
-    run_id: str | None
-    appended_at: datetime | None
-    signer_keyid: str | None
-    signer: RegisteredKey | None
-    authentic: bool
-    payload: bytes | None = None
-
-    @property
-    def ref(self) -> Ref:
-        """``{index, leaf_hash}`` as statements reference entries."""
-        return Ref(index=self.index, leaf_hash=self.leaf_hash.hex())
-
-    def statement(self) -> Statement:
-        """The parsed, fully validated statement (raises ``StatementError`` if malformed)."""
-        payload = self.payload
-        if payload is None:
-            payload = _envelopes.decode_envelope(self.data)[1]
-        return parse_statement(payload)
-
-
 def audit_log(
     ledger: str | os.PathLike[str],
     trust: TrustFile,
@@ -131,7 +84,7 @@ def audit_log(
     use_state: bool = True,
     workers: int | None = None,
     full: bool = False,
-    on_entry: Callable[[AuditedEntry], None] | None = None,
+    on_entry: Callable[[CheckedEntry], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
     report: AuditReport | None = None,
 ) -> AuditReport:
@@ -179,27 +132,17 @@ class _LogAudit:
         report: AuditReport,
         workers: int | None,
         full: bool,
-        on_entry: Callable[[AuditedEntry], None] | None,
+        on_entry: Callable[[CheckedEntry], None] | None,
         progress: Callable[[int, int], None] | None,
     ) -> None:
         self.reader = reader
         self.trust = trust
         self.log = log_id(trust.origin, trust.log_verifier.text())  # in the state file
         self.report = report
-        self.workers = (os.cpu_count() or 1) if workers is None else max(1, workers)
+        self.workers = workers
         self.full = full
         self.on_entry = on_entry
-        self.payloads = on_entry is not None  # replay reads statements: decode them once
         self.progress = progress
-        self.signers = SignerCheck(trust, self._v, report)
-        self.latest_time: datetime | None = None
-        self._last_text, self._last_time = "", datetime.min  # the last appended_at parsed
-        self.time_at: dict[int, datetime] = {}  # size -> latest entry time before it
-        self.signatures = 0
-        self.statement_at: dict[int, int] = {}  # statement identity -> first entry holding it
-        self.prior: VerifiedChunks | None = None  # verdicts of this auditor's last audit
-        self.tops: list[bytes] = []  # this audit's chunk hashes, while chunks are whole
-        self.clean = bytearray()  # bit i: entry i's signatures all verified
 
     # --- the whole audit ---------------------------------------------------------------------
 
@@ -221,33 +164,37 @@ class _LogAudit:
                       verifiable=False)
             return
         seen: list[SeenCheckpoint] = []
+        prior: VerifiedChunks | None = None  # verdicts of this auditor's last audit
         if use_state:
             try:
                 seen = load_seen(state_path, self.log, origin=trust.origin,
                                  genuine=self._signed_by_log)
-                self.prior = load_verified(state_path, self.log)
+                prior = load_verified(state_path, self.log)
             except VerificationError as exc:
                 rep.check("auditor state", False, exc.message, verifiable=False)
                 use_state = False
         sizes = {c.size for c in stored if c.valid} | {c.size for c in seen} | {n}
-        self.time_sizes = {c.size for c in stored if c.valid and c.cosigned_at}
-        tree = TreeAudit(reader, n, {s for s in sizes if s <= n}, rep)
-        digest = self._stream(n, tree)
-        tree.finish()
-        roots = {s: tree.root(s) for s in sizes if s <= n}
-        rep.root_hash = roots[n].hex() if tree.complete else None
+        sweep = LogSweep(
+            reader, trust.roots, rep, allowed_roles=trust.allowed_roles, sizes=sizes,
+            time_sizes={c.size for c in stored if c.valid and c.cosigned_at},
+            workers=self.workers, full=self.full, on_entry=self.on_entry,
+            progress=self.progress, prior=prior.as_prior() if prior else None).run()
+        self.run_orgs = sweep.run_orgs
+        roots = {s: sweep.root(s) for s in sizes if s <= n}
+        rep.root_hash = roots[n].hex() if sweep.tree.complete else None
         anchor = self._compare_checkpoints(stored, roots, n)
         consistent = self._compare_seen(seen, roots, n, use_state, anchor)
-        self._witness_times(stored)
+        self._witness_times(stored, sweep.time_at)
         self._witnessed(stored)
         verify_stored_timestamps(reader.timestamps(), {
             c.size: c.note for c in stored if c.valid and roots.get(c.size) == c.root},
             trust, rep)
         self._summarise(n)
-        if use_state and self.tops:
+        if use_state and sweep.tops:
             record_verified(state_path, self.log, VerifiedChunks.make(
-                _CHUNK, digest, self.tops, self.clean[: len(self.tops) * _CHUNK // 8]))
-        if use_state and anchor is not None and consistent and tree.complete \
+                sweep.chunk, sweep.candidates, sweep.tops,
+                sweep.clean[: len(sweep.tops) * sweep.chunk // 8]))
+        if use_state and anchor is not None and consistent and sweep.tree.complete \
                 and roots.get(anchor.size) == anchor.root:
             new = record_seen(state_path, self.log, anchor.size, anchor.root, anchor.note)
             rep.check("auditor state", True, f"{'recorded' if new else 'already had'} the "
@@ -273,142 +220,6 @@ class _LogAudit:
                   "is what counts")
         self.report.check("ledger's own configuration", True, detail)
         return ", ".join(differ)
-
-    # --- streaming the entries -----------------------------------------------------------------
-
-    def _stream(self, n: int, tree: TreeAudit) -> str:
-        """Check every entry in chunks; return the digest of the candidate keys used."""
-        key_rows = self.reader.key_entries()
-        candidates = _envelopes.candidate_keys(self.trust.roots, key_rows)
-        digest = candidates_digest(candidates)
-        prior = self.prior if self.prior and self.prior.candidates == digest \
-            and self.prior.chunk == _CHUNK else None
-        known_bits = prior.clean_bits() if prior else b""
-        pool = None
-        if self.workers > 1 and n >= _MIN_PARALLEL:
-            pool = ProcessPoolExecutor(
-                max_workers=self.workers, initializer=_chunk.init_helper,
-                initargs=(self.reader.location, candidates),
-                mp_context=multiprocessing.get_context(
-                    "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"))
-        else:
-            _envelopes.set_candidates(candidates)
-        self.clean = bytearray(-(-n // 8))
-        pending: collections.deque[tuple[int, Future[ChunkAudit]]] = collections.deque()
-        try:
-            for a in range(0, n, _CHUNK):
-                b = min(a + _CHUNK, n)
-                args = (a, b, tree.wanted(a, b), self.full, self.payloads,
-                        _prior(prior, known_bits, a, b))
-                if pool is not None:
-                    pending.append((a, pool.submit(_chunk.audit_chunk, *args)))
-                    while len(pending) > 2 * self.workers:
-                        self._fold(*pending.popleft(), tree)
-                else:
-                    self._fold(a, _chunk.audit_chunk(*args, reader=self.reader), tree)
-            while pending:
-                self._fold(*pending.popleft(), tree)
-        finally:
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
-        return digest
-
-    # --- the in-order fold ---------------------------------------------------------------------
-
-    def _fold(self, a: int, got: Future[ChunkAudit] | ChunkAudit, tree: TreeAudit) -> None:
-        result = got.result() if isinstance(got, Future) else got
-        columns, chunk_tree, checked = result.columns, result.tree, result.checked
-        gone = [a + i for i, c in enumerate(columns) if c is None]
-        if gone:
-            self.report.violation(
-                "entry-missing", f"entries {_span(gone)} are missing from the log; the tree "
-                "cannot be recomputed.")
-        tree.add(chunk_tree)
-        if chunk_tree.whole and len(self.tops) == a // _CHUNK:
-            self.tops.append(chunk_tree.top)  # type: ignore[arg-type]  # whole chunks from 0
-        if result.reused:
-            self.report.count("signatures verified by an earlier audit (same bytes, same keys)",
-                              result.reused)
-        it = iter(checked)
-        leaves, undecoded, clean = chunk_tree.leaves, result.undecoded, self.clean
-        for row, leaf in zip(columns, leaves, strict=True):
-            if row is not None:
-                res = next(it)
-                self._entry(row, leaf, res, undecoded)
-                if res[1] is None and not res[7] and 0 <= row[0] < 8 * len(clean):
-                    clean[row[0] >> 3] |= 1 << (row[0] & 7)
-        self.report.count("entries", len(checked))
-        self.report.count("signatures", self.signatures)
-        self.signatures = 0
-        if self.progress:
-            self.progress(a + len(columns), self.report.size)
-
-    def _v(self, kind: str, message: str, at: tuple[int, bytes], *,
-           run_id: str | None = None) -> None:
-        self.report.violation(kind, message, [Ref(index=at[0], leaf_hash=at[1].hex())],
-                              run_id=run_id)
-
-    def _entry(self, row: _chunk.Columns, leaf: bytes, res: _envelopes.Checked,
-               undecoded: dict[int, bytes]) -> None:
-        idx, kind_col, run_col, signer_col, at_col = row
-        _, bad_kind, bad_msg, kind, run_id, facts, verified, failed = res
-        at = (idx, leaf)  # made into a Ref only if a violation needs one
-        when = self._time(idx, at_col, at)
-        if bad_kind is not None:
-            self._v(bad_kind, f"entry {idx}: {bad_msg}.", at)
-            self._emit(idx, leaf, undecoded.get(idx, b""), None, None, when, None, None, False)
-            return
-        if kind_col != kind or run_col != run_id:
-            self._v("index-mismatch", f"entry {idx}: its kind/run columns ({kind_col}, "
-                    f"{run_col}) differ from the statement's ({kind}, {run_id}).", at,
-                    run_id=run_id)
-        self.signatures += len(verified)
-        first = self.statement_at.setdefault(facts["sd"], idx)
-        if first != idx:
-            self._v("duplicate-statement", f"entry {idx} repeats the statement of entry "
-                    f"{first} (the same signed payload): a replay.", at, run_id=run_id)
-        if kind in KEY_KINDS:
-            keyid, reg = self.signers.key_statement(idx, facts, verified, failed, at), None
-            ok = keyid is not None
-        else:
-            reg = self.signers.signer(idx, kind or "", run_id, facts, when, verified, failed, at)
-            keyid, ok = (reg.keyid if reg else None), reg is not None
-        if ok and keyid != signer_col:
-            self._v("index-mismatch", f"entry {idx}: the signer column says {signer_col}, "
-                    f"but it was signed by {keyid}.", at, run_id=run_id)
-        self._emit(idx, leaf, b"", kind, run_id, when, keyid, reg, ok, facts.get("payload"))
-
-    def _emit(self, idx: int, leaf: bytes, data: bytes, kind: str | None, run_id: str | None,
-              when: datetime | None, keyid: str | None, reg: RegisteredKey | None,
-              ok: bool, payload: bytes | None = None) -> None:
-        if self.on_entry is not None:
-            self.on_entry(AuditedEntry(idx, leaf, data, kind, run_id, when, keyid, reg, ok,
-                                       payload))
-
-    def _time(self, idx: int, text: str, at: tuple[int, bytes]) -> datetime | None:
-        if text == self._last_text:  # entries of one batch share their time
-            when = self._last_time
-        else:
-            try:
-                when = datetime.fromisoformat(text)
-                if when.utcoffset() is None:
-                    raise ValueError("no UTC offset")
-            except ValueError:
-                self._v("index-mismatch", f"entry {idx}: appended_at {text[:40]!r} is not an "
-                        "RFC 3339 time.", at)
-                return None
-            self._last_text, self._last_time = text, when
-        latest = self.latest_time
-        if when == latest and idx + 1 not in self.time_sizes:
-            return when
-        if latest is not None and when < latest - CLOCK_SKEW:
-            self._v("time-order", f"entry {idx} was appended at {_iso(when)}, before an "
-                    f"earlier entry's {_iso(latest)}.", at)
-        if latest is None or when > latest:
-            self.latest_time = latest = when
-        if idx + 1 in self.time_sizes:
-            self.time_at[idx + 1] = latest
-        return when
 
     # --- after the pass ------------------------------------------------------------------------
 
@@ -484,9 +295,10 @@ class _LogAudit:
                 self.report.witnessed_times.append(
                     WitnessTime(size=w.size, existed_by=w.existed_by, not_before=w.not_before))
 
-    def _witness_times(self, stored: list[StoredCheckpoint]) -> None:
+    def _witness_times(self, stored: list[StoredCheckpoint],
+                       time_at: dict[int, datetime]) -> None:
         for c in stored:
-            latest = self.time_at.get(c.size)
+            latest = time_at.get(c.size)
             if not c.valid or not c.cosigned_at or latest is None:
                 continue
             cosigned = datetime.fromtimestamp(min(c.cosigned_at), tz=latest.tzinfo)
@@ -498,7 +310,7 @@ class _LogAudit:
 
     def _summarise(self, n: int) -> None:
         rep, c = self.report, self.report.counts
-        c["runs"] = len(self.signers.run_orgs)
+        c["runs"] = len(self.run_orgs)
         holds = {
             "tree recomputed from the entries": f"{n} leaves and {c.get('nodes', 0)} stored "
             f"nodes agree; root {rep.root_hash or '?'}",
@@ -520,19 +332,5 @@ class _LogAudit:
             rep.check(name, bad == 0, holds[name] if not bad else counted(bad, "violations"))
 
 
-def _prior(prior: VerifiedChunks | None, bits: bytes, a: int, b: int) -> Prior | None:
-    """The earlier audit's record of the whole chunk ``[a, b)``, if it has one."""
-    c = a // _CHUNK
-    if prior is None or b - a != _CHUNK or c >= len(prior.tops) or len(bits) < b >> 3:
-        return None
-    return Prior(base64.b64decode(prior.tops[c]), bits[a >> 3 : b >> 3])
-
-
 def _iso(t: datetime) -> str:
     return t.isoformat().replace("+00:00", "Z")
-
-
-def _span(indices: list[int]) -> str:
-    shown = ", ".join(map(str, indices[:5]))
-    return shown + (f" … ({len(indices)} in all)" if len(indices) > 5 else "")
-

@@ -20,12 +20,18 @@ import os
 from pathlib import Path
 from typing import Any
 
-from scalegate.audit import _envelopes
 from scalegate.audit._seen import load_seen, log_id
 from scalegate.audit.report import AuditReport, CheckpointSummary
 from scalegate.audit.trust import TrustFile
 from scalegate.documents import load_json
-from scalegate.errors import NoteError, ProofError, ScalegateError, VerificationError
+from scalegate.errors import (
+    EnvelopeError,
+    NoteError,
+    ProofError,
+    ScalegateError,
+    StatementError,
+    VerificationError,
+)
 from scalegate.ledger import merkle
 from scalegate.ledger.checkpoint import open_checkpoint
 from scalegate.ledger.cosignature import cosignatures
@@ -168,14 +174,16 @@ def audit_receipt(
 
 def _describe_entry(rep: AuditReport, data: bytes) -> None:
     try:
-        _, payload, sigs = _envelopes.decode_envelope(data)
-        kind, run_id, _ = _envelopes.read_statement(payload, full=True)
-    except _envelopes.Malformed as exc:
+        env = Envelope.from_bytes(data, canonical=True)
+        st = parse_statement(env.payload_bytes())
+    except (EnvelopeError, StatementError) as exc:
         rep.check("statement", False, f"the entry is not a valid scalegate statement: "
                   f"{exc.message}")
-        rep.violation(exc.kind, f"the proven entry is malformed: {exc.message}")
+        rep.violation("envelope-malformed" if isinstance(exc, EnvelopeError) else
+                      "statement-malformed", f"the proven entry is malformed: {exc.message}")
         return
-    signers = ", ".join(k for k, _ in sigs)
+    kind, run_id = st.kind, st.run_id
+    signers = ", ".join(s.keyid for s in env.signatures)
     article = "an" if kind[0] in "aeiou" else "a"
     run = f" of run {run_id}" if run_id else ""
     rep.check("statement", True, f"{article} {kind} statement{run}, signed by {signers} (the "

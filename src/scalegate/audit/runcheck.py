@@ -33,12 +33,13 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, ValidationError, create_model, field_validator
 
 from scalegate.audit._times import WitnessedCheckpoint, WitnessedTimes, time_findings
-from scalegate.audit.logcheck import AuditedEntry, audit_log
+from scalegate.audit.logcheck import audit_log
 from scalegate.audit.regulator import HELD_VIOLATION_KINDS, HeldTo, hold_runs
 from scalegate.audit.replay import RUN_VIOLATION_KINDS, RunReplay, replay_run
 from scalegate.audit.report import AuditReport
 from scalegate.audit.trust import TrustFile
 from scalegate.errors import PolicyError, StatementError
+from scalegate.ledger import CheckedEntry
 from scalegate.ledger.log import Ledger, LogEntry
 from scalegate.ledger.registry import KEY_KINDS, RegisteredKey
 from scalegate.ledger.statements import (
@@ -160,9 +161,9 @@ class RunCollector:
         # Entries are read a batch at a time rather than one by one between the log
         # audit's own work: the parser's code and data stay in the processor's caches
         # (a third faster, measured in the audit of 10^5 entries).
-        self._pending: list[AuditedEntry] = []
+        self._pending: list[CheckedEntry] = []
 
-    def __call__(self, e: AuditedEntry) -> None:
+    def __call__(self, e: CheckedEntry) -> None:
         kind = e.kind
         if not e.authentic or kind is None or kind in KEY_KINDS:
             return
@@ -281,7 +282,7 @@ def _model(kind: str) -> type[Statement] | None:
     return model
 
 
-def _parse(kind: str, e: AuditedEntry) -> Statement:
+def _parse(kind: str, e: CheckedEntry) -> Statement:
     """The entry's statement, validated by the same models as ``parse_statement`` but from
     the JSON bytes in one pass, into a :class:`Statement` of the kind's own subclass (three
     times as fast: replay parses every entry). Anything that does not validate this way
@@ -512,7 +513,7 @@ def replay_ledger(
                  "scalegate verify --trust FILE)", verifiable=False)
     with _no_full_collections():
         for e in wanted:
-            collector(AuditedEntry(e.index, e.leaf_hash, e.data, e.kind, e.run_id,
+            collector(CheckedEntry(e.index, e.leaf_hash, e.data, e.kind, e.run_id,
                                    e.appended_at, e.signer, registry.get(e.signer), True))
         return LedgerAudit(report, audit_runs(collector, report, now=now, run_ids=run_ids))
 

@@ -1,6 +1,8 @@
 """The signed transparency ledger: RFC 6962 tree, C2SP notes and checkpoints, DSSE
 envelopes carrying in-toto statements, and the log that admits only registered signers."""
 
+from scalegate.ledger._reader import LedgerReader
+from scalegate.ledger._verify import CLOCK_SKEW, CheckedEntry, LogSweep, PriorCheck
 from scalegate.ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from scalegate.ledger.envelope import Envelope, sign_envelope, verify_envelope
 from scalegate.ledger.integrity import IntegrityReport
@@ -21,15 +23,21 @@ from scalegate.ledger.statements import (
     parse_statement,
     sign_statement,
 )
+from scalegate.ledger.store import shown_location
 
 __all__ = [
+    "CLOCK_SKEW",
     "AppendResult",
+    "CheckedEntry",
     "Checkpoint",
     "Envelope",
     "IntegrityReport",
     "KeyRegistry",
     "Ledger",
+    "LedgerReader",
     "LogEntry",
+    "LogSweep",
+    "PriorCheck",
     "Ref",
     "RegisteredKey",
     "SigningKey",
@@ -42,6 +50,7 @@ __all__ = [
     "open_note",
     "parse_statement",
     "root",
+    "shown_location",
     "sign_checkpoint",
     "sign_envelope",
     "sign_note",

@@ -23,9 +23,8 @@ Times are stored as RFC 3339 UTC text so every backend compares them alike.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
@@ -156,9 +155,8 @@ def parse_time(text: str) -> datetime:
     return when
 
 
-@dataclass(frozen=True, slots=True)
-class EntryRow:
-    """One stored log entry."""
+class EntryRow(NamedTuple):
+    """One stored log entry, as its row holds it (nothing in it checked yet)."""
 
     index: int
     leaf_hash: bytes

@@ -2,7 +2,7 @@
 
 Entries are taken in aligned chunks of ``2**CHUNK_LEVEL``. :func:`chunk_tree` (run by
 the process that read the chunk) recomputes the chunk's leaves and interior levels and
-compares them with the stored leaf hashes and nodes; :class:`TreeAudit` takes the
+compares them with the stored leaf hashes and nodes; :class:`TreeCheck` takes the
 chunks' results in order and checks the levels above the chunks. A mismatch is
 reported where the stored data was altered: a stored node that differs from the true
 tree only because a child below it was altered (and reported) is a consequence, not a
@@ -16,24 +16,31 @@ from __future__ import annotations
 from hashlib import sha256
 from typing import NamedTuple
 
-from scalegate.audit._reader import LedgerReader, Row
-from scalegate.audit.report import AuditReport
+from scalegate.ledger._findings import Findings
+from scalegate.ledger._reader import LedgerReader
 from scalegate.ledger.merkle import EMPTY_ROOT, fold_subtrees, perfect_subtrees
+from scalegate.ledger.schema import EntryRow
 from scalegate.ledger.statements import Ref
 from scalegate.units import counted
 
 CHUNK_LEVEL = 11
 _ABSENT = b"\x00" * 32  # stands in for a missing entry; the log is then reported broken
 
-#: (violation kind, message, index of the entry it concerns or -1, leaf hash for the ref)
-Finding = tuple[str, str, int, bytes]
+
+class TreeFinding(NamedTuple):
+    """A stored hash that is not the tree's, found where the chunk was read."""
+
+    kind: str  # entry-missing, leaf-hash, tree-node
+    message: str
+    index: int  # the entry it concerns, or -1
+    leaf: bytes  # that entry's recomputed leaf hash (for the reference)
 
 
 class ChunkTree(NamedTuple):
     """One chunk's tree, as :func:`chunk_tree` found it."""
 
     leaves: list[bytes]  # true leaf hashes (``_ABSENT`` for a missing entry)
-    findings: list[Finding]
+    findings: list[TreeFinding]
     nodes: int  # stored nodes compared
     kept: dict[tuple[int, int], bytes]  # the wanted (level, index) hashes in this chunk
     top: bytes | None  # the chunk's true top (full chunks only)
@@ -47,13 +54,13 @@ class ChunkTree(NamedTuple):
 
 
 def chunk_tree(
-    reader: LedgerReader, a: int, rows: list[Row | None], wanted: list[tuple[int, int]]
+    reader: LedgerReader, a: int, rows: list[EntryRow | None], wanted: list[tuple[int, int]]
 ) -> ChunkTree:
     """Check leaves ``[a, a + len(rows))`` and their stored nodes up to CHUNK_LEVEL
     (``None`` rows are missing entries); keep the hashes at ``wanted`` positions."""
     leaves: list[bytes] = []
     stored: list[bytes | None] = []
-    findings: list[Finding] = []
+    findings: list[TreeFinding] = []
     full = len(rows) == 1 << CHUNK_LEVEL
     missing = False
     for i, r in enumerate(rows):
@@ -62,12 +69,13 @@ def chunk_tree(
             leaves.append(_ABSENT)
             stored.append(None)
             continue
-        h = sha256(b"\x00" + r[2]).digest()
+        h = sha256(b"\x00" + r.data).digest()
         leaves.append(h)
-        stored.append(r[1])
-        if r[1] != h:
-            findings.append(("leaf-hash", f"entry {a + i}: its stored leaf hash is not the hash "
-                             "of its data: the entry or its hash was altered.", a + i, h))
+        stored.append(r.leaf_hash)
+        if r.leaf_hash != h:
+            findings.append(TreeFinding(
+                "leaf-hash", f"entry {a + i}: its stored leaf hash is not the hash of its "
+                "data: the entry or its hash was altered.", a + i, h))
     want: dict[int, list[int]] = {}
     for level, idx in wanted:
         want.setdefault(level, []).append(idx)
@@ -94,7 +102,7 @@ def _keep(want: dict[int, list[int]], level: int, first: int, hashes: list[bytes
 
 def check_level(
     reader: LedgerReader, level: int, first: int, below: list[bytes],
-    stored_below: list[bytes | None], findings: list[Finding],
+    stored_below: list[bytes | None], findings: list[TreeFinding],
 ) -> tuple[list[bytes], list[bytes | None]]:
     """The true hashes of ``level`` over ``below`` and the stored ones, compared."""
     m = len(below) // 2
@@ -108,7 +116,7 @@ def check_level(
             problem = _node_problem(level, first + i, kept[i], stored_below[2 * i],
                                     stored_below[2 * i + 1])
             if problem:
-                findings.append(("tree-node", problem, -1, b""))
+                findings.append(TreeFinding("tree-node", problem, -1, b""))
     return true, kept
 
 
@@ -122,12 +130,12 @@ def _node_problem(level: int, idx: int, got: bytes | None, left: bytes | None,
     return None  # a child below was altered and reported; this node just follows it
 
 
-class TreeAudit:
+class TreeCheck:
     """One pass over a log of ``n`` entries, keeping what the roots at ``sizes`` need."""
 
     CHUNK_LEVEL = CHUNK_LEVEL
 
-    def __init__(self, reader: LedgerReader, n: int, sizes: set[int], rep: AuditReport) -> None:
+    def __init__(self, reader: LedgerReader, n: int, sizes: set[int], rep: Findings) -> None:
         self.reader = reader
         self.n = n
         self.rep = rep
@@ -161,7 +169,7 @@ class TreeAudit:
     def finish(self) -> None:
         """Check the levels above the chunks and that no extra nodes are stored."""
         true, kept, level = self._tops, self._stored_tops, CHUNK_LEVEL
-        findings: list[Finding] = []
+        findings: list[TreeFinding] = []
         while len(true) > 1:
             level += 1
             true, kept = check_level(self.reader, level, 0, true, kept, findings)

@@ -1,5 +1,6 @@
-"""The per-entry check used by `verify`: its fast decoder agrees with `Envelope.from_bytes`, and
-anything unusual goes to the full decoder, which names the problem."""
+"""The per-entry half of the whole-log check (`ledger verify`, `scalegate verify`): its fast
+decoder agrees with `Envelope.from_bytes`, anything unusual goes to the full decoder, which
+names the problem, and every signature is checked against the keys named for its keyid."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hst
 
-from scalegate.ledger.entry_check import check_entries, init_keys
+from scalegate.ledger._entry_check import check_entries, set_candidates
 from scalegate.ledger.envelope import Envelope, Signature, add_signature
 from scalegate.ledger.envelope import read_canonical as _fast_envelope
 from scalegate.ledger.keys import SigningKey
@@ -30,7 +31,7 @@ def _env(step: int = 1, key: SigningKey = TRAINER) -> Envelope:
 
 @pytest.fixture(autouse=True)
 def _keys() -> None:
-    init_keys([ROOT.vkey.text()], [TRAINER.vkey.text()])
+    set_candidates({k.vkey.keyid: (k.vkey.public,) for k in (ROOT, TRAINER)})
 
 
 def test_fast_decoder_agrees_with_the_full_one() -> None:
@@ -89,25 +90,19 @@ def test_check_entries_reports_each_problem_by_index() -> None:
     url_safe = url_safe.model_copy(update={"signatures": [Signature(
         keyid=TRAINER.vkey.keyid,
         sig=base64.urlsafe_b64encode(url_safe.signatures[0].sig_bytes()).decode())]})
-    rows = [
-        (10, good, "compute", "r"),
-        (11, wrong_sig, "compute", "r"),
-        (12, pretty, "compute", "r"),
-        (13, good, "eval", "r"),
-        (14, stranger, "compute", "r"),
-        (15, key_by_trainer, "key", None),
-        (16, b"{", "compute", "r"),
-        (17, url_safe.to_bytes(), "compute", "r"),
-    ]
-    out = {idx: (problem, signers) for idx, problem, _, signers, _, _ in check_entries(rows, False)}
-    assert out[10] == (None, [TRAINER.vkey.keyid])
-    assert "signature by acme/trainer" in out[11][0] and "does not verify" in out[11][0]
-    assert "not in canonical form" in out[12][0]
-    assert "indexed kind/run (eval, r)" in out[13][0]
-    assert "no signature by a key any key statement names" in out[14][0]
-    assert "no signature by an organisation root" in out[15][0]
-    assert "not valid JSON" in out[16][0]
-    assert out[17] == (None, [TRAINER.vkey.keyid])  # URL-safe base64 is valid DSSE
+    rows = [(10, good), (11, wrong_sig), (12, pretty), (14, stranger), (15, key_by_trainer),
+            (16, b"{"), (17, url_safe.to_bytes())]
+    out = {v.index: v for v in check_entries(rows, False)}
+    trainer = (TRAINER.vkey.keyid, TRAINER.vkey.public)
+    assert (out[10].problem, out[10].verified, out[10].failed) == (None, [trainer], [])
+    assert out[10].kind == "compute" and out[10].run_id == "r" and out[10].clean
+    assert out[11].problem is None and out[11].failed == [trainer] and not out[11].clean
+    assert out[12].problem_kind == "envelope-malformed" and "not in canonical form" in \
+        (out[12].problem or "")
+    assert (out[14].verified, out[14].failed) == ([], [])  # no key named for its keyid
+    assert out[15].kind == "key" and out[15].verified == [trainer]  # who may sign: in order
+    assert "not valid JSON" in (out[16].problem or "")
+    assert out[17].verified == [trainer]  # URL-safe base64 is valid DSSE
 
 
 def test_full_mode_validates_every_predicate() -> None:
@@ -118,7 +113,7 @@ def test_full_mode_validates_every_predicate() -> None:
     from scalegate.ledger.statements import canonical_json
 
     bad = sign_envelope(canonical_json(body), TRAINER).to_bytes()
-    light = check_entries([(0, bad, "compute", "r")], False)[0]
-    full = check_entries([(0, bad, "compute", "r")], True)[0]
-    assert light[1] is None
-    assert full[1] is not None and "predicate.step" in full[1]
+    light = check_entries([(0, bad)], False)[0]
+    full = check_entries([(0, bad)], True)[0]
+    assert light.problem is None
+    assert full.problem_kind == "statement-malformed" and "predicate.step" in (full.problem or "")

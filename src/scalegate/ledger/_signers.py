@@ -1,26 +1,29 @@
 """Who may sign what, decided in log order from the trusted roots alone.
 
-The key registry is re-folded from the entries with only the trust file's roots: a
-``key`` or ``key-revocation`` statement must verify under a trusted root of the key's
-organisation; any other statement under a key so registered, valid at the entry's time
-and not revoked. On top of the registry's rules: the trust file's ``roles`` map (which
-roles may sign a kind), an approval's signer holding the role it claims, and a
-statement speaking for a run (or an organisation) being signed by that organisation.
+The key registry is re-folded from the entries with only the trusted organisation roots
+(the ledger's own, or an auditor's trust file's): a ``key`` or ``key-revocation``
+statement must verify under a trusted root of the key's organisation; any other
+statement under a key so registered, valid at the entry's time and not revoked. On top
+of the registry's rules: which roles may sign a kind (an auditor's ``roles`` map), an
+approval's signer holding the role it claims, and a statement speaking for a run (or an
+organisation) being signed by that organisation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from scalegate.audit.report import AuditReport
-from scalegate.audit.trust import TrustFile
 from scalegate.errors import KeyNotAuthorized, ScalegateError
+from scalegate.ledger._entry_check import KeyPair
+from scalegate.ledger._findings import Findings
 from scalegate.ledger.keys import VerifierKey
 from scalegate.ledger.registry import KeyRegistry, RegisteredKey, org_of
 
 Violation = Callable[..., None]  # (kind, message, (index, leaf_hash), *, run_id=...)
+#: The roles that may sign statements of a kind (``None``: any role).
+AllowedRoles = Callable[[str], "frozenset[str] | set[str] | None"]
 
 
 def _iso(t: datetime) -> str:
@@ -30,10 +33,11 @@ def _iso(t: datetime) -> str:
 class SignerCheck:
     """The registry fold and the signer checks; violations go to ``violation``."""
 
-    def __init__(self, trust: TrustFile, violation: Violation, report: AuditReport) -> None:
-        self.trust = trust
-        self.roots: dict[str, VerifierKey] = {r.keyid: r for r in trust.roots}
-        self.registry = KeyRegistry(trust.roots)
+    def __init__(self, roots: Sequence[VerifierKey], allowed_roles: AllowedRoles | None,
+                 violation: Violation, report: Findings) -> None:
+        self.allowed_roles = allowed_roles
+        self.roots: dict[str, VerifierKey] = {r.keyid: r for r in roots}
+        self.registry = KeyRegistry(list(roots))
         self.run_orgs: dict[str, str] = {}
         # (keyid, public, kind, run_id, claimed role, org) combinations whose role and
         # organisation checks passed: logs repeat them 10^5 times. Cleared when keys change.
@@ -43,8 +47,8 @@ class SignerCheck:
         self._report = report
 
     def key_statement(
-        self, idx: int, facts: dict[str, Any], verified: list[tuple[str, bytes]],
-        failed: list[tuple[str, bytes]], at: tuple[int, bytes],
+        self, idx: int, facts: dict[str, Any], verified: list[KeyPair],
+        failed: list[KeyPair], at: tuple[int, bytes],
     ) -> str | None:
         """Fold a key statement; the keyid of the root that signed it, or ``None`` if refused."""
         roots, v = self.roots, self._violation
@@ -79,8 +83,8 @@ class SignerCheck:
 
     def signer(
         self, idx: int, kind: str, run_id: str | None, facts: dict[str, Any],
-        when: datetime | None, verified: list[tuple[str, bytes]],
-        failed: list[tuple[str, bytes]], at: tuple[int, bytes],
+        when: datetime | None, verified: list[KeyPair],
+        failed: list[KeyPair], at: tuple[int, bytes],
     ) -> RegisteredKey | None:
         """The registered key in standing that signed an ordinary statement, else ``None``."""
         if len(verified) == 1 and not failed and when is not None and kind != "run":
@@ -99,8 +103,8 @@ class SignerCheck:
 
     def _signer(
         self, idx: int, kind: str, run_id: str | None, facts: dict[str, Any],
-        when: datetime | None, verified: list[tuple[str, bytes]],
-        failed: list[tuple[str, bytes]], at: tuple[int, bytes],
+        when: datetime | None, verified: list[KeyPair],
+        failed: list[KeyPair], at: tuple[int, bytes],
     ) -> RegisteredKey | None:
         registry, v = self.registry, self._violation
         regs = [r for k, pub in verified if (r := registry.get(k)) and r.vkey.public == pub]
@@ -140,7 +144,7 @@ class SignerCheck:
             found.append(kind)
             self._violation(kind, *args, **kwargs)
 
-        allowed = self.trust.allowed_roles(kind)
+        allowed = self.allowed_roles(kind) if self.allowed_roles else None
         if allowed is not None and not allowed.intersection(signer.roles):
             v("wrong-role", f"{where}: signer {signer.keyid} holds roles {list(signer.roles)}; "
               f"the trust file allows {sorted(allowed)} for {kind} statements.", at,

@@ -1,8 +1,8 @@
 """Read-only access to a ledger's raw rows, in one consistent snapshot, trusting none of them.
 
-The auditor must not write to what it audits, and must not depend on the ledger's
-own code path for opening (which checks the head against its own metadata and
-raises on damage an audit should *report*). SQLite files are opened with
+A verifier must not write to what it checks, and must not depend on the ledger's own
+code path for opening (which checks the head against its own metadata and raises on
+damage a verification should *report*). SQLite files are opened with
 ``mode=ro`` through :mod:`sqlite3` (fast, and no write is possible); other URLs
 (PostgreSQL) go through SQLAlchemy in a repeatable-read transaction. Values of a
 tampered file may have any type, so everything is coerced and left to the checks.
@@ -17,29 +17,26 @@ from typing import Any
 from urllib.parse import quote
 
 from scalegate.errors import StoreError
-from scalegate.ledger.schema import blob
+from scalegate.ledger.schema import EntryRow, blob
 from scalegate.ledger.schema import column_int as _int
 from scalegate.ledger.schema import column_text as text
 from scalegate.ledger.store import check_sqlite_file
 
-Row = tuple[int, bytes, bytes, str, str | None, str, str]  # idx, leaf, data, kind, run, signer, at
 
-
-def _row(r: Any) -> Row:
+def _row(r: Any) -> EntryRow:
     i, leaf, data, kind, run, signer, at = r
-    # Fast path for what an untampered SQLite file holds (the driver's own tuple as is);
-    # coerce anything else.
-    if type(r) is tuple and type(i) is int and type(leaf) is bytes and type(data) is bytes \
+    # Fast path for what an untampered SQLite file holds; coerce anything else.
+    if type(i) is int and type(leaf) is bytes and type(data) is bytes \
             and type(kind) is str and type(signer) is str and type(at) is str \
             and (run is None or type(run) is str):
-        return r
+        return EntryRow(i, leaf, data, kind, run, signer, at)
     if type(leaf) is not bytes or type(data) is not bytes:
         leaf, data = blob(leaf), blob(data)
     if type(kind) is not str or type(signer) is not str or type(at) is not str or (
             run is not None and type(run) is not str):
         kind, signer, at = text(kind), text(signer), text(at)
         run = None if run is None else text(run)
-    return (_int(i), leaf, data, kind, run, signer, at)
+    return EntryRow(_int(i), leaf, data, kind, run, signer, at)
 
 
 class LedgerReader:
@@ -77,7 +74,7 @@ class LedgerReader:
         top = self._q("SELECT max(idx) FROM entries")[0][0]
         return 0 if top is None else _int(top) + 1
 
-    def entries(self, start: int, end: int) -> list[Row]:
+    def entries(self, start: int, end: int) -> list[EntryRow]:
         """Entry rows with ``start <= idx < end`` in index order."""
         rows = self._q("SELECT idx, leaf_hash, data, kind, run_id, signer, appended_at "
                        "FROM entries WHERE idx >= :a AND idx < :b ORDER BY idx",
