@@ -30,10 +30,10 @@ from pathlib import Path
 
 from ed25519_floor import cli_verify
 from scalegate.ledger import merkle
+from scalegate.ledger._tables import EntryRow, format_time
 from scalegate.ledger.envelope import Envelope, sign_envelope, statement_digest
 from scalegate.ledger.keys import SigningKey
 from scalegate.ledger.log import Ledger
-from scalegate.ledger.schema import EntryRow, format_time
 from scalegate.ledger.statements import (
     ComputePredicate,
     KeyPredicate,
@@ -172,7 +172,7 @@ def bench_proofs(path: Path, samples: int) -> tuple[float, float]:
 
 def bench_signature_backends(n: int = 4000) -> list[Row]:
     """Raw Ed25519 verifications per second for each installed backend, side by side."""
-    from scalegate.ledger.signature_pool import BACKEND, BULK_BACKEND, check_signatures
+    from scalegate.ledger._signature_pool import BACKEND, BULK_BACKEND, check_signatures
 
     key = SigningKey.generate("bench/x")
     items = [(key.public, m, key.sign(m)) for m in (os.urandom(800) for _ in range(n))]

@@ -20,7 +20,7 @@ the ledger's own ``Ledger.verify`` for reference. Prints a Markdown table with s
 10^5 entries and the extrapolation to 10^6 (target: under 60 s on 2 cores, replay
 included), and the CPU time (which the machine's load inflates less than the wall time).
 Signatures are checked with the bulk backend (ed25519-zebra, see
-``scalegate.ledger.signature_pool``). This machine's speed drifts by up to 2× within
+``scalegate.ledger._signature_pool``). This machine's speed drifts by up to 2× within
 minutes, so every time is also given as a multiple of the *Ed25519 floor*: the time the
 same number of signature checks alone takes on as many processes, measured right before
 and after. Not a timed test.
@@ -47,11 +47,11 @@ from ed25519_floor import cli_verify, floor
 from scalegate.audit import TrustFile, Witness, witness_ledger
 from scalegate.audit.runcheck import audit_ledger
 from scalegate.ledger import merkle
+from scalegate.ledger._tables import EntryRow, format_time
 from scalegate.ledger.cosignature import CosignatureVerifier
 from scalegate.ledger.envelope import Envelope, sign_envelope, statement_digest
 from scalegate.ledger.keys import SigningKey
 from scalegate.ledger.log import Ledger
-from scalegate.ledger.schema import EntryRow, format_time
 from scalegate.ledger.statements import (
     ComputePredicate,
     DecisionPredicate,
@@ -250,7 +250,7 @@ def main() -> None:
     work = args.workdir or Path(tempfile.mkdtemp(prefix="scalegate-bench-verify-"))
     work.mkdir(parents=True, exist_ok=True)
     cores = os.cpu_count() or 1
-    from scalegate.ledger.signature_pool import BULK_BACKEND as SIGNATURE_BACKEND
+    from scalegate.ledger._signature_pool import BULK_BACKEND as SIGNATURE_BACKEND
 
     print(f"cores: {cores}, load average: {os.getloadavg()[0]:.2f}, signatures checked with "
           f"{SIGNATURE_BACKEND}, work: {work}", file=sys.stderr)

@@ -2,7 +2,7 @@
 
 This machine's speed drifts by up to 2x within minutes, so the verification benchmarks
 give every time also as a multiple of this floor: the seconds that 10^6 checks by the bulk
-backend (``scalegate.ledger.signature_pool.BULK_BACKEND``) take on as many processes,
+backend (``scalegate.ledger._signature_pool.BULK_BACKEND``) take on as many processes,
 measured right before and after the time it is compared with.
 """
 
@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from scalegate.ledger._signature_pool import BULK_BACKEND, check_signatures
 from scalegate.ledger.keys import SigningKey
-from scalegate.ledger.signature_pool import BULK_BACKEND, check_signatures
 
 _KEY = SigningKey.from_seed("bench/floor", bytes([9]) * 32)
 

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 with atheris.instrument_imports():
     from scalegate.audit.receipt import audit_receipt
     from scalegate.errors import ScalegateError
-    from scalegate.ledger.admission import prepare
+    from scalegate.ledger._admission import prepare
     from scalegate.ledger.checkpoint import Checkpoint
     from scalegate.ledger.cosignature import CosignatureVerifier, open_cosigned_checkpoint
     from scalegate.ledger.envelope import Envelope, read_canonical, statement_digest

@@ -170,7 +170,7 @@ def rogue_append(lab: Lab, data: bytes, signer: str, at: datetime | None = None,
     """Append raw entry bytes the way a dishonest log operator could: no admission checks,
     but a consistent tree (stored nodes) so that only what the entry itself is can be caught."""
     from scalegate.ledger import merkle
-    from scalegate.ledger.schema import EntryRow, format_time
+    from scalegate.ledger._tables import EntryRow, format_time
 
     store = lab.ledger.store
     with store.reader() as conn:

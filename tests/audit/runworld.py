@@ -250,7 +250,7 @@ class World:
     def replay(self, index: int) -> Ref:
         """Append a copy of entry ``index`` as a log operator who writes the database around
         admission would (the ledger itself refuses a statement it holds)."""
-        from scalegate.ledger.schema import EntryRow, format_time
+        from scalegate.ledger._tables import EntryRow, format_time
 
         e = self.ledger.entry(index)
         store = self.ledger.store

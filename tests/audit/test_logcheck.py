@@ -9,8 +9,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from scalegate.audit import audit_log
-from scalegate.ledger import CheckedEntry
 from scalegate.audit.report import AuditReport
+from scalegate.ledger import CheckedEntry
 from scalegate.ledger.envelope import Envelope, sign_envelope
 from scalegate.ledger.keys import SigningKey
 from scalegate.ledger.log import Ledger
@@ -295,7 +295,7 @@ def test_signature_backends_agree() -> None:
     import pytest
 
     from scalegate.ledger import _entry_check
-    from scalegate.ledger.signature_pool import check_signatures as openssl
+    from scalegate.ledger._signature_pool import check_signatures as openssl
 
     pytest.importorskip("nacl.bindings")
     sodium = _entry_check.check_signatures  # the whole-log check's (bulk) verifier

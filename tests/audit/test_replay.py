@@ -245,10 +245,10 @@ def test_demo_ledger_verifies_clean(tmp_path: Path) -> None:
 def test_fast_statement_parsing_agrees_with_parse_statement(stages: dict[str, World]) -> None:
     """The collector parses from JSON bytes in one pass; it must read every statement as
     ``parse_statement`` does, and defer to it (and its error) for anything else."""
-    from scalegate.ledger._entry_check import decode_envelope
-    from scalegate.ledger import CheckedEntry
     from scalegate.audit.runcheck import _parse
     from scalegate.errors import StatementError
+    from scalegate.ledger import CheckedEntry
+    from scalegate.ledger._entry_check import decode_envelope
     from scalegate.ledger.statements import parse_statement
 
     kinds = set()
@@ -298,10 +298,10 @@ def test_the_collector_reads_every_statement_as_parse_statement(
         stages: dict[str, World]) -> None:
     """What the collector keeps of each statement is what ``parse_statement`` reads; what
     it cannot read it reports with parse_statement's own message."""
-    from scalegate.ledger._entry_check import decode_envelope
-    from scalegate.ledger import CheckedEntry
     from scalegate.audit.runcheck import RunCollector, _parse
     from scalegate.errors import StatementError
+    from scalegate.ledger import CheckedEntry
+    from scalegate.ledger._entry_check import decode_envelope
     from scalegate.ledger.statements import parse_statement
 
     def collect(kind: str, payload: bytes, index: int = 0) -> RunCollector:

@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 
 from scalegate.errors import AppendRefused, KeyMaterialError
-from scalegate.ledger.keys import SigningKey, VerifierKey
-from scalegate.ledger.log import Ledger
-from scalegate.ledger.registry import is_small_order
-from scalegate.ledger.signature_pool import (
+from scalegate.ledger._signature_pool import (
     BACKEND,
     BULK_BACKEND,
     SignaturePool,
     check_signatures,
 )
+from scalegate.ledger.keys import SigningKey, VerifierKey
+from scalegate.ledger.log import Ledger
+from scalegate.ledger.registry import is_small_order
 from scalegate.ledger.statements import KeyPredicate, sign_statement
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -11,11 +11,11 @@ from sqlalchemy import event
 
 from scalegate.errors import StoreError
 from scalegate.ledger import merkle
+from scalegate.ledger._store import LedgerStore
+from scalegate.ledger._tables import EntryRow
 from scalegate.ledger.keys import SigningKey
 from scalegate.ledger.log import Ledger
-from scalegate.ledger.schema import EntryRow
 from scalegate.ledger.statements import ComputePredicate, KeyPredicate, sign_statement
-from scalegate.ledger.store import LedgerStore
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -19,17 +19,16 @@ from conftest_pg import PostgresServer, start_server
 from ledger_writer import check_survivors, kill_mid_batch, run_concurrent_writers
 from sqlalchemy.engine import make_url
 
-from scalegate.ledger import LedgerReader
 from scalegate.audit.logcheck import audit_log
 from scalegate.audit.trust import TrustFile
 from scalegate.audit.witness import Witness, witness_ledger
 from scalegate.errors import AppendConflict, AppendRefused, StoreError
-from scalegate.ledger import merkle
+from scalegate.ledger import LedgerReader, merkle
+from scalegate.ledger._tables import EntryRow, format_time
 from scalegate.ledger.checkpoint import open_checkpoint
 from scalegate.ledger.cosignature import CosignatureVerifier
 from scalegate.ledger.keys import SigningKey
 from scalegate.ledger.log import Ledger
-from scalegate.ledger.schema import EntryRow, format_time
 from scalegate.ledger.statements import (
     ComputePredicate,
     KeyPredicate,

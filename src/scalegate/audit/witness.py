@@ -481,7 +481,7 @@ def attach_cosignatures(
     """
     from sqlalchemy import select, update
 
-    from scalegate.ledger.schema import checkpoints_t
+    from scalegate.ledger._tables import checkpoints_t
 
     cp, opened = open_checkpoint(cosigned_note, ledger.log_vkey, origin=ledger.origin,
                                  extra_verifiers=witnesses)

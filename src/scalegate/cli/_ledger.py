@@ -19,7 +19,7 @@ from scalegate.errors import LedgerError, ScalegateError
 from scalegate.units import counted
 
 if TYPE_CHECKING:
-    from scalegate.ledger.integrity import IntegrityReport
+    from scalegate.ledger._integrity import IntegrityReport
     from scalegate.ledger.keys import VerifierKey
     from scalegate.ledger.log import Ledger
 

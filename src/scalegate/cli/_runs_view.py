@@ -213,7 +213,7 @@ class RunView(BaseModel):
 
 
 def ledger_warnings(led: Ledger, run_id: str) -> tuple[list[str], int]:
-    """Why nothing vouches for ``led`` (see :class:`~scalegate.ledger.coverage.Coverage`),
+    """Why nothing vouches for ``led`` (see :class:`~scalegate.ledger._coverage.Coverage`),
     and how many of ``run_id``'s entries lie past its latest signed checkpoint."""
     cov = led.coverage()
     if cov.tail is None:

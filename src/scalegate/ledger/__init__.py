@@ -1,11 +1,12 @@
 """The signed transparency ledger: RFC 6962 tree, C2SP notes and checkpoints, DSSE
 envelopes carrying in-toto statements, and the log that admits only registered signers."""
 
+from scalegate.ledger._integrity import IntegrityReport
 from scalegate.ledger._reader import LedgerReader
+from scalegate.ledger._store import shown_location
 from scalegate.ledger._verify import CLOCK_SKEW, CheckedEntry, LogSweep, PriorCheck
 from scalegate.ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from scalegate.ledger.envelope import Envelope, sign_envelope, verify_envelope
-from scalegate.ledger.integrity import IntegrityReport
 from scalegate.ledger.keys import SigningKey, VerifierKey
 from scalegate.ledger.log import AppendResult, Ledger, LogEntry, default_ledger_path
 from scalegate.ledger.merkle import (
@@ -23,7 +24,6 @@ from scalegate.ledger.statements import (
     parse_statement,
     sign_statement,
 )
-from scalegate.ledger.store import shown_location
 
 __all__ = [
     "CLOCK_SKEW",

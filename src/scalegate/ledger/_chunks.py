@@ -23,8 +23,8 @@ from scalegate.ledger._entry_check import (
     set_candidates,
 )
 from scalegate.ledger._reader import LedgerReader
+from scalegate.ledger._tables import EntryRow
 from scalegate.ledger._tree_check import ChunkTree, chunk_tree
-from scalegate.ledger.schema import EntryRow
 
 _READER: LedgerReader | None = None  # a helper process's own read-only connection
 

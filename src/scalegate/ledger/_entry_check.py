@@ -11,7 +11,7 @@ read, and the run replay validates the rest.
 Every signature is checked against every public key a trusted root or a key statement
 names for its ``keyid``; which of those keys may sign is decided later, in log order.
 Signatures are the main cost; they go to the bulk verifier
-(:data:`scalegate.ledger.signature_pool.BULK_BACKEND`).
+(:data:`scalegate.ledger._signature_pool.BULK_BACKEND`).
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 from scalegate.errors import EnvelopeError, StatementError
+from scalegate.ledger._signature_pool import BULK_BACKEND, SignatureCheck
+from scalegate.ledger._signature_pool import check_signatures as _check
 from scalegate.ledger.envelope import Envelope, pae, read_canonical, statement_key
 from scalegate.ledger.keys import VerifierKey
 from scalegate.ledger.registry import KEY_KINDS
-from scalegate.ledger.signature_pool import BULK_BACKEND, SignatureCheck
-from scalegate.ledger.signature_pool import check_signatures as _check
 from scalegate.ledger.statements import STATEMENT_TYPE, json_value, kind_of, parse_statement
 
 #: ``keyid -> public keys`` a trusted root or any key statement names for it.

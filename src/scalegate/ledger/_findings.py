@@ -1,6 +1,6 @@
 """Where the whole-log checks report: the protocol both verdicts implement.
 
-The ledger's own check (:class:`~scalegate.ledger.integrity.IntegrityReport`) and the
+The ledger's own check (:class:`~scalegate.ledger._integrity.IntegrityReport`) and the
 auditor's (:class:`scalegate.audit.AuditReport`) take the same findings from the same
 checks; each keeps them in its own form.
 """

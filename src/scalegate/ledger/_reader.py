@@ -17,10 +17,10 @@ from typing import Any
 from urllib.parse import quote
 
 from scalegate.errors import StoreError
-from scalegate.ledger.schema import EntryRow, blob
-from scalegate.ledger.schema import column_int as _int
-from scalegate.ledger.schema import column_text as text
-from scalegate.ledger.store import check_sqlite_file
+from scalegate.ledger._store import check_sqlite_file
+from scalegate.ledger._tables import EntryRow, blob
+from scalegate.ledger._tables import column_int as _int
+from scalegate.ledger._tables import column_text as text
 
 
 def _row(r: Any) -> EntryRow:

@@ -17,11 +17,11 @@ from sqlalchemy.engine import Connection
 
 from scalegate.errors import LedgerError, StoreError, sentence
 from scalegate.ledger import merkle
-from scalegate.ledger.admission import admit, prepare
+from scalegate.ledger._admission import admit, prepare
+from scalegate.ledger._store import LedgerStore
+from scalegate.ledger._tables import EntryRow, parse_time
 from scalegate.ledger.keys import VerifierKey
 from scalegate.ledger.registry import KEY_KINDS, KeyRegistry
-from scalegate.ledger.schema import EntryRow, parse_time
-from scalegate.ledger.store import LedgerStore
 
 __all__ = ["SignedKeys"]
 

@@ -18,8 +18,8 @@ from typing import NamedTuple
 
 from scalegate.ledger._findings import Findings
 from scalegate.ledger._reader import LedgerReader
+from scalegate.ledger._tables import EntryRow
 from scalegate.ledger.merkle import EMPTY_ROOT, fold_subtrees, perfect_subtrees
-from scalegate.ledger.schema import EntryRow
 from scalegate.ledger.statements import Ref
 from scalegate.units import counted
 

@@ -1,7 +1,7 @@
 """The one whole-log check: every entry, the tree, every signature and who may sign, in
 one pass over the raw rows, trusting only the roots it is given.
 
-Both verdicts on a whole log run it: the ledger's own (:func:`~scalegate.ledger.integrity.
+Both verdicts on a whole log run it: the ledger's own (:func:`~scalegate.ledger._integrity.
 verify_ledger`, trusting the organisation roots the ledger records) and the auditor's
 (:func:`scalegate.audit.audit_log`, trusting a trust file's roots and roles). Each
 adds what only it knows (the ledger: its registry cache and its own checkpoints; the
@@ -40,10 +40,10 @@ from scalegate.ledger._entry_check import (
 from scalegate.ledger._findings import Findings
 from scalegate.ledger._reader import LedgerReader
 from scalegate.ledger._signers import AllowedRoles, SignerCheck
+from scalegate.ledger._tables import parse_time
 from scalegate.ledger._tree_check import CHUNK_LEVEL, TreeCheck
 from scalegate.ledger.keys import VerifierKey
 from scalegate.ledger.registry import KEY_KINDS, KeyRegistry, RegisteredKey
-from scalegate.ledger.schema import parse_time
 from scalegate.ledger.statements import Ref, Statement, parse_statement
 
 #: How far apart two honest clocks (the lab's, a witness's) may be.

@@ -54,20 +54,20 @@ from scalegate.errors import (
     sentence,
 )
 from scalegate.ledger import merkle
+from scalegate.ledger._admission import PendingEntry, admit, precheck, prepare
+from scalegate.ledger._coverage import ISSUED_KEY, Coverage, issued_count
+from scalegate.ledger._signature_pool import SignaturePool
 from scalegate.ledger._signed_keys import SignedKeys
-from scalegate.ledger.admission import PendingEntry, admit, precheck, prepare
-from scalegate.ledger.coverage import ISSUED_KEY, Coverage, issued_count
+from scalegate.ledger._store import LedgerStore, Writer
+from scalegate.ledger._tables import EntryRow, format_time, parse_time
 from scalegate.ledger.envelope import Envelope
 from scalegate.ledger.keys import SigningKey, VerifierKey, is_sound_key
 from scalegate.ledger.registry import KEY_KINDS, KeyRegistry, RegisteredKey
-from scalegate.ledger.schema import EntryRow, format_time, parse_time
-from scalegate.ledger.signature_pool import SignaturePool
 from scalegate.ledger.statements import Statement, parse_statement
-from scalegate.ledger.store import LedgerStore, Writer
 from scalegate.units import counted
 
 if TYPE_CHECKING:
-    from scalegate.ledger.integrity import IntegrityReport
+    from scalegate.ledger._integrity import IntegrityReport
 
 __all__ = ["AppendResult", "Ledger", "LogEntry", "default_ledger_path"]
 
@@ -589,10 +589,10 @@ class Ledger:
     ) -> IntegrityReport:
         """Recompute the tree, check every checkpoint and envelope and re-fold the registry.
 
-        Returns an :class:`~scalegate.ledger.integrity.IntegrityReport` (``ok`` when all
-        holds); see :func:`~scalegate.ledger.integrity.verify_ledger`.
+        Returns an :class:`~scalegate.ledger._integrity.IntegrityReport` (``ok`` when all
+        holds); see :func:`~scalegate.ledger._integrity.verify_ledger`.
         """
-        from scalegate.ledger.integrity import verify_ledger
+        from scalegate.ledger._integrity import verify_ledger
 
         return verify_ledger(self, workers=workers, full=full, progress=progress)
 

@@ -36,8 +36,8 @@ from scalegate.ledger.note import parse_note
 if TYPE_CHECKING:
     from cryptography import x509
 
+    from scalegate.ledger._store import LedgerStore
     from scalegate.ledger.log import Ledger
-    from scalegate.ledger.store import LedgerStore
 
 __all__ = [
     "StoredTimestamp",
@@ -184,7 +184,7 @@ def store_timestamp(store: LedgerStore, row: StoredTimestamp) -> tuple[StoredTim
     and whether it is new."""
     from sqlalchemy import insert, select
 
-    from scalegate.ledger.schema import timestamps_t
+    from scalegate.ledger._tables import timestamps_t
 
     with store.writer() as w:
         timestamps_t.create(w.conn, checkfirst=True)  # ledgers made before the table
@@ -202,7 +202,7 @@ def stored_timestamps(store: LedgerStore) -> list[StoredTimestamp]:
     """Every stored token, by checkpoint size (none in a ledger that never stored one)."""
     from sqlalchemy import inspect, select
 
-    from scalegate.ledger.schema import timestamps_t
+    from scalegate.ledger._tables import timestamps_t
 
     with store.reader() as conn:
         if not inspect(conn).has_table("timestamps"):

@@ -27,10 +27,10 @@ from scalegate.errors import (
     sentence,
 )
 from scalegate.ledger import merkle
+from scalegate.ledger._signature_pool import SignaturePool, check_signatures
 from scalegate.ledger.envelope import Envelope, pae, read_canonical
 from scalegate.ledger.keys import VerifierKey
 from scalegate.ledger.registry import KEY_KINDS, KeyRegistry, RegisteredKey, org_of
-from scalegate.ledger.signature_pool import SignaturePool, check_signatures
 from scalegate.ledger.statements import Statement, parse_statement
 
 __all__ = ["PendingEntry", "admit", "precheck", "prepare"]

@@ -8,7 +8,7 @@ the indexed columns and times held against the entries) alongside SQLite's struc
 check of the file (``PRAGMA quick_check``); then checks each issued checkpoint's log
 signature, origin and root against the recomputed tree, and compares the folded
 registry with the ``keys`` cache. It also says what no check can reach
-(:attr:`IntegrityReport.unverified`, :mod:`~scalegate.ledger.coverage`): entries no
+(:attr:`IntegrityReport.unverified`, :mod:`~scalegate.ledger._coverage`): entries no
 signed checkpoint covers, checkpoints gone missing.
 
 Its trust roots are the ones recorded in the ledger (log verifier key, organisation
@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING
 
 from scalegate.errors import NoteError, StoreError
 from scalegate.ledger import merkle
+from scalegate.ledger._coverage import ISSUED_KEY, Coverage, issued_count
 from scalegate.ledger._reader import LedgerReader
 from scalegate.ledger._verify import LogSweep
-from scalegate.ledger.coverage import ISSUED_KEY, Coverage, issued_count
 from scalegate.ledger.registry import KeyRegistry, RegisteredKey
 from scalegate.ledger.statements import Ref
 

@@ -1,6 +1,6 @@
 """Where a ledger keeps its entries and tree: SQLAlchemy Core over SQLite (default) or PostgreSQL.
 
-The tables are described in :mod:`scalegate.ledger.schema`; both backends are tested
+The tables are described in :mod:`scalegate.ledger._tables`; both backends are tested
 (PostgreSQL through a ``postgresql+psycopg://`` URL).
 
 Durability: SQLite runs in WAL mode with ``synchronous=FULL``, so a committed batch is
@@ -38,9 +38,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from scalegate.errors import StoreError
-from scalegate.ledger.merkle import CompactRange, perfect_subtrees
-from scalegate.ledger.registry import RegisteredKey
-from scalegate.ledger.schema import (
+from scalegate.ledger._tables import (
     SCHEMA_VERSION,
     EntryRow,
     blob,
@@ -57,6 +55,8 @@ from scalegate.ledger.schema import (
     registered_key,
     statements_t,
 )
+from scalegate.ledger.merkle import CompactRange, perfect_subtrees
+from scalegate.ledger.registry import RegisteredKey
 
 __all__ = ["BUSY_TIMEOUT_S", "LedgerStore", "Writer", "shown_location"]
 
@@ -529,7 +529,7 @@ class LedgerStore:
     def add_checkpoint(self, size: int, root: bytes, note: str, issued_at: str) -> str:
         """Store a signed checkpoint unless one of that size exists; return the stored note.
 
-        The same transaction counts it in the meta (:data:`~scalegate.ledger.coverage.
+        The same transaction counts it in the meta (:data:`~scalegate.ledger._coverage.
         ISSUED_KEY`), so checkpoints deleted later show as missing.
         """
         with self.writer() as w:
@@ -547,7 +547,7 @@ class LedgerStore:
 
     @staticmethod
     def _count_issued(conn: Connection) -> None:
-        from scalegate.ledger.coverage import ISSUED_KEY, issued_count
+        from scalegate.ledger._coverage import ISSUED_KEY, issued_count
 
         meta = LedgerStore.meta_in(conn)
         issued = issued_count(meta)
