@@ -49,7 +49,7 @@ _LAZY = {
     "attest": "scalegate.governance",
     "approve": "scalegate.governance",
     "resume": "scalegate.governance",
-    "audit_log": "scalegate.audit",
+    "audit_ledger": "scalegate.audit",
 }
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scalegate.audit import audit_log
+from scalegate.audit.logcheck import audit_log
 from scalegate.audit.report import AuditReport
 from scalegate.ledger.keys import SigningKey
 

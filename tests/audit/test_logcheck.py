@@ -8,7 +8,7 @@ import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
-from scalegate.audit import audit_log
+from scalegate.audit.logcheck import audit_log
 from scalegate.audit.report import AuditReport
 from scalegate.ledger import CheckedEntry
 from scalegate.ledger.envelope import Envelope, sign_envelope

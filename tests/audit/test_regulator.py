@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from scalegate.audit import EXIT_OK, EXIT_VIOLATIONS, HeldTo, PolicyFinding
+from scalegate.audit import EXIT_OK, EXIT_VIOLATIONS, HeldTo
+from scalegate.audit.regulator import PolicyFinding
 from scalegate.audit.report_html import render_html
 from scalegate.audit.runcheck import LedgerAudit
 from scalegate.cli import app
