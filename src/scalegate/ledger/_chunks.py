@@ -32,7 +32,7 @@ _READER: LedgerReader | None = None  # a helper process's own read-only connecti
 class Columns(NamedTuple):
     """What the ledger indexed beside an entry's bytes (held against the entry itself)."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index
     kind: str
     run_id: str | None
     signer: str

@@ -41,7 +41,7 @@ _PAIRS: dict[str, tuple[KeyPair, ...]] = {}
 class EntryVerdict(NamedTuple):
     """What the order-free checks found about one entry."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index
     #: The finding's kind (``envelope-malformed``, ``statement-malformed``) or ``None``.
     problem_kind: str | None
     problem: str | None

@@ -158,7 +158,7 @@ def parse_time(text: str) -> datetime:
 class EntryRow(NamedTuple):
     """One stored log entry, as its row holds it (nothing in it checked yet)."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index
     leaf_hash: bytes
     data: bytes
     kind: str

@@ -32,7 +32,7 @@ class TreeFinding(NamedTuple):
 
     kind: str  # entry-missing, leaf-hash, tree-node
     message: str
-    index: int  # the entry it concerns, or -1
+    index: int  # type: ignore[assignment]  # shadows tuple.index; the entry it concerns, or -1
     leaf: bytes  # that entry's recomputed leaf hash (for the reference)
 
 
