@@ -61,8 +61,11 @@ CLOCK_SKEW = timedelta(minutes=5)
 
 
 class _HasRef(Protocol):
-    ref: Ref
-    predicate: Predicate
+    @property
+    def ref(self) -> Ref: ...
+
+    @property
+    def predicate(self) -> Predicate: ...
 
 
 @dataclass(frozen=True)
