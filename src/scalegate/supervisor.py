@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from scalegate.compute.account import RunAccount
 from scalegate.errors import LedgerUnavailable, RunError, RunPaused
@@ -176,7 +176,7 @@ class Supervisor:
         loss_fn: Any = None,
         optimizer: Any = None,
         record_interval: float = 10.0,
-    ) -> Supervisor:
+    ) -> Self:
         """Register ``run_id`` under ``policy`` (a signed ``run`` statement citing the
         ``policy`` statement that publishes it: the one its approvers published with
         :func:`~scalegate.governance.publish_policy`, else one signed with ``key``) or

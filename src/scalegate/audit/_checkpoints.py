@@ -32,7 +32,7 @@ def verify_stored_checkpoints(
 ) -> list[StoredCheckpoint]:
     """Check each stored ``(size, root, note, issued_at)`` row; report what is wrong."""
     log = trust.log_verifier
-    trusted = [log, *trust.witness_verifiers]
+    trusted: list[Verifier] = [log, *trust.witness_verifiers]
     out: list[StoredCheckpoint] = []
     untrusted: list[tuple[int, str]] = []  # signed by keys the trust file does not know
     bad = 0

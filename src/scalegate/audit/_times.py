@@ -59,8 +59,11 @@ from scalegate.ledger.statements import (
 
 
 class _HasRef(Protocol):
-    ref: Ref
-    predicate: Predicate
+    @property
+    def ref(self) -> Ref: ...
+
+    @property
+    def predicate(self) -> Predicate: ...
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,8 @@ def verify_stored_timestamps(rows: list[tuple[int, str, bytes]], verified: dict[
             continue
         try:
             info = verify_timestamp(response, message_of(note, trust.log_verifier),
-                                    authority.ca, (authority.certificate or [None])[0])
+                                    authority.ca,
+                                    authority.certificate[0] if authority.certificate else None)
         except TimestampInvalid as exc:
             bad += 1
             rep.violation("timestamp-invalid", f"{where} claims to be by {authority.name}, "

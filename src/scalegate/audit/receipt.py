@@ -158,8 +158,8 @@ def audit_receipt(
     _describe_entry(rep, data)
     if state_path is not None:
         try:
-            log = log_id(trust.origin, trust.log_verifier.text())
-            seen = [c for c in load_seen(Path(state_path), log) if c.size == cp.size]
+            seen_log = log_id(trust.origin, trust.log_verifier.text())
+            seen = [c for c in load_seen(Path(state_path), seen_log) if c.size == cp.size]
         except VerificationError as exc:
             rep.check("auditor state", False, exc.message, verifiable=False)
             seen = []

@@ -28,6 +28,7 @@ from scalegate.units import counted
 
 if TYPE_CHECKING:
     from scalegate.audit.runcheck import LedgerAudit, RunAudit
+    from scalegate.state import Recorded
 
 __all__ = ["render_html", "write_html"]
 
@@ -212,8 +213,8 @@ class _Page:
             for d in rep.decisions]))
         self.add("<h3>Pauses, approvals, resumptions</h3>")
         rows = []
-        for rec in sorted([*state.pauses, *state.approvals, *state.resumes],
-                          key=lambda r: r.index):
+        records: list[Recorded[Any]] = [*state.pauses, *state.approvals, *state.resumes]
+        for rec in sorted(records, key=lambda r: r.index):
             p = rec.predicate
             kind = type(p).KIND
             if kind == "pause":

@@ -154,9 +154,9 @@ class RunCollector:
     signer, roles), so that folding takes them as they are."""
 
     def __init__(self) -> None:
-        self._runs: dict[str, list[EntryOrRecord]] = {}
-        self._org_attestations: list[EntryOrRecord] = []
-        self._policies: list[EntryOrRecord] = []
+        self._runs: dict[str, list[Recorded[Any]]] = {}
+        self._org_attestations: list[Recorded[Any]] = []
+        self._policies: list[Recorded[Any]] = []
         self._malformed: list[tuple[Ref, str, str | None]] = []
         # Entries are read a batch at a time rather than one by one between the log
         # audit's own work: the parser's code and data stay in the processor's caches
@@ -174,19 +174,19 @@ class RunCollector:
             self._take()
 
     @property
-    def runs(self) -> dict[str, list[EntryOrRecord]]:
+    def runs(self) -> dict[str, list[Recorded[Any]]]:
         """Each run's statements, by run id, in log order."""
         self._take()
         return self._runs
 
     @property
-    def org_attestations(self) -> list[EntryOrRecord]:
+    def org_attestations(self) -> list[Recorded[Any]]:
         """Attestations that name no run (organisation-wide), in log order."""
         self._take()
         return self._org_attestations
 
     @property
-    def policies(self) -> list[EntryOrRecord]:
+    def policies(self) -> list[Recorded[Any]]:
         """Every ``policy`` statement, in log order."""
         self._take()
         return self._policies
@@ -260,11 +260,13 @@ def _kind_statement(kind: str) -> type[Statement]:
     validators pick the predicate model from ``predicateType``; here the field types say
     it (a ``Literal`` type, the kind's model), so they are replaced by pass-throughs."""
     model = PREDICATES[kind]
+    # A type built at run time (the kind's own predicateType), so not a static type form.
+    kind_type: Any = Literal[model.predicate_type()]
     return create_model(
         f"_{model.__name__.removesuffix('Predicate')}Statement", __base__=_StrictStatement,
         __validators__={"_known_kind": field_validator("predicateType")(_as_is),
                         "_typed_predicate": field_validator("predicate")(_as_is)},
-        predicateType=(Literal[model.predicate_type()], ...),  # type: ignore[valid-type]
+        predicateType=(kind_type, ...),
         predicate=(model, ...))
 
 
@@ -376,7 +378,7 @@ def audit_runs(
     return out
 
 
-def _audit_run(run_id: str, own: list[EntryOrRecord], collected: RunCollector,
+def _audit_run(run_id: str, own: list[Recorded[Any]], collected: RunCollector,
                report: AuditReport, now: datetime, times: WitnessedTimes) -> RunAudit:
     run = next((e for e in own if isinstance(e.predicate, RunPredicate)), None)
     if run is None:
@@ -394,7 +396,7 @@ def _audit_run(run_id: str, own: list[EntryOrRecord], collected: RunCollector,
                     run_ref=run.ref)
 
 
-def _policy_of(run: EntryOrRecord, policies: list[EntryOrRecord], report: AuditReport
+def _policy_of(run: Recorded[Any], policies: list[Recorded[Any]], report: AuditReport
                ) -> tuple[Policy | None, str | None]:
     """The run's policy from the log, checked against the digest the run cites."""
     pred = run.predicate

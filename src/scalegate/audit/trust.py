@@ -227,10 +227,10 @@ class _CrossProblems(TrustFileError):
 
 def _cross_checks(t: TrustFile) -> list[tuple[tuple[Any, ...], str]]:
     problems: list[tuple[tuple[Any, ...], str]] = []
-    for name, key in t.witnesses.items():
-        if key.name != name:
+    for name, wkey in t.witnesses.items():
+        if wkey.name != name:
             problems.append(
-                (("witnesses", name), f"the key is for witness {key.name!r}, not {name!r}")
+                (("witnesses", name), f"the key is for witness {wkey.name!r}, not {name!r}")
             )
     n = len(t.witnesses)
     if n and t.witness_quorum is None:
@@ -441,11 +441,11 @@ def trust_for(
             keys.append(key.text())
     named: dict[str, str] = {}
     for w in witnesses:
-        key = w if isinstance(w, CosignatureVerifier) else CosignatureVerifier.parse(w)
-        if named.get(key.name, key.text()) != key.text():
-            raise TrustFileError(f"two witness keys are named {key.name!r}; a trust file "
+        wkey = w if isinstance(w, CosignatureVerifier) else CosignatureVerifier.parse(w)
+        if named.get(wkey.name, wkey.text()) != wkey.text():
+            raise TrustFileError(f"two witness keys are named {wkey.name!r}; a trust file "
                                  "names each witness once.", hint="Give each witness's key once.")
-        named[key.name] = key.text()
+        named[wkey.name] = wkey.text()
     if named and quorum is None:
         quorum = 1
     data: dict[str, Any] = {

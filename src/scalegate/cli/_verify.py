@@ -124,11 +124,11 @@ def verify(
             print_error(exc)
         raise typer.Exit(VerificationError.exit_code) from None
     if as_json:
-        data = report.to_json_data() if audit is report else audit.to_json_data()
-        print(json.dumps(data, indent=2))
+        print(json.dumps(audit.to_json_data(), indent=2))
+    elif isinstance(audit, AuditReport):
+        render_report(report, console, runs=None, held_to=None)
     else:
-        render_report(report, console, runs=None if audit is report else audit.runs,
-                      held_to=None if audit is report else audit.held_to)
+        render_report(report, console, runs=audit.runs, held_to=audit.held_to)
     raise typer.Exit(report.exit_code)
 
 

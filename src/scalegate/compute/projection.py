@@ -178,6 +178,7 @@ def _cross(
                 step = steps + max(1, math.ceil(frac * seg.steps - 1e-9))
             at_tokens = tokens + frac * seg.tokens if tokens is not None and seg.tokens else None
             at_secs = seconds + frac * seg.seconds if seconds is not None and seg.seconds else None
+            known: datetime | None
             if t.basis == "planned":
                 known = now
             else:

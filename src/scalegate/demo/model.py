@@ -8,7 +8,8 @@ weights. No dropout: training and decoding are deterministic for a given seed an
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -75,8 +76,8 @@ class TinyGPT(nn.Module):
         self.apply(self._init_weights)
         # GPT-2: scale the residual projections by 1/sqrt(2 * n_layer) so depth keeps the
         # residual stream's variance in check.
-        for block in self.blocks:
-            for p in (block.proj.weight, block.mlp[2].weight):
+        for block in cast(Iterable[_Block], self.blocks):
+            for p in (block.proj.weight, cast(nn.Linear, block.mlp[2]).weight):
                 nn.init.normal_(p, std=0.02 / math.sqrt(2 * config.n_layer))
 
     @staticmethod
@@ -130,7 +131,7 @@ def generate_batch(
         return []
     if any(len(p) == 0 for p in prompts):
         raise ValueError("cannot continue an empty prompt")
-    block_size = module.config.block_size
+    block_size = cast(TinyGPTConfig, module.config).block_size
     if any(len(p) > block_size for p in prompts):
         raise ValueError(f"a prompt is longer than the model's block_size={block_size}")
     lengths = [len(p) for p in prompts]

@@ -95,8 +95,8 @@ def _write_trust(path: Path, origin: str, log_key: SigningKey, org: str, root: S
     from scalegate.audit.trust import TrustedLog, TrustFile
 
     trust = TrustFile(
-        log=TrustedLog(origin=origin, key=log_key.vkey.text()),
-        org_roots={org: [root.vkey.text()]},
+        log=TrustedLog(origin=origin, key=log_key.vkey),
+        org_roots={org: [root.vkey]},
         # Who may sign what (DESIGN.md's table); attestations and approvals are checked
         # against the run's policy by replay. Policies are published by their approvers
         # (`scalegate policy publish`), not by the trainer.

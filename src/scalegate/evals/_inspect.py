@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from scalegate.errors import EvaluationError
 from scalegate.evals._async_bridge import run_blocking
@@ -185,7 +185,7 @@ class InspectEvaluation:
         self.format_prompt = format_prompt
         self.model_name = model_name
         self.eval_options = options
-        self.log_format = log_format
+        self.log_format: Literal["json", "eval"] = "json" if log_format == "json" else "eval"
         self.elicitation = elicitation or self._default_elicitation()
 
     def __repr__(self) -> str:

@@ -59,7 +59,7 @@ def preserved_rng() -> Iterator[None]:
             np.random.set_state(np_state)
         if torch is not None and torch_state is not None:
             torch.random.set_rng_state(torch_state)
-        if cuda_states is not None:
+        if torch is not None and cuda_states is not None:
             torch.cuda.set_rng_state_all(cuda_states)
 
 

@@ -160,8 +160,8 @@ class _Cadence:
         line = min(milestones[e] for e in now_due)
         k = m.first_effective(line)
         assert k is not None
-        basis = [info[e].level for e in now_due if info[e].level]
-        since = (f"{every:g}x the last evaluated {flop(min(basis))}"  # type: ignore[type-var]
+        basis = [lvl for e in now_due if (lvl := info[e].level)]
+        since = (f"{every:g}x the last evaluated {flop(min(basis))}"
                  if basis else "the first evaluation")
         refs = [m.ref(k)] + [info[e].level_ref for e in now_due if info[e].level_ref]
         self.due_now("compute", now_due, f"evaluation {', '.join(now_due)} due: effective "

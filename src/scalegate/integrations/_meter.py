@@ -13,15 +13,21 @@ one step of the whole job spends, from which the next sync step is planned.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scalegate.compute.phases import PHASES
 from scalegate.errors import RunError
 
+if TYPE_CHECKING:
+    import torch
+
+    from scalegate.compute.counter import LossFn, Measurement, StepCounter
+    from scalegate.compute.step import StepFlop
+
 TokensOf = Callable[[Any], float]
 
 
-def _first_tensor(obj: Any) -> Any:
+def _first_tensor(obj: Any) -> torch.Tensor | None:
     import torch
 
     if isinstance(obj, torch.Tensor):
@@ -76,10 +82,10 @@ class Meter:
 
     def __init__(
         self,
-        model: Any = None,
+        model: torch.nn.Module | None = None,
         *,
         flop_per_token: float | None = None,
-        loss_fn: Any = None,
+        loss_fn: LossFn | None = None,
         tokens_of: TokensOf | None = None,
         pad_token_id: int | None = None,
     ) -> None:
@@ -88,7 +94,7 @@ class Meter:
         self.loss_fn = loss_fn
         self.tokens_of = tokens_of
         self.pad_token_id = pad_token_id
-        self._counter: Any = None
+        self._counter: StepCounter | None = None
         self.method = "measured"
         self._flop = dict.fromkeys(PHASES, 0.0)
         self._tokens = 0.0
@@ -96,7 +102,7 @@ class Meter:
         self._peak = 0.0  # the most FLOP one ended step spent since the last drain
 
     @property
-    def counter(self) -> Any:
+    def counter(self) -> StepCounter:
         """The :class:`~scalegate.compute.StepCounter` (created on first use)."""
         if self._counter is None:
             from scalegate.compute.counter import StepCounter
@@ -157,12 +163,13 @@ class Meter:
             return n, n
         return batch_tokens(batch, self.pad_token_id)
 
-    def measure(self, batch: Any) -> Any:
+    def measure(self, batch: Any) -> Measurement:
         """Context manager counting the framework's own forward and backward of ``batch``
         the first time its signature is seen; a look-up afterwards."""
         return self.counter.measure(batch)
 
-    def count_batch(self, batch: Any, phase: str = "pretraining", *, measured: Any = None) -> None:
+    def count_batch(self, batch: Any, phase: str = "pretraining", *,
+                    measured: StepFlop | None = None) -> None:
         """One micro-batch a framework trained on: its non-padding tokens, and its measured
         FLOP (``measured``, else counted now by one extra step per new signature) filed pro
         rata to those tokens; or ``flop_per_token`` × tokens when that is given."""

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from scalegate.errors import RunError
 from scalegate.ledger.statements import CheckpointPredicate
 from scalegate.manifest import manifest_of
 from scalegate.state import RunState
+
+if TYPE_CHECKING:
+    from scalegate.ledger.log import Ledger
 
 
 def restart_point(state: RunState) -> CheckpointPredicate | None:
@@ -27,10 +30,11 @@ def restart_point(state: RunState) -> CheckpointPredicate | None:
     if latest is not None and latest.index > resume.index:
         return None
     found = state.find(resume.predicate.checkpoint)
-    return found.predicate if found is not None else None  # type: ignore[return-value]
+    # A resumption's ``checkpoint`` cites the checkpoint statement its pause recorded.
+    return cast(CheckpointPredicate, found.predicate) if found is not None else None
 
 
-def resume_checkpoint(ledger: Any, run_id: str) -> str | None:
+def resume_checkpoint(ledger: Ledger | str | os.PathLike[str], run_id: str) -> str | None:
     """The checkpoint (file or directory, as recorded) a resumed run must start from, or
     ``None`` when the ledger does not dictate one (a new run, or one already resumed and
     trained). ``ledger`` is a :class:`~scalegate.ledger.log.Ledger` or its path.

@@ -36,15 +36,43 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from scalegate.errors import LedgerUnavailable, RunError, RunPaused, ScalegateError
 from scalegate.gate import Decision
-from scalegate.integrations._meter import Meter, unpack
+from scalegate.integrations._meter import Meter, TokensOf, unpack
 from scalegate.integrations._restart import check_restart, restart_point
 from scalegate.integrations._supervision import FrameworkSupervisor
 from scalegate.integrations.trackers import Report, Reporter, Trackers, trackers_of
 from scalegate.ledger.statements import CheckpointPredicate, now_utc
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    import torch
+    from torch.distributed import ProcessGroup
+
+    from scalegate.compute.counter import LossFn
+    from scalegate.evals import Evaluation, Suite
+    from scalegate.integrations.trackers import ScalarWriter
+    from scalegate.ledger.keys import SigningKey
+    from scalegate.ledger.log import Ledger
+    from scalegate.policy import Policy
+    from scalegate.supervisor import Clock
+
+    # What the integrations accept (type-checking names only: nothing here is imported at
+    # run time, so importing this module imports neither torch nor the evaluations).
+    #: A policy object, or the name of a bundled policy or the path of a policy file.
+    PolicySource: TypeAlias = Policy | str | Path
+    #: A ledger object, or its path (opened and closed by the run).
+    LedgerSource: TypeAlias = Ledger | str | os.PathLike[str]
+    #: A trainer's signing key, or the path of its key file.
+    KeySource: TypeAlias = SigningKey | str | os.PathLike[str]
+    #: What runs the evaluations: a suite, or the evaluations to make one of.
+    Evaluator: TypeAlias = Suite | Iterable[Evaluation]
+    #: Where decisions are reported: ``"auto"`` (active MLflow / W&B runs), a
+    #: :class:`~scalegate.integrations.trackers.Trackers`, TensorBoard writers, or ``None``.
+    TrackersSpec: TypeAlias = Trackers | Iterable[ScalarWriter] | str | None
 
 VERDICTS: tuple[str, ...] = ("continue", "alert", "evaluate", "pause")
 
@@ -87,7 +115,7 @@ class TorchCollective:
     Tensors are float64 on the CPU for gloo and on the current CUDA device for NCCL.
     """
 
-    def __init__(self, group: Any = None) -> None:
+    def __init__(self, group: ProcessGroup | None = None) -> None:
         import torch
         import torch.distributed as dist
 
@@ -98,7 +126,7 @@ class TorchCollective:
         nccl = dist.get_backend(group) == "nccl"
         self.device = torch.device("cuda", torch.cuda.current_device()) if nccl else "cpu"
 
-    def _tensor(self, values: list[float]) -> Any:
+    def _tensor(self, values: list[float]) -> torch.Tensor:
         return self._torch.tensor(values, dtype=self._torch.float64, device=self.device)
 
     def sum(self, values: list[float]) -> list[float]:
@@ -112,7 +140,7 @@ class TorchCollective:
         return [float(x) for x in t.tolist()]
 
 
-def default_collective(group: Any = None) -> Collective:
+def default_collective(group: ProcessGroup | None = None) -> Collective:
     """:class:`TorchCollective` when ``torch.distributed`` is initialised, else one process."""
     try:
         import torch.distributed as dist
@@ -123,7 +151,7 @@ def default_collective(group: Any = None) -> Collective:
     return SoloCollective()
 
 
-def _unwrapped(model: Any) -> Any:
+def _unwrapped(model: torch.nn.Module | None) -> torch.nn.Module | None:
     """A DDP / DataParallel model's module: counting and evaluating must not trigger the
     wrapper's gradient synchronisation on one rank alone."""
     inner = getattr(model, "module", None)
@@ -131,21 +159,22 @@ def _unwrapped(model: Any) -> Any:
     return inner if wrapper and inner is not None else model
 
 
-def _load(policy: Any, ledger: Any, key: Any) -> tuple[Any, Any, Any, bool]:
+def _load(policy: PolicySource | None, ledger: LedgerSource | None, key: KeySource | None
+          ) -> tuple[Policy, Ledger, SigningKey, bool]:
     from scalegate.ledger.keys import SigningKey
     from scalegate.ledger.log import Ledger
     from scalegate.policy import Policy, load_policy
 
+    if policy is None:
+        raise RunError("rank 0 opens the run: it needs the policy.")
     if not isinstance(policy, Policy):
         policy = load_policy(policy)
-    if isinstance(key, str | os.PathLike):
-        key = SigningKey.load(key)
+    signer = SigningKey.load(key) if isinstance(key, str | os.PathLike) else key
     owned = isinstance(ledger, str | os.PathLike)
-    if owned:
-        ledger = Ledger.open(ledger)
-    if ledger is None or key is None:
+    opened = Ledger.open(ledger) if isinstance(ledger, str | os.PathLike) else ledger
+    if opened is None or signer is None:
         raise RunError("rank 0 writes the ledger: it needs the ledger and the trainer's key.")
-    return policy, ledger, key, owned
+    return policy, opened, signer, owned
 
 
 class DistributedSupervisor:
@@ -157,7 +186,7 @@ class DistributedSupervisor:
     def __init__(
         self, *, run_id: str, collective: Collective, meter: Meter,
         supervisor: FrameworkSupervisor | None, step_index: int, effective_flop: float,
-        restart_step: int | None, ledger: Any, trackers: Trackers | None, clock: Any,
+        restart_step: int | None, ledger: Ledger | None, trackers: Trackers | None, clock: Clock,
         resume_checkpoint: Path | None = None,
     ) -> None:
         self.run_id = run_id
@@ -198,19 +227,19 @@ class DistributedSupervisor:
     def open(
         cls,
         run_id: str,
-        policy: Any,
-        ledger: Any,
-        key: Any,
+        policy: PolicySource | None,
+        ledger: LedgerSource | None,
+        key: KeySource | None,
         *,
         collective: Collective | None = None,
-        model: Any = None,
-        evaluator: Any = None,
+        model: torch.nn.Module | None = None,
+        evaluator: Evaluator | None = None,
         flop_per_token: float | None = None,
-        loss_fn: Any = None,
-        tokens_of: Any = None,
+        loss_fn: LossFn | None = None,
+        tokens_of: TokensOf | None = None,
         pad_token_id: int | None = None,
         defer_checkpoint: bool = False,
-        trackers: Trackers | Any = "auto",
+        trackers: TrackersSpec = "auto",
         **options: Any,
     ) -> DistributedSupervisor:
         """Open ``run_id`` on every rank: rank 0 registers or reopens it (``policy``, ``ledger``
@@ -226,14 +255,14 @@ class DistributedSupervisor:
         meter = Meter(model, flop_per_token=flop_per_token, loss_fn=loss_fn,
                       tokens_of=tokens_of, pad_token_id=pad_token_id)
         sup: FrameworkSupervisor | None = None
-        owned: Any = None
+        owned: Ledger | None = None
         header = [0.0] * 7
         text, error, uri = "", None, ""
         if collective.rank == 0:
             try:
-                policy, ledger, key, is_owned = _load(policy, ledger, key)
-                owned = ledger if is_owned else None
-                sup = FrameworkSupervisor.open(run_id, policy, ledger, key, model=model,
+                loaded, opened, signer, is_owned = _load(policy, ledger, key)
+                owned = opened if is_owned else None
+                sup = FrameworkSupervisor.open(run_id, loaded, opened, signer, model=model,
                                                evaluator=evaluator, **options)
                 sup.defer_checkpoint = defer_checkpoint
                 point = restart_point(sup.state)
@@ -356,7 +385,8 @@ class DistributedSupervisor:
         except Exception as exc:  # a tracker outage must not stop (or desync) training
             warnings.warn(f"scalegate could not report to a tracker: {exc}", stacklevel=3)
 
-    def _lead(self, totals: list[float], steps: int, phase: str) -> tuple[list[float], Any]:
+    def _lead(self, totals: list[float], steps: int, phase: str
+              ) -> tuple[list[float], Exception | None]:
         """Rank 0 at a sync step: account, decide, plan the next sync."""
         sup = self.supervisor
         assert sup is not None
@@ -443,7 +473,8 @@ def _share_text(collective: Collective, text: str, n: int) -> str:
     return "".join(chr(int(v)) for v in values)
 
 
-def _raise_shared(collective: Collective, status: int, text: str, error: Any) -> None:
+def _raise_shared(collective: Collective, status: int, text: str,
+                  error: BaseException | None) -> None:
     """After a broadcast status: rank 0 re-raises its own error, the others its copy."""
     if status == _OK:
         return

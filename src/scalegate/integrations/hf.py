@@ -29,17 +29,32 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from transformers import TrainerCallback
 
 from scalegate.errors import RunError
-from scalegate.integrations._restart import resume_checkpoint
-from scalegate.integrations.distributed import DistributedSupervisor
-from scalegate.integrations.trackers import active_wandb_run, declare_flop_axis
+from scalegate.integrations._callback import SupervisedCallback
+from scalegate.integrations.trackers import active_wandb_run
+
+if TYPE_CHECKING:
+    import torch
+    from torch.utils.hooks import RemovableHandle
+    from transformers import Trainer, TrainerControl, TrainerState, TrainingArguments
+
+    from scalegate.compute.counter import LossFn
+    from scalegate.integrations._meter import TokensOf
+    from scalegate.integrations.distributed import (
+        Collective,
+        Evaluator,
+        KeySource,
+        LedgerSource,
+        PolicySource,
+        TrackersSpec,
+    )
 
 
-class ScalegateCallback(TrainerCallback):
+class ScalegateCallback(SupervisedCallback, TrainerCallback):
     """A ``transformers.TrainerCallback`` supervising the run under ``policy``.
 
     ``policy``, ``ledger`` and ``key`` are objects or paths (a path is opened on rank 0
@@ -52,65 +67,55 @@ class ScalegateCallback(TrainerCallback):
     (``planned``, ``compute_every``, ``check_interval``, ``on_ledger_error``, ``clock``...).
     """
 
+    opening_event: ClassVar[str] = "on_train_begin"
+
     def __init__(
         self,
         run_id: str,
-        policy: Any,
-        ledger: Any,
-        key: Any,
+        policy: PolicySource | None,
+        ledger: LedgerSource | None,
+        key: KeySource | None,
         *,
-        evaluator: Any = None,
-        trainer: Any = None,
+        evaluator: Evaluator | None = None,
+        trainer: Trainer | None = None,
         phase: str = "pretraining",
         flop_per_token: float | None = None,
-        loss_fn: Any = None,
-        tokens_of: Any = None,
-        trackers: Any = "auto",
-        collective: Any = None,
+        loss_fn: LossFn | None = None,
+        tokens_of: TokensOf | None = None,
+        trackers: TrackersSpec = "auto",
+        collective: Collective | None = None,
         **options: Any,
     ) -> None:
-        self.run_id, self.policy, self.ledger, self.key = run_id, policy, ledger, key
-        self.evaluator, self.trainer, self.phase = evaluator, trainer, phase
-        self.flop_per_token, self.loss_fn, self.tokens_of = flop_per_token, loss_fn, tokens_of
-        self.trackers, self.collective, self.options = trackers, collective, options
-        self.supervisor: DistributedSupervisor | None = None
+        super().__init__(run_id, policy, ledger, key, evaluator=evaluator, phase=phase,
+                         flop_per_token=flop_per_token, tokens_of=tokens_of, options=options)
+        self.trainer, self.loss_fn = trainer, loss_fn
+        self.trackers, self.collective = trackers, collective
         self._batches: list[Any] = []
-        self._hook: Any = None
+        self._hook: RemovableHandle | None = None
         self._busy = False  # our own forward passes (counting, evaluating) are not training
-
-    def resume_checkpoint(self) -> str | None:
-        """The checkpoint a resumed run must start from (pass it to ``trainer.train``), or
-        ``None`` when the ledger dictates none."""
-        return resume_checkpoint(self.ledger, self.run_id)
 
     # --- the Trainer's events ------------------------------------------------------------
 
-    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None,
-                       processing_class: Any = None, **kwargs: Any) -> None:
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState,
+                       control: TrainerControl, model: torch.nn.Module | None = None,
+                       processing_class: object = None, **kwargs: Any) -> None:
         if model is None:
             raise RunError("the Trainer passed no model to the scalegate callback.")
         # Evaluation logs (and any checkpoint the supervisor saves) live with the Trainer's.
-        options = {"checkpoint_dir": Path(args.output_dir) / "scalegate", **self.options}
-        self.supervisor = DistributedSupervisor.open(
-            self.run_id, self.policy, self.ledger, self.key, collective=self.collective,
-            model=model, evaluator=self.evaluator, flop_per_token=self.flop_per_token,
-            loss_fn=self.loss_fn, tokens_of=self.tokens_of,
-            pad_token_id=getattr(processing_class, "pad_token_id", None),
-            defer_checkpoint=True, trackers=None if self.trainer is not None else self.trackers,
-            **options,
-        )
-        try:
-            self.supervisor.check_start(state.global_step)
-        except Exception:
-            self.supervisor.close()
-            raise
+        options = {"checkpoint_dir": _output_dir(args) / "scalegate", **self.options}
+        self._start(model, collective=self.collective, loss_fn=self.loss_fn,
+                    pad_token_id=getattr(processing_class, "pad_token_id", None),
+                    trackers=None if self.trainer is not None else self.trackers,
+                    options=options)
+        self._check_start(state.global_step)
         self._batches.clear()
         self._hook = model.register_forward_pre_hook(self._collect, with_kwargs=True)
-        run = active_wandb_run()
-        if self.trainer is not None and run is not None and self.supervisor.is_writer:
-            declare_flop_axis(run, prefix="train/")  # the Trainer's W&B logger adds train/
+        if self.trainer is not None:
+            # The Trainer's W&B logger adds train/ to the names.
+            self._declare_flop_axis(active_wandb_run(), prefix="train/")
 
-    def _collect(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def _collect(self, module: torch.nn.Module, args: tuple[Any, ...],
+                 kwargs: dict[str, Any]) -> None:
         import torch
 
         if self._busy or not module.training or not torch.is_grad_enabled():
@@ -123,7 +128,8 @@ class ScalegateCallback(TrainerCallback):
             batch = args[0] if len(args) == 1 else tuple(args)
         self._batches.append(batch)
 
-    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+    def on_step_end(self, args: TrainingArguments, state: TrainerState,
+                    control: TrainerControl, **kwargs: Any) -> TrainerControl:
         ds = self._open()
         if not self._batches:
             raise RunError(
@@ -135,40 +141,38 @@ class ScalegateCallback(TrainerCallback):
         self._busy = True
         try:
             for batch in self._batches:
-                ds.meter.count_batch(batch, self.phase)
+                self._count(batch)
             self._batches.clear()
-            decision = ds.end_step(self.phase)
+            decision = self._end_steps()
         finally:
             self._busy = False
         if ds.decided and self.trainer is not None:
-            report = ds.report()
-            if report is not None:
-                self.trainer.log(report.metrics())
+            metrics = self._metrics()
+            if metrics is not None:
+                self.trainer.log(metrics)
         if decision.verdict == "pause":
             # The Trainer saves checkpoint-<step> right after this event, then stops.
             control.should_save = True
             control.should_training_stop = True
         return control
 
-    def on_train_end(self, args: Any, state: Any, control: Any, model: Any = None,
+    def on_train_end(self, args: TrainingArguments, state: TrainerState,
+                     control: TrainerControl, model: torch.nn.Module | None = None,
                      **kwargs: Any) -> None:
-        ds = self.supervisor
-        if ds is None:
+        if self.supervisor is None:
             return
         try:
             if self._hook is not None:
                 self._hook.remove()
                 self._hook = None
-            ds.flush(self.phase)  # a no-op on every rank once paused
-            if ds.pause_pending:
-                ds.declare_pause(self._saved_checkpoint(args, state))
+            self._finish(saved=lambda: self._saved_checkpoint(args, state))
         finally:
-            ds.close()
+            self._close()
 
-    def _saved_checkpoint(self, args: Any, state: Any) -> Path | None:
+    def _saved_checkpoint(self, args: TrainingArguments, state: TrainerState) -> Path | None:
         # Read at the end of training, after every save of this step (an epoch-end save
         # may rewrite trainer_state.json), so the digest is of the files as they stay.
-        path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        path = _output_dir(args) / f"checkpoint-{state.global_step}"
         if path.is_dir():
             return path
         warnings.warn(
@@ -178,10 +182,10 @@ class ScalegateCallback(TrainerCallback):
         )
         return None
 
-    def _open(self) -> DistributedSupervisor:
-        if self.supervisor is None:
-            raise RunError("the scalegate callback was not started (no on_train_begin).")
-        return self.supervisor
+
+def _output_dir(args: TrainingArguments) -> Path:
+    """The Trainer's output directory (``TrainingArguments`` sets its default when made)."""
+    return Path(args.output_dir or "trainer_output")
 
 
 __all__ = ["ScalegateCallback"]

@@ -31,20 +31,34 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from lightning.pytorch.callbacks import Callback
 
 from scalegate.errors import RunError
-from scalegate.integrations.distributed import DistributedSupervisor
-from scalegate.integrations.trackers import declare_flop_axis
+from scalegate.integrations._callback import SupervisedCallback
+
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
+    import torch
+    from lightning.pytorch.utilities.types import STEP_OUTPUT
+
+    from scalegate.compute.counter import Measurement
+    from scalegate.compute.step import StepFlop
+    from scalegate.integrations._meter import TokensOf
+    from scalegate.integrations.distributed import (
+        Evaluator,
+        KeySource,
+        LedgerSource,
+        PolicySource,
+    )
 
 
 class LightningCollective:
     """The run's collectives through a Lightning ``Strategy``: SUM with ``strategy.reduce``,
     and a broadcast as a SUM in which only rank 0 contributes (tensors, never pickles)."""
 
-    def __init__(self, trainer: Any) -> None:
+    def __init__(self, trainer: pl.Trainer) -> None:
         import torch
 
         self._torch = torch
@@ -52,7 +66,8 @@ class LightningCollective:
         self.rank = trainer.global_rank
         self.world_size = trainer.world_size
         device = self.strategy.root_device
-        self.device = "cpu" if device.type == "mps" else device  # no float64 on MPS
+        # No float64 on MPS.
+        self.device: str | torch.device = "cpu" if device.type == "mps" else device
 
     def sum(self, values: list[float]) -> list[float]:
         t = self._torch.tensor(values, dtype=self._torch.float64, device=self.device)
@@ -63,7 +78,7 @@ class LightningCollective:
         return self.sum(mine)
 
 
-class ScalegateCallback(Callback):
+class ScalegateCallback(SupervisedCallback, Callback):
     """A Lightning ``Callback`` supervising the run under ``policy``.
 
     ``policy``, ``ledger`` and ``key`` are objects or paths (a path is opened on rank 0
@@ -74,36 +89,36 @@ class ScalegateCallback(Callback):
     :meth:`Supervisor.open` (``planned``, ``compute_every``, ``check_interval``...).
     """
 
+    opening_event: ClassVar[str] = "on_fit_start"
+
     def __init__(
         self,
         run_id: str,
-        policy: Any,
-        ledger: Any,
-        key: Any,
+        policy: PolicySource | None,
+        ledger: LedgerSource | None,
+        key: KeySource | None,
         *,
-        evaluator: Any = None,
+        evaluator: Evaluator | None = None,
         phase: str = "pretraining",
         checkpoint_dir: str | Path = "checkpoints",
         flop_per_token: float | None = None,
-        tokens_of: Any = None,
+        tokens_of: TokensOf | None = None,
         pad_token_id: int | None = None,
         log: bool = True,
         **options: Any,
     ) -> None:
-        self.run_id, self.policy, self.ledger, self.key = run_id, policy, ledger, key
-        self.evaluator, self.phase = evaluator, phase
+        super().__init__(run_id, policy, ledger, key, evaluator=evaluator, phase=phase,
+                         flop_per_token=flop_per_token, tokens_of=tokens_of, options=options)
         self.checkpoint_dir = Path(checkpoint_dir)
-        self.flop_per_token, self.tokens_of = flop_per_token, tokens_of
         self.pad_token_id = pad_token_id
-        self.log_metrics, self.options = log, options
-        self.supervisor: DistributedSupervisor | None = None
-        self._measuring: Any = None
+        self.log_metrics = log
+        self._measuring: Measurement | None = None
         self._last_step = 0
         self._restored: dict[str, Any] | None = None
 
     # --- fit ------------------------------------------------------------------------------
 
-    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         loop = trainer.fit_loop
         if loop.min_steps or loop.min_epochs:
             warnings.warn(
@@ -111,62 +126,56 @@ class ScalegateCallback(Callback):
                 "the run stops with RunPaused at the next batch instead.",
                 stacklevel=2,
             )
-        self.supervisor = DistributedSupervisor.open(
-            self.run_id, self.policy, self.ledger, self.key,
-            collective=LightningCollective(trainer), model=pl_module, evaluator=self.evaluator,
-            flop_per_token=self.flop_per_token, tokens_of=self.tokens_of,
-            pad_token_id=self.pad_token_id, defer_checkpoint=True, trackers=None,
-            checkpoint_dir=self.checkpoint_dir, **self.options,
-        )
-        if self.supervisor.is_writer:
+        ds = self._start(pl_module, collective=LightningCollective(trainer),
+                         pad_token_id=self.pad_token_id, trackers=None,
+                         options={"checkpoint_dir": self.checkpoint_dir, **self.options})
+        if ds.is_writer:
             for logger in trainer.loggers:
-                if type(logger).__name__ == "WandbLogger":
-                    declare_flop_axis(logger.experiment)
+                if type(logger).__name__ == "WandbLogger":  # its experiment is the W&B run
+                    self._declare_flop_axis(getattr(logger, "experiment", None))
 
-    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-        ds = self._open()
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._open()
         if self._restored is not None and self._restored.get("run_id") != self.run_id:
             raise RunError(
                 f"the checkpoint Lightning resumed from belongs to run "
                 f"{self._restored.get('run_id')!r}, not {self.run_id!r}.",
                 hint="Resume each run from its own checkpoints.",
             )
-        ds.check_start(trainer.global_step)
+        self._check_start(trainer.global_step)
         self._last_step = trainer.global_step
 
-    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any,
-                             batch_idx: int) -> None:
-        ds = self._open()
-        if ds.paused:
-            raise ds._paused_error()  # Lightning went on past should_stop (min_steps)
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                             batch: Any, batch_idx: int) -> None:
+        self._refuse_if_paused()  # Lightning went on past should_stop (min_steps)
         self._discard_measuring()  # a batch the module skipped (on_train_batch_start -> -1)
-        if ds.meter.flop_per_token is None:
-            self._measuring = ds.meter.measure(batch).__enter__()
+        meter = self._open().meter
+        if meter.flop_per_token is None:
+            self._measuring = meter.measure(batch).__enter__()
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           outputs: STEP_OUTPUT, batch: Any, batch_idx: int) -> None:
         ds = self._open()
-        measured = self._stop_measuring()
-        ds.meter.count_batch(batch, self.phase, measured=measured)
+        self._count(batch, measured=self._stop_measuring())
         advanced = trainer.global_step - self._last_step
         if advanced <= 0:
             return  # accumulating gradients: no optimizer step yet
         self._last_step = trainer.global_step
-        decision = ds.end_step(self.phase, steps=advanced)
+        decision = self._end_steps(advanced)
         if self.log_metrics and ds.is_writer:
-            report = ds.report()
-            assert report is not None
-            for name, value in report.metrics().items():
+            metrics = self._metrics()
+            assert metrics is not None
+            for name, value in metrics.items():
                 pl_module.log(name, value, on_step=True, on_epoch=False, rank_zero_only=True)
         if not ds.synced:
             return  # the decision changes only at sync steps, which every rank knows
         if trainer.strategy.reduce_boolean_decision(decision.verdict == "pause", all=False):
             path = self.checkpoint_dir / f"{self.run_id}-step{ds.step_index}.ckpt"
             trainer.save_checkpoint(path)  # on every rank: strategies may shard it
-            ds.declare_pause(path)
+            self._declare_pause(path)
             trainer.should_stop = True
 
-    def _stop_measuring(self) -> Any:
+    def _stop_measuring(self) -> StepFlop | None:
         m, self._measuring = self._measuring, None
         if m is None:
             return None
@@ -180,29 +189,19 @@ class ScalegateCallback(Callback):
             error = exc or RunError("the batch ended without on_train_batch_end")
             m.__exit__(type(error), error, None)
 
-    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._discard_measuring()
 
-    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
-        ds = self.supervisor
-        if ds is not None:
-            ds.flush(self.phase)
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._finish()
 
-    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._close()
 
-    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                     exception: BaseException) -> None:
         self._discard_measuring(exception)
         self._close()
-
-    def _close(self) -> None:
-        if self.supervisor is not None:
-            self.supervisor.close()
-
-    def _open(self) -> DistributedSupervisor:
-        if self.supervisor is None:
-            raise RunError("the scalegate callback was not started (no on_fit_start).")
-        return self.supervisor
 
     # --- checkpointed counters -------------------------------------------------------------
 

@@ -25,12 +25,15 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from scalegate.errors import RunError
 from scalegate.ledger.statements import Verdict
+
+if TYPE_CHECKING:
+    from scalegate.supervisor import Supervisor
 
 PREFIX = "scalegate/"
 FLOP_AXIS = "scalegate/flop"
@@ -81,6 +84,20 @@ class Report(BaseModel):
         return f"step {self.step}: {self.verdict}" + (f" — {why}" if why else "")
 
 
+class ScalarWriter(Protocol):
+    """What :class:`Trackers` needs of a TensorBoard ``SummaryWriter`` (``add_text`` and
+    ``flush`` are used when it has them)."""
+
+    def add_scalar(self, tag: str, scalar_value: float, global_step: int | None = None) -> Any:
+        ...
+
+
+class MetricAxes(Protocol):
+    """What :func:`declare_flop_axis` needs of a W&B run."""
+
+    def define_metric(self, name: str, step_metric: str | None = None) -> Any: ...
+
+
 class Reporter:
     """Builds :class:`Report` s from a supervisor, each carrying only evaluations not yet
     reported."""
@@ -88,7 +105,7 @@ class Reporter:
     def __init__(self) -> None:
         self._seen = -1  # ledger index of the last evaluation reported
 
-    def report(self, supervisor: Any) -> Report:
+    def report(self, supervisor: Supervisor) -> Report:
         """The supervisor's current figures and decision."""
         acc = supervisor.account
         decision = supervisor.decision
@@ -112,7 +129,7 @@ class Reporter:
         )
 
 
-def declare_flop_axis(run: Any, prefix: str = "") -> None:
+def declare_flop_axis(run: MetricAxes, prefix: str = "") -> None:
     """Make cumulative FLOP the x-axis of every ``scalegate/`` metric in a W&B run."""
     axis = f"{prefix}{FLOP_AXIS}"
     run.define_metric(axis)
@@ -141,7 +158,7 @@ class Trackers:
     ``wandb=False`` to leave them out).
     """
 
-    def __init__(self, *writers: Any, mlflow: bool = True, wandb: bool = True) -> None:
+    def __init__(self, *writers: ScalarWriter, mlflow: bool = True, wandb: bool = True) -> None:
         self.writers = list(writers)
         self.use_mlflow = mlflow
         self.use_wandb = wandb
@@ -179,7 +196,7 @@ class Trackers:
         return sent
 
 
-def trackers_of(value: Trackers | Iterable[Any] | str | None) -> Trackers | None:
+def trackers_of(value: Trackers | Iterable[ScalarWriter] | str | None) -> Trackers | None:
     """``"auto"`` → active MLflow / W&B runs; a :class:`Trackers`; writers; ``None`` → none."""
     if value is None:
         return None
@@ -199,8 +216,10 @@ __all__ = [
     "FLOP_AXIS",
     "PREFIX",
     "VERDICT_CODES",
+    "MetricAxes",
     "Report",
     "Reporter",
+    "ScalarWriter",
     "Trackers",
     "active_mlflow",
     "active_wandb_run",

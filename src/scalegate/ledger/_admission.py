@@ -15,6 +15,7 @@ lock, reuses those verdicts and checks only signatures by keys that appeared sin
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -49,7 +50,7 @@ class PendingEntry:
     sigs: tuple[tuple[str, bytes], ...]  # (keyid, raw signature)
     verdicts: dict[int, tuple[bytes, bool]]  # signature index -> (public key, verified?)
 
-    def signers(self, keys: dict[str, VerifierKey]) -> list[VerifierKey]:
+    def signers(self, keys: Mapping[str, VerifierKey]) -> list[VerifierKey]:
         """Keys in ``keys`` whose signatures verify (checked now unless already checked).
 
         Signatures by unknown keyids are skipped; one by a known key that does not

@@ -23,7 +23,7 @@ which never touch the database. Three implementations, two rules:
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 
 from cryptography.exceptions import InvalidSignature
@@ -31,6 +31,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from scalegate.ledger.keys import is_canonical_point, is_sound_key
 
+_sodium_open: Callable[[bytes, bytes], bytes] | None
+_sodium_valid_point: Callable[[bytes], bool] | None
 try:  # optional accelerator (see the module docstring)
     from nacl.bindings import crypto_core_ed25519_is_valid_point as _sodium_valid_point
     from nacl.bindings import crypto_sign_open as _sodium_open
@@ -47,7 +49,8 @@ __all__ = ["BACKEND", "BULK_BACKEND", "SignatureCheck", "SignaturePool", "check_
 #: The strict implementation that decides admission.
 BACKEND = "libsodium" if _sodium_open is not None else "openssl"
 #: The implementation that verifies whole ledgers (ZIP 215 with libsodium's cheap refusals).
-BULK_BACKEND = "zebra" if _zebra_verify is not None and _sodium_valid_point else BACKEND
+BULK_BACKEND = ("zebra" if _zebra_verify is not None and _sodium_valid_point is not None
+                else BACKEND)
 
 # (32-byte Ed25519 public key, signed message, signature)
 SignatureCheck = tuple[bytes, bytes, bytes]

@@ -222,7 +222,7 @@ class LedgerStore:
                 )
             if not p.parent.is_dir():
                 raise StoreError(f"cannot create a ledger at {p}: no directory {p.parent}.")
-        store = cls(cls._engine(url), str(p) if p is not None else _shown(url),
+        store = cls(cls._engine(url), str(p) if p is not None else _shown(str(url)),
                     os.fspath(location))
         try:
             if p is None and cls._has_schema(store.engine):
@@ -253,7 +253,7 @@ class LedgerStore:
         url, p = _location(location)
         if p is not None:
             check_sqlite_file(p)
-        store = cls(cls._engine(url), str(p) if p is not None else _shown(url),
+        store = cls(cls._engine(url), str(p) if p is not None else _shown(str(url)),
                     os.fspath(location))
         try:
             meta = store.meta()

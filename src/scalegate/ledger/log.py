@@ -83,11 +83,10 @@ def default_ledger_path() -> str:
     return os.environ.get("SCALEGATE_LEDGER") or "scalegate.db"
 
 
-class AppendResult(NamedTuple):
-    """Where an appended entry landed: its log index and RFC 6962 leaf hash."""
-
-    index: int
-    leaf_hash: bytes
+# Functional form: declared in a class body, the field ``index`` is an incompatible override
+# of ``tuple.index`` to a type checker; it shadows that method on purpose.
+AppendResult = NamedTuple("AppendResult", [("index", int), ("leaf_hash", bytes)])  # noqa: UP014
+AppendResult.__doc__ = "Where an appended entry landed: its log index and RFC 6962 leaf hash."
 
 
 @dataclass(frozen=True)
@@ -378,14 +377,15 @@ class Ledger:
             return
         with self._store.reader() as conn:
             latest = self._store.latest_checkpoint(conn)
+        known: tuple[int, datetime | None]
         try:
-            last = (latest[0], parse_time(latest[3])) if latest is not None else (0, None)
+            known = (latest[0], parse_time(latest[3])) if latest is not None else (0, None)
         except ValueError:  # a damaged issued_at: sign now rather than trust it
-            last = (latest[0], None) if latest is not None else (0, None)
-        if _due(last, size, now, every, interval):
+            known = (latest[0], None) if latest is not None else (0, None)
+        if _due(known, size, now, every, interval):
             self._checkpoint()
-        elif last[1] is not None:
-            self._last_signed = (last[0], last[1])
+        elif known[1] is not None:
+            self._last_signed = (known[0], known[1])
 
     def _signing_key(self) -> SigningKey:
         if self._log_key is None:

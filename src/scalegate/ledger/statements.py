@@ -13,7 +13,7 @@ import json
 import re
 import sys
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 import orjson
 from pydantic import (
@@ -30,7 +30,7 @@ from scalegate.compute.phases import PHASES
 from scalegate.documents import MAX_JSON_DEPTH, JsonTooDeep, json_too_deep, load_json
 from scalegate.errors import StatementError
 
-STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+STATEMENT_TYPE: Final = "https://in-toto.io/Statement/v1"
 _PHASE_SET = frozenset(PHASES)
 PREDICATE_PREFIX = "urn:scalegate:"
 PREDICATE_SUFFIX = ":v1"

@@ -475,12 +475,17 @@ def _statement_template(text: str) -> str:
     return text
 
 
+DisclosedPart = Literal["verdict", "reasons", "compute", "capabilities", "safeguards", "missing"]
+
+
+def _disclosed_by_default() -> list[DisclosedPart]:
+    return ["verdict", "reasons"]
+
+
 class Disclosure(_Cited):
     """What a pause publishes, and to whom."""
 
-    on_pause: list[
-        Literal["verdict", "reasons", "compute", "capabilities", "safeguards", "missing"]
-    ] = Field(default_factory=lambda: ["verdict", "reasons"])
+    on_pause: list[DisclosedPart] = Field(default_factory=_disclosed_by_default)
     recipients: list[str] = Field(default_factory=list)
     statement: Annotated[str, AfterValidator(_statement_template)] = Field(
         default="", description="template for the pause's public statement (see "
