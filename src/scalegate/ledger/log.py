@@ -83,10 +83,11 @@ def default_ledger_path() -> str:
     return os.environ.get("SCALEGATE_LEDGER") or "scalegate.db"
 
 
-# Functional form: declared in a class body, the field ``index`` is an incompatible override
-# of ``tuple.index`` to a type checker; it shadows that method on purpose.
-AppendResult = NamedTuple("AppendResult", [("index", int), ("leaf_hash", bytes)])  # noqa: UP014
-AppendResult.__doc__ = "Where an appended entry landed: its log index and RFC 6962 leaf hash."
+class AppendResult(NamedTuple):
+    """Where an appended entry landed: its log index and RFC 6962 leaf hash."""
+
+    index: int  # type: ignore[assignment]  # shadows tuple.index
+    leaf_hash: bytes
 
 
 @dataclass(frozen=True)
