@@ -16,16 +16,17 @@ from pathlib import Path
 
 from scalegate.errors import AppendConflict, RunError, RunPaused
 from scalegate.gate import decide, resumption
-from scalegate.ledger.keys import SigningKey
-from scalegate.ledger.log import AppendResult, Ledger
-from scalegate.ledger.merkle import leaf_hash
-from scalegate.ledger.statements import (
+from scalegate.ledger import (
+    AppendResult,
     ApprovalPredicate,
     AttestationPredicate,
+    Ledger,
     NotificationPredicate,
     Obligation,
     Ref,
     ResumePredicate,
+    SigningKey,
+    leaf_hash,
     now_utc,
     sign_statement,
 )
@@ -370,7 +371,7 @@ def _notify_held_to(
     evidence: str | Path | bytes, recipient: str | None, sent_at: datetime, now: datetime,
 ) -> Ref:
     """Meet an obligation that ``policy`` (not the run's own) creates; see :func:`notify`."""
-    from scalegate.audit.regulator import hold_runs
+    from scalegate.audit import hold_runs
     from scalegate.runs import run_log_entries, to_entries
     from scalegate.state import record_type
 

@@ -14,14 +14,15 @@ from datetime import datetime
 
 from scalegate.errors import RunError
 from scalegate.gate import Decision
-from scalegate.ledger.keys import SigningKey
-from scalegate.ledger.log import Ledger, LogEntry
-from scalegate.ledger.registry import KeyRegistry
-from scalegate.ledger.statements import (
+from scalegate.ledger import (
+    KeyRegistry,
+    Ledger,
+    LogEntry,
     PolicyPredicate,
     PolicyRef,
     Ref,
     RunPredicate,
+    SigningKey,
     sign_statement,
 )
 from scalegate.policy import Policy, parse_policy

@@ -26,7 +26,7 @@ from typing import Any, Generic, TypeAlias, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from scalegate.errors import RunError
-from scalegate.ledger.statements import (
+from scalegate.ledger import (
     ApprovalPredicate,
     AttestationPredicate,
     CheckpointPredicate,

@@ -24,20 +24,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from scalegate.compute.account import RunAccount
+from scalegate.compute import RunAccount
 from scalegate.errors import LedgerUnavailable, RunError, RunPaused
-from scalegate.gate import Decision, Resumption, decide, resumption
-from scalegate.gate._measure import reached
-from scalegate.ledger.keys import SigningKey
-from scalegate.ledger.log import AppendResult, Ledger
-from scalegate.ledger.statements import (
+from scalegate.gate import Decision, Resumption, decide, reached, resumption
+from scalegate.ledger import (
+    AppendResult,
     CheckpointPredicate,
     ComputePredicate,
     EvalPredicate,
+    Ledger,
     PausePredicate,
     Predicate,
     Reason,
     Ref,
+    SigningKey,
     make_statement,
     now_utc,
     sign_statement,
@@ -344,7 +344,7 @@ class Supervisor:
             return "declared", float(flop), 0.0
         if self.model is not None and batch is not None:
             if self._counter is None:
-                from scalegate.compute.counter import StepCounter
+                from scalegate.compute import StepCounter
 
                 self._counter = StepCounter(self.model, loss_fn=self._loss_fn)
             f = self._counter.flop(batch)

@@ -26,7 +26,7 @@ from scalegate.audit.report import (
 )
 from scalegate.audit.report_html import render_html, write_html
 from scalegate.audit.runcheck import LedgerAudit, RunAudit, audit_ledger, replay_ledger
-from scalegate.audit.trust import TrustedLog, TrustFile, load_trust, parse_trust
+from scalegate.audit.trust import TrustedLog, TrustFile, load_trust, parse_trust, trust_for
 from scalegate.audit.witness import Witness, format_add_checkpoint, witness_ledger
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "parse_trust",
     "render_html",
     "replay_ledger",
+    "trust_for",
     "witness_ledger",
     "write_html",
 ]

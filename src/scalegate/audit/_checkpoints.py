@@ -7,9 +7,13 @@ from dataclasses import dataclass, field
 from scalegate.audit.report import AuditReport
 from scalegate.audit.trust import TrustFile
 from scalegate.errors import NoteError
-from scalegate.ledger.checkpoint import open_checkpoint
-from scalegate.ledger.cosignature import cosignatures
-from scalegate.ledger.note import NoteSignature, Verifier, parse_note
+from scalegate.ledger import (
+    NoteSignature,
+    Verifier,
+    cosignatures,
+    open_checkpoint,
+    parse_note,
+)
 from scalegate.units import counted
 
 

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from scalegate.audit._svg import Band, Chart, Line, Series
-from scalegate.ledger.statements import Predicate
+from scalegate.ledger import Predicate
 
 if TYPE_CHECKING:
     from scalegate.audit.replay import RunReplay

@@ -7,7 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from scalegate.gate import Resumption, match_quorum, resumption
-from scalegate.ledger.statements import Ref, ResumePredicate
+from scalegate.ledger import (
+    Ref,
+    ResumePredicate,
+)
 from scalegate.policy import Policy
 from scalegate.state import EntryOrRecord, RunState, same_ref
 

@@ -33,7 +33,7 @@ from scalegate.gate import (
     resumption,
     rule_kind,
 )
-from scalegate.ledger.statements import (
+from scalegate.ledger import (
     AttestationPredicate,
     CheckpointPredicate,
     ComputePredicate,

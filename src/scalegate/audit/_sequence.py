@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from scalegate.ledger.statements import (
+from scalegate.ledger import (
     CheckpointPredicate,
     ComputePredicate,
     DecisionPredicate,

@@ -42,8 +42,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from scalegate.ledger import CLOCK_SKEW
-from scalegate.ledger.statements import (
+from scalegate.ledger import (
+    CLOCK_SKEW,
     ApprovalPredicate,
     AttestationPredicate,
     CheckpointPredicate,

@@ -37,13 +37,13 @@ def verify_stored_timestamps(rows: list[tuple[int, str, bytes]], verified: dict[
         rep.check(name, True, f"{counted(len(rows), 'time-stamp tokens')} ignored: the trust "
                   "file names no time-stamping authority")
         return
-    from scalegate.ledger.timestamp import (
+    from scalegate.ledger import (
         TimestampInvalid,
         require_rfc3161,
         token_signer,
         verify_timestamp,
     )
-    from scalegate.ledger.timestamp import signed_checkpoint as message_of
+    from scalegate.ledger import signed_checkpoint as message_of
 
     try:
         require_rfc3161()

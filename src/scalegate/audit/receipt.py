@@ -32,13 +32,16 @@ from scalegate.errors import (
     StatementError,
     VerificationError,
 )
-from scalegate.ledger import merkle
-from scalegate.ledger.checkpoint import open_checkpoint
-from scalegate.ledger.cosignature import cosignatures
-from scalegate.ledger.envelope import Envelope
-from scalegate.ledger.note import parse_note
-from scalegate.ledger.statements import Ref, parse_statement
-from scalegate.ledger.tlog_proof import parse_receipt
+from scalegate.ledger import (
+    Envelope,
+    Ref,
+    cosignatures,
+    merkle,
+    open_checkpoint,
+    parse_note,
+    parse_receipt,
+    parse_statement,
+)
 from scalegate.units import counted
 
 __all__ = ["audit_receipt", "canonical_entry"]

@@ -42,7 +42,7 @@ from scalegate.audit._run_walk import judge_notifications
 from scalegate.audit._times import WitnessedTimes
 from scalegate.audit.replay import TIME_GRACE
 from scalegate.gate import beyond, plus, reached
-from scalegate.ledger.statements import (
+from scalegate.ledger import (
     ComputePredicate,
     NotificationPredicate,
     Ref,

@@ -41,7 +41,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from scalegate.audit._times import WitnessedTimes
 from scalegate.audit.report import Violation
 from scalegate.gate import Decision
-from scalegate.ledger.statements import Ref, Verdict
+from scalegate.ledger import (
+    Ref,
+    Verdict,
+)
 from scalegate.policy import Policy
 from scalegate.state import EntryOrRecord, RunState
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from scalegate.ledger.statements import Ref
+from scalegate.ledger import Ref
 
 __all__ = [
     "EXIT_COULD_NOT_VERIFY",

@@ -39,13 +39,15 @@ from scalegate.audit.replay import RUN_VIOLATION_KINDS, RunReplay, replay_run
 from scalegate.audit.report import AuditReport
 from scalegate.audit.trust import TrustFile
 from scalegate.errors import PolicyError, StatementError
-from scalegate.ledger import CheckedEntry
-from scalegate.ledger.log import Ledger, LogEntry
-from scalegate.ledger.registry import KEY_KINDS, RegisteredKey
-from scalegate.ledger.statements import (
+from scalegate.ledger import (
+    KEY_KINDS,
     PREDICATES,
+    CheckedEntry,
+    Ledger,
+    LogEntry,
     PolicyPredicate,
     Ref,
+    RegisteredKey,
     RunPredicate,
     Statement,
 )

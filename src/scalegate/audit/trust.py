@@ -56,10 +56,13 @@ from pydantic import (
 
 from scalegate.documents import Position, Unreadable, YamlDocument
 from scalegate.errors import KeyMaterialError, TrustFileError
-from scalegate.ledger.cosignature import CosignatureVerifier
-from scalegate.ledger.keys import VerifierKey
-from scalegate.ledger.registry import KEY_KINDS, org_of
-from scalegate.ledger.statements import PREDICATES
+from scalegate.ledger import (
+    KEY_KINDS,
+    PREDICATES,
+    CosignatureVerifier,
+    VerifierKey,
+    org_of,
+)
 from scalegate.units import counted
 
 __all__ = ["TimestampAuthority", "TrustFile", "TrustedLog", "load_trust", "parse_trust",

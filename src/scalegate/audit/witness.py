@@ -45,14 +45,22 @@ from scalegate.errors import (
     WitnessConflict,
     WitnessRefused,
 )
-from scalegate.ledger import merkle
-from scalegate.ledger.checkpoint import Checkpoint, open_checkpoint
-from scalegate.ledger.cosignature import CosignatureVerifier, cosign, cosignatures
-from scalegate.ledger.keys import SigningKey, VerifierKey
-from scalegate.ledger.note import add_signature_lines, parse_note, verify_note
+from scalegate.ledger import (
+    Checkpoint,
+    CosignatureVerifier,
+    SigningKey,
+    VerifierKey,
+    add_signature_lines,
+    cosign,
+    cosignatures,
+    merkle,
+    open_checkpoint,
+    parse_note,
+    verify_note,
+)
 
 if TYPE_CHECKING:
-    from scalegate.ledger.log import Ledger
+    from scalegate.ledger import Ledger
 
 __all__ = [
     "MAX_PROOF_LINES",
@@ -479,22 +487,15 @@ def attach_cosignatures(
     only cosignature lines that verify under ``witnesses`` are added. Returns the stored
     note with every cosignature it now carries.
     """
-    from sqlalchemy import select, update
-
-    from scalegate.ledger._tables import checkpoints_t
-
     cp, opened = open_checkpoint(cosigned_note, ledger.log_vkey, origin=ledger.origin,
                                  extra_verifiers=witnesses)
     lines = [sig.line() for sig, v in opened.verified if isinstance(v, CosignatureVerifier)]
     if not lines:
         raise NoteError("the note carries no valid cosignature by the given witnesses.")
     with ledger.store.writer() as w:
-        row = w.conn.execute(
-            select(checkpoints_t.c.note).where(checkpoints_t.c.size == cp.size)
-        ).first()
-        if row is None:
+        stored = w.checkpoint_note(cp.size)
+        if stored is None:
             raise StoreError(f"ledger {ledger.path} stores no checkpoint of size {cp.size}.")
-        stored = str(row[0])
         if parse_note(stored)[0] != opened.text:
             raise NoteError(
                 f"the cosigned checkpoint of size {cp.size} is not the one the ledger stores "
@@ -502,9 +503,7 @@ def attach_cosignatures(
             )
         merged = add_signature_lines(stored, lines)
         if merged != stored:
-            w.conn.execute(
-                update(checkpoints_t).where(checkpoints_t.c.size == cp.size).values(note=merged)
-            )
+            w.set_checkpoint_note(cp.size, merged)
     # Check the result reads back as a valid, cosigned note before returning it.
     cosignatures(verify_note(merged, [ledger.log_vkey, *witnesses]))
     return merged

@@ -13,6 +13,8 @@ from rich.table import Table
 from scalegate.cli._console import console
 from scalegate.compute import (
     CHIPS,
+    DTYPES,
+    PHASES,
     Estimate,
     HardwarePeriod,
     RunDescription,
@@ -22,8 +24,6 @@ from scalegate.compute import (
     format_flop,
     make_transformer,
 )
-from scalegate.compute.chips import DTYPES
-from scalegate.compute.phases import PHASES
 from scalegate.errors import ComputeError
 from scalegate.units import format_duration, parse_quantity, sig2
 

@@ -29,7 +29,7 @@ def new(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing key file."),
 ) -> None:
     """Generate a key; write the private key file (0600) and print the verifier key last."""
-    from scalegate.ledger.keys import SigningKey
+    from scalegate.ledger import SigningKey
 
     path = out or default_key_path(name)
     if path.is_dir():
@@ -62,7 +62,10 @@ def show(
 
     Given a verifier (public) key file instead, print the verifier key it holds.
     """
-    from scalegate.ledger.keys import SigningKey, verifier_key_in
+    from scalegate.ledger import (
+        SigningKey,
+        verifier_key_in,
+    )
 
     public = verifier_key_in(key_file)
     if public is not None:

@@ -19,9 +19,7 @@ from scalegate.errors import LedgerError, ScalegateError
 from scalegate.units import counted
 
 if TYPE_CHECKING:
-    from scalegate.ledger._integrity import IntegrityReport
-    from scalegate.ledger.keys import VerifierKey
-    from scalegate.ledger.log import Ledger
+    from scalegate.ledger import IntegrityReport, Ledger, VerifierKey
 
 app = typer.Typer(
     help="The signed transparency ledger: keys, entries, checkpoints, proofs, verification.",
@@ -38,20 +36,20 @@ LogKeyOpt = typer.Option(
 
 def _path(ledger: str | None) -> str:
     """The ledger's location: a file, or a database URL (kept as typed: a URL is no path)."""
-    from scalegate.ledger.log import default_ledger_path
+    from scalegate.ledger import default_ledger_path
 
     return ledger if ledger is not None else default_ledger_path()
 
 
 def _open(ledger: str | None, log_key: Path | None = None) -> Ledger:
-    from scalegate.ledger.log import Ledger
+    from scalegate.ledger import Ledger
 
     return Ledger.open(_path(ledger), log_key=log_key)
 
 
 def _vkey(text: str, what: str) -> VerifierKey:
     """A verifier key given as its text, or as a file whose last line is one."""
-    from scalegate.ledger.keys import VerifierKey
+    from scalegate.ledger import VerifierKey
 
     candidate = Path(text)
     if "+" not in text and candidate.is_file():
@@ -109,7 +107,7 @@ def init(
     Every process that appends with the log key at hand (this key file, recorded here)
     signs a checkpoint when it is done, so the log is ready for witnesses and auditors.
     """
-    from scalegate.ledger.log import Ledger
+    from scalegate.ledger import Ledger
     from scalegate.units import parse_duration
 
     roots = [_vkey(r, "--org-root") for r in org_root]
@@ -130,8 +128,7 @@ def init(
 
 
 def _append_statement(ledger: str | None, predicate: Any, root_key: Path) -> None:
-    from scalegate.ledger.keys import SigningKey
-    from scalegate.ledger.statements import sign_statement
+    from scalegate.ledger import SigningKey, sign_statement
 
     key = SigningKey.load(root_key)
     with _open(ledger) as led:
@@ -154,7 +151,7 @@ def register_key(
     ledger: str | None = LedgerOpt,
 ) -> None:
     """Have an organisation root register a key (a signed "key" statement)."""
-    from scalegate.ledger.statements import KeyPredicate
+    from scalegate.ledger import KeyPredicate
 
     key = _vkey(vkey, "--vkey")
     held = [r.strip() for r in roles.split(",") if r.strip()]
@@ -183,7 +180,7 @@ def revoke_key(
     ledger: str | None = LedgerOpt,
 ) -> None:
     """Have an organisation root revoke a key (a signed "key-revocation" statement)."""
-    from scalegate.ledger.statements import KeyRevocationPredicate
+    from scalegate.ledger import KeyRevocationPredicate
 
     key = _vkey(vkey, "--vkey")
     now = datetime.now(UTC)
@@ -228,7 +225,7 @@ def timestamp(
     """Have an RFC 3161 time-stamping authority stamp the latest checkpoint; store the token
     in the ledger (outside evidence that the entries below it existed by the token's time;
     auditors who trust the authority count it, see `scalegate verify --help`)."""
-    from scalegate.ledger.timestamp import request_timestamp
+    from scalegate.ledger import request_timestamp
 
     certs = _pem_certificates(ca_cert) if ca_cert is not None else []
     with _open(ledger) as led:
@@ -287,7 +284,7 @@ def show(
     ledger: str | None = LedgerOpt,
 ) -> None:
     """List entries (index, kind, run, signer, time, leaf hash) or, with --json, everything."""
-    from scalegate.ledger.statements import PREDICATES
+    from scalegate.ledger import PREDICATES
 
     if kind is not None and kind not in PREDICATES:
         raise LedgerError(f"--kind {kind!r} is no statement kind (kinds: "

@@ -122,8 +122,11 @@ def publish(
 ) -> None:
     """Publish a policy in the ledger, signed by one of its approvers; runs cite it."""
     from scalegate.governance import publish_policy
-    from scalegate.ledger.keys import SigningKey
-    from scalegate.ledger.log import Ledger, default_ledger_path
+    from scalegate.ledger import (
+        Ledger,
+        SigningKey,
+        default_ledger_path,
+    )
     from scalegate.policy import load_policy
 
     doc = load_policy(policy)

@@ -32,19 +32,21 @@ def report(
 ) -> None:
     """Write an HTML report on one run: compute vs thresholds, evaluations, decisions
     (recorded and replayed), pauses, approvals and resumptions, with plots."""
-    from scalegate.audit.report_html import write_html
-    from scalegate.ledger.log import Ledger, default_ledger_path
+    from scalegate.audit import write_html
+    from scalegate.ledger import (
+        Ledger,
+        default_ledger_path,
+    )
 
     now = parse_time(at)
     target = ledger if ledger is not None else default_ledger_path()
     if trust is not None:
-        from scalegate.audit.runcheck import audit_ledger
-        from scalegate.audit.trust import load_trust
+        from scalegate.audit import audit_ledger, load_trust
 
         audit = audit_ledger(target, load_trust(trust), run_ids=[run], now=now,
                              use_state=False)
     else:
-        from scalegate.audit.runcheck import replay_ledger
+        from scalegate.audit import replay_ledger
 
         with Ledger.open(target) as led:
             audit = replay_ledger(led, run_ids=[run], now=now)

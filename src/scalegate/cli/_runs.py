@@ -25,8 +25,7 @@ from scalegate.units import counted
 
 if TYPE_CHECKING:
     from scalegate.cli._runs_view import ObligationLine, RunView
-    from scalegate.ledger.keys import SigningKey
-    from scalegate.ledger.log import Ledger
+    from scalegate.ledger import Ledger, SigningKey
     from scalegate.policy import Policy
     from scalegate.state import RunState
 
@@ -54,13 +53,16 @@ def register(app: typer.Typer) -> None:
 
 
 def _ledger(path: str | None) -> Ledger:
-    from scalegate.ledger.log import Ledger, default_ledger_path
+    from scalegate.ledger import (
+        Ledger,
+        default_ledger_path,
+    )
 
     return Ledger.open(path if path is not None else default_ledger_path())
 
 
 def _key(path: Path) -> SigningKey:
-    from scalegate.ledger.keys import SigningKey
+    from scalegate.ledger import SigningKey
 
     return SigningKey.load(path)
 
@@ -107,7 +109,7 @@ def _bullets(items: list[str]) -> str:
 def _resumption_report(led: Ledger, run_id: str) -> None:
     """After an attestation or approval: what the paused run still lacks, or that it may go."""
     from scalegate.gate import resumption
-    from scalegate.ledger.statements import now_utc
+    from scalegate.ledger import now_utc
     from scalegate.runs import load_state, policy_of_run
 
     state = load_state(led, run_id)
@@ -124,7 +126,7 @@ def _resumption_report(led: Ledger, run_id: str) -> None:
 
 
 def _policies_in(led: Ledger) -> list[Policy]:
-    from scalegate.ledger.statements import PolicyPredicate
+    from scalegate.ledger import PolicyPredicate
     from scalegate.policy import parse_policy
 
     out = []
@@ -185,7 +187,7 @@ def attest(
 ) -> None:
     """Attest that a safeguard is in place, signed with your key (e.g. the CISO's)."""
     from scalegate import governance
-    from scalegate.ledger.statements import now_utc
+    from scalegate.ledger import now_utc
     from scalegate.policy import load_policy
     from scalegate.runs import require_run
     from scalegate.units import format_duration, parse_duration
@@ -280,7 +282,10 @@ def approve(
 ) -> None:
     """Approve resuming a paused run, bound to its pause, signed with your key."""
     from scalegate import governance
-    from scalegate.ledger.statements import ApprovalPredicate, now_utc
+    from scalegate.ledger import (
+        ApprovalPredicate,
+        now_utc,
+    )
     from scalegate.runs import require_run
 
     signer = _key(key)
@@ -328,7 +333,7 @@ def notify(
 ) -> None:
     """Record that an obligation was met: the recipient notified, signed with your key."""
     from scalegate import governance
-    from scalegate.ledger.statements import now_utc
+    from scalegate.ledger import now_utc
     from scalegate.policy import load_policy
 
     signer = _key(key)
@@ -368,7 +373,11 @@ def resume(
 ) -> None:
     """Lift a run's pause if the gate allows it, and print the checkpoint to resume from."""
     from scalegate import governance
-    from scalegate.ledger.statements import CheckpointPredicate, ResumePredicate, now_utc
+    from scalegate.ledger import (
+        CheckpointPredicate,
+        ResumePredicate,
+        now_utc,
+    )
     from scalegate.runs import require_run
 
     signer = _key(key)
@@ -416,7 +425,7 @@ def runs(
     from rich.table import Table
 
     from scalegate.cli._runs_view import summarize
-    from scalegate.ledger.statements import now_utc
+    from scalegate.ledger import now_utc
     from scalegate.runs import list_runs
 
     now = now_utc()

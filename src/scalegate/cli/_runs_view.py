@@ -19,8 +19,7 @@ from scalegate.units import sig2
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from scalegate.ledger.log import Ledger
-    from scalegate.ledger.statements import Obligation
+    from scalegate.ledger import Ledger, Obligation
     from scalegate.policy import Policy
     from scalegate.state import RunState
 
@@ -103,7 +102,7 @@ def summary_of(state: RunState) -> RunSummary:
 def summarize(led: Ledger, run_id: str, now: datetime | None = None) -> RunSummary:
     """The ``runs`` row of ``run_id``, with the obligations it has not met at ``now``."""
     from scalegate.governance import open_obligations
-    from scalegate.ledger.statements import now_utc
+    from scalegate.ledger import now_utc
     from scalegate.runs import policy_of_run, require_run
 
     now = now or now_utc()
@@ -264,7 +263,7 @@ def _evaluations(policy: Policy, state: RunState) -> list[EvalLine]:
 
 
 def _events(state: RunState) -> list[EventLine]:
-    from scalegate.ledger.statements import DecisionPredicate
+    from scalegate.ledger import DecisionPredicate
 
     out = []
     for pause in state.pauses:
@@ -319,7 +318,7 @@ def _safeguards(policy: Policy, state: RunState, now: datetime) -> list[Safeguar
 def view(led: Ledger, run_id: str, now: datetime | None = None) -> RunView:
     """Everything ``run status`` shows, with the gate's decision and resumption at ``now``."""
     from scalegate.gate import decide, resumption
-    from scalegate.ledger.statements import now_utc
+    from scalegate.ledger import now_utc
     from scalegate.remedies import missing_lines
     from scalegate.runs import policy_of_run, require_run
 

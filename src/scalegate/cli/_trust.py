@@ -55,9 +55,9 @@ def init(
       scalegate trust init --ledger lab.db --org-root acme-root.pub \\
           --witness "$WITNESS_VKEY" > trust.yaml
     """
-    from scalegate.audit.trust import trust_for
+    from scalegate.audit import trust_for
     from scalegate.cli._ledger import _open, _vkey
-    from scalegate.ledger.cosignature import CosignatureVerifier
+    from scalegate.ledger import CosignatureVerifier
 
     roots = [_vkey(r, "--org-root") for r in org_root]
     witnesses = []

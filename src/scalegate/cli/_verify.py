@@ -21,9 +21,13 @@ from scalegate.units import counted
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from scalegate.audit.regulator import HeldTo
-    from scalegate.audit.report import AuditReport, Violation
-    from scalegate.audit.runcheck import LedgerAudit, RunAudit
+    from scalegate.audit import (
+        AuditReport,
+        HeldTo,
+        LedgerAudit,
+        RunAudit,
+        Violation,
+    )
 
 
 def verify(
@@ -95,7 +99,7 @@ def verify(
 
     Exit status: 0 nothing violated, 3 violations found, 4 could not verify.
     """
-    from scalegate.audit.report import AuditReport
+    from scalegate.audit import AuditReport
 
     try:
         if (receipt is not None or entry is not None) and (html is not None
@@ -112,7 +116,7 @@ def verify(
                      policies=policies or [])
         report = audit if isinstance(audit, AuditReport) else audit.report
         if html is not None and not isinstance(audit, AuditReport):
-            from scalegate.audit.report_html import write_html
+            from scalegate.audit import write_html
 
             write_html(html, audit)
             err_console.print(f"audit report written to {html}", highlight=False)
@@ -151,7 +155,7 @@ def _run(trust: Path, ledger: str | None, state: Path | None, no_state: bool, as
          replay: bool = True, now: datetime | None = None,
          runs: list[str] | None = None, policies: list[str] | None = None
          ) -> AuditReport | LedgerAudit:
-    from scalegate.audit.trust import load_trust
+    from scalegate.audit import load_trust
     from scalegate.policy import load_policy
 
     trusted = load_trust(trust)
@@ -171,13 +175,13 @@ def _run(trust: Path, ledger: str | None, state: Path | None, no_state: bool, as
         if receipt is None or entry is None:
             raise VerificationError("--receipt and --entry go together: the receipt proves "
                                     "that entry.")
-        from scalegate.audit.receipt import audit_receipt
+        from scalegate.audit import audit_receipt
 
         return audit_receipt(_read(receipt, "receipt"), _entry(entry), trusted,
                              state_path=None if no_state else state,
                              source=str(receipt))
-    from scalegate.audit.runcheck import audit_ledger
-    from scalegate.ledger.log import default_ledger_path
+    from scalegate.audit import audit_ledger
+    from scalegate.ledger import default_ledger_path
 
     target = ledger if ledger is not None else default_ledger_path()
     kwargs = {"state_path": state, "use_state": not no_state, "workers": workers, "full": full,
@@ -195,7 +199,7 @@ def _run(trust: Path, ledger: str | None, state: Path | None, no_state: bool, as
 
 
 def _default_state() -> Path:
-    from scalegate.audit._seen import default_state_path
+    from scalegate.audit import default_state_path
 
     return default_state_path()
 

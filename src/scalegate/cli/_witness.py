@@ -29,7 +29,7 @@ StateOpt = typer.Option(..., "--state", help="The witness's state file (JSON).")
 
 def _log_key(text: str) -> str:
     """A verifier key given as text, or as a file whose last non-empty line is one."""
-    from scalegate.ledger.keys import VerifierKey
+    from scalegate.ledger import VerifierKey
 
     path = Path(text)
     if "+" not in text and path.is_file():
@@ -57,8 +57,8 @@ def init(
     state: Path = StateOpt,
 ) -> None:
     """Start a witness for the given logs; print its cosignature key (for trust files)."""
-    from scalegate.audit.witness import Witness
-    from scalegate.ledger.keys import VerifierKey
+    from scalegate.audit import Witness
+    from scalegate.ledger import VerifierKey
 
     try:
         keys = [VerifierKey.parse(_log_key(t)) for t in log]
@@ -83,10 +83,11 @@ def cosign(
         help="Also store the cosignature with the ledger's checkpoint (so receipts carry it)."),
 ) -> None:
     """Cosign the ledger's latest checkpoint if consistent; print the cosigned checkpoint."""
-    from scalegate.audit.witness import Witness, witness_ledger
-    from scalegate.ledger.checkpoint import Checkpoint
-    from scalegate.ledger.log import Ledger
-    from scalegate.ledger.note import parse_note
+    from scalegate.audit import (
+        Witness,
+        witness_ledger,
+    )
+    from scalegate.ledger import Checkpoint, Ledger, parse_note
 
     try:
         witness = Witness.open(state)
@@ -115,7 +116,7 @@ def add_checkpoint(
 
     A conflict (the spec's 409) prints the size this witness last cosigned.
     """
-    from scalegate.audit.witness import Witness
+    from scalegate.audit import Witness
     from scalegate.errors import WitnessConflict
 
     try:
@@ -141,10 +142,8 @@ def request(
 ) -> None:
     """Print the C2SP add-checkpoint request the log sends a witness: its latest checkpoint
     and the consistency proof from size --old (answer it with `witness add-checkpoint`)."""
-    from scalegate.audit.witness import format_add_checkpoint
-    from scalegate.ledger.checkpoint import Checkpoint
-    from scalegate.ledger.log import Ledger
-    from scalegate.ledger.note import parse_note
+    from scalegate.audit import format_add_checkpoint
+    from scalegate.ledger import Checkpoint, Ledger, parse_note
 
     try:
         with Ledger.open(ledger) as led:
@@ -166,7 +165,7 @@ def request(
 @app.command("show")
 def show(state: Path = StateOpt) -> None:
     """Show what this witness cosigned, per log, and any split-view evidence."""
-    from scalegate.audit.witness import Witness
+    from scalegate.audit import Witness
 
     try:
         witness = Witness.open(state)

@@ -50,9 +50,9 @@ from scalegate.compute.projection import Crossing, PlanSegment, Projection, Thre
 from scalegate.compute.step import StepFlop
 
 if TYPE_CHECKING:
-    from scalegate.compute.counter import Measurement, StepCounter, count
+    from scalegate.compute.counter import LossFn, Measurement, StepCounter, count
 
-_LAZY = {"StepCounter", "Measurement", "count"}
+_LAZY = {"StepCounter", "Measurement", "LossFn", "count"}
 
 
 def __getattr__(name: str) -> Any:
@@ -78,6 +78,7 @@ __all__ = [
     "Estimate",
     "FlopBreakdown",
     "HardwarePeriod",
+    "LossFn",
     "Measurement",
     "MethodFigure",
     "Phase",

@@ -29,7 +29,7 @@ from scalegate.demo.workspace import Workspace, create_workspace
 from scalegate.errors import RunError
 from scalegate.gate import Decision
 from scalegate.governance import approve, attest, notify, publish_policy, resume
-from scalegate.ledger.statements import CheckpointPredicate
+from scalegate.ledger import CheckpointPredicate
 from scalegate.manifest import manifest_of
 from scalegate.policy import Policy, load_policy
 from scalegate.runs import load_state
@@ -50,8 +50,7 @@ def _add_witness(ws: Workspace, root: Path) -> Any:
     """An independent witness (its own key and state, in ``root/witness``) that the
     auditor's trust file names, with a quorum of one."""
     from scalegate.audit import TrustFile, Witness, load_trust
-    from scalegate.ledger.cosignature import CosignatureVerifier
-    from scalegate.ledger.keys import SigningKey
+    from scalegate.ledger import CosignatureVerifier, SigningKey
 
     home = root / "witness"
     home.mkdir()
@@ -312,7 +311,7 @@ class _Demo:
 
 def run_demo(opts: DemoOptions, console: Console | None = None) -> bool:
     """Run the demo; True when it ended with a verified ledger."""
-    from scalegate.compute.counter import count
+    from scalegate.compute import count
     from scalegate.demo.training import DemoTrainer
 
     console = console or Console()

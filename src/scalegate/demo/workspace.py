@@ -12,9 +12,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from scalegate.ledger.keys import SigningKey
-from scalegate.ledger.log import Ledger
-from scalegate.ledger.statements import KeyPredicate, now_utc, sign_statement
+from scalegate.ledger import (
+    KeyPredicate,
+    Ledger,
+    SigningKey,
+    now_utc,
+    sign_statement,
+)
 
 #: who is in the demo organisation, and the roles each key is registered with.
 PEOPLE: dict[str, tuple[str, ...]] = {
@@ -92,7 +96,10 @@ def create_workspace(
 
 def _write_trust(path: Path, origin: str, log_key: SigningKey, org: str, root: SigningKey) -> None:
     """The auditor's trust file: what a regulator would configure for this lab's log."""
-    from scalegate.audit.trust import TrustedLog, TrustFile
+    from scalegate.audit import (
+        TrustedLog,
+        TrustFile,
+    )
 
     trust = TrustFile(
         log=TrustedLog(origin=origin, key=log_key.vkey),

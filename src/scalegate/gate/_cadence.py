@@ -17,7 +17,10 @@ from datetime import datetime, timedelta
 
 from scalegate.gate._measure import Finding, Measures, flop, plus, reached
 from scalegate.gate._thresholds import Crossing
-from scalegate.ledger.statements import Reason, Ref
+from scalegate.ledger import (
+    Reason,
+    Ref,
+)
 from scalegate.policy import Level, Policy
 from scalegate.state import RunState
 from scalegate.units import format_duration

@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from scalegate.gate._measure import Finding, plus
-from scalegate.ledger.statements import AttestationPredicate, EvalPredicate, Obligation, Reason, Ref
+from scalegate.ledger import (
+    AttestationPredicate,
+    EvalPredicate,
+    Obligation,
+    Reason,
+    Ref,
+)
 from scalegate.policy import Capability, EvaluationTrigger, Level, Notify, Policy
 from scalegate.state import Recorded, RunState
 

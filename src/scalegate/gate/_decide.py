@@ -10,7 +10,13 @@ from scalegate.gate._capabilities import capability_findings
 from scalegate.gate._measure import Finding, Measures, flop, reached
 from scalegate.gate._model import Decision
 from scalegate.gate._thresholds import crossings, obligations, pause_findings
-from scalegate.ledger.statements import VERDICT_ORDER, Obligation, PausePredicate, Reason, Ref
+from scalegate.ledger import (
+    VERDICT_ORDER,
+    Obligation,
+    PausePredicate,
+    Reason,
+    Ref,
+)
 from scalegate.policy import Policy, quorum_roles
 from scalegate.state import Recorded, RunState
 

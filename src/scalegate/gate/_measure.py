@@ -23,7 +23,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from scalegate.ledger.statements import ComputePredicate, EvalPredicate, Reason, Ref
+from scalegate.ledger import (
+    ComputePredicate,
+    EvalPredicate,
+    Reason,
+    Ref,
+)
 from scalegate.policy import Policy
 from scalegate.state import Recorded, Records, RunState
 

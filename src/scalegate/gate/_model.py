@@ -8,7 +8,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from scalegate.errors import RunError
-from scalegate.ledger.statements import DecisionPredicate, Obligation, Reason, Ref, Verdict
+from scalegate.ledger import (
+    DecisionPredicate,
+    Obligation,
+    Reason,
+    Ref,
+    Verdict,
+)
 
 #: The rule kinds a reason can name (``<kind>:<detail>``), in order of the design's rules.
 RULE_KINDS: tuple[str, ...] = (

@@ -16,7 +16,11 @@ from scalegate.gate._cadence import eval_info, reevaluation_missing
 from scalegate.gate._decide import Ceiling, assess, build, ceiling_for, pause_level, utc
 from scalegate.gate._measure import Finding, Measures, flop, reached
 from scalegate.gate._model import Missing, Resumption
-from scalegate.ledger.statements import ApprovalPredicate, PausePredicate, Ref
+from scalegate.ledger import (
+    ApprovalPredicate,
+    PausePredicate,
+    Ref,
+)
 from scalegate.policy import Policy, QuorumClause, seat_quorum
 from scalegate.state import Recorded, RunState, same_ref
 

@@ -6,7 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from scalegate.gate._measure import Finding, Measures, flop, plus, reached
-from scalegate.ledger.statements import Obligation, Reason, Ref
+from scalegate.ledger import (
+    Obligation,
+    Reason,
+    Ref,
+)
 from scalegate.policy import ComputeThreshold, Policy
 from scalegate.state import RunState
 

@@ -27,8 +27,7 @@ from scalegate.integrations.trackers import MetricAxes, declare_flop_axis
 if TYPE_CHECKING:
     import torch
 
-    from scalegate.compute.counter import LossFn
-    from scalegate.compute.step import StepFlop
+    from scalegate.compute import LossFn, StepFlop
     from scalegate.integrations._meter import TokensOf
     from scalegate.integrations.distributed import (
         Evaluator,

@@ -15,14 +15,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from scalegate.compute.phases import PHASES
+from scalegate.compute import PHASES
 from scalegate.errors import RunError
 
 if TYPE_CHECKING:
     import torch
 
-    from scalegate.compute.counter import LossFn, Measurement, StepCounter
-    from scalegate.compute.step import StepFlop
+    from scalegate.compute import LossFn, Measurement, StepCounter, StepFlop
 
 TokensOf = Callable[[Any], float]
 
@@ -105,7 +104,7 @@ class Meter:
     def counter(self) -> StepCounter:
         """The :class:`~scalegate.compute.StepCounter` (created on first use)."""
         if self._counter is None:
-            from scalegate.compute.counter import StepCounter
+            from scalegate.compute import StepCounter
 
             self._counter = StepCounter(self.model, loss_fn=self.loss_fn)
         return self._counter

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from scalegate.errors import RunError
-from scalegate.ledger.statements import CheckpointPredicate
+from scalegate.ledger import CheckpointPredicate
 from scalegate.manifest import manifest_of
 from scalegate.state import RunState
 
 if TYPE_CHECKING:
-    from scalegate.ledger.log import Ledger
+    from scalegate.ledger import Ledger
 
 
 def restart_point(state: RunState) -> CheckpointPredicate | None:
@@ -42,7 +42,7 @@ def resume_checkpoint(ledger: Ledger | str | os.PathLike[str], run_id: str) -> s
     >>> start = resume_checkpoint("ledger.db", "run-1")      # doctest: +SKIP
     >>> trainer.train(resume_from_checkpoint=start)          # doctest: +SKIP
     """
-    from scalegate.ledger.log import Ledger
+    from scalegate.ledger import Ledger
     from scalegate.runs import load_state
 
     if isinstance(ledger, str | os.PathLike):

@@ -44,7 +44,10 @@ from scalegate.integrations._meter import Meter, TokensOf, unpack
 from scalegate.integrations._restart import check_restart, restart_point
 from scalegate.integrations._supervision import FrameworkSupervisor
 from scalegate.integrations.trackers import Report, Reporter, Trackers, trackers_of
-from scalegate.ledger.statements import CheckpointPredicate, now_utc
+from scalegate.ledger import (
+    CheckpointPredicate,
+    now_utc,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -52,11 +55,10 @@ if TYPE_CHECKING:
     import torch
     from torch.distributed import ProcessGroup
 
-    from scalegate.compute.counter import LossFn
+    from scalegate.compute import LossFn
     from scalegate.evals import Evaluation, Suite
     from scalegate.integrations.trackers import ScalarWriter
-    from scalegate.ledger.keys import SigningKey
-    from scalegate.ledger.log import Ledger
+    from scalegate.ledger import Ledger, SigningKey
     from scalegate.policy import Policy
     from scalegate.supervisor import Clock
 
@@ -161,8 +163,7 @@ def _unwrapped(model: torch.nn.Module | None) -> torch.nn.Module | None:
 
 def _load(policy: PolicySource | None, ledger: LedgerSource | None, key: KeySource | None
           ) -> tuple[Policy, Ledger, SigningKey, bool]:
-    from scalegate.ledger.keys import SigningKey
-    from scalegate.ledger.log import Ledger
+    from scalegate.ledger import Ledger, SigningKey
     from scalegate.policy import Policy, load_policy
 
     if policy is None:

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from torch.utils.hooks import RemovableHandle
     from transformers import Trainer, TrainerControl, TrainerState, TrainingArguments
 
-    from scalegate.compute.counter import LossFn
+    from scalegate.compute import LossFn
     from scalegate.integrations._meter import TokensOf
     from scalegate.integrations.distributed import (
         Collective,

@@ -43,8 +43,7 @@ if TYPE_CHECKING:
     import torch
     from lightning.pytorch.utilities.types import STEP_OUTPUT
 
-    from scalegate.compute.counter import Measurement
-    from scalegate.compute.step import StepFlop
+    from scalegate.compute import Measurement, StepFlop
     from scalegate.integrations._meter import TokensOf
     from scalegate.integrations.distributed import (
         Evaluator,

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from scalegate.errors import RunError
-from scalegate.ledger.statements import Verdict
+from scalegate.ledger import Verdict
 
 if TYPE_CHECKING:
     from scalegate.supervisor import Supervisor

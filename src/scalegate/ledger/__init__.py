@@ -1,61 +1,149 @@
 """The signed transparency ledger: RFC 6962 tree, C2SP notes and checkpoints, DSSE
-envelopes carrying in-toto statements, and the log that admits only registered signers."""
+envelopes carrying in-toto statements, and the log that admits only registered signers.
+
+What other packages use, by concern:
+
+- the log: :class:`Ledger` (open, append, prove, :meth:`Ledger.verify` →
+  :class:`IntegrityReport`), :class:`LogEntry`, :class:`AppendResult`;
+- statements: :class:`Statement`, one ``*Predicate`` per kind (``PREDICATES``),
+  :func:`make_statement`, :func:`sign_statement`, :func:`parse_statement`, :class:`Ref`;
+- keys and who may sign: :class:`SigningKey`, :class:`VerifierKey`, :class:`KeyRegistry`;
+- formats: DSSE :class:`Envelope`, C2SP notes, checkpoints and cosignatures, tlog-proof
+  receipts, RFC 3161 time-stamps, the RFC 6962 hashes and proofs (:mod:`.merkle`);
+- the whole-log check an outside auditor runs on raw rows: :class:`LedgerReader`,
+  :class:`LogSweep` (→ :class:`CheckedEntry` per entry), :class:`PriorCheck`.
+
+Storage (``_store``, ``_tables``) and the checks behind them are private.
+"""
 
 from scalegate.ledger._integrity import IntegrityReport
 from scalegate.ledger._reader import LedgerReader
 from scalegate.ledger._store import shown_location
 from scalegate.ledger._verify import CLOCK_SKEW, CheckedEntry, LogSweep, PriorCheck
 from scalegate.ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from scalegate.ledger.cosignature import CosignatureVerifier, cosign, cosignatures
 from scalegate.ledger.envelope import Envelope, sign_envelope, verify_envelope
-from scalegate.ledger.keys import SigningKey, VerifierKey
+from scalegate.ledger.keys import SigningKey, VerifierKey, verifier_key_in
 from scalegate.ledger.log import AppendResult, Ledger, LogEntry, default_ledger_path
-from scalegate.ledger.merkle import (
-    leaf_hash,
-    root,
-    verify_consistency,
-    verify_inclusion,
+from scalegate.ledger.merkle import leaf_hash, root, verify_consistency, verify_inclusion
+from scalegate.ledger.note import (
+    NoteSignature,
+    Verifier,
+    add_signature_lines,
+    open_note,
+    parse_note,
+    sign_note,
+    verify_note,
 )
-from scalegate.ledger.note import open_note, sign_note
-from scalegate.ledger.registry import KeyRegistry, RegisteredKey
+from scalegate.ledger.registry import KEY_KINDS, KeyRegistry, RegisteredKey, org_of
 from scalegate.ledger.statements import (
+    PREDICATES,
+    VERDICT_ORDER,
+    ApprovalPredicate,
+    AttestationPredicate,
+    CheckpointPredicate,
+    ComputePredicate,
+    DecisionPredicate,
+    EvalPredicate,
+    KeyPredicate,
+    KeyRevocationPredicate,
+    NotificationPredicate,
+    Obligation,
+    PausePredicate,
+    PolicyPredicate,
+    PolicyRef,
+    Predicate,
+    Reason,
     Ref,
+    ResumePredicate,
+    RunPredicate,
     Statement,
+    Verdict,
     make_statement,
+    now_utc,
     parse_statement,
     sign_statement,
 )
+from scalegate.ledger.timestamp import (
+    TimestampInvalid,
+    request_timestamp,
+    require_rfc3161,
+    signed_checkpoint,
+    token_signer,
+    verify_timestamp,
+)
+from scalegate.ledger.tlog_proof import parse_receipt
 
 __all__ = [
     "CLOCK_SKEW",
+    "KEY_KINDS",
+    "PREDICATES",
+    "VERDICT_ORDER",
     "AppendResult",
+    "ApprovalPredicate",
+    "AttestationPredicate",
     "CheckedEntry",
     "Checkpoint",
+    "CheckpointPredicate",
+    "ComputePredicate",
+    "CosignatureVerifier",
+    "DecisionPredicate",
     "Envelope",
+    "EvalPredicate",
     "IntegrityReport",
+    "KeyPredicate",
     "KeyRegistry",
+    "KeyRevocationPredicate",
     "Ledger",
     "LedgerReader",
     "LogEntry",
     "LogSweep",
+    "NoteSignature",
+    "NotificationPredicate",
+    "Obligation",
+    "PausePredicate",
+    "PolicyPredicate",
+    "PolicyRef",
+    "Predicate",
     "PriorCheck",
+    "Reason",
     "Ref",
     "RegisteredKey",
+    "ResumePredicate",
+    "RunPredicate",
     "SigningKey",
     "Statement",
+    "TimestampInvalid",
+    "Verdict",
+    "Verifier",
     "VerifierKey",
+    "add_signature_lines",
+    "cosign",
+    "cosignatures",
     "default_ledger_path",
     "leaf_hash",
     "make_statement",
+    "now_utc",
     "open_checkpoint",
     "open_note",
+    "org_of",
+    "parse_note",
+    "parse_receipt",
     "parse_statement",
+    "request_timestamp",
+    "require_rfc3161",
     "root",
     "shown_location",
     "sign_checkpoint",
     "sign_envelope",
     "sign_note",
     "sign_statement",
+    "signed_checkpoint",
+    "token_signer",
+    "verifier_key_in",
     "verify_consistency",
     "verify_envelope",
     "verify_inclusion",
+    "verify_note",
+    "verify_timestamp",
 ]

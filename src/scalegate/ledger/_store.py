@@ -624,6 +624,18 @@ class Writer:
         self.conn.execute(delete(keys_t).where(keys_t.c.keyid.in_([r["keyid"] for r in rows])))
         self.conn.execute(insert(keys_t), rows)
 
+    def checkpoint_note(self, size: int) -> str | None:
+        """The stored checkpoint note of ``size``, if there is one."""
+        row = self.conn.execute(
+            select(checkpoints_t.c.note).where(checkpoints_t.c.size == size)).first()
+        return None if row is None else column_text(row[0])
+
+    def set_checkpoint_note(self, size: int, note: str) -> None:
+        """Replace the stored note of checkpoint ``size`` (the same checkpoint, with more
+        cosignatures)."""
+        self.conn.execute(
+            update(checkpoints_t).where(checkpoints_t.c.size == size).values(note=note))
+
     def replace_keys(self, keys: Iterable[RegisteredKey]) -> None:
         """Replace the whole key-registry cache (after rebuilding it from the entries)."""
         self.conn.execute(delete(keys_t))

@@ -26,7 +26,7 @@ from pydantic import (
     field_validator,
 )
 
-from scalegate.compute.phases import PHASES
+from scalegate.compute import PHASES
 from scalegate.documents import MAX_JSON_DEPTH, JsonTooDeep, json_too_deep, load_json
 from scalegate.errors import StatementError
 

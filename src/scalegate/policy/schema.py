@@ -32,7 +32,10 @@ from pydantic import (
     model_validator,
 )
 
-from scalegate.compute.phases import PHASES, Phase
+from scalegate.compute import (
+    PHASES,
+    Phase,
+)
 from scalegate.errors import PolicyError
 from scalegate.policy.quorum import (
     Quorum,
