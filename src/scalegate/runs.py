@@ -26,7 +26,7 @@ from scalegate.ledger import (
     sign_statement,
 )
 from scalegate.policy import Policy, parse_policy
-from scalegate.state import Entry, RunState, fold
+from scalegate.state import LoggedStatement, RunState, fold
 
 
 def ref_of(entry: LogEntry) -> Ref:
@@ -34,13 +34,13 @@ def ref_of(entry: LogEntry) -> Ref:
     return Ref(index=entry.index, leaf_hash=entry.leaf_hash.hex())
 
 
-def to_entries(log_entries: Iterable[LogEntry], registry: KeyRegistry) -> list[Entry]:
+def to_entries(log_entries: Iterable[LogEntry], registry: KeyRegistry) -> list[LoggedStatement]:
     """Log entries as the fold wants them: ref, statement, signer name and roles."""
     out = []
     for e in log_entries:
         reg = registry.get(e.signer)
         out.append(
-            Entry(
+            LoggedStatement(
                 ref=ref_of(e),
                 statement=e.statement,
                 signer=reg.vkey.name if reg else e.signer.split("+", 1)[0],

@@ -6,7 +6,7 @@ whether an attestation's signer may attest, or an approver may approve, is the
 gate's question. For that the fold keeps, with every statement, the signer's key
 name and the roles that key held — resolved by the caller from ``key`` statements.
 
->>> state = fold(entries)          # entries: Entry(ref, statement, signer, roles)
+>>> state = fold(entries)          # entries: LoggedStatement(ref, statement, signer, roles)
 >>> state = fold(more, into=state) # continue from an earlier state
 >>> state = fold(more, into=state, extend=True)  # ... reusing (consuming) its lists
 
@@ -46,8 +46,9 @@ from scalegate.ledger import (
 P = TypeVar("P", bound=Predicate)
 
 
-class Entry(BaseModel):
-    """One ledger entry as the fold sees it: where it is, what it says, who signed it."""
+class LoggedStatement(BaseModel):
+    """A statement as the log holds it, as the fold reads it: where it is (``ref``), what
+    it says, who signed it (and their roles), and when it was logged."""
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
@@ -84,7 +85,7 @@ class Recorded(BaseModel, Generic[P]):
 
 #: What :func:`fold` takes: ledger entries, or records already made (an entry reduced to
 #: its predicate, as a state keeps it: the fold keeps such a record as it is).
-EntryOrRecord: TypeAlias = Entry | Recorded[Any]
+StatementOrRecord: TypeAlias = LoggedStatement | Recorded[Any]
 
 
 class Records(list[Any]):
@@ -226,7 +227,7 @@ def record_type(kind: type[P]) -> type[Recorded[P]]:
     return cls
 
 
-def _record(entry: EntryOrRecord) -> Recorded[Predicate]:
+def _record(entry: StatementOrRecord) -> Recorded[Predicate]:
     predicate = entry.predicate
     cls = _RECORDED.get(type(predicate)) or record_type(type(predicate))
     if type(entry) is cls:  # a record of its own kind already (immutable): keep it
@@ -245,7 +246,7 @@ def _time_of(predicate: Predicate) -> datetime | None:
 
 
 def fold(
-    entries: Iterable[EntryOrRecord],
+    entries: Iterable[StatementOrRecord],
     *,
     run_id: str | None = None,
     into: RunState | None = None,
@@ -253,8 +254,8 @@ def fold(
 ) -> RunState:
     """Fold ledger entries into the state of one run.
 
-    ``entries`` are :class:`Entry` objects or records already made (see
-    :data:`EntryOrRecord`). ``run_id`` selects the run; without it, the first ``run``
+    ``entries`` are :class:`LoggedStatement` objects or records already made (see
+    :data:`StatementOrRecord`). ``run_id`` selects the run; without it, the first ``run``
     statement's run is used. Entries about other runs are skipped; organisation-scoped
     attestations (no run id) are kept when they concern the run's organisation (or name
     none). ``into`` continues an earlier fold. Raises :class:`RunError` only if two
@@ -278,7 +279,7 @@ def fold(
     size = base.size
     latest = base.latest_time
     nxt = base.next_seq
-    pending_attestations: list[EntryOrRecord] = []
+    pending_attestations: list[StatementOrRecord] = []
     compute, compute_record = lists["compute"], record_type(ComputePredicate)
     for entry in entries:
         index = entry.ref.index

@@ -46,7 +46,7 @@ from scalegate.manifest import manifest_of
 from scalegate.policy import Policy
 from scalegate.remedies import missing_lines
 from scalegate.runs import load_state, register_run, state_decision
-from scalegate.state import Entry, RunState, fold
+from scalegate.state import LoggedStatement, RunState, fold
 from scalegate.units import sig2
 
 Clock = Callable[[], datetime]
@@ -575,7 +575,7 @@ class Supervisor:
                 hint="Fix the ledger (disk, permissions, key registration), then reopen the run.",
             ) from exc
         entries = [
-            Entry(ref=_ref(r), statement=s, signer=self.key.name, roles=self._roles)
+            LoggedStatement(ref=_ref(r), statement=s, signer=self.key.name, roles=self._roles)
             for r, s in zip(results, statements, strict=True)
         ]
         self.state = fold(entries, run_id=self.run_id, into=self.state, extend=True)

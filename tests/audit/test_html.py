@@ -18,7 +18,7 @@ from scalegate.audit._plots import MAX_POINTS, compute_figure
 from scalegate.audit.report_html import render_html, write_html
 from scalegate.errors import VerificationError
 from scalegate.ledger.statements import ComputePredicate, Ref, RunPredicate, make_statement
-from scalegate.state import Entry, fold
+from scalegate.state import LoggedStatement, fold
 
 from .runworld import POLICY, RUN, T0, World, build_stages
 
@@ -165,7 +165,7 @@ def test_long_runs_are_thinned_for_plotting() -> None:
     run = make_statement(RunPredicate(
         run_id="long", org="o", model="m", started_at=T0,
         policy={"id": POLICY.id, "version": POLICY.version, "digest": POLICY.digest()}))
-    entries = [Entry(ref=ref, statement=run)] + [Entry(
+    entries = [LoggedStatement(ref=ref, statement=run)] + [LoggedStatement(
         ref=Ref(index=i, leaf_hash="0" * 64), statement=make_statement(ComputePredicate(
             run_id="long", step=i, tokens=1.0 * i, flop_by_phase={"pretraining": 1e9 * i},
             effective_flop=1e9 * i, method="declared", at=T0 + timedelta(seconds=i))))

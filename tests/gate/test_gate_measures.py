@@ -21,14 +21,14 @@ from scalegate.gate import decide, effective_counter, resumption
 from scalegate.gate._measure import Measures, beyond, reached
 from scalegate.ledger.statements import ComputePredicate, Ref, make_statement
 from scalegate.policy import load_policy
-from scalegate.state import Entry, Records, RunState, fold
+from scalegate.state import LoggedStatement, Records, RunState, fold
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 PHASES = ["pretraining", "fine-tuning", "rl", "evaluation", "synthetic-data"]
 
 
-def _compute(index: int, step: int, flop: dict[str, float], hours: int) -> Entry:
-    return Entry(
+def _compute(index: int, step: int, flop: dict[str, float], hours: int) -> LoggedStatement:
+    return LoggedStatement(
         ref=Ref(index=index, leaf_hash=f"{index:064x}"),
         statement=make_statement(ComputePredicate(
             run_id="r", step=step, tokens=1.0, flop_by_phase=flop,

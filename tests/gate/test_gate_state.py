@@ -18,13 +18,14 @@ from scalegate.ledger.statements import (
     parse_statement,
 )
 from scalegate.policy import QuorumClause
-from scalegate.state import Entry, Recorded, fold, record_type
+from scalegate.state import LoggedStatement, Recorded, fold, record_type
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def _entry(index: int, predicate, signer: str | None = None, roles: tuple[str, ...] = ()) -> Entry:
-    return Entry(
+def _entry(index: int, predicate, signer: str | None = None,
+           roles: tuple[str, ...] = ()) -> LoggedStatement:
+    return LoggedStatement(
         ref=Ref(index=index, leaf_hash=f"{index:064x}"),
         statement=make_statement(predicate),
         signer=signer,
@@ -186,7 +187,7 @@ def test_records_are_folded_as_they_are() -> None:
     # Entries and records mixed, in pieces: the same state.
     by_index = {r.index: r for r in records}
     mixed = [by_index.get(e.ref.index, e) if i % 2 else e for i, e in enumerate(t.entries)]
-    assert any(isinstance(x, Entry) for x in mixed) and any(x in records for x in mixed)
+    assert any(isinstance(x, LoggedStatement) for x in mixed) and any(x in records for x in mixed)
     assert fold(mixed[3:], into=fold(mixed[:3], run_id=t.run_id)) == state
     assert record_type(ComputePredicate) is record_type(ComputePredicate)
     assert record_type(ComputePredicate) is Recorded[ComputePredicate]

@@ -47,7 +47,7 @@ from scalegate.ledger.statements import (
     make_statement,
 )
 from scalegate.policy import Policy, load_policy, policy_from_data
-from scalegate.state import Entry, RunState, fold
+from scalegate.state import LoggedStatement, RunState, fold
 from scalegate.units import parse_duration, parse_quantity
 
 TRAINER = "lab/trainer"
@@ -74,7 +74,7 @@ class Timeline:
     keys: dict[str, tuple[str, ...]]
     now: datetime
     tick: timedelta
-    entries: list[Entry] = field(default_factory=list)
+    entries: list[LoggedStatement] = field(default_factory=list)
     step: int = 0
     flop_by_phase: dict[str, float] = field(default_factory=dict)
     decisions: list[Decision] = field(default_factory=list)  # every decision observed
@@ -87,7 +87,8 @@ class Timeline:
         statement = make_statement(predicate)
         ref = Ref(index=len(self.entries), leaf_hash=leaf_hash(statement.to_payload()).hex())
         roles = self.keys.get(signer, ("trainer",) if signer == TRAINER else ())
-        self.entries.append(Entry(ref=ref, statement=statement, signer=signer, roles=roles))
+        self.entries.append(LoggedStatement(ref=ref, statement=statement, signer=signer,
+                                            roles=roles))
         return ref
 
     def state(self) -> RunState:

@@ -12,7 +12,7 @@ from scalegate.ledger import (
     ResumePredicate,
 )
 from scalegate.policy import Policy
-from scalegate.state import EntryOrRecord, RunState, same_ref
+from scalegate.state import RunState, StatementOrRecord, same_ref
 
 #: (kind, message, refs)
 Finding = tuple[str, str, list[Ref]]
@@ -21,7 +21,7 @@ Finding = tuple[str, str, list[Ref]]
 def check_resume(
     policy: Policy,
     state: RunState,
-    entry: EntryOrRecord,
+    entry: StatementOrRecord,
     is_decision: Callable[[Ref], bool],
 ) -> tuple[list[Finding], Resumption | None]:
     """Violations of one ``resume`` given the run's ``state`` just before it; ``is_decision``

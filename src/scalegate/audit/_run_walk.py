@@ -47,7 +47,7 @@ from scalegate.ledger import (
     ResumePredicate,
 )
 from scalegate.policy import Policy
-from scalegate.state import EntryOrRecord, RunState, fold
+from scalegate.state import RunState, StatementOrRecord, fold
 
 _TOL = 1e-9  # relative, as the gate compares compute with its milestones
 _TRAINER_KINDS = (ComputePredicate, CheckpointPredicate, DecisionPredicate, PausePredicate,
@@ -109,13 +109,13 @@ class _Pause:
 class RunWalk:
     """One replay of one run; :meth:`run` returns the :class:`RunReplay`."""
 
-    def __init__(self, policy: Policy, entries: Sequence[EntryOrRecord], run_id: str,
+    def __init__(self, policy: Policy, entries: Sequence[StatementOrRecord], run_id: str,
                  now: datetime | None, grace: timedelta,
                  times: WitnessedTimes | None = None) -> None:
         self.policy, self.run_id, self.now, self.grace = policy, run_id, now, grace
         self.times = times
         self.operator_word: list[Violation] = []
-        self.entries: list[EntryOrRecord] = list(entries)
+        self.entries: list[StatementOrRecord] = list(entries)
         self.indices = list(map(_INDEX, self.entries))
         if any(map(operator.gt, self.indices, self.indices[1:])):  # not in log order yet
             self.entries.sort(key=_INDEX)
@@ -145,7 +145,7 @@ class RunWalk:
         self.due_past: float | None = None
         self.next_time: datetime | None = None
         self.ask_next = True
-        self.after_evals: EntryOrRecord | None = None  # results not yet followed by a decision
+        self.after_evals: StatementOrRecord | None = None  # results not yet followed by a decision
         self.answered_at = -1  # index of the entry the last answer was given at
         self.obligations: dict[str, tuple[Obligation, Ref | None]] = {}
         cad = policy.evaluation
@@ -216,7 +216,7 @@ class RunWalk:
         self.violations.append(Violation(kind=kind, message=message, refs=refs,
                                          run_id=self.run_id))
 
-    def _entry(self, ref: Ref, cls: type[Predicate]) -> EntryOrRecord | None:
+    def _entry(self, ref: Ref, cls: type[Predicate]) -> StatementOrRecord | None:
         k = bisect.bisect_left(self.indices, ref.index)
         if k == len(self.indices) or self.indices[k] != ref.index:
             return None
@@ -228,7 +228,7 @@ class RunWalk:
 
     # --- compute and checkpoints ---------------------------------------------------------------
 
-    def _compute(self, pos: int, e: EntryOrRecord, p: ComputePredicate) -> None:
+    def _compute(self, pos: int, e: StatementOrRecord, p: ComputePredicate) -> None:
         # Every field read once: this runs for nearly every entry of a run.
         ref, step, tokens, flop_by_phase, at = e.ref, p.step, p.tokens, p.flop_by_phase, p.at
         eff = self.effective_of(flop_by_phase)
@@ -280,7 +280,7 @@ class RunWalk:
                     f"#{pref.index}: {', '.join(drops)} (compute statements are cumulative)",
                     [pref, ref])
 
-    def _checkpoint(self, e: EntryOrRecord, p: CheckpointPredicate) -> None:
+    def _checkpoint(self, e: StatementOrRecord, p: CheckpointPredicate) -> None:
         self._advance(e.ref, p.step, -1.0, p.at, "checkpoint")
 
     def _advance(self, ref: Ref, step: int, eff: float, at: datetime, what: str) -> None:
@@ -345,7 +345,7 @@ class RunWalk:
 
     # --- decisions -----------------------------------------------------------------------------
 
-    def _decision(self, e: EntryOrRecord, p: DecisionPredicate) -> None:
+    def _decision(self, e: StatementOrRecord, p: DecisionPredicate) -> None:
         index, basis = e.ref.index, p.basis_size
         problems = []
         if basis > index:
@@ -551,7 +551,7 @@ class RunWalk:
 
     # --- pauses and resumptions ------------------------------------------------------------------
 
-    def _pause(self, e: EntryOrRecord, p: PausePredicate) -> None:
+    def _pause(self, e: StatementOrRecord, p: PausePredicate) -> None:
         where = f"pause #{e.ref.index}"
         if self._entry(p.decision, DecisionPredicate) is None:
             self._v("bad-reference", f"{where} cites entry #{p.decision.index} as its decision, "
@@ -566,7 +566,7 @@ class RunWalk:
         self.pause = _Pause(e.ref, base, self.pause.reported if self.pause else False)
         self.required, self.offending = None, False
 
-    def _resume(self, e: EntryOrRecord) -> None:
+    def _resume(self, e: StatementOrRecord) -> None:
         self.resumes += 1
         state = self.state_through(e.ref.index - 1)
         findings, res = check_resume(self.policy, state, e, lambda r: self._entry(
@@ -582,7 +582,7 @@ class RunWalk:
             if self.answered_at < p.pause.index:
                 self.ask_next = True  # no resumption decision to take the ceiling from
 
-    def _attestation(self, e: EntryOrRecord, p: AttestationPredicate) -> None:
+    def _attestation(self, e: StatementOrRecord, p: AttestationPredicate) -> None:
         sg = self.policy.safeguard(p.safeguard)
         if sg is None or set(sg.attested_by) & set(e.roles):
             return

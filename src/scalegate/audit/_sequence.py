@@ -21,7 +21,7 @@ from scalegate.ledger import (
     ResumePredicate,
     RunPredicate,
 )
-from scalegate.state import EntryOrRecord, in_place
+from scalegate.state import StatementOrRecord, in_place
 
 __all__ = ["out_of_place"]
 
@@ -30,15 +30,15 @@ _SEQUENCED = (ComputePredicate, CheckpointPredicate, EvalPredicate, DecisionPred
 
 
 def out_of_place(
-    run_id: str, entries: Iterable[EntryOrRecord]
-) -> list[tuple[str, EntryOrRecord, bool]]:
+    run_id: str, entries: Iterable[StatementOrRecord]
+) -> list[tuple[str, StatementOrRecord, bool]]:
     """``(message, entry, replayed)`` for each of the run's statements out of its place.
 
     ``entries`` in log order; entries of other runs are skipped. A replayed statement
     (numbered for an earlier place) is left out of the run, as :func:`~scalegate.state.fold`
     leaves it out; after a gap the count goes on from the statement's own number.
     """
-    found: list[tuple[str, EntryOrRecord, bool]] = []
+    found: list[tuple[str, StatementOrRecord, bool]] = []
     expected = 0
     for e in entries:
         p = e.predicate

@@ -46,7 +46,7 @@ from scalegate.ledger import (
     Verdict,
 )
 from scalegate.policy import Policy
-from scalegate.state import EntryOrRecord, RunState
+from scalegate.state import RunState, StatementOrRecord
 
 __all__ = [
     "RUN_VIOLATION_KINDS",
@@ -139,7 +139,7 @@ class RunReplay(BaseModel):
 
 def replay_run(
     policy: Policy,
-    entries: Sequence[EntryOrRecord],
+    entries: Sequence[StatementOrRecord],
     run_id: str,
     *,
     now: datetime | None = None,
@@ -151,7 +151,7 @@ def replay_run(
     ``entries`` are the run's entries plus organisation-wide attestations (any order;
     each with its signer's key name and the roles that key held), as
     :class:`~scalegate.state.Entry` objects or as the records a state keeps (see
-    :data:`~scalegate.state.EntryOrRecord`). ``now`` is the audit
+    :data:`~scalegate.state.StatementOrRecord`). ``now`` is the audit
     time, against which notification deadlines are judged (default: the latest time
     the run's statements record). ``time_grace`` is :data:`TIME_GRACE`. ``times`` are the
     witnessed bounds on when each entry was logged, by which notifications are judged
@@ -164,7 +164,7 @@ def replay_run(
 
 
 def replay_decisions(
-    policy: Policy, entries: Sequence[EntryOrRecord], run_id: str
+    policy: Policy, entries: Sequence[StatementOrRecord], run_id: str
 ) -> list[ReplayedDecision]:
     """Replay every ``decision`` of ``run_id`` in ``entries`` (all of the run's entries and
     organisation-wide attestations, any order): :func:`replay_run`'s decisions only."""

@@ -52,7 +52,7 @@ from scalegate.ledger import (
     Statement,
 )
 from scalegate.policy import Policy, parse_policy
-from scalegate.state import EntryOrRecord, Recorded, record_type, same_ref
+from scalegate.state import Recorded, StatementOrRecord, record_type, same_ref
 from scalegate.units import counted
 
 __all__ = ["RUN_AUDIT_KINDS", "SETUP_VIOLATION_KINDS", "LedgerAudit", "RunAudit",
@@ -432,7 +432,7 @@ def _policy_of(run: Recorded[Any], policies: list[Recorded[Any]], report: AuditR
     return policy, None
 
 
-def _digest(entry: EntryOrRecord) -> str | None:
+def _digest(entry: StatementOrRecord) -> str | None:
     p = entry.predicate
     return p.digest if isinstance(p, PolicyPredicate) else None
 
