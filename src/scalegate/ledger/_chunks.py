@@ -16,12 +16,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from scalegate.ledger._entry_check import (
-    Candidates,
-    EntryVerdict,
-    check_entries,
-    set_candidates,
-)
+from scalegate.ledger._entry_check import Candidates, check_entries_raw, set_candidates
 from scalegate.ledger._reader import LedgerReader
 from scalegate.ledger._tables import EntryRow
 from scalegate.ledger._tree_check import ChunkTree, chunk_tree
@@ -42,9 +37,12 @@ class Columns(NamedTuple):
 class ChunkVerdict(NamedTuple):
     """What one chunk's check found, cheap to send between processes."""
 
-    columns: list[Columns | None]  # per position; ``None`` where the entry is missing
+    #: Per position, a :class:`Columns` as a plain tuple; ``None`` where the entry is missing.
+    columns: list[tuple[Any, ...] | None]
     tree: ChunkTree
-    checked: list[EntryVerdict]  # per present row, in order
+    #: Per present row, in order: an :class:`EntryVerdict` as a plain tuple (one per
+    #: entry crosses between processes; :func:`as_verdict` names it).
+    checked: list[tuple[Any, ...]]
     undecoded: dict[int, bytes]  # the bytes of entries whose envelope did not decode
     reused: int  # signature verdicts taken from an earlier check
 
@@ -80,13 +78,13 @@ def check_chunk(
     known = None
     if prior is not None and tree.whole and tree.top == prior.top:
         known = [bool(prior.bits[i >> 3] >> (i & 7) & 1) for i in range(b - a)]
-    checked = check_entries([(r.index, r.data) for r in present], full, payloads, known)
+    checked = check_entries_raw([(r.index, r.data) for r in present], full, payloads, known)
     same: dict[Any, Any] = {}  # one object per repeated value: pickled once
-    columns: list[Columns | None] = [
-        None if r is None else Columns(
+    columns: list[tuple[Any, ...] | None] = [
+        None if r is None else (
             r.index, same.setdefault(r.kind, r.kind), same.setdefault(r.run_id, r.run_id),
             same.setdefault(r.signer, r.signer), same.setdefault(r.appended_at, r.appended_at))
         for r in rows]
     undecoded = {r.index: r.data for r, c in zip(present, checked, strict=True)
-                 if payloads and c.problem is not None}
+                 if payloads and c[2] is not None}
     return ChunkVerdict(columns, tree, checked, undecoded, sum(known) if known else 0)

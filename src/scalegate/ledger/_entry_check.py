@@ -34,6 +34,7 @@ Candidates = dict[str, tuple[bytes, ...]]
 #: A public key a signature was checked against, as ``(keyid, public key bytes)``.
 KeyPair = tuple[str, bytes]
 
+_new = tuple.__new__  # a named view of a plain tuple, without a Python-level constructor
 # keyid -> the (keyid, public) pairs named for it; set per process by set_candidates
 _PAIRS: dict[str, tuple[KeyPair, ...]] = {}
 
@@ -162,7 +163,22 @@ def check_entries(
     ``known[i]`` true means row ``i``'s signatures all verified in an earlier check of
     the same bytes under the same candidate keys: the verdicts are taken as then.
     """
-    out: list[EntryVerdict] = []
+    return [as_verdict(v) for v in check_entries_raw(rows, full, payloads, known)]
+
+
+def as_verdict(raw: tuple[Any, ...]) -> EntryVerdict:
+    """The named view of a verdict as :func:`check_entries_raw` sends it (no copy)."""
+    return _new(EntryVerdict, raw)
+
+
+def check_entries_raw(
+    rows: Sequence[tuple[int, bytes]], full: bool = False, payloads: bool = False,
+    known: Sequence[bool] | None = None,
+) -> list[tuple[Any, ...]]:
+    """:func:`check_entries` with each verdict a plain tuple in :class:`EntryVerdict`'s
+    field order: what helper processes send back (a plain tuple pickles several times
+    faster than a named one, and there is one per entry)."""
+    out: list[tuple[Any, ...]] = []
     todo: list[tuple[int, KeyPair, bytes, bytes]] = []  # pos, (keyid, public), msg, sig
     pairs = _PAIRS
     for i, (idx, data) in enumerate(rows):
@@ -170,7 +186,7 @@ def check_entries(
             ptype, payload, sigs = decode_envelope(data)
             kind, run_id, facts = read_statement(payload, full)
         except Malformed as exc:
-            out.append(EntryVerdict(idx, exc.kind, exc.message, None, None, {}, [], []))
+            out.append((idx, exc.kind, exc.message, None, None, {}, [], []))
             continue
         if payloads:
             facts["payload"] = payload
@@ -183,8 +199,8 @@ def check_entries(
             for keyid, sig in sigs:
                 for pair in pairs.get(keyid, ()):
                     todo.append((len(out), pair, message, sig))
-        out.append(EntryVerdict(idx, None, None, kind, run_id, facts, verified, []))
+        out.append((idx, None, None, kind, run_id, facts, verified, []))
     verdicts = check_signatures([(pair[1], msg, sig) for _, pair, msg, sig in todo])
     for (pos, pair, _, _), ok in zip(todo, verdicts, strict=True):
-        (out[pos].verified if ok else out[pos].failed).append(pair)
+        out[pos][6 if ok else 7].append(pair)  # verified, failed
     return out

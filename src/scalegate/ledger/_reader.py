@@ -22,6 +22,8 @@ from scalegate.ledger._tables import EntryRow, blob
 from scalegate.ledger._tables import column_int as _int
 from scalegate.ledger._tables import column_text as text
 
+_new = tuple.__new__  # a named view of the driver's own tuple, without copying fields
+
 
 def _row(r: Any) -> EntryRow:
     i, leaf, data, kind, run, signer, at = r
@@ -29,7 +31,8 @@ def _row(r: Any) -> EntryRow:
     if type(i) is int and type(leaf) is bytes and type(data) is bytes \
             and type(kind) is str and type(signer) is str and type(at) is str \
             and (run is None or type(run) is str):
-        return EntryRow(i, leaf, data, kind, run, signer, at)
+        return _new(EntryRow, r) if type(r) is tuple else EntryRow(i, leaf, data, kind, run,
+                                                                    signer, at)
     if type(leaf) is not bytes or type(data) is not bytes:
         leaf, data = blob(leaf), blob(data)
     if type(kind) is not str or type(signer) is not str or type(at) is not str or (
