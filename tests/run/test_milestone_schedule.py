@@ -143,7 +143,7 @@ def test_supervisor_evaluates_at_every_milestone(ws: Workspace, tmp_path: Path,
         sup = Supervisor.open(run_id, policy, ws.ledger, ws.key("trainer"), evaluator=probe(seen),
                               compute_every=compute_every, check_interval=1e9,
                               record_interval=0.0, clock=Clock(), flop_per_token=per_token,
-                              save_checkpoint=_save(tmp_path))
+                              save_checkpoint=_save(tmp_path), checkpoint_dir=tmp_path)
         with sup:
             for s in steps[a:b]:
                 if per_token:
@@ -170,7 +170,8 @@ def test_framework_supervisor_evaluates_at_every_milestone(ws: Workspace, tmp_pa
     for (a, b), method in zip(_cuts(cuts, len(steps)), methods, strict=False):
         sup = FrameworkSupervisor.open(run_id, policy, ws.ledger, ws.key("trainer"),
                                        evaluator=probe(seen), check_interval=1e9,
-                                       clock=Clock(), save_checkpoint=_save(tmp_path))
+                                       clock=Clock(), save_checkpoint=_save(tmp_path),
+                                       checkpoint_dir=tmp_path)
         with sup:
             for s in steps[a:b]:
                 # The framework's main phase, with the step's FLOP filed under its own.
@@ -242,7 +243,7 @@ def test_distributed_ranks_evaluate_at_every_milestone(ws: Workspace, tmp_path: 
                     ws.key("trainer") if r == 0 else None, collective=collective.rank_view(r),
                     evaluator=probe(seen) if r == 0 else None, trackers=None,
                     check_interval=1e9, clock=Clock(), save_checkpoint=_save(tmp_path),
-                    compute_every=1000)
+                    checkpoint_dir=tmp_path, compute_every=1000)
                 total = sum(shares[:world])
                 for s in steps[a:b]:
                     ds.step(tokens=1.0, flop=s.flop * shares[r] / total, phase=s.phase)
