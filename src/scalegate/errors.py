@@ -74,6 +74,10 @@ class SignatureError(LedgerError):
     """A signature is missing, malformed or does not verify."""
 
 
+class TileNotFound(LedgerError):
+    """The log does not (yet) have the tile or entry bundle asked for."""
+
+
 class NoteError(LedgerError):
     """A C2SP signed note or checkpoint is malformed or not signed by a trusted key."""
 

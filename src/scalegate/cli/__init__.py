@@ -29,6 +29,7 @@ def _register() -> None:
         _policy,
         _report,
         _runs,
+        _serve,
         _trust,
         _verify,
         _witness,
@@ -44,6 +45,7 @@ def _register() -> None:
     app.command("verify")(_verify.verify)
     app.command("report")(_report.report)
     app.add_typer(_witness.app, name="witness")
+    app.command("serve")(_serve.serve)
 
 
 _register()

@@ -422,3 +422,48 @@ def _print_report(report: IntegrityReport, *, unverified: bool) -> None:
                           "entries as they are now, and have witnesses cosign it; if "
                           "checkpoints went missing, compare with a mirror or backup first.",
                           highlight=False, soft_wrap=True)
+
+
+@app.command("publish-tiles")
+def publish_tiles_cmd(
+    directory: Path = typer.Argument(..., help="Where to write the static log (created)."),
+    ledger: str | None = LedgerOpt,
+) -> None:
+    """Write the latest checkpoint and its C2SP tlog-tiles as static files (any web host).
+
+    Full tiles never change: publishing again into the same directory writes only the
+    checkpoint, the new tiles and the right-edge partial ones.
+    """
+    from scalegate.server import publish_tiles
+
+    if directory.exists() and not directory.is_dir():
+        raise LedgerError(f"{directory} exists and is not a directory.",
+                          hint="Name a directory to write the tiles into.")
+    done = publish_tiles(_open(ledger), directory)
+    console.print(f"published the checkpoint of size {done.size:,} to {directory}: "
+                  f"{counted(done.written, 'tiles')} written, {done.kept:,} full ones kept")
+
+
+@app.command("read-tiles")
+def read_tiles_cmd(
+    location: str = typer.Argument(..., help="The log's URL prefix, or a directory of tiles."),
+    log_key: str = typer.Option(..., "--log-key", help="The log's verifier key (text, or a file "
+                                "whose last line is the key, e.g. the log's log.vkey)."),
+    origin: str | None = typer.Option(None, "--origin", help="The log's origin (default: the "
+                                      "key's name)."),
+    as_json: bool = typer.Option(False, "--json", help="The checkpoint and entries as JSON."),
+) -> None:
+    """Fetch a tiled log and verify it against its key: the checkpoint's signature, every
+    tile against the signed root, every entry against its leaf."""
+    from scalegate.ledger import Envelope, read_tiled_log
+
+    log = read_tiled_log(location, _vkey(log_key, "--log-key"), origin=origin)
+    if as_json:
+        out = {"origin": log.checkpoint.origin, "size": log.checkpoint.size,
+               "root": log.checkpoint.root_hash.hex(), "checkpoint": log.note,
+               "entries": [Envelope.from_bytes(e).model_dump() for e in log.entries]}
+        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+        return
+    console.print(f"verified {log.checkpoint.origin}: {log.checkpoint.size:,} entries, root "
+                  f"{log.checkpoint.root_hash.hex()} ({counted(log.tiles_fetched, 'resources')} "
+                  "fetched and checked)")

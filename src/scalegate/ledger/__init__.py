@@ -64,6 +64,8 @@ from scalegate.ledger.statements import (
     parse_statement,
     sign_statement,
 )
+from scalegate.ledger.tiled_log import TiledLog, read_tiled_log, tile_fetcher
+from scalegate.ledger.tiles import MAX_ENTRY_BYTES, Tile, parse_bundle, parse_tile_path, tiles_of
 from scalegate.ledger.timestamp import (
     TimestampInvalid,
     request_timestamp,
@@ -77,6 +79,7 @@ from scalegate.ledger.tlog_proof import parse_receipt
 __all__ = [
     "CLOCK_SKEW",
     "KEY_KINDS",
+    "MAX_ENTRY_BYTES",
     "PREDICATES",
     "VERDICT_ORDER",
     "AppendResult",
@@ -113,6 +116,8 @@ __all__ = [
     "RunPredicate",
     "SigningKey",
     "Statement",
+    "Tile",
+    "TiledLog",
     "TimestampInvalid",
     "Verdict",
     "Verifier",
@@ -127,9 +132,12 @@ __all__ = [
     "open_checkpoint",
     "open_note",
     "org_of",
+    "parse_bundle",
     "parse_note",
     "parse_receipt",
     "parse_statement",
+    "parse_tile_path",
+    "read_tiled_log",
     "request_timestamp",
     "require_rfc3161",
     "root",
@@ -139,6 +147,8 @@ __all__ = [
     "sign_note",
     "sign_statement",
     "signed_checkpoint",
+    "tile_fetcher",
+    "tiles_of",
     "token_signer",
     "verifier_key_in",
     "verify_consistency",

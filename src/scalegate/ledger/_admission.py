@@ -33,6 +33,7 @@ from scalegate.ledger.envelope import Envelope, pae, read_canonical
 from scalegate.ledger.keys import VerifierKey
 from scalegate.ledger.registry import KEY_KINDS, KeyRegistry, RegisteredKey, org_of
 from scalegate.ledger.statements import Statement, parse_statement
+from scalegate.ledger.tiles import MAX_ENTRY_BYTES
 
 __all__ = ["PendingEntry", "admit", "precheck", "prepare"]
 
@@ -93,6 +94,14 @@ def prepare(item: Envelope | bytes, where: str = "the envelope") -> PendingEntry
         raise AppendRefused(
             f"refused {where}: it is nested too deeply to be an envelope. Nothing was appended."
         ) from None
+    if len(data) > MAX_ENTRY_BYTES:
+        raise AppendRefused(
+            f"refused {where}: its envelope is {len(data):,} bytes; a log entry is at most "
+            f"{MAX_ENTRY_BYTES:,} (C2SP tlog-tiles entry bundles hold a uint16 length). "
+            "Nothing was appended.",
+            hint="Keep large documents outside the log and name them by digest (an "
+            "attestation's evidence is a digest; a published policy's document is its YAML, "
+            "well under the limit).")
     kids = [kid for kid, _ in sigs]
     if len(set(kids)) != len(kids):
         raise AppendRefused(

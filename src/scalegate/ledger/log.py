@@ -51,6 +51,7 @@ from scalegate.errors import (
     ScalegateError,
     SignatureError,
     StoreError,
+    TileNotFound,
     sentence,
 )
 from scalegate.ledger import merkle
@@ -64,6 +65,7 @@ from scalegate.ledger.envelope import Envelope
 from scalegate.ledger.keys import SigningKey, VerifierKey, is_sound_key
 from scalegate.ledger.registry import KEY_KINDS, KeyRegistry, RegisteredKey
 from scalegate.ledger.statements import Statement, parse_statement
+from scalegate.ledger.tiles import Tile, bundle, hashes_at
 from scalegate.units import counted
 
 if TYPE_CHECKING:
@@ -647,6 +649,31 @@ class Ledger:
         with self._store.reader() as conn:
             latest = self._store.latest_checkpoint(conn)
         return None if latest is None else latest[2]
+
+    def tile(self, tile: Tile) -> bytes:
+        """A C2SP ``tlog-tiles`` hash tile or entry bundle of the log as it stands (see
+        :mod:`~scalegate.ledger.tiles`); :class:`TileNotFound` when the log does not have
+        it yet. Its bytes never change once the log has it: the hashes are those of
+        complete subtrees, and a partial tile is the prefix of the full one."""
+        end = tile.start + tile.width
+        with self._store.reader() as conn:
+            have = hashes_at(self._store.size_in(conn), max(tile.level, 0))
+            if end > have:
+                raise TileNotFound(f"the log has no {tile.path()} yet: it holds "
+                                   f"{counted(have, 'hashes')} at that level.")
+            if tile.entries:
+                rows = self._store.scan(conn, tile.start, end)
+                got = [r.data for r in rows]
+            elif tile.level == 0:
+                rows = self._store.scan(conn, tile.start, end)
+                got = [r.leaf_hash for r in rows]
+            else:
+                got = [h for _, h in self._store.nodes_at(conn, tile.height, tile.start, end)]
+        if len(got) != tile.width:
+            raise StoreError(f"ledger {self.path} is damaged: {tile.path()} lacks "
+                             f"{tile.width - len(got)} of its {tile.width} rows.",
+                             hint="Run `scalegate ledger verify`.")
+        return bundle(got) if tile.entries else b"".join(got)
 
     def checkpoints(self) -> list[tuple[int, str]]:
         """Every checkpoint issued, ``(size, note)``, oldest first."""

@@ -1,0 +1,56 @@
+"""`scalegate serve`: the ledger as a public C2SP tlog-tiles log over HTTP."""
+
+from __future__ import annotations
+
+import typer
+
+from scalegate.cli._console import err_console
+from scalegate.errors import ScalegateError
+
+_LISTEN_HELP = "Address to listen on, HOST:PORT (default 127.0.0.1:8080; 0.0.0.0 for all)."
+
+
+def listen_address(text: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:port`` for IPv6) -> ``(host, port)``; a clear error otherwise."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ScalegateError(f"--listen {text!r} is not HOST:PORT.",
+                             hint="For example --listen 127.0.0.1:8080.")
+    return host, int(port)
+
+
+def serve(
+    ledger: str = typer.Option(None, "--ledger", "-l", show_default=False,
+                               help="Ledger file or database URL (default: $SCALEGATE_LEDGER, "
+                               "else ./scalegate.db)."),
+    listen: str = typer.Option("127.0.0.1:8080", "--listen", help=_LISTEN_HELP),
+) -> None:
+    """Serve the ledger as a C2SP tlog-tiles log: /checkpoint, /tile/..., /log.vkey, /."""
+    try:
+        import uvicorn
+
+        from scalegate.server import create_app
+    except ImportError as exc:
+        raise ScalegateError(
+            f"serving needs the server extra ({exc.name} is missing).",
+            hint="Install with `pip install 'scalegate[server]'`.") from None
+    from scalegate.ledger import default_ledger_path
+
+    host, port = listen_address(listen)
+    app = create_app(ledger if ledger is not None else default_ledger_path())
+    err_console.print(f"serving {app.state.ledger.origin} ({app.state.ledger.size:,} entries) "
+                      f"at http://{host}:{port}/")
+    config = uvicorn.Config(app, host=host, port=port, log_level="critical", access_log=False)
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    except OSError as exc:
+        raise ScalegateError(f"cannot listen on {host}:{port}: {exc.strerror or exc}.",
+                             hint="Pick another --listen address or port.") from None
+    except SystemExit:  # uvicorn exits when it cannot start (it has logged why)
+        if server.started:
+            raise
+    if not server.started:
+        raise ScalegateError(f"cannot listen on {host}:{port} (in use, or not this "
+                             "machine's address).", hint="Pick another --listen port.")

@@ -1,0 +1,130 @@
+"""Reading a C2SP ``tlog-tiles`` log, trusting only its verifier key.
+
+:func:`read_tiled_log` fetches the checkpoint and verifies the log's signature on it
+(its origin too), fetches every tile and entry bundle the checkpoint's tree needs (in
+parallel), and checks all of it against the signed root: each entry hashes to its
+leaf in the level-0 tile, each full tile hashes to its entry in the tile above, and the
+tree the leaves make has the checkpoint's root. Anything else is a
+:class:`~scalegate.errors.ProofError` naming the resource.
+
+Resources come from an HTTP(S) prefix (``https://log.example/``) or a directory written
+by ``scalegate ledger publish-tiles``.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from scalegate.errors import LedgerError, NoteError, ProofError, TileNotFound
+from scalegate.ledger import merkle
+from scalegate.ledger.checkpoint import Checkpoint, open_checkpoint
+from scalegate.ledger.keys import VerifierKey
+from scalegate.ledger.tiles import HASH_BYTES, TILE_WIDTH, Tile, parse_bundle, tiles_of
+
+__all__ = ["TiledLog", "read_tiled_log", "tile_fetcher"]
+
+Fetch = Callable[[str], bytes]  # a resource path under the prefix -> its bytes
+_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class TiledLog:
+    """A tiled log as read and verified: its checkpoint (note and parsed) and entries."""
+
+    checkpoint: Checkpoint
+    note: str
+    entries: list[bytes]
+    tiles_fetched: int
+
+
+def tile_fetcher(location: str) -> Fetch:
+    """A function fetching resources under ``location`` (a URL prefix or a directory)."""
+    if location.startswith(("http://", "https://")):
+        prefix = location if location.endswith("/") else location + "/"
+
+        def fetch_url(path: str) -> bytes:
+            req = urllib.request.Request(prefix + path, headers={
+                "Accept-Encoding": "identity", "User-Agent": "scalegate"})
+            try:
+                with urllib.request.urlopen(req, timeout=_TIMEOUT_S) as resp:
+                    return bytes(resp.read())
+            except urllib.error.HTTPError as exc:
+                if exc.code == 404:
+                    raise TileNotFound(f"{prefix}{path} is not there (404).") from None
+                raise LedgerError(f"{prefix}{path}: HTTP {exc.code} {exc.reason}.") from None
+            except (urllib.error.URLError, OSError) as exc:
+                raise LedgerError(f"cannot fetch {prefix}{path}: {exc}.",
+                                  hint="Check the address and that the log is up.") from None
+
+        return fetch_url
+    root = Path(location)
+    if not root.is_dir():
+        raise LedgerError(f"{location} is neither an http(s):// address nor a directory of "
+                          "tiles.", hint="Give the log's URL prefix, or the directory "
+                          "`scalegate ledger publish-tiles` wrote.")
+
+    def fetch_file(path: str) -> bytes:
+        target = root / path
+        if not target.is_file():
+            raise TileNotFound(f"{target} is not there.")
+        return target.read_bytes()
+
+    return fetch_file
+
+
+def read_tiled_log(
+    location: str | Fetch, log_key: VerifierKey, *, origin: str | None = None,
+    workers: int = 8,
+) -> TiledLog:
+    """Fetch and verify the whole log at ``location`` (see the module docstring).
+
+    ``origin`` defaults to the key's name (a log's key is named after its origin).
+    """
+    fetch = tile_fetcher(location) if isinstance(location, str) else location
+    try:
+        note = fetch("checkpoint").decode("utf-8")
+    except UnicodeDecodeError:
+        raise NoteError("the log's checkpoint is not UTF-8 text.") from None
+    cp, _ = open_checkpoint(note, log_key, origin=origin or log_key.name)
+    tiles = list(tiles_of(cp.size))
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        data = dict(zip(tiles, pool.map(lambda t: fetch(t.path()), tiles), strict=True))
+    entries = _check(cp, data)
+    return TiledLog(cp, note, entries, len(tiles))
+
+
+def _check(cp: Checkpoint, data: dict[Tile, bytes]) -> list[bytes]:
+    """The entries, once every tile agrees with the others and with the signed root."""
+    hashes: dict[Tile, list[bytes]] = {}
+    for tile, body in data.items():
+        if tile.entries:
+            continue
+        if len(body) != tile.width * HASH_BYTES:
+            raise ProofError(f"{tile.path()} is {len(body)} bytes, not {tile.width} hashes.")
+        hashes[tile] = [body[i:i + HASH_BYTES] for i in range(0, len(body), HASH_BYTES)]
+    at = {(t.level, t.index): h for t, h in hashes.items()}
+    for tile, listed in hashes.items():  # a full tile hashes to its entry one level up
+        if not tile.full:
+            continue
+        parent = at.get((tile.level + 1, tile.index // TILE_WIDTH), [])
+        slot = tile.index % TILE_WIDTH
+        if slot >= len(parent) or merkle.root(listed) != parent[slot]:
+            raise ProofError(f"{tile.path()} does not hash to its entry in the tile above.")
+    leaves = [h for t in sorted(hashes) if t.level == 0 for h in hashes[t]]
+    if merkle.root(leaves) != cp.root_hash:
+        raise ProofError(f"the tiles do not make the checkpoint's root (size {cp.size}).")
+    entries: list[bytes] = []
+    for tile in sorted((t for t in data if t.entries), key=lambda t: t.index):
+        entries.extend(parse_bundle(data[tile], tile.width))
+    if len(entries) != len(leaves):
+        raise ProofError(f"the entry bundles hold {len(entries)} entries, the tiles "
+                         f"{len(leaves)} leaves.")
+    for i, (entry, leaf) in enumerate(zip(entries, leaves, strict=True)):
+        if merkle.leaf_hash(entry) != leaf:
+            raise ProofError(f"entry {i} does not hash to its leaf in the level-0 tile.")
+    return entries
