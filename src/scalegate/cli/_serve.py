@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from scalegate.cli._console import err_console
@@ -25,8 +27,17 @@ def serve(
                                help="Ledger file or database URL (default: $SCALEGATE_LEDGER, "
                                "else ./scalegate.db)."),
     listen: str = typer.Option("127.0.0.1:8080", "--listen", help=_LISTEN_HELP),
+    log_key: Path | None = typer.Option(None, "--log-key", help="The log's private key file, "
+                                        "to sign checkpoints (default: the one recorded at "
+                                        "init)."),
+    checkpoint_interval: str = typer.Option("1s", "--checkpoint-interval", help="Sign a "
+                                            "checkpoint at most this often while entries "
+                                            "arrive (e.g. 1s, 10s, 1min)."),
+    rate_limit: str | None = typer.Option(None, "--rate-limit", help="Submissions per second "
+                                          "per signer, with bursts of twice that (e.g. 100)."),
 ) -> None:
-    """Serve the ledger as a C2SP tlog-tiles log: /checkpoint, /tile/..., /log.vkey, /."""
+    """Serve the ledger as a public log: C2SP tlog-tiles for reading (/checkpoint,
+    /tile/...), POST /add for signed statements, /log.vkey and an index page."""
     try:
         import uvicorn
 
@@ -36,9 +47,27 @@ def serve(
             f"serving needs the server extra ({exc.name} is missing).",
             hint="Install with `pip install 'scalegate[server]'`.") from None
     from scalegate.ledger import default_ledger_path
+    from scalegate.units import parse_duration
 
     host, port = listen_address(listen)
-    app = create_app(ledger if ledger is not None else default_ledger_path())
+    try:
+        interval = parse_duration(checkpoint_interval)
+    except ValueError as exc:
+        raise ScalegateError(f"--checkpoint-interval {checkpoint_interval!r}: {exc}",
+                             hint="For example --checkpoint-interval 1s.") from None
+    limit = None
+    if rate_limit is not None:
+        try:
+            per_second = float(rate_limit)
+            if not 0 < per_second < float("inf"):
+                raise ValueError
+        except ValueError:
+            raise ScalegateError(f"--rate-limit {rate_limit!r} is not a positive number of "
+                                 "submissions per second.", hint="For example --rate-limit "
+                                 "100.") from None
+        limit = (per_second, 2 * per_second)
+    app = create_app(ledger if ledger is not None else default_ledger_path(), log_key=log_key,
+                     checkpoint_interval=interval, rate_limit=limit)
     err_console.print(f"serving {app.state.ledger.origin} ({app.state.ledger.size:,} entries) "
                       f"at http://{host}:{port}/")
     config = uvicorn.Config(app, host=host, port=port, log_level="critical", access_log=False)

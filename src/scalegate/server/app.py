@@ -5,26 +5,45 @@
 - ``GET /tile/<L>/<N>[.p/<W>]``, ``GET /tile/entries/<N>[.p/<W>]`` — hash tiles and
   entry bundles (``application/octet-stream``; a tile's bytes never change, so full
   tiles are cached for a year as ``immutable``, partial ones for an hour);
-- ``GET /log.vkey`` — the log's verifier key; ``GET /`` — what the log is, how to verify it.
+- ``GET /log.vkey`` — the log's verifier key; ``GET /`` — what the log is, how to verify it;
+- ``POST /add`` — submit one DSSE envelope (``application/json``); admitted exactly as
+  ``ledger append`` admits it, sequenced with other submissions in one durable batch
+  (:mod:`~scalegate.server._sequencer`); the answer is its index and leaf hash, and with
+  ``?wait=proof`` also its C2SP ``tlog-proof`` receipt.
 
-Errors are RFC 9457 ``application/problem+json`` (400 for a path no tile has, 404 for a
-tile the log does not have yet): never a 5xx for what a client sends.
+Errors are RFC 9457 ``application/problem+json``: 400 (not a tile path; a malformed
+envelope or statement; a bad signature), 403 (a signer the log does not admit), 404 (a
+tile the log does not have yet), 409 (a statement already logged), 413 (an entry over
+65,535 bytes), 415 (not JSON), 429 (a signer over the rate limit): never a 5xx for what
+a client sends.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
-from typing import Any
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.gzip import GZipMiddleware
 
-from scalegate.errors import TileNotFound
-from scalegate.ledger import Ledger, parse_tile_path
+from scalegate.errors import (
+    AppendRefused,
+    DuplicateStatement,
+    KeyNotAuthorized,
+    ScalegateError,
+    TileNotFound,
+)
+from scalegate.ledger import MAX_ENTRY_BYTES, Ledger, parse_tile_path
 from scalegate.server._pages import index_page, vkey_text
+from scalegate.server._sequencer import RateLimit, Sequencer
 
 __all__ = ["create_app"]
 
@@ -33,22 +52,45 @@ _IMMUTABLE = "public, max-age=31536000, immutable"
 _PARTIAL = "public, max-age=3600"
 
 
-def problem(status: int, title: str, detail: str) -> JSONResponse:
-    """An RFC 9457 problem document."""
+def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+    """An RFC 9457 problem document (``extra``: its extension members)."""
     return JSONResponse({"type": "about:blank", "title": title, "status": status,
-                         "detail": detail}, status_code=status,
+                         "detail": detail, **extra}, status_code=status,
                         media_type="application/problem+json")
 
 
-def create_app(ledger: str | os.PathLike[str] | Ledger) -> FastAPI:
-    """The ASGI application serving ``ledger`` (a path, a database URL or an open ledger)."""
-    led = ledger if isinstance(ledger, Ledger) else Ledger.open(os.fspath(ledger))
+def create_app(
+    ledger: str | os.PathLike[str] | Ledger,
+    *,
+    log_key: str | os.PathLike[str] | None = None,
+    checkpoint_interval: timedelta | None = timedelta(seconds=1),
+    rate_limit: tuple[float, float] | None = None,
+) -> FastAPI:
+    """The ASGI application serving ``ledger`` (a path, a database URL or an open ledger).
+
+    ``log_key`` (default: the file the ledger recorded) signs checkpoints, at most every
+    ``checkpoint_interval`` while submissions arrive. ``rate_limit`` is ``(per second,
+    burst)`` per signer (default: none).
+    """
+    led = ledger if isinstance(ledger, Ledger) else Ledger.open(
+        os.fspath(ledger), log_key=Path(log_key) if log_key else None,
+        checkpoint_interval=checkpoint_interval)
+    sequencer = Sequencer(led)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        sequencer.start()
+        yield
+        await sequencer.stop()
+
     app = FastAPI(title=f"{led.origin} — scalegate transparency log",
                   description="A C2SP tlog-tiles log of signed responsible-scaling statements.",
-                  version="1", docs_url=None, redoc_url=None)
+                  version="1", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.state.ledger = led
+    app.state.sequencer = sequencer
     _routes(app, led)
+    _submissions(app, led, sequencer, RateLimit(*rate_limit) if rate_limit else None)
     _errors(app)
     return app
 
@@ -89,6 +131,95 @@ def _routes(app: FastAPI, led: Ledger) -> None:
             return problem(404, "No such tile", exc.message)
         return Response(body, media_type="application/octet-stream",
                         headers={"Cache-Control": _IMMUTABLE if t.full else _PARTIAL})
+
+
+_ENVELOPE_SCHEMA = {
+    "type": "object", "required": ["payload", "payloadType", "signatures"],
+    "properties": {
+        "payload": {"type": "string", "description": "base64 of the in-toto statement"},
+        "payloadType": {"type": "string", "example": "application/vnd.in-toto+json"},
+        "signatures": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["keyid", "sig"],
+            "properties": {"keyid": {"type": "string"}, "sig": {"type": "string"}}}},
+    },
+}
+_ADDED_SCHEMA = {"type": "object", "required": ["index", "leaf_hash"], "properties": {
+    "index": {"type": "integer"}, "leaf_hash": {"type": "string"},
+    "receipt": {"type": "string", "description": "C2SP tlog-proof (with ?wait=proof)"}}}
+_PROBLEM = {"content": {"application/problem+json": {"schema": {"type": "object"}}}}
+
+
+def _submissions(app: FastAPI, led: Ledger, sequencer: Sequencer,
+                 limit: RateLimit | None) -> None:
+    @app.post(
+        "/add", summary="Submit one signed statement (a DSSE envelope)",
+        response_class=JSONResponse,
+        openapi_extra={"requestBody": {"required": True, "content": {
+            "application/json": {"schema": _ENVELOPE_SCHEMA}}}},
+        responses={200: {"content": {"application/json": {"schema": _ADDED_SCHEMA}}},
+                   **{code: {"description": what, **_PROBLEM} for code, what in (
+                       (400, "Malformed envelope or statement, or a bad signature"),
+                       (403, "The signer is not admitted (unregistered, expired, revoked)"),
+                       (409, "The statement is already logged"),
+                       (413, "The entry is over 65,535 bytes"),
+                       (415, "Not application/json"),
+                       (429, "The signer is over the rate limit"),
+                       (503, "The log cannot write or sign now"))}})
+    async def add(request: Request,
+                  wait: Literal["proof"] | None = Query(None, description=(
+                      "`proof`: answer once a checkpoint covers the entry, with its "
+                      "receipt"))) -> JSONResponse:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            return problem(415, "Unsupported media type",
+                           "send the DSSE envelope as application/json.")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_ENTRY_BYTES:
+                return problem(413, "Entry too large",
+                               f"a log entry is at most {MAX_ENTRY_BYTES:,} bytes; keep large "
+                               "documents outside the log and name them by digest.")
+        signer = _first_keyid(bytes(body))
+        if limit is not None and signer is not None and not limit.take(signer):
+            resp = problem(429, "Too many submissions",
+                           f"signer {signer[:80]} is over this log's rate limit.")
+            resp.headers["Retry-After"] = "1"
+            return resp
+        try:
+            index, leaf = await sequencer.submit(bytes(body))
+        except DuplicateStatement as exc:
+            return problem(409, "Already logged", exc.message, index=exc.index)
+        except AppendRefused as exc:
+            if isinstance(exc.__cause__, KeyNotAuthorized):
+                return problem(403, "Signer not admitted", exc.message)
+            return problem(400, "Refused", exc.message)
+        except ScalegateError as exc:
+            return problem(503, "Log unavailable", exc.message)
+        out: dict[str, Any] = {"index": index, "leaf_hash": leaf.hex()}
+        if wait == "proof":
+            try:
+                out["receipt"] = await asyncio.to_thread(led.receipt, index)
+            except ScalegateError as exc:
+                return problem(503, "No checkpoint", exc.message)
+        return JSONResponse(out)
+
+
+def _first_keyid(body: bytes) -> str | None:
+    """The first signature's keyid, for the rate limit (the append checks everything)."""
+    from scalegate.ledger.envelope import read_canonical
+
+    fast = read_canonical(body)
+    if fast is not None:
+        return fast[2][0][0] if fast[2] else None
+    import json
+
+    try:
+        sigs = json.loads(body).get("signatures")
+        keyid = sigs[0].get("keyid") if isinstance(sigs, list) and sigs else None
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    return keyid if isinstance(keyid, str) else None
 
 
 def _errors(app: FastAPI) -> None:
