@@ -6,13 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,71 +16,39 @@ from scalegate.ledger import Tile, read_tiled_log, tiles_of
 from scalegate.server import publish_tiles
 
 from .conftest import Lab
-
-SCALEGATE = str(Path(sys.executable).parent / "scalegate")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _get(url: str, headers: dict[str, str] | None = None
-         ) -> tuple[int, dict[str, str], bytes]:
-    req = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
+from .serving import SCALEGATE, get, serving
 
 
 @pytest.fixture(scope="module")
 def server(lab: Lab) -> Iterator[str]:
-    port = _free_port()
-    proc = subprocess.Popen([SCALEGATE, "serve", "--ledger", str(lab.path), "--listen",
-                             f"127.0.0.1:{port}"], stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if _get(url + "checkpoint")[0] == 200:
-                break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail(f"serve did not come up: {proc.stderr.read() if proc.stderr else ''}")
-    yield url
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=20)
+    with serving(lab.path) as (url, _):
+        yield url
 
 
 def test_serve_gives_the_same_bytes_as_the_static_log(lab: Lab, server: str,
                                                       tmp_path: Path) -> None:
     publish_tiles(lab.ledger, tmp_path)
-    status, headers, body = _get(server + "checkpoint")
+    status, headers, body = get(server + "checkpoint")
     assert status == 200 and body == (tmp_path / "checkpoint").read_bytes()
     assert headers["content-type"].startswith("text/plain")
     assert "max-age=2" in headers["cache-control"]
     size = int(body.decode().split("\n")[1])
     for tile in tiles_of(size):
-        status, headers, got = _get(server + tile.path(), {"Accept-Encoding": "identity"})
+        status, headers, got = get(server + tile.path(), {"Accept-Encoding": "identity"})
         assert status == 200, tile.path()
         assert got == (tmp_path / tile.path()).read_bytes(), tile.path()
         assert headers["content-type"] == "application/octet-stream"
         assert ("immutable" in headers["cache-control"]) == tile.full
-    assert _get(server + "log.vkey")[2].decode().strip() == lab.log_key.vkey.text()
-    assert lab.ledger.origin in _get(server)[2].decode()
+    assert get(server + "log.vkey")[2].decode().strip() == lab.log_key.vkey.text()
+    assert lab.ledger.origin in get(server)[2].decode()
 
 
 def test_bundles_are_compressed_for_clients_that_ask(server: str) -> None:
-    status, headers, body = _get(server + Tile(-1, 0).path(), {"Accept-Encoding": "gzip"})
+    status, headers, body = get(server + Tile(-1, 0).path(), {"Accept-Encoding": "gzip"})
     assert status == 200 and headers.get("content-encoding") == "gzip"
     import gzip
 
-    assert gzip.decompress(body) == _get(server + Tile(-1, 0).path(),
+    assert gzip.decompress(body) == get(server + Tile(-1, 0).path(),
                                          {"Accept-Encoding": "identity"})[2]
 
 
@@ -102,7 +64,7 @@ def test_bundles_are_compressed_for_clients_that_ask(server: str) -> None:
 ])
 def test_what_is_not_a_tile_gets_a_problem_document(server: str, path: str, status: int,
                                                     title: str) -> None:
-    got, headers, body = _get(server + path)
+    got, headers, body = get(server + path)
     assert got == status
     assert headers["content-type"] == "application/problem+json"
     doc = json.loads(body)

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pathlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import FastAPI, Query, Request
@@ -73,7 +73,7 @@ def create_app(
     burst)`` per signer (default: none).
     """
     led = ledger if isinstance(ledger, Ledger) else Ledger.open(
-        os.fspath(ledger), log_key=Path(log_key) if log_key else None,
+        os.fspath(ledger), log_key=pathlib.Path(log_key) if log_key else None,
         checkpoint_interval=checkpoint_interval)
     sequencer = Sequencer(led)
 
@@ -115,8 +115,10 @@ def _routes(app: FastAPI, led: Ledger) -> None:
         return PlainTextResponse(note, headers={
             "Cache-Control": f"public, max-age={CHECKPOINT_MAX_AGE_S}"})
 
+    # The tile paths are C2SP tlog-tiles' (slashes inside one parameter, which OpenAPI
+    # cannot describe): they are left out of the OpenAPI schema and specified there.
     @app.get("/tile/{path:path}", summary="A hash tile or entry bundle (C2SP tlog-tiles)",
-             response_class=Response,
+             response_class=Response, include_in_schema=False,
              responses={200: {"content": {"application/octet-stream": {}}},
                         400: {"description": "Not a tile path"},
                         404: {"description": "The log does not have this tile yet"}})
@@ -136,8 +138,9 @@ def _routes(app: FastAPI, led: Ledger) -> None:
 _ENVELOPE_SCHEMA = {
     "type": "object", "required": ["payload", "payloadType", "signatures"],
     "properties": {
-        "payload": {"type": "string", "description": "base64 of the in-toto statement"},
-        "payloadType": {"type": "string", "example": "application/vnd.in-toto+json"},
+        "payload": {"type": "string", "minLength": 1,
+                    "description": "base64 of the in-toto statement"},
+        "payloadType": {"type": "string", "enum": ["application/vnd.in-toto+json"]},
         "signatures": {"type": "array", "minItems": 1, "items": {
             "type": "object", "required": ["keyid", "sig"],
             "properties": {"keyid": {"type": "string"}, "sig": {"type": "string"}}}},

@@ -1,0 +1,210 @@
+"""POST /add against a real `scalegate serve`: admission exactly as `ledger append`, a
+problem document for every refusal, receipts on request, 64 clients at once sequenced
+into batches, acknowledged entries surviving SIGKILL, and the OpenAPI schema held to by
+a schemathesis run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+from scalegate.ledger import (
+    ComputePredicate,
+    Envelope,
+    Ledger,
+    SigningKey,
+    sign_statement,
+)
+from scalegate.ledger.tlog_proof import LeafHash, verify_receipt
+
+from .conftest import Lab, make_lab
+from .serving import get, post, serving
+
+_steps = iter(range(10**9))
+
+
+def compute(key: SigningKey, run: str = "run-http") -> Envelope:
+    return sign_statement(ComputePredicate(
+        run_id=run, step=next(_steps), tokens=1.0, flop_by_phase={"pretraining": 1.0},
+        effective_flop=1.0, method="6ND", at=datetime.now(UTC)), key)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, str]]:
+    lab = make_lab(tmp_path_factory.mktemp("submit"), 3)
+    lab.ledger.close()
+    with serving(lab.path, "--rate-limit", "1000") as (url, _):
+        yield lab, url
+
+
+def _problem(status: int, body: bytes) -> dict[str, object]:
+    doc = json.loads(body)
+    assert doc["status"] == status and doc["title"] and doc["detail"]
+    return doc
+
+
+def test_a_submission_is_appended_and_answered_with_its_place(site: tuple[Lab, str]) -> None:
+    lab, url = site
+    env = compute(lab.trainer)
+    status, _, body = post(url + "add", env.to_bytes())
+    assert status == 200, body
+    got = json.loads(body)
+    led = Ledger.open(lab.path)
+    assert led.entry(got["index"]).data == env.to_bytes()
+    assert led.entry(got["index"]).leaf_hash.hex() == got["leaf_hash"]
+    led.close()
+
+
+def test_a_receipt_on_request_verifies_offline(site: tuple[Lab, str]) -> None:
+    lab, url = site
+    env = compute(lab.trainer)
+    status, _, body = post(url + "add?wait=proof", env.to_bytes())
+    assert status == 200, body
+    got = json.loads(body)
+    proof = verify_receipt(got["receipt"], LeafHash(bytes.fromhex(got["leaf_hash"])),
+                           lab.log_key.vkey)
+    assert proof.index == got["index"]
+
+
+@pytest.mark.parametrize(("name", "status", "says"), [
+    ("duplicate", 409, "already logged"),
+    ("not json", 400, "not valid JSON"),
+    ("unregistered", 403, "not a registered key"),
+    ("bad signature", 400, "does not verify"),
+    ("too large", 413, "at most 65,535 bytes"),
+    ("text/plain", 415, "application/json"),
+])
+def test_every_refusal_is_a_problem_document(site: tuple[Lab, str], name: str, status: int,
+                                             says: str) -> None:
+    lab, url = site
+    env = compute(lab.trainer)
+    ctype = "application/json"
+    if name == "duplicate":
+        assert post(url + "add", env.to_bytes())[0] == 200
+        body = env.to_bytes()
+    elif name == "not json":
+        body = b'{"payload": '
+    elif name == "unregistered":
+        body = compute(SigningKey.generate("acme/stranger")).to_bytes()
+    elif name == "bad signature":
+        other = compute(lab.trainer)
+        body = env.model_copy(update={"signatures": other.signatures}).to_bytes()
+    elif name == "too large":
+        body = b"{" + b" " * 70_000 + b"}"
+    else:
+        body, ctype = env.to_bytes(), "text/plain"
+    got, headers, reply = post(url + "add", body, ctype)
+    assert got == status, reply
+    assert headers["content-type"] == "application/problem+json"
+    assert says in str(_problem(status, reply)["detail"])
+    if name == "duplicate":
+        assert isinstance(_problem(status, reply)["index"], int)
+
+
+def test_a_signer_over_the_rate_limit_hears_429(tmp_path: Path) -> None:
+    lab = make_lab(tmp_path, 2)
+    lab.ledger.close()
+    with serving(lab.path, "--rate-limit", "1") as (url, _):
+        codes = [post(url + "add", compute(lab.trainer).to_bytes())[:2] for _ in range(4)]
+    assert [c for c, _ in codes[:2]] == [200, 200]  # a burst of twice the rate
+    assert codes[3][0] == 429 and codes[3][1]["retry-after"] == "1"
+
+
+def test_64_clients_at_once_are_sequenced_without_loss(site: tuple[Lab, str]) -> None:
+    lab, url = site
+    envs = [compute(lab.trainer, f"run-{i % 8}") for i in range(640)]
+    with ThreadPoolExecutor(64) as pool:
+        answers = list(pool.map(lambda e: post(url + "add", e.to_bytes()), envs))
+    assert all(a[0] == 200 for a in answers), [a for a in answers if a[0] != 200][:2]
+    indices = [json.loads(a[2])["index"] for a in answers]
+    assert len(set(indices)) == 640
+    led = Ledger.open(lab.path)
+    for env, i in zip(envs, indices, strict=True):
+        assert led.entry(i).data == env.to_bytes()
+    assert led.verify(workers=1).ok
+    led.close()
+
+
+def test_acknowledged_entries_survive_sigkill(tmp_path: Path) -> None:
+    lab = make_lab(tmp_path, 2)
+    lab.ledger.close()
+    acked: list[tuple[int, str]] = []
+    lock = threading.Lock()
+    with serving(lab.path) as (url, proc):
+        def submit(env: Envelope) -> None:
+            try:
+                status, _, body = post(url + "add", env.to_bytes())
+            except OSError:
+                return  # the server died before answering: not acknowledged
+            if status == 200:
+                with lock:
+                    acked.append((json.loads(body)["index"], json.loads(body)["leaf_hash"]))
+
+        envs = [compute(lab.trainer) for _ in range(400)]
+        with ThreadPoolExecutor(32) as pool:
+            for i, env in enumerate(envs):
+                pool.submit(submit, env)
+                if i == 250:
+                    while len(acked) < 50:
+                        threading.Event().wait(0.01)
+                    os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=20)
+    assert len(acked) >= 50
+    led = Ledger.open(lab.path)
+    for index, leaf in acked:
+        assert led.entry(index).leaf_hash.hex() == leaf
+    assert led.verify(workers=1).ok
+    led.close()
+
+
+# --- the OpenAPI schema, held to by schemathesis ------------------------------------------------
+
+
+def test_the_api_keeps_to_its_schema_and_never_answers_5xx(site: tuple[Lab, str]) -> None:
+    """Every operation in /openapi.json, with generated requests (valid and not): no 5xx,
+    status codes, content types and bodies as the schema documents them."""
+    api = schemathesis.openapi.from_url(site[1] + "openapi.json")
+    operations = [result.ok() for result in api.get_all_operations()]
+    assert {op.path for op in operations} >= {"/add", "/checkpoint", "/log.vkey", "/"}
+    for op in operations:
+        @given(op.as_strategy())
+        @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck),
+                  database=None)
+        def call(case: schemathesis.Case) -> None:
+            # A schema cannot say "validly signed by a registered key": a well-formed
+            # envelope is still refused (400/403) unless it is; every other check holds.
+            case.call_and_validate(excluded_checks=[positive_data_acceptance])
+
+        call()
+
+
+@given(st.text(alphabet="0123456789x./entris%-_ ", max_size=40))
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck),
+          database=None)
+def test_any_tile_path_gets_a_tile_or_a_problem_never_a_5xx(path: str) -> None:
+    url = _URL[0] + "tile/" + urllib.parse.quote(path, safe="/.")
+    status, headers, body = get(url)
+    assert status in (200, 400, 404), (path, status, body)
+    if status != 200:
+        assert headers["content-type"] == "application/problem+json"
+
+
+_URL: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _url(site: tuple[Lab, str]) -> None:
+    _URL[:] = [site[1]]
