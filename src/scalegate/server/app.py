@@ -21,8 +21,10 @@ a client sends.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import os
 import pathlib
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -32,7 +34,6 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.gzip import GZipMiddleware
 
 from scalegate.errors import (
     AppendRefused,
@@ -44,10 +45,12 @@ from scalegate.errors import (
 from scalegate.ledger import MAX_ENTRY_BYTES, Ledger, parse_tile_path
 from scalegate.server._pages import index_page, vkey_text
 from scalegate.server._sequencer import RateLimit, Sequencer
+from scalegate.server._tile_cache import TileCache
 
 __all__ = ["create_app"]
 
 CHECKPOINT_MAX_AGE_S = 2
+_CHECKPOINT_READ_S = 0.5
 _IMMUTABLE = "public, max-age=31536000, immutable"
 _PARTIAL = "public, max-age=3600"
 
@@ -86,7 +89,6 @@ def create_app(
     app = FastAPI(title=f"{led.origin} — scalegate transparency log",
                   description="A C2SP tlog-tiles log of signed responsible-scaling statements.",
                   version="1", docs_url=None, redoc_url=None, lifespan=lifespan)
-    app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.state.ledger = led
     app.state.sequencer = sequencer
     _routes(app, led)
@@ -96,6 +98,9 @@ def create_app(
 
 
 def _routes(app: FastAPI, led: Ledger) -> None:
+    cache = TileCache()
+    latest: list[Any] = [float("-inf"), None]  # (read at, note) of the latest checkpoint
+
     @app.get("/", response_class=HTMLResponse, summary="What this log is and how to verify it")
     def index() -> HTMLResponse:
         return HTMLResponse(index_page(led, led.size),
@@ -109,7 +114,10 @@ def _routes(app: FastAPI, led: Ledger) -> None:
              summary="The latest checkpoint (C2SP tlog-checkpoint, with cosignatures)",
              responses={404: {"description": "The log has issued no checkpoint yet"}})
     def checkpoint() -> Response:
-        note = led.latest_checkpoint()
+        now = time.monotonic()
+        if now - latest[0] > _CHECKPOINT_READ_S:  # read at most twice a second
+            latest[:] = [now, led.latest_checkpoint()]
+        note = latest[1]
         if note is None:
             return problem(404, "No checkpoint", "the log has issued no checkpoint yet.")
         return PlainTextResponse(note, headers={
@@ -122,17 +130,29 @@ def _routes(app: FastAPI, led: Ledger) -> None:
              responses={200: {"content": {"application/octet-stream": {}}},
                         400: {"description": "Not a tile path"},
                         404: {"description": "The log does not have this tile yet"}})
-    def tile(path: str) -> Response:
+    def tile(path: str, request: Request) -> Response:
         try:
             t = parse_tile_path("tile/" + path)
         except ValueError as exc:
             return problem(400, "Not a tile path", str(exc))
-        try:
-            body = led.tile(t)
-        except TileNotFound as exc:
-            return problem(404, "No such tile", exc.message)
-        return Response(body, media_type="application/octet-stream",
-                        headers={"Cache-Control": _IMMUTABLE if t.full else _PARTIAL})
+        # Entry bundles are compressed (once, when cached) for clients that accept gzip, as
+        # the spec asks; hash tiles are random bytes and are sent as they are.
+        zipped = t.entries and "gzip" in request.headers.get("accept-encoding", "")
+        body = cache.get(t, zipped)
+        if body is None:
+            try:
+                body = led.tile(t)
+            except TileNotFound as exc:
+                return problem(404, "No such tile", exc.message)
+            cache.put(t, body)
+            if zipped:
+                body = cache.get(t, True) or gzip.compress(body, 6)
+        headers = {"Cache-Control": _IMMUTABLE if t.full else _PARTIAL}
+        if t.entries:
+            headers["Vary"] = "Accept-Encoding"
+        if zipped:
+            headers["Content-Encoding"] = "gzip"
+        return Response(body, media_type="application/octet-stream", headers=headers)
 
 
 _ENVELOPE_SCHEMA = {
