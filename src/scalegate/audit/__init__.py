@@ -27,13 +27,19 @@ from scalegate.audit.report import (
 from scalegate.audit.report_html import render_html, write_html
 from scalegate.audit.runcheck import LedgerAudit, RunAudit, audit_ledger, replay_ledger
 from scalegate.audit.trust import TrustedLog, TrustFile, load_trust, parse_trust, trust_for
-from scalegate.audit.witness import Witness, format_add_checkpoint, witness_ledger
+from scalegate.audit.witness import (
+    CosigningWitness,
+    Witness,
+    format_add_checkpoint,
+    witness_ledger,
+)
 
 __all__ = [
     "EXIT_COULD_NOT_VERIFY",
     "EXIT_OK",
     "EXIT_VIOLATIONS",
     "AuditReport",
+    "CosigningWitness",
     "HeldTo",
     "LedgerAudit",
     "RunAudit",

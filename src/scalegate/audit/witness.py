@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from scalegate.audit._state_file import locked_state, read_json, write_json
 from scalegate.errors import (
@@ -440,7 +440,24 @@ class Witness:
 # --- a witness over a ledger ----------------------------------------------------------------
 
 
-def witness_ledger(ledger: Ledger, witness: Witness, *, attach: bool = True) -> str:
+class CosigningWitness(Protocol):
+    """What :func:`witness_ledger` asks of a witness: a local :class:`Witness`, or one over
+    HTTP (:class:`scalegate.server.HttpWitness`)."""
+
+    verifier: CosignatureVerifier
+
+    def size(self, origin: str) -> int:
+        """The size it last cosigned for ``origin`` (as far as the caller knows; 0: none)."""
+        ...
+
+    def add_checkpoint(self, old_size: int, consistency_proof: Sequence[bytes],
+                       checkpoint_note: str | bytes) -> str:
+        """Cosign (the C2SP add-checkpoint call); raises :class:`WitnessConflict` with the
+        witness's size when ``old_size`` is not it."""
+        ...
+
+
+def witness_ledger(ledger: Ledger, witness: CosigningWitness, *, attach: bool = True) -> str:
     """Have ``witness`` cosign ``ledger``'s latest checkpoint; return the cosigned note.
 
     Reads the latest stored checkpoint and a consistency proof from the size the

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from scalegate.cli._arguments import key_text
 from scalegate.cli._console import console, err_console
 from scalegate.errors import LedgerError, ScalegateError
 from scalegate.units import counted
@@ -51,12 +52,8 @@ def _vkey(text: str, what: str) -> VerifierKey:
     """A verifier key given as its text, or as a file whose last line is one."""
     from scalegate.ledger import VerifierKey
 
-    candidate = Path(text)
-    if "+" not in text and candidate.is_file():
-        lines = [ln.strip() for ln in candidate.read_text(encoding="utf-8").splitlines()]
-        text = next((ln for ln in reversed(lines) if ln), "")
     try:
-        return VerifierKey.parse(text)
+        return VerifierKey.parse(key_text(text))
     except ScalegateError as exc:
         raise type(exc)(f"{what}: {exc.message}", hint=exc.hint) from None
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
+from scalegate.cli._arguments import key_text
 from scalegate.cli._console import err_console
 from scalegate.errors import ScalegateError
+
+if TYPE_CHECKING:
+    from scalegate.server import WitnessPolicy
 
 _LISTEN_HELP = "Address to listen on, HOST:PORT (default 127.0.0.1:8080; 0.0.0.0 for all)."
 
@@ -35,17 +40,18 @@ def serve(
                                             "arrive (e.g. 1s, 10s, 1min)."),
     rate_limit: str | None = typer.Option(None, "--rate-limit", help="Submissions per second "
                                           "per signer, with bursts of twice that (e.g. 100)."),
+    witness: list[str] = typer.Option([], "--witness", help="A witness that cosigns before a "
+                                      "checkpoint is published: URL=KEY (KEY: its cosignature "
+                                      "key, or a file whose last line is it); repeatable."),
+    witness_quorum: int | None = typer.Option(None, "--witness-quorum", min=1, help="How many "
+                                              "of the witnesses must cosign (default: all)."),
+    witness_timeout: str = typer.Option("10s", "--witness-timeout", help="How long to wait "
+                                        "for the witnesses each round; short of the quorum, "
+                                        "the previous checkpoint stays published."),
 ) -> None:
     """Serve the ledger as a public log: C2SP tlog-tiles for reading (/checkpoint,
     /tile/...), POST /add for signed statements, /log.vkey and an index page."""
-    try:
-        import uvicorn
-
-        from scalegate.server import create_app
-    except ImportError as exc:
-        raise ScalegateError(
-            f"serving needs the server extra ({exc.name} is missing).",
-            hint="Install with `pip install 'scalegate[server]'`.") from None
+    create_app = server_extra().create_app
     from scalegate.ledger import default_ledger_path
     from scalegate.units import parse_duration
 
@@ -66,10 +72,31 @@ def serve(
                                  "submissions per second.", hint="For example --rate-limit "
                                  "100.") from None
         limit = (per_second, 2 * per_second)
+    policy = _witness_policy(witness, witness_quorum, witness_timeout)
     app = create_app(ledger if ledger is not None else default_ledger_path(), log_key=log_key,
-                     checkpoint_interval=interval, rate_limit=limit)
+                     checkpoint_interval=interval, rate_limit=limit, witnesses=policy)
     err_console.print(f"serving {app.state.ledger.origin} ({app.state.ledger.size:,} entries) "
                       f"at http://{host}:{port}/")
+    run_server(app, host, port)
+
+
+def server_extra() -> Any:
+    """``scalegate.server``, or a clear message when the server extra is not installed."""
+    try:
+        import uvicorn  # noqa: F401  (what the commands run the app with)
+
+        import scalegate.server
+    except ImportError as exc:
+        raise ScalegateError(
+            f"serving needs the server extra ({exc.name} is missing).",
+            hint="Install with `pip install 'scalegate[server]'`.") from None
+    return scalegate.server
+
+
+def run_server(app: Any, host: str, port: int) -> None:
+    """Run an ASGI app with uvicorn until interrupted; a clear error if it cannot listen."""
+    import uvicorn
+
     config = uvicorn.Config(app, host=host, port=port, log_level="critical", access_log=False)
     server = uvicorn.Server(config)
     try:
@@ -83,3 +110,37 @@ def serve(
     if not server.started:
         raise ScalegateError(f"cannot listen on {host}:{port} (in use, or not this "
                              "machine's address).", hint="Pick another --listen port.")
+
+
+def _witness_policy(specs: list[str], quorum: int | None, timeout: str
+                    ) -> WitnessPolicy | None:
+    """The ``--witness URL=KEY`` options as a witness policy (``None`` without witnesses)."""
+    from scalegate.ledger import CosignatureVerifier
+    from scalegate.server import HttpWitness, WitnessPolicy
+    from scalegate.units import parse_duration
+
+    if not specs:
+        if quorum is not None:
+            raise ScalegateError("--witness-quorum without --witness.",
+                                 hint="Name the witnesses: --witness URL=KEY.")
+        return None
+    witnesses = []
+    for spec in specs:
+        url, sep, key = spec.partition("=")
+        if not sep or not url.startswith(("http://", "https://")) or not key:
+            raise ScalegateError(f"--witness {spec[:80]!r} is not URL=KEY.", hint="For example "
+                                 "--witness http://127.0.0.1:9001/=w1.pub.")
+        try:
+            verifier = CosignatureVerifier.parse(key_text(key))
+        except ScalegateError as exc:
+            raise ScalegateError(f"--witness {spec[:80]!r}: {exc.message}", hint="Give the key "
+                                 "`scalegate witness init` printed (or its file).") from None
+        witnesses.append(HttpWitness(url, verifier))
+    if quorum is not None and quorum > len(witnesses):
+        raise ScalegateError(f"--witness-quorum {quorum} is more than the "
+                             f"{len(witnesses)} witnesses named.")
+    try:
+        seconds = parse_duration(timeout).total_seconds()
+    except ValueError as exc:
+        raise ScalegateError(f"--witness-timeout {timeout!r}: {exc}") from None
+    return WitnessPolicy(witnesses, quorum or len(witnesses), timeout_s=seconds)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import typer
 
+from scalegate.cli._arguments import key_text
 from scalegate.cli._console import err_console
 from scalegate.errors import ScalegateError, TrustFileError
 
@@ -62,7 +63,7 @@ def init(
     roots = [_vkey(r, "--org-root") for r in org_root]
     witnesses = []
     for w in witness:
-        text = _last_line(w)
+        text = key_text(w)
         try:
             witnesses.append(CosignatureVerifier.parse(text))
         except ScalegateError as exc:
@@ -92,18 +93,6 @@ def init(
         err_console.print("note: no witness is trusted, so the log's own checkpoint anchors the "
                           "audit and every time in it is the log operator's word (add "
                           "--witness KEY).", highlight=False, soft_wrap=True)
-
-
-def _last_line(text: str) -> str:
-    """A key given as its text, or as a file whose last non-empty line is one."""
-    from pathlib import Path
-
-    path = Path(text)
-    if "+" not in text and path.is_file():
-        lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()
-                 if ln.strip()]
-        return lines[-1] if lines else ""
-    return text
 
 
 app.command("init")(init)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from scalegate.cli._arguments import key_text
 from scalegate.cli._console import console, err_console, print_error
 from scalegate.errors import KeyMaterialError, LedgerError, ScalegateError
 from scalegate.units import counted
@@ -31,12 +32,8 @@ def _log_key(text: str) -> str:
     """A verifier key given as text, or as a file whose last non-empty line is one."""
     from scalegate.ledger import VerifierKey
 
-    path = Path(text)
-    if "+" not in text and path.is_file():
-        lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-        text = lines[-1] if lines else ""
     try:
-        return VerifierKey.parse(text).text()
+        return VerifierKey.parse(key_text(text)).text()
     except KeyMaterialError as exc:
         raise KeyMaterialError(f"--log: {exc.message}", hint=exc.hint) from None
 
@@ -188,3 +185,23 @@ def show(state: Path = StateOpt) -> None:
             tag = "" if item.get("conclusive", True) else " [unproven]"
             console.print(f"  {item['detected_at']} {item['origin']}{tag}: {item['reason']}",
                           highlight=False, soft_wrap=True)
+
+
+@app.command("serve")
+def serve(
+    state: Path = StateOpt,
+    listen: str = typer.Option("127.0.0.1:8090", "--listen",
+                               help="Address to listen on, HOST:PORT."),
+    key: Path | None = typer.Option(None, "--key", help="The witness's private key file "
+                                    "(default: the one recorded in the state)."),
+) -> None:
+    """Serve this witness over HTTP: C2SP tlog-witness POST /add-checkpoint."""
+    from scalegate.audit import Witness
+    from scalegate.cli._serve import listen_address, run_server, server_extra
+    from scalegate.ledger import SigningKey
+
+    create_witness_app = server_extra().create_witness_app
+    host, port = listen_address(listen)
+    witness = Witness.open(state, key=SigningKey.load(key) if key else None)
+    err_console.print(f"witness {witness.verifier.name} at http://{host}:{port}/")
+    run_server(create_witness_app(witness), host, port)

@@ -74,7 +74,7 @@ from scalegate.ledger.timestamp import (
     token_signer,
     verify_timestamp,
 )
-from scalegate.ledger.tlog_proof import parse_receipt
+from scalegate.ledger.tlog_proof import format_receipt, parse_receipt
 
 __all__ = [
     "CLOCK_SKEW",
@@ -126,6 +126,7 @@ __all__ = [
     "cosign",
     "cosignatures",
     "default_ledger_path",
+    "format_receipt",
     "leaf_hash",
     "make_statement",
     "now_utc",

@@ -362,6 +362,11 @@ class Ledger:
                 self._log_key_path = None  # not this process's to sign: do not retry
         return self._log_key
 
+    @property
+    def can_sign(self) -> bool:
+        """Whether this process holds the log key (given, or the recorded file loads)."""
+        return self._available_key() is not None
+
     def _sign_if_keyed(self) -> None:
         if self._available_key() is not None:
             self._checkpoint()

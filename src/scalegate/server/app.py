@@ -21,6 +21,7 @@ a client sends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import os
 import pathlib
@@ -42,15 +43,16 @@ from scalegate.errors import (
     ScalegateError,
     TileNotFound,
 )
-from scalegate.ledger import MAX_ENTRY_BYTES, Ledger, parse_tile_path
+from scalegate.ledger import MAX_ENTRY_BYTES, Ledger, format_receipt, parse_tile_path
 from scalegate.server._pages import index_page, vkey_text
+from scalegate.server._publisher import Publisher, WitnessPolicy
 from scalegate.server._sequencer import RateLimit, Sequencer
 from scalegate.server._tile_cache import TileCache
 
 __all__ = ["create_app"]
 
 CHECKPOINT_MAX_AGE_S = 2
-_CHECKPOINT_READ_S = 0.5
+_PROOF_WAIT_S = 30.0
 _IMMUTABLE = "public, max-age=31536000, immutable"
 _PARTIAL = "public, max-age=3600"
 
@@ -66,24 +68,29 @@ def create_app(
     ledger: str | os.PathLike[str] | Ledger,
     *,
     log_key: str | os.PathLike[str] | None = None,
-    checkpoint_interval: timedelta | None = timedelta(seconds=1),
+    checkpoint_interval: timedelta = timedelta(seconds=1),
     rate_limit: tuple[float, float] | None = None,
+    witnesses: WitnessPolicy | None = None,
 ) -> FastAPI:
     """The ASGI application serving ``ledger`` (a path, a database URL or an open ledger).
 
-    ``log_key`` (default: the file the ledger recorded) signs checkpoints, at most every
-    ``checkpoint_interval`` while submissions arrive. ``rate_limit`` is ``(per second,
-    burst)`` per signer (default: none).
+    ``log_key`` (default: the file the ledger recorded) signs a checkpoint every
+    ``checkpoint_interval`` while the log grows; with ``witnesses``, a checkpoint is
+    published once their policy is met (:mod:`~scalegate.server._publisher`).
+    ``rate_limit`` is ``(per second, burst)`` per signer (default: none).
     """
     led = ledger if isinstance(ledger, Ledger) else Ledger.open(
-        os.fspath(ledger), log_key=pathlib.Path(log_key) if log_key else None,
-        checkpoint_interval=checkpoint_interval)
+        os.fspath(ledger), log_key=pathlib.Path(log_key) if log_key else None)
     sequencer = Sequencer(led)
+    publisher = Publisher(led, witnesses, interval_s=checkpoint_interval.total_seconds(),
+                          can_sign=led.can_sign)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         sequencer.start()
+        publishing = asyncio.get_running_loop().create_task(publisher.run())
         yield
+        publishing.cancel()
         await sequencer.stop()
 
     app = FastAPI(title=f"{led.origin} — scalegate transparency log",
@@ -91,15 +98,16 @@ def create_app(
                   version="1", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.ledger = led
     app.state.sequencer = sequencer
-    _routes(app, led)
-    _submissions(app, led, sequencer, RateLimit(*rate_limit) if rate_limit else None)
+    app.state.publisher = publisher
+    _routes(app, led, publisher)
+    _submissions(app, led, sequencer, publisher,
+                 RateLimit(*rate_limit) if rate_limit else None)
     _errors(app)
     return app
 
 
-def _routes(app: FastAPI, led: Ledger) -> None:
+def _routes(app: FastAPI, led: Ledger, publisher: Publisher) -> None:
     cache = TileCache()
-    latest: list[Any] = [float("-inf"), None]  # (read at, note) of the latest checkpoint
 
     @app.get("/", response_class=HTMLResponse, summary="What this log is and how to verify it")
     def index() -> HTMLResponse:
@@ -114,12 +122,10 @@ def _routes(app: FastAPI, led: Ledger) -> None:
              summary="The latest checkpoint (C2SP tlog-checkpoint, with cosignatures)",
              responses={404: {"description": "The log has issued no checkpoint yet"}})
     def checkpoint() -> Response:
-        now = time.monotonic()
-        if now - latest[0] > _CHECKPOINT_READ_S:  # read at most twice a second
-            latest[:] = [now, led.latest_checkpoint()]
-        note = latest[1]
+        note = publisher.published
         if note is None:
-            return problem(404, "No checkpoint", "the log has issued no checkpoint yet.")
+            return problem(404, "No checkpoint", "the log has published no checkpoint yet"
+                           + (f": {publisher.behind}" if publisher.behind else "."))
         return PlainTextResponse(note, headers={
             "Cache-Control": f"public, max-age={CHECKPOINT_MAX_AGE_S}"})
 
@@ -172,7 +178,7 @@ _ADDED_SCHEMA = {"type": "object", "required": ["index", "leaf_hash"], "properti
 _PROBLEM = {"content": {"application/problem+json": {"schema": {"type": "object"}}}}
 
 
-def _submissions(app: FastAPI, led: Ledger, sequencer: Sequencer,
+def _submissions(app: FastAPI, led: Ledger, sequencer: Sequencer, publisher: Publisher,
                  limit: RateLimit | None) -> None:
     @app.post(
         "/add", summary="Submit one signed statement (a DSSE envelope)",
@@ -221,11 +227,29 @@ def _submissions(app: FastAPI, led: Ledger, sequencer: Sequencer,
             return problem(503, "Log unavailable", exc.message)
         out: dict[str, Any] = {"index": index, "leaf_hash": leaf.hex()}
         if wait == "proof":
-            try:
-                out["receipt"] = await asyncio.to_thread(led.receipt, index)
-            except ScalegateError as exc:
-                return problem(503, "No checkpoint", exc.message)
+            receipt = await _receipt(led, publisher, index)
+            if receipt is None:
+                return problem(503, "Not yet published", f"entry {index} is logged, but no "
+                               f"published checkpoint covers it within {_PROOF_WAIT_S:.0f} s"
+                               + (f": {publisher.behind}" if publisher.behind else "."),
+                               index=index, leaf_hash=leaf.hex())
+            out["receipt"] = receipt
         return JSONResponse(out)
+
+
+async def _receipt(led: Ledger, publisher: Publisher, index: int) -> str | None:
+    """The entry's receipt against the first published checkpoint covering it."""
+    deadline = time.monotonic() + _PROOF_WAIT_S
+    while publisher.published_size <= index:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(publisher.changed.wait(), timeout=left)
+    note, size = publisher.published, publisher.published_size
+    assert note is not None
+    proof = await asyncio.to_thread(led.inclusion_proof, index, size)
+    return format_receipt(index, proof, note)
 
 
 def _first_keyid(body: bytes) -> str | None:

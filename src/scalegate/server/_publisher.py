@@ -1,0 +1,111 @@
+"""What ``/checkpoint`` shows: checkpoints signed as the log grows, published once the
+witness policy accepts them (Tessera's witness-gated publication).
+
+Every ``interval`` the publisher signs a checkpoint when the log has grown past the last
+one (if it holds the log key), asks each witness of the policy to cosign it (in
+parallel, each within ``timeout``; a witness that is behind is caught up from the size
+it names), attaches the cosignatures to the stored checkpoint, and publishes it when at
+least ``quorum`` of the policy's witnesses have cosigned. Appends never wait for this; a
+witness that is slow or down only delays publication. When the policy cannot be met,
+the previous checkpoint stays published and :attr:`Publisher.behind` says why.
+Without witnesses every checkpoint is published as soon as it is signed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+from scalegate.audit import CosigningWitness, witness_ledger
+from scalegate.errors import ScalegateError
+from scalegate.ledger import Checkpoint, Ledger, cosignatures, parse_note, verify_note
+
+__all__ = ["Publisher", "WitnessPolicy"]
+
+
+@dataclass(frozen=True)
+class WitnessPolicy:
+    """Which witnesses cosign, how many of them publication needs, how long to wait."""
+
+    witnesses: Sequence[CosigningWitness]
+    quorum: int
+    timeout_s: float = 10.0
+
+
+class Publisher:
+    """See the module docstring; :meth:`step` does one round, :meth:`run` repeats it."""
+
+    def __init__(self, ledger: Ledger, policy: WitnessPolicy | None, *, interval_s: float,
+                 can_sign: bool) -> None:
+        self.ledger = ledger
+        self.policy = policy
+        self.interval_s = interval_s
+        self.can_sign = can_sign
+        self.published: str | None = None
+        self.published_size = -1
+        self.behind = ""
+        self.changed = asyncio.Event()
+        self._pool = ThreadPoolExecutor(max_workers=max(1, len(policy.witnesses) if policy
+                                                        else 1))
+
+    async def run(self) -> None:
+        """Publish every ``interval_s`` until cancelled."""
+        while True:
+            try:
+                if await asyncio.to_thread(self.step):
+                    self.changed.set()
+                    self.changed = asyncio.Event()
+            except ScalegateError as exc:
+                self.behind = exc.message
+                print(f"scalegate serve: publishing: {exc.message}", file=sys.stderr)
+            await asyncio.sleep(self.interval_s)
+
+    def step(self) -> bool:
+        """One round; whether a newer checkpoint was published."""
+        led = self.ledger
+        note = led.latest_checkpoint()
+        size = -1 if note is None else _size(note)
+        if self.can_sign and led.size > max(size, 0):
+            note = led.checkpoint()
+            size = _size(note)
+        if note is None or size <= self.published_size:
+            return False
+        if self.policy is not None:
+            note = self._witnessed(note, size, self.policy)
+            if note is None:
+                return False
+        self.published, self.published_size, self.behind = note, size, ""
+        return True
+
+    def _witnessed(self, note: str, size: int, policy: WitnessPolicy) -> str | None:
+        """The stored note once the policy's witnesses cosigned it, else ``None``."""
+        futures = [self._pool.submit(witness_ledger, self.ledger, w) for w in policy.witnesses]
+        wait(futures, timeout=policy.timeout_s)
+        problems = [f.exception() for f in futures if f.done() and f.exception()]
+        stored = dict(self.ledger.checkpoints()).get(size, note)
+        got = _cosigners(stored, self.ledger, policy)
+        if got >= policy.quorum:
+            return stored
+        why = "; ".join(str(p) for p in problems[:3]) or "a witness did not answer in time"
+        self.behind = (f"the checkpoint of size {size} has {got} of the {policy.quorum} "
+                       f"witness cosignatures publication needs ({why}); the checkpoint of "
+                       f"size {max(self.published_size, 0)} stays published.")
+        print(f"scalegate serve: {self.behind}", file=sys.stderr)
+        return None
+
+
+def _size(note: str) -> int:
+    return Checkpoint.parse(parse_note(note)[0]).size
+
+
+def _cosigners(note: str, ledger: Ledger, policy: WitnessPolicy) -> int:
+    verifiers = [w.verifier for w in policy.witnesses]
+    try:
+        opened = verify_note(note, [ledger.log_vkey, *verifiers])
+    except ScalegateError:
+        return 0
+    names = {c.name for c in cosignatures(opened)}
+    return sum(1 for v in verifiers if v.name in names)
