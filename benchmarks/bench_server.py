@@ -12,7 +12,9 @@ each for ``--seconds``:
   connections fetching random full tiles, bundles and the checkpoint;
 - submissions: ``--clients`` concurrent clients each POSTing fresh signed envelopes
   (signed before the clock starts) to ``/add``: entries per second, p50/p99 time to
-  acknowledgement; then ``?wait=proof`` submissions: p50/p99 time to a receipt.
+  acknowledgement; then ``?wait=proof`` submissions: p50/p99 time to a receipt;
+- publication through two witnesses (``scalegate witness serve`` processes): the time
+  from an acknowledged entry to a published checkpoint covering it, cosigned by both.
 
 The load comes from this process (asyncio, raw HTTP/1.1 keep-alive), on the same two
 cores as the server: the figures are what one machine does serving and loading itself.
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,7 +48,7 @@ from scalegate.ledger import (
 from scalegate.server import publish_tiles
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from server.serving import serving
+from server.serving import SCALEGATE, free_port, get, post, serving, witness_process
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -160,6 +163,41 @@ def _static(site: Path) -> tuple[ThreadingHTTPServer, int]:
     return server, int(server.server_address[1])
 
 
+def _witnessed(work: Path, db: Path, trainer: SigningKey, rounds: int = 10) -> tuple[str, str]:
+    """Seconds from an acknowledged entry to a published checkpoint covering it, through
+    two witnesses (the server asks every second)."""
+    from contextlib import ExitStack
+
+    log_vkey = Ledger.open(db).log_vkey.text()
+    args, ports = [], []
+    for name in ("w1", "w2"):
+        SigningKey.generate(f"witness.example/{name}").save(work / f"{name}.key")
+        out = subprocess.run([SCALEGATE, "witness", "init", "--key", str(work / f"{name}.key"),
+                              "--log", log_vkey, "--state", str(work / f"{name}.json")],
+                             capture_output=True, text=True, check=True)
+        (work / f"{name}.pub").write_text(out.stdout.strip().splitlines()[-1] + "\n")
+        ports.append(free_port())
+        args += ["--witness", f"http://127.0.0.1:{ports[-1]}/={work / (name + '.pub')}"]
+    took = []
+    with ExitStack() as stack:
+        for name, port in zip(("w1", "w2"), ports, strict=True):
+            stack.enter_context(witness_process(work / f"{name}.json", port))
+        url, _ = stack.enter_context(serving(db, "--checkpoint-interval", "1s", *args))
+        for _ in range(rounds):
+            _, _, body = post(url + "add", _compute(trainer, 10**8 + len(took)))
+            index = int(body.split(b'"index":')[1].split(b",")[0])
+            t = time.perf_counter()
+            while True:
+                got = get(url + "checkpoint")[2].split(b"\n")
+                if len(got) > 1 and int(got[1]) > index:
+                    break
+                time.sleep(0.02)
+            took.append(time.perf_counter() - t)
+    return ("from an acknowledged entry to a published checkpoint cosigned by 2 witnesses "
+            "(checkpoints every 1 s)", f"median {statistics.median(took):.2f} s, max "
+                                       f"{max(took):.2f} s ({rounds} entries)")
+
+
 def _pct(xs: list[float], q: float) -> float:
     return sorted(xs)[min(len(xs) - 1, int(q * len(xs)))] * 1000 if xs else float("nan")
 
@@ -207,6 +245,7 @@ def main() -> None:
         rows.append(("time to a receipt (`?wait=proof`, 8 clients)",
                      f"p50 {_pct(lat, 0.5):.1f} ms, p99 {_pct(lat, 0.99):.1f} ms ({ok} receipts)"))
     static.shutdown()
+    rows.append(_witnessed(work, db, trainer))
     print("| what | measured |\n| --- | --- |")
     for what, got in rows:
         print(f"| {what} | {got} |")

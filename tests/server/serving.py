@@ -69,3 +69,24 @@ def serving(ledger: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[st
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+@contextmanager
+def witness_process(state: Path, port: int) -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen([SCALEGATE, "witness", "serve", "--state", str(state), "--listen",
+                             f"127.0.0.1:{port}"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if get(f"http://127.0.0.1:{port}/")[0] == 200:
+                break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(proc.stderr.read() if proc.stderr else "") from None
+            time.sleep(0.1)
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)

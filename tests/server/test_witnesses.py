@@ -9,7 +9,7 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,7 +32,7 @@ from scalegate.ledger.tlog_proof import LeafHash, verify_receipt
 from scalegate.server import HttpWitness
 
 from .conftest import T0, make_lab
-from .serving import SCALEGATE, free_port, get, post, serving
+from .serving import SCALEGATE, free_port, get, post, serving, witness_process
 
 _steps = iter(range(10**6, 10**9))
 
@@ -41,27 +41,6 @@ def _compute(key: SigningKey) -> bytes:
     return sign_statement(ComputePredicate(
         run_id="witnessed", step=next(_steps), tokens=1.0, flop_by_phase={"pretraining": 1.0},
         effective_flop=1.0, method="6ND", at=datetime.now(UTC)), key).to_bytes()
-
-
-@contextmanager
-def witness_process(state: Path, port: int) -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen([SCALEGATE, "witness", "serve", "--state", str(state), "--listen",
-                             f"127.0.0.1:{port}"], stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if get(f"http://127.0.0.1:{port}/")[0] == 200:
-                break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(proc.stderr.read() if proc.stderr else "") from None
-            time.sleep(0.1)
-    try:
-        yield proc
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 def _published(url: str) -> tuple[int, str]:

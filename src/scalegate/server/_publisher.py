@@ -1,8 +1,10 @@
 """What ``/checkpoint`` shows: checkpoints signed as the log grows, published once the
 witness policy accepts them (Tessera's witness-gated publication).
 
-Every ``interval`` the publisher signs a checkpoint when the log has grown past the last
-one (if it holds the log key), asks each witness of the policy to cosign it (in
+Every ``interval`` (and at once, at most every :data:`MIN_GAP_S`, when a client waits
+for a receipt: :meth:`Publisher.poke`) the publisher signs a checkpoint when the log has
+grown past the last one (if it holds the log key), asks each witness of the policy to
+cosign it (in
 parallel, each within ``timeout``; a witness that is behind is caught up from the size
 it names), attaches the cosignatures to the stored checkpoint, and publishes it when at
 least ``quorum`` of the policy's witnesses have cosigned. Appends never wait for this; a
@@ -14,6 +16,7 @@ Without witnesses every checkpoint is published as soon as it is signed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -23,7 +26,10 @@ from scalegate.audit import CosigningWitness, witness_ledger
 from scalegate.errors import ScalegateError
 from scalegate.ledger import Checkpoint, Ledger, cosignatures, parse_note, verify_note
 
-__all__ = ["Publisher", "WitnessPolicy"]
+__all__ = ["MIN_GAP_S", "Publisher", "WitnessPolicy"]
+
+#: The least time between two rounds (a round woken by a waiting client included).
+MIN_GAP_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -48,12 +54,18 @@ class Publisher:
         self.published_size = -1
         self.behind = ""
         self.changed = asyncio.Event()
+        self._poked = asyncio.Event()
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(policy.witnesses) if policy
                                                         else 1))
 
+    def poke(self) -> None:
+        """Run a round soon: a client is waiting for a checkpoint."""
+        self._poked.set()
+
     async def run(self) -> None:
-        """Publish every ``interval_s`` until cancelled."""
+        """Publish every ``interval_s`` (or sooner when poked) until cancelled."""
         while True:
+            self._poked.clear()
             try:
                 if await asyncio.to_thread(self.step):
                     self.changed.set()
@@ -61,7 +73,9 @@ class Publisher:
             except ScalegateError as exc:
                 self.behind = exc.message
                 print(f"scalegate serve: publishing: {exc.message}", file=sys.stderr)
-            await asyncio.sleep(self.interval_s)
+            await asyncio.sleep(MIN_GAP_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poked.wait(), self.interval_s - MIN_GAP_S)
 
     def step(self) -> bool:
         """One round; whether a newer checkpoint was published."""

@@ -241,6 +241,7 @@ async def _receipt(led: Ledger, publisher: Publisher, index: int) -> str | None:
     """The entry's receipt against the first published checkpoint covering it."""
     deadline = time.monotonic() + _PROOF_WAIT_S
     while publisher.published_size <= index:
+        publisher.poke()
         left = deadline - time.monotonic()
         if left <= 0:
             return None
