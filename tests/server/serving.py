@@ -43,7 +43,7 @@ def post(url: str, body: bytes, ctype: str = "application/json"
 
 
 @contextmanager
-def serving(ledger: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+def serving(ledger: str | Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """``(base URL, process)`` of a running server; stopped (SIGTERM) afterwards."""
     port = free_port()
     proc = subprocess.Popen([SCALEGATE, "serve", "--ledger", str(ledger), "--listen",
