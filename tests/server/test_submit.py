@@ -208,3 +208,23 @@ _URL: list[str] = []
 @pytest.fixture(autouse=True)
 def _url(site: tuple[Lab, str]) -> None:
     _URL[:] = [site[1]]
+
+
+def test_ledger_append_submits_to_a_served_log(site: tuple[Lab, str], tmp_path: Path) -> None:
+    import subprocess
+
+    from .serving import SCALEGATE
+
+    lab, url = site
+    files = []
+    for name in ("a", "b"):
+        files.append(tmp_path / f"{name}.json")
+        files[-1].write_bytes(compute(lab.trainer).to_bytes())
+    res = subprocess.run([SCALEGATE, "ledger", "append", *map(str, files), "--ledger", url],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.count(": entry ") == 2
+    again = subprocess.run([SCALEGATE, "ledger", "append", str(files[0]), "--ledger", url],
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode != 0 and "already logged" in again.stderr, again.stderr
+    assert "Traceback" not in again.stderr

@@ -191,13 +191,26 @@ def append(
     envelopes: list[Path] = typer.Argument(..., help="DSSE envelope JSON files ('-': stdin)."),
     ledger: str | None = LedgerOpt,
 ) -> None:
-    """Append signed envelopes as one all-or-nothing batch; print each index and leaf hash."""
+    """Append signed envelopes as one all-or-nothing batch; print each index and leaf hash.
+
+    To a log served over HTTP (``--ledger https://...``) each is submitted on its own, in
+    order, stopping at the first refusal.
+    """
     batch = []
     for f in envelopes:
         try:
             batch.append(sys.stdin.buffer.read() if str(f) == "-" else f.read_bytes())
         except OSError as exc:
             raise LedgerError(f"cannot read envelope file {f}: {exc.strerror or exc}.") from exc
+    target = _path(ledger)
+    if target.startswith(("http://", "https://")):
+        from scalegate.server import submit_envelope
+
+        for f, data in zip(envelopes, batch, strict=True):
+            index, leaf = submit_envelope(target, data)
+            console.print(f"{f}: entry {index} leaf {leaf.hex()}", highlight=False,
+                          soft_wrap=True)
+        return
     with _open(ledger) as led:
         results = led.append_many(batch)
     for f, (index, leaf) in zip(envelopes, results, strict=True):

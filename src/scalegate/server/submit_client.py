@@ -1,0 +1,41 @@
+"""Submitting to a log over HTTP (``POST /add``), with its refusals as scalegate errors."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+from scalegate.errors import AppendRefused, DuplicateStatement, LedgerError
+from scalegate.ledger import AppendResult
+
+__all__ = ["submit_envelope"]
+
+
+def submit_envelope(url: str, envelope: bytes, *, timeout_s: float = 60.0) -> AppendResult:
+    """Submit one DSSE envelope to the log at ``url``; its index and leaf hash once durable.
+
+    A refusal raises :class:`AppendRefused` (:class:`DuplicateStatement` for a 409) with
+    the log's own explanation; an unreachable log raises :class:`LedgerError`.
+    """
+    target = (url if url.endswith("/") else url + "/") + "add"
+    req = urllib.request.Request(target, data=envelope, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            got = json.loads(resp.read())
+            return AppendResult(int(got["index"]), bytes.fromhex(got["leaf_hash"]))
+    except urllib.error.HTTPError as exc:
+        try:
+            doc = json.loads(exc.read())
+            detail = str(doc.get("detail") or exc.reason)
+        except ValueError:
+            doc, detail = {}, str(exc.reason)
+        if exc.code == 409:
+            raise DuplicateStatement(detail, index=int(doc.get("index", -1))) from None
+        if exc.code in (400, 403, 413, 415, 429):
+            raise AppendRefused(f"{target} refused it ({exc.code}): {detail}") from None
+        raise LedgerError(f"{target} answered {exc.code}: {detail}") from None
+    except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
+        raise LedgerError(f"cannot submit to {target}: {exc}.",
+                          hint="Check the log's address and that it is up.") from None
