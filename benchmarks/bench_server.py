@@ -14,7 +14,10 @@ each for ``--seconds``:
   (signed before the clock starts) to ``/add``: entries per second, p50/p99 time to
   acknowledgement; then ``?wait=proof`` submissions: p50/p99 time to a receipt;
 - publication through two witnesses (``scalegate witness serve`` processes): the time
-  from an acknowledged entry to a published checkpoint covering it, cosigned by both.
+  from an acknowledged entry to a published checkpoint covering it, cosigned by both;
+- with ``--large LEDGER`` (e.g. the 10^6-entry one ``bench_verify.py --sizes 1000000
+  --workdir DIR`` keeps), the server's resident memory while clients read ``--reads``
+  random tiles and bundles spread over the whole log: it must stay flat.
 
 The load comes from this process (asyncio, raw HTTP/1.1 keep-alive), on the same two
 cores as the server: the figures are what one machine does serving and loading itself.
@@ -32,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -198,6 +202,39 @@ def _witnessed(work: Path, db: Path, trainer: SigningKey, rounds: int = 10) -> t
                                        f"{max(took):.2f} s ({rounds} entries)")
 
 
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _memory(ledger: Path, reads: int, clients: int) -> tuple[str, str]:
+    """The server's RSS while ``reads`` random tiles of a large log are fetched."""
+    led = Ledger.open(ledger)
+    size = led.size
+    led.close()
+    tiles = [t for t in tiles_of(size) if t.full]
+    rng = random.Random(7)
+    samples = []
+    with serving(ledger) as (url, proc):
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        samples.append(_rss_mb(proc.pid))
+        for _ in range(4):
+            def one(left: Iterator[int] = iter(range(reads // 4))
+                    ) -> tuple[str | None, str, bytes]:
+                if next(left, None) is None:
+                    return None, "", b""
+                return "GET", "/" + rng.choice(tiles).path(), b""
+
+            asyncio.run(_load(port, clients, 600.0, one))
+            samples.append(_rss_mb(proc.pid))
+    shown = " → ".join(f"{m:.0f}" for m in samples)
+    return (f"`scalegate serve` resident memory over a {size:,}-entry log while {reads:,} "
+            f"random full tiles and bundles are read ({len(tiles):,} exist)",
+            f"{shown} MB (start, then after each quarter)")
+
+
 def _pct(xs: list[float], q: float) -> float:
     return sorted(xs)[min(len(xs) - 1, int(q * len(xs)))] * 1000 if xs else float("nan")
 
@@ -207,7 +244,13 @@ def main() -> None:
     ap.add_argument("--entries", type=int, default=20_000)
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--clients", type=int, default=64)
+    ap.add_argument("--large", type=Path, default=None, help="a large ledger to serve")
+    ap.add_argument("--reads", type=int, default=6000)
     args = ap.parse_args()
+    if args.large is not None:
+        print("| what | measured |\n| --- | --- |")
+        print("| " + " | ".join(_memory(args.large, args.reads, args.clients)) + " |")
+        return
     work = Path(tempfile.mkdtemp(prefix="scalegate-bench-server-"))
     print(f"building a {args.entries:,}-entry ledger in {work}", file=sys.stderr)
     db, trainer = build(work, args.entries)
