@@ -228,3 +228,31 @@ def test_ledger_append_submits_to_a_served_log(site: tuple[Lab, str], tmp_path: 
                            capture_output=True, text=True, timeout=60)
     assert again.returncode != 0 and "already logged" in again.stderr, again.stderr
     assert "Traceback" not in again.stderr
+
+
+def test_ledger_show_reads_a_served_log_through_its_tiles(site: tuple[Lab, str]) -> None:
+    import subprocess
+
+    from .serving import SCALEGATE
+
+    lab, url = site
+    assert post(url + "add?wait=proof", compute(lab.trainer).to_bytes())[0] == 200
+    remote = subprocess.run([SCALEGATE, "ledger", "show", "--json", "--ledger", url,
+                             "--log-key", lab.log_key.vkey.text()],
+                            capture_output=True, text=True, timeout=60)
+    assert remote.returncode == 0, remote.stderr
+    local = subprocess.run([SCALEGATE, "ledger", "show", "--json", "--ledger", str(lab.path)],
+                           capture_output=True, text=True, timeout=60)
+    rows = [json.loads(line) for line in remote.stdout.splitlines()]
+    mine = [json.loads(line) for line in local.stdout.splitlines()][:len(rows)]
+    assert rows and all(r.pop("appended_at") is None for r in rows)
+    for m in mine:
+        m.pop("appended_at")
+    assert rows == mine
+    tofu = subprocess.run([SCALEGATE, "ledger", "show", "--ledger", url, "-n", "2"],
+                          capture_output=True, text=True, timeout=60)
+    assert tofu.returncode == 0 and "trusting the key the log serves" in tofu.stderr
+    wrong = subprocess.run([SCALEGATE, "ledger", "show", "--ledger", url, "--log-key",
+                            SigningKey.generate(lab.ledger.origin).vkey.text()],
+                           capture_output=True, text=True, timeout=60)
+    assert wrong.returncode != 0 and "Traceback" not in wrong.stderr, wrong.stderr

@@ -292,13 +292,24 @@ def show(
     limit: int | None = typer.Option(None, "--limit", "-n", help="At most this many entries."),
     as_json: bool = typer.Option(False, "--json", help="JSON lines with the full statement."),
     ledger: str | None = LedgerOpt,
+    log_key: str | None = typer.Option(None, "--log-key", help="For a log served over HTTP: "
+                                       "its verifier key (text or file), which its checkpoint "
+                                       "must verify under (default: the key it serves, "
+                                       "trusted on first use)."),
 ) -> None:
-    """List entries (index, kind, run, signer, time, leaf hash) or, with --json, everything."""
+    """List entries (index, kind, run, signer, time, leaf hash) or, with --json, everything.
+
+    ``--ledger https://...`` reads a served log through its tiles, each checked against
+    the signed checkpoint (the time an entry was appended is not part of the tiles).
+    """
     from scalegate.ledger import PREDICATES
 
     if kind is not None and kind not in PREDICATES:
         raise LedgerError(f"--kind {kind!r} is no statement kind (kinds: "
                           f"{', '.join(PREDICATES)}).", hint="Pass one of them.")
+    if _path(ledger).startswith(("http://", "https://")):
+        _show_remote(_path(ledger), log_key, kind, run, start, limit, as_json)
+        return
     with _open(ledger) as led:
         entries = led.entries(start, kind=kind, run_id=run, limit=limit)
         size, where = led.size, led.path  # a URL's password is masked in led.path
@@ -477,3 +488,61 @@ def read_tiles_cmd(
     console.print(f"verified {log.checkpoint.origin}: {log.checkpoint.size:,} entries, root "
                   f"{log.checkpoint.root_hash.hex()} ({counted(log.tiles_fetched, 'resources')} "
                   "fetched and checked)")
+
+
+def _show_remote(url: str, log_key: str | None, kind: str | None, run: str | None,
+                 start: int, limit: int | None, as_json: bool) -> None:
+    """``ledger show`` of a log served over HTTP, read through its verified tiles."""
+    from scalegate.ledger import Envelope, parse_statement, read_tiled_log, tile_fetcher
+
+    fetch = tile_fetcher(url)
+    if log_key is None:
+        text = fetch("log.vkey").decode("utf-8", "replace").strip()
+        err_console.print(f"[yellow]trusting the key the log serves ({text[:60]}…); pass "
+                          "--log-key to check it against one you hold[/yellow]")
+        vkey = _vkey(text, "the log's /log.vkey")
+    else:
+        vkey = _vkey(log_key, "--log-key")
+    log = read_tiled_log(fetch, vkey)
+    rows = []
+    for index, data in enumerate(log.entries):
+        if index < start:
+            continue
+        try:
+            env = Envelope.from_bytes(data)
+            st = parse_statement(env.payload_bytes())
+        except ScalegateError as exc:
+            raise LedgerError(f"entry {index} of {url} is in its signed tree but does not "
+                              f"read as a statement: {exc.message}",
+                              hint="The log admitted what it should have refused; report it "
+                              "to its operator and its auditors.") from None
+        if (kind and st.kind != kind) or (run and st.run_id != run):
+            continue
+        rows.append((index, data, env, st))
+        if limit is not None and len(rows) >= limit:
+            break
+    if as_json:
+        for index, data, env, st in rows:
+            print(json.dumps({
+                "index": index, "leaf_hash": _leaf(data), "kind": st.kind, "run_id": st.run_id,
+                "signer": env.signatures[0].keyid, "appended_at": None,
+                "statement": st.model_dump(mode="json", by_alias=True),
+                "envelope": json.loads(data)}, sort_keys=True))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{url}: {len(rows)} of {log.checkpoint.size} entries (verified "
+                  "against its checkpoint)", title_justify="left")
+    for col in ("index", "kind", "run", "signer", "leaf hash"):
+        table.add_column(col, no_wrap=col != "signer",
+                         justify="right" if col == "index" else "left")
+    for index, data, env, st in rows:
+        table.add_row(str(index), st.kind, st.run_id or "", env.signatures[0].keyid,
+                      _leaf(data)[:16])
+    console.print(table)
+
+
+def _leaf(data: bytes) -> str:
+    from scalegate.ledger import leaf_hash
+
+    return leaf_hash(data).hex()
