@@ -52,7 +52,7 @@ from scalegate.ledger import (
 from scalegate.server import publish_tiles
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from server.serving import SCALEGATE, free_port, get, post, serving, witness_process
+from server.serving import free_port, get, init_witness, post, serving, witness_process
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -175,11 +175,7 @@ def _witnessed(work: Path, db: Path, trainer: SigningKey, rounds: int = 10) -> t
     log_vkey = Ledger.open(db).log_vkey.text()
     args, ports = [], []
     for name in ("w1", "w2"):
-        SigningKey.generate(f"witness.example/{name}").save(work / f"{name}.key")
-        out = subprocess.run([SCALEGATE, "witness", "init", "--key", str(work / f"{name}.key"),
-                              "--log", log_vkey, "--state", str(work / f"{name}.json")],
-                             capture_output=True, text=True, check=True)
-        (work / f"{name}.pub").write_text(out.stdout.strip().splitlines()[-1] + "\n")
+        init_witness(work, name, log_vkey)
         ports.append(free_port())
         args += ["--witness", f"http://127.0.0.1:{ports[-1]}/={work / (name + '.pub')}"]
     took = []

@@ -90,3 +90,18 @@ def witness_process(state: Path, port: int) -> Iterator[subprocess.Popen[str]]:
     finally:
         proc.kill()
         proc.wait(timeout=10)
+
+
+def init_witness(directory: Path, name: str, log_vkey: str) -> str:
+    """A new witness ``witness.example/<name>`` of the log (`scalegate witness init`): its
+    key in ``<name>.key``, state in ``<name>.json``, cosignature key in ``<name>.pub``;
+    returns that key."""
+    from scalegate.ledger import SigningKey
+
+    SigningKey.generate(f"witness.example/{name}").save(directory / f"{name}.key")
+    out = subprocess.run([SCALEGATE, "witness", "init", "--key", str(directory / f"{name}.key"),
+                          "--log", log_vkey, "--state", str(directory / f"{name}.json")],
+                         capture_output=True, text=True, check=True)
+    vkey = out.stdout.strip().splitlines()[-1]
+    (directory / f"{name}.pub").write_text(vkey + "\n")
+    return vkey

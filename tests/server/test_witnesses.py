@@ -6,7 +6,6 @@ a witness is refused and kept as evidence."""
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -32,7 +31,7 @@ from scalegate.ledger.tlog_proof import LeafHash, verify_receipt
 from scalegate.server import HttpWitness
 
 from .conftest import T0, make_lab
-from .serving import SCALEGATE, free_port, get, post, serving, witness_process
+from .serving import free_port, get, init_witness, post, serving, witness_process
 
 _steps = iter(range(10**6, 10**9))
 
@@ -68,12 +67,7 @@ def world(tmp_path: Path) -> Iterator[dict[str, object]]:
     log_vkey = lab.log_key.vkey.text()
     verifiers, states = [], []
     for name in ("w1", "w2"):
-        SigningKey.generate(f"witness.example/{name}").save(tmp_path / f"{name}.key")
-        out = subprocess.run([SCALEGATE, "witness", "init", "--key", str(tmp_path / f"{name}.key"),
-                              "--log", log_vkey, "--state", str(tmp_path / f"{name}.json")],
-                             capture_output=True, text=True, check=True)
-        verifiers.append(CosignatureVerifier.parse(out.stdout.strip().splitlines()[-1]))
-        (tmp_path / f"{name}.pub").write_text(verifiers[-1].text() + "\n")
+        verifiers.append(CosignatureVerifier.parse(init_witness(tmp_path, name, log_vkey)))
         states.append(tmp_path / f"{name}.json")
     ports = [free_port(), free_port()]
     with ExitStack() as stack:
