@@ -91,7 +91,12 @@ class StatementError(LedgerError):
 
 
 class AppendRefused(LedgerError):
-    """The ledger refused an entry (unregistered, expired or revoked key; bad signature)."""
+    """The ledger refused an entry (unregistered, expired or revoked key; bad signature).
+
+    ``position`` is the refused envelope's place in the batch, when one was refused.
+    """
+
+    position: int | None = None
 
 
 class StoreError(LedgerError):

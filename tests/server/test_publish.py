@@ -189,3 +189,30 @@ def test_publishing_a_log_without_a_checkpoint_says_what_to_do(tmp_path: Path) -
                                    str(tmp_path / "e.db")])
     assert res.exit_code != 0
     assert "no checkpoint" in " ".join(str(res.exception).split())
+
+
+def test_publishing_where_nothing_can_be_written_says_so(lab: Lab) -> None:
+    res = CliRunner().invoke(app, ["ledger", "publish-tiles", "/proc/scalegate-nope",
+                                   "--ledger", str(lab.path)])
+    assert res.exit_code != 0 and "cannot write the tiles" in str(res.exception)
+
+
+def test_a_resource_larger_than_it_can_be_is_refused_unread(lab: Lab, site: Path,
+                                                           tmp_path: Path) -> None:
+    copy = tmp_path / "big"
+    shutil.copytree(site, copy)
+    (copy / "tile/0/000").write_bytes(b"\0" * 9000)
+    with pytest.raises(ProofError, match="larger than"):
+        read_tiled_log(str(copy), lab.log_key.vkey)
+
+
+def test_superseded_partial_tiles_are_removed(tmp_path: Path) -> None:
+    lab = make_lab(tmp_path, 100)
+    site = tmp_path / "site"
+    publish_tiles(lab.ledger, site)
+    assert (site / "tile/0/000.p/100").is_file()
+    lab.fill(300)
+    publish_tiles(lab.ledger, site)
+    assert (site / "tile/0/000").is_file() and not (site / "tile/0/000.p").exists()
+    assert read_tiled_log(str(site), lab.log_key.vkey).checkpoint.size == 300
+    lab.ledger.close()

@@ -256,3 +256,35 @@ def test_ledger_show_reads_a_served_log_through_its_tiles(site: tuple[Lab, str])
                             SigningKey.generate(lab.ledger.origin).vkey.text()],
                            capture_output=True, text=True, timeout=60)
     assert wrong.returncode != 0 and "Traceback" not in wrong.stderr, wrong.stderr
+
+
+def test_forged_envelopes_in_a_batch_fail_alone_and_spend_no_one_s_allowance(
+        tmp_path: Path) -> None:
+    lab = make_lab(tmp_path, 2)
+    lab.ledger.close()
+    forger = SigningKey.generate("acme/trainer")  # claims the trainer's name, not its key
+    with serving(lab.path, "--rate-limit", "2") as (url, _):
+        forged = [compute(forger).model_copy(update={"signatures": [
+            s.model_copy(update={"keyid": lab.trainer.vkey.keyid})
+            for s in compute(forger).signatures]}).to_bytes() for _ in range(6)]
+        with ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(lambda b: post(url + "add", b)[0], forged))
+        assert set(got) == {400}  # a bad signature each, never a 429 from someone's bucket
+        assert post(url + "add", compute(lab.trainer).to_bytes())[0] == 200
+    (tmp_path / "mixed").mkdir()
+    lab2 = make_lab(tmp_path / "mixed", 2)
+    lab2.ledger.close()
+    with serving(lab2.path) as (url, _):
+        good = [compute(lab2.trainer).to_bytes() for _ in range(30)]
+        bad = [compute(SigningKey.generate("acme/x")).to_bytes() for _ in range(4)]
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda b: post(url + "add", b)[0], good + bad))
+    assert answers == [200] * 30 + [403] * 4
+
+
+def test_a_rate_below_one_per_second_still_admits(tmp_path: Path) -> None:
+    lab = make_lab(tmp_path, 2)
+    lab.ledger.close()
+    with serving(lab.path, "--rate-limit", "0.2") as (url, _):
+        assert post(url + "add", compute(lab.trainer).to_bytes())[0] == 200
+        assert post(url + "add", compute(lab.trainer).to_bytes())[0] == 429

@@ -6,6 +6,7 @@ a witness is refused and kept as evidence."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -31,7 +32,7 @@ from scalegate.ledger.tlog_proof import LeafHash, verify_receipt
 from scalegate.server import HttpWitness
 
 from .conftest import T0, make_lab
-from .serving import free_port, get, init_witness, post, serving, witness_process
+from .serving import SCALEGATE, free_port, get, init_witness, post, serving, witness_process
 
 _steps = iter(range(10**6, 10**9))
 
@@ -135,3 +136,24 @@ def test_a_forked_tree_shown_to_a_witness_is_refused_and_kept(world: dict,
     state = json.loads(world["states"][0].read_text())
     assert state["evidence"], "the witness kept no evidence of the split view"
     assert _published(url)[0] >= 40  # the real log goes on being published
+
+
+def test_a_witness_names_its_size_as_the_spec_says(world: dict) -> None:
+    url = world["url"]
+    note = _wait_for(url, 40).encode()
+    status, headers, body = post(f"http://127.0.0.1:{world['ports'][0]}/add-checkpoint",
+                                 b"old 0\n\n" + note, "text/plain")
+    assert status == 409 and headers["content-type"] == "text/x.tlog.size"
+    assert int(body.decode().strip()) >= 40
+
+
+def test_one_witness_named_twice_is_refused(world: dict, tmp_path: Path) -> None:
+    lab = world["lab"]
+    w1 = f"http://127.0.0.1:{world['ports'][0]}/"
+    for second in (f"http://127.0.0.1:{world['ports'][1]}/={tmp_path / 'w1.pub'}",
+                   f"{w1}={tmp_path / 'w2.pub'}"):
+        res = subprocess.run([SCALEGATE, "serve", "--ledger", str(lab.path), "--listen",
+                              f"127.0.0.1:{free_port()}", "--witness",
+                              f"{w1}={tmp_path / 'w1.pub'}", "--witness", second],
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode != 0 and "already named" in res.stderr, res.stderr

@@ -460,7 +460,8 @@ def publish_tiles_cmd(
     if directory.exists() and not directory.is_dir():
         raise LedgerError(f"{directory} exists and is not a directory.",
                           hint="Name a directory to write the tiles into.")
-    done = publish_tiles(_open(ledger), directory)
+    with _open(ledger) as led:
+        done = publish_tiles(led, directory)
     console.print(f"published the checkpoint of size {done.size:,} to {directory}: "
                   f"{counted(done.written, 'tiles')} written, {done.kept:,} full ones kept")
 

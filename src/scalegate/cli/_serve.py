@@ -12,7 +12,7 @@ from scalegate.cli._console import err_console
 from scalegate.errors import ScalegateError
 
 if TYPE_CHECKING:
-    from scalegate.server import WitnessPolicy
+    from scalegate.server import HttpWitness, WitnessPolicy
 
 _LISTEN_HELP = "Address to listen on, HOST:PORT (default 127.0.0.1:8080; 0.0.0.0 for all)."
 
@@ -71,7 +71,7 @@ def serve(
             raise ScalegateError(f"--rate-limit {rate_limit!r} is not a positive number of "
                                  "submissions per second.", hint="For example --rate-limit "
                                  "100.") from None
-        limit = (per_second, 2 * per_second)
+        limit = (per_second, max(1.0, 2 * per_second))
     policy = _witness_policy(witness, witness_quorum, witness_timeout)
     app = create_app(ledger if ledger is not None else default_ledger_path(), log_key=log_key,
                      checkpoint_interval=interval, rate_limit=limit, witnesses=policy)
@@ -97,7 +97,9 @@ def run_server(app: Any, host: str, port: int) -> None:
     """Run an ASGI app with uvicorn until interrupted; a clear error if it cannot listen."""
     import uvicorn
 
-    config = uvicorn.Config(app, host=host, port=port, log_level="critical", access_log=False)
+    # A slow or stuck client cannot keep the server from stopping, nor take every slot.
+    config = uvicorn.Config(app, host=host, port=port, log_level="critical", access_log=False,
+                            timeout_graceful_shutdown=5, limit_concurrency=2048)
     server = uvicorn.Server(config)
     try:
         server.run()
@@ -124,7 +126,7 @@ def _witness_policy(specs: list[str], quorum: int | None, timeout: str
             raise ScalegateError("--witness-quorum without --witness.",
                                  hint="Name the witnesses: --witness URL=KEY.")
         return None
-    witnesses = []
+    witnesses: list[HttpWitness] = []
     for spec in specs:
         url, sep, key = spec.partition("=")
         if not sep or not url.startswith(("http://", "https://")) or not key:
@@ -135,6 +137,10 @@ def _witness_policy(specs: list[str], quorum: int | None, timeout: str
         except ScalegateError as exc:
             raise ScalegateError(f"--witness {spec[:80]!r}: {exc.message}", hint="Give the key "
                                  "`scalegate witness init` printed (or its file).") from None
+        if any(w.verifier.keyid == verifier.keyid or w.url.rstrip("/") == url.rstrip("/")
+               for w in witnesses):
+            raise ScalegateError(f"--witness {spec[:80]!r} names a witness (URL or key) "
+                                 "already named: each counts once towards the quorum.")
         witnesses.append(HttpWitness(url, verifier))
     if quorum is not None and quorum > len(witnesses):
         raise ScalegateError(f"--witness-quorum {quorum} is more than the "
@@ -143,4 +149,6 @@ def _witness_policy(specs: list[str], quorum: int | None, timeout: str
         seconds = parse_duration(timeout).total_seconds()
     except ValueError as exc:
         raise ScalegateError(f"--witness-timeout {timeout!r}: {exc}") from None
+    for w in witnesses:
+        w.timeout_s = seconds
     return WitnessPolicy(witnesses, quorum or len(witnesses), timeout_s=seconds)

@@ -497,6 +497,13 @@ class LedgerStore:
         return [_checkpoint(r) for r in conn.execute(q)]
 
     @staticmethod
+    def checkpoint_at(conn: Connection, size: int) -> str | None:
+        """The stored checkpoint note of ``size``, if any."""
+        row = conn.execute(
+            select(checkpoints_t.c.note).where(checkpoints_t.c.size == size)).first()
+        return None if row is None else column_text(row[0])
+
+    @staticmethod
     def latest_checkpoint(conn: Connection) -> tuple[int, bytes, str, str] | None:
         """The largest stored checkpoint, if any."""
         q = select(checkpoints_t).order_by(checkpoints_t.c.size.desc()).limit(1)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -172,6 +173,8 @@ class Ledger:
         self.checkpoint_interval: timedelta | None = checkpoint_interval or cadence[1]
         self.checkpoint_on_close = checkpoint_on_close
         self._appended = False  # by this object: close() then signs a checkpoint
+        #: Why the last checkpoint due after an append could not be signed (if it could not).
+        self.checkpoint_problem: str | None = None
         self._last_signed: tuple[int, datetime] | None = None  # (size, when), as far as known
         # Caches valid while the log still has ``_cached_size`` entries (another process
         # may append meanwhile; the writer re-reads the size under the lock).
@@ -430,7 +433,13 @@ class Ledger:
         otherwise :class:`AppendConflict` is raised and nothing is written.
         """
         items = list(envelopes)
-        prepared = [prepare(e, _where(pos, len(items))) for pos, e in enumerate(items)]
+        prepared = []
+        for pos, e in enumerate(items):
+            try:
+                prepared.append(prepare(e, _where(pos, len(items))))
+            except AppendRefused as exc:
+                exc.position = pos
+                raise
         if not prepared:
             return []
         cached = self._cached_registry
@@ -456,11 +465,13 @@ class Ledger:
                 try:
                     signer, reg = admit(p, idx, registry, verifiers, now)
                 except (SignatureError, KeyNotAuthorized) as exc:
-                    raise AppendRefused(
+                    refused = AppendRefused(
                         f"refused {_where(pos, total)} ({p.kind} statement): "
                         f"{sentence(exc.message)} Nothing was appended.",
                         hint=exc.hint,
-                    ) from exc
+                    )
+                    refused.position = pos
+                    raise refused from exc
                 if reg is not None:
                     changed[reg.keyid] = reg
                     verifiers = registry.verifiers()
@@ -477,7 +488,12 @@ class Ledger:
         self._cached_registry = registry
         self._signed_keys.remember(self._cached_size, compact.root(), registry)
         self._cached_compact = compact
-        self._after_append(base + len(rows))
+        try:
+            self._after_append(base + len(rows))
+        except ScalegateError as exc:  # the entries are durable: say so, do not fail them
+            self.checkpoint_problem = exc.message
+            warnings.warn(f"ledger {self.path}: appended, but the checkpoint due could not "
+                          f"be signed: {exc.message}", stacklevel=2)
         return [AppendResult(r.index, r.leaf_hash) for r in rows]
 
     def _registry_in(self, w: Writer) -> KeyRegistry:
@@ -680,6 +696,11 @@ class Ledger:
                              hint="Run `scalegate ledger verify`.")
         return bundle(got) if tile.entries else b"".join(got)
 
+    def checkpoint_at(self, size: int) -> str | None:
+        """The checkpoint issued for ``size`` (with the cosignatures it gathered), if any."""
+        with self._store.reader() as conn:
+            return self._store.checkpoint_at(conn, size)
+
     def checkpoints(self) -> list[tuple[int, str]]:
         """Every checkpoint issued, ``(size, note)``, oldest first."""
         with self._store.reader() as conn:
@@ -742,13 +763,15 @@ def _refuse_duplicates(prepared: list[PendingEntry], w: Writer) -> None:
         at = logged.get(p.digest, seen.get(p.digest))
         if at is not None:
             where = f"entry {at}" if at < w.size else f"position {at - w.size + 1} of the batch"
-            raise DuplicateStatement(
+            dup = DuplicateStatement(
                 f"refused {_where(pos, len(prepared))} ({p.kind} statement): the same "
                 f"statement is already logged ({where}); the log admits a statement once. "
                 "Nothing was appended.",
                 index=at,
                 hint="A statement that changes a run is signed afresh for each event; "
                 "re-sending an old one is a replay.")
+            dup.position = pos
+            raise dup
         seen[p.digest] = w.size + pos
 
 

@@ -13,8 +13,10 @@ by ``scalegate ledger publish-tiles``.
 
 from __future__ import annotations
 
+import http.client
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,7 +26,14 @@ from scalegate.errors import LedgerError, NoteError, ProofError, TileNotFound
 from scalegate.ledger import merkle
 from scalegate.ledger.checkpoint import Checkpoint, open_checkpoint
 from scalegate.ledger.keys import VerifierKey
-from scalegate.ledger.tiles import HASH_BYTES, TILE_WIDTH, Tile, parse_bundle, tiles_of
+from scalegate.ledger.tiles import (
+    HASH_BYTES,
+    MAX_ENTRY_BYTES,
+    TILE_WIDTH,
+    Tile,
+    parse_bundle,
+    tiles_of,
+)
 
 __all__ = ["TiledLog", "read_tiled_log", "tile_fetcher"]
 
@@ -43,22 +52,25 @@ class TiledLog:
 
 
 def tile_fetcher(location: str) -> Fetch:
-    """A function fetching resources under ``location`` (a URL prefix or a directory)."""
+    """A function fetching resources under ``location`` (a URL prefix or a directory).
+
+    No resource is read beyond what it can hold (:func:`max_bytes`); gzip-compressed
+    bundles (which the spec lets logs send unasked) are decompressed within that bound.
+    """
     if location.startswith(("http://", "https://")):
         prefix = location if location.endswith("/") else location + "/"
 
         def fetch_url(path: str) -> bytes:
-            req = urllib.request.Request(prefix + path, headers={
-                "Accept-Encoding": "identity", "User-Agent": "scalegate"})
             try:
-                with urllib.request.urlopen(req, timeout=_TIMEOUT_S) as resp:
-                    return bytes(resp.read())
-            except urllib.error.HTTPError as exc:
-                if exc.code == 404:
+                return _http_get(prefix + path, max_bytes(path))
+            except TileNotFound:
+                raise
+            except (http.client.HTTPException, ValueError, OSError) as exc:
+                if isinstance(exc, urllib.error.HTTPError) and exc.code == 404:
                     raise TileNotFound(f"{prefix}{path} is not there (404).") from None
-                raise LedgerError(f"{prefix}{path}: HTTP {exc.code} {exc.reason}.") from None
-            except (urllib.error.URLError, OSError) as exc:
-                raise LedgerError(f"cannot fetch {prefix}{path}: {exc}.",
+                if isinstance(exc, urllib.error.HTTPError):
+                    raise LedgerError(f"{prefix}{path}: HTTP {exc.code} {exc.reason}.") from None
+                raise LedgerError(f"cannot fetch {prefix}{path}: {exc or type(exc).__name__}.",
                                   hint="Check the address and that the log is up.") from None
 
         return fetch_url
@@ -72,9 +84,34 @@ def tile_fetcher(location: str) -> Fetch:
         target = root / path
         if not target.is_file():
             raise TileNotFound(f"{target} is not there.")
+        if target.stat().st_size > max_bytes(path):
+            raise ProofError(f"{target} is larger than {path} can be.")
         return target.read_bytes()
 
     return fetch_file
+
+
+def max_bytes(path: str) -> int:
+    """The most a resource can hold: a hash tile 8,192 bytes, a bundle 256 entries of at
+    most 65,535 bytes, a checkpoint (with its cosignatures) a few KB."""
+    if path.startswith("tile/entries/"):
+        return TILE_WIDTH * (MAX_ENTRY_BYTES + 2)
+    if path.startswith("tile/"):
+        return TILE_WIDTH * HASH_BYTES
+    return 1 << 16
+
+
+def _http_get(url: str, limit: int) -> bytes:
+    req = urllib.request.Request(url, headers={"Accept-Encoding": "gzip, identity",
+                                               "User-Agent": "scalegate"})
+    with urllib.request.urlopen(req, timeout=_TIMEOUT_S) as resp:
+        body = resp.read(limit + 1)
+        if resp.headers.get("Content-Encoding", "identity") == "gzip":
+            inflate = zlib.decompressobj(wbits=31)
+            body = inflate.decompress(body, limit + 1)
+    if len(body) > limit:
+        raise ProofError(f"{url} is larger than it can be ({limit:,} bytes at most).")
+    return body
 
 
 def read_tiled_log(

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from scalegate.audit import CosigningWitness, witness_ledger
@@ -55,8 +55,16 @@ class Publisher:
         self.behind = ""
         self.changed = asyncio.Event()
         self._poked = asyncio.Event()
-        self._pool = ThreadPoolExecutor(max_workers=max(1, len(policy.witnesses) if policy
-                                                        else 1))
+        # One thread per witness, and no new request to a witness whose last one is still
+        # running: a witness that hangs cannot hold up the others.
+        self._pools = [ThreadPoolExecutor(max_workers=1) for _ in
+                       (policy.witnesses if policy else ())]
+        self._running: list[Future[str] | None] = [None] * len(self._pools)
+
+    def close(self) -> None:
+        """Stop asking witnesses (a request under way is not waited for)."""
+        for pool in self._pools:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def poke(self) -> None:
         """Run a round soon: a client is waiting for a checkpoint."""
@@ -96,10 +104,14 @@ class Publisher:
 
     def _witnessed(self, note: str, size: int, policy: WitnessPolicy) -> str | None:
         """The stored note once the policy's witnesses cosigned it, else ``None``."""
-        futures = [self._pool.submit(witness_ledger, self.ledger, w) for w in policy.witnesses]
-        wait(futures, timeout=policy.timeout_s)
-        problems = [f.exception() for f in futures if f.done() and f.exception()]
-        stored = dict(self.ledger.checkpoints()).get(size, note)
+        for i, w in enumerate(policy.witnesses):
+            running = self._running[i]
+            if running is None or running.done():
+                self._running[i] = self._pools[i].submit(witness_ledger, self.ledger, w)
+        asked = [f for f in self._running if f is not None]
+        wait(asked, timeout=policy.timeout_s)
+        problems = [f.exception() for f in asked if f.done() and f.exception()]
+        stored = self.ledger.checkpoint_at(size) or note
         got = _cosigners(stored, self.ledger, policy)
         if got >= policy.quorum:
             return stored
@@ -116,10 +128,11 @@ def _size(note: str) -> int:
 
 
 def _cosigners(note: str, ledger: Ledger, policy: WitnessPolicy) -> int:
-    verifiers = [w.verifier for w in policy.witnesses]
+    """How many distinct witness keys of the policy validly cosigned ``note``."""
+    verifiers = list({(w.verifier.name, w.verifier.key_id): w.verifier
+                      for w in policy.witnesses}.values())
     try:
         opened = verify_note(note, [ledger.log_vkey, *verifiers])
     except ScalegateError:
         return 0
-    names = {c.name for c in cosignatures(opened)}
-    return sum(1 for v in verifiers if v.name in names)
+    return len({(c.verifier.name, c.verifier.key_id) for c in cosignatures(opened)})

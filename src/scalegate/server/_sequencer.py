@@ -42,16 +42,26 @@ class RateLimit:
     burst: float
     buckets: dict[str, _Bucket] = field(default_factory=dict)
 
-    def take(self, signer: str) -> bool:
-        """Whether ``signer`` may submit now (and count it)."""
+    def allows(self, signer: str) -> bool:
+        """Whether ``signer`` may submit now (a signer with no admitted submission yet may)."""
+        b = self.buckets.get(signer)
+        if b is None:
+            return True
+        self._refill(b)
+        return b.tokens >= 1
+
+    def charge(self, signer: str) -> None:
+        """Count an admitted submission by ``signer`` (only admitted ones are counted, so a
+        forged envelope naming someone else's key cannot use up their allowance, and only
+        registered keys ever get a bucket)."""
+        b = self.buckets.setdefault(signer, _Bucket(self.burst, time.monotonic()))
+        self._refill(b)
+        b.tokens -= 1
+
+    def _refill(self, b: _Bucket) -> None:
         now = time.monotonic()
-        b = self.buckets.setdefault(signer, _Bucket(self.burst, now))
         b.tokens = min(self.burst, b.tokens + (now - b.at) * self.per_second)
         b.at = now
-        if b.tokens < 1:
-            return False
-        b.tokens -= 1
-        return True
 
 
 class Sequencer:
@@ -105,14 +115,28 @@ class Sequencer:
                         done.set_result(got)
 
     def _append(self, items: list[bytes]) -> list[AppendResult | BaseException]:
-        try:
-            return list(self.ledger.append_many(items))
-        except AppendRefused as exc:
-            if len(items) == 1:
-                return [exc]
-        except Exception as exc:  # the store failed (or a bug): every submission hears it
-            return [exc] * len(items)
-        return [self._one(item) for item in items]  # each on its own: only the refused fail
+        """Append ``items`` as one batch; a refused envelope is taken out (its refusal is its
+        answer) and the rest appended again as one batch."""
+        out: list[AppendResult | BaseException | None] = [None] * len(items)
+        todo = list(range(len(items)))
+        while todo:
+            try:
+                done = self.ledger.append_many([items[i] for i in todo])
+            except AppendRefused as exc:
+                if exc.position is None or not 0 <= exc.position < len(todo):
+                    for i in todo:  # no position to take out: each on its own
+                        out[i] = self._one(items[i])
+                    break
+                out[todo.pop(exc.position)] = exc
+                continue
+            except Exception as exc:  # the store failed (or a bug): every submission hears it
+                for i in todo:
+                    out[i] = exc
+                break
+            for i, result in zip(todo, done, strict=True):
+                out[i] = result
+            break
+        return [o if o is not None else RuntimeError("not appended") for o in out]
 
     def _one(self, item: bytes) -> AppendResult | BaseException:
         try:

@@ -64,6 +64,26 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
                         media_type="application/problem+json")
 
 
+#: How long a client may take to send a request body.
+BODY_TIMEOUT_S = 10.0
+
+
+class TooLarge(Exception):
+    """A request body over the limit."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (:class:`TooLarge`) beyond ``limit`` bytes and
+    (``TimeoutError``) when it takes longer than :data:`BODY_TIMEOUT_S` to arrive."""
+    body = bytearray()
+    async with asyncio.timeout(BODY_TIMEOUT_S):
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise TooLarge
+    return bytes(body)
+
+
 def create_app(
     ledger: str | os.PathLike[str] | Ledger,
     *,
@@ -90,8 +110,13 @@ def create_app(
         sequencer.start()
         publishing = asyncio.get_running_loop().create_task(publisher.run())
         yield
-        publishing.cancel()
         await sequencer.stop()
+        publishing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await publishing
+        publisher.close()
+        if not isinstance(ledger, Ledger):  # opened here: closing signs a last checkpoint
+            await asyncio.to_thread(led.close)
 
     app = FastAPI(title=f"{led.origin} — scalegate transparency log",
                   description="A C2SP tlog-tiles log of signed responsible-scaling statements.",
@@ -190,6 +215,7 @@ def _submissions(app: FastAPI, led: Ledger, sequencer: Sequencer, publisher: Pub
                        (400, "Malformed envelope or statement, or a bad signature"),
                        (403, "The signer is not admitted (unregistered, expired, revoked)"),
                        (409, "The statement is already logged"),
+                       (408, "The body did not arrive in time"),
                        (413, "The entry is over 65,535 bytes"),
                        (415, "Not application/json"),
                        (429, "The signer is over the rate limit"),
@@ -202,15 +228,17 @@ def _submissions(app: FastAPI, led: Ledger, sequencer: Sequencer, publisher: Pub
         if ctype != "application/json":
             return problem(415, "Unsupported media type",
                            "send the DSSE envelope as application/json.")
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_ENTRY_BYTES:
-                return problem(413, "Entry too large",
-                               f"a log entry is at most {MAX_ENTRY_BYTES:,} bytes; keep large "
-                               "documents outside the log and name them by digest.")
+        try:
+            body = await read_body(request, MAX_ENTRY_BYTES)
+        except TooLarge:
+            return problem(413, "Entry too large",
+                           f"a log entry is at most {MAX_ENTRY_BYTES:,} bytes; keep large "
+                           "documents outside the log and name them by digest.")
+        except TimeoutError:
+            return problem(408, "Request timeout", f"the body did not arrive within "
+                           f"{BODY_TIMEOUT_S:.0f} s.")
         signer = _first_keyid(bytes(body))
-        if limit is not None and signer is not None and not limit.take(signer):
+        if limit is not None and signer is not None and not limit.allows(signer):
             resp = problem(429, "Too many submissions",
                            f"signer {signer[:80]} is over this log's rate limit.")
             resp.headers["Retry-After"] = "1"
@@ -225,6 +253,8 @@ def _submissions(app: FastAPI, led: Ledger, sequencer: Sequencer, publisher: Pub
             return problem(400, "Refused", exc.message)
         except ScalegateError as exc:
             return problem(503, "Log unavailable", exc.message)
+        if limit is not None and signer is not None:
+            limit.charge(signer)
         out: dict[str, Any] = {"index": index, "leaf_hash": leaf.hex()}
         if wait == "proof":
             receipt = await _receipt(led, publisher, index)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -23,19 +24,24 @@ def submit_envelope(url: str, envelope: bytes, *, timeout_s: float = 60.0) -> Ap
                                  headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-            got = json.loads(resp.read())
+            got = json.loads(resp.read(1 << 16))
             return AppendResult(int(got["index"]), bytes.fromhex(got["leaf_hash"]))
     except urllib.error.HTTPError as exc:
         try:
-            doc = json.loads(exc.read())
+            doc = json.loads(exc.read(1 << 16))
+            if not isinstance(doc, dict):
+                raise ValueError("not a problem document")
             detail = str(doc.get("detail") or exc.reason)
-        except ValueError:
+        except (ValueError, OSError, http.client.HTTPException):
             doc, detail = {}, str(exc.reason)
         if exc.code == 409:
-            raise DuplicateStatement(detail, index=int(doc.get("index", -1))) from None
+            index = doc.get("index")
+            raise DuplicateStatement(detail, index=index if isinstance(index, int) else -1
+                                     ) from None
         if exc.code in (400, 403, 413, 415, 429):
             raise AppendRefused(f"{target} refused it ({exc.code}): {detail}") from None
         raise LedgerError(f"{target} answered {exc.code}: {detail}") from None
-    except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
+    except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError, AttributeError,
+            http.client.HTTPException) as exc:
         raise LedgerError(f"cannot submit to {target}: {exc}.",
                           hint="Check the log's address and that it is up.") from None

@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
 from scalegate.audit import Witness
 from scalegate.errors import WitnessConflict, WitnessRefused
-from scalegate.server.app import problem
+from scalegate.server.app import TooLarge, problem, read_body
 
 __all__ = ["create_witness_app"]
 
@@ -44,15 +44,16 @@ def create_witness_app(witness: Witness) -> FastAPI:
                   (400, "Malformed request"), (403, "No valid signature by the log's key"),
                   (404, "A log this witness does not follow"),
                   (409, "Not the size last cosigned (body: that size), or another tree"),
-                  (413, "Request too large"),
+                  (408, "The body did not arrive in time"), (413, "Request too large"),
                   (422, "The consistency proof does not verify"))})
     async def add_checkpoint(request: Request) -> Response:
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > _MAX_REQUEST:
-                return problem(413, "Request too large", "an add-checkpoint request is small.")
-        return await _cosign(witness, bytes(body))
+        try:
+            body = await read_body(request, _MAX_REQUEST)
+        except TooLarge:
+            return problem(413, "Request too large", "an add-checkpoint request is small.")
+        except TimeoutError:
+            return problem(408, "Request timeout", "the body did not arrive in time.")
+        return await _cosign(witness, body)
 
     return app
 
@@ -63,8 +64,9 @@ async def _cosign(witness: Witness, body: bytes) -> Response:
     try:
         lines = await asyncio.to_thread(witness.add_checkpoint_request, body)
     except WitnessConflict as exc:
-        return PlainTextResponse(f"{exc.size}\n", status_code=409,
-                                 media_type="text/x.tlog.size")
+        # Exactly this Content-Type (no charset): clients compare it as a whole.
+        return Response(f"{exc.size}\n".encode(), status_code=409,
+                        headers={"Content-Type": "text/x.tlog.size"})
     except WitnessRefused as exc:
         return problem(exc.status, "Refused", exc.message)
     return PlainTextResponse(lines if lines.endswith("\n") else lines + "\n")

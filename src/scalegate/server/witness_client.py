@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -41,9 +42,9 @@ class HttpWitness:
                                      headers={"Content-Type": "text/plain"})
         try:
             with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                lines = resp.read().decode("utf-8", "replace")
+                lines = resp.read(1 << 16).decode("utf-8", "replace")
         except urllib.error.HTTPError as exc:
-            text = exc.read().decode("utf-8", "replace")
+            text = exc.read(1 << 12).decode("utf-8", "replace")
             if exc.code == 409 and exc.headers.get_content_type() == "text/x.tlog.size":
                 try:
                     size = int(text.strip())
@@ -55,7 +56,7 @@ class HttpWitness:
                                       size=size) from None
             raise WitnessRefused(f"witness {self.url} refused ({exc.code}): {text[:300]}",
                                  status=exc.code) from None
-        except (urllib.error.URLError, OSError) as exc:
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
             raise LedgerError(f"witness {self.url} is unreachable: {exc}.") from None
         self._sizes[origin] = int(parse_note(note)[0].split("\n")[1])
         return lines
