@@ -22,7 +22,7 @@ from scalegate.ledger._store import shown_location
 from scalegate.ledger._verify import CLOCK_SKEW, CheckedEntry, LogSweep, PriorCheck
 from scalegate.ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from scalegate.ledger.cosignature import CosignatureVerifier, cosign, cosignatures
-from scalegate.ledger.envelope import Envelope, sign_envelope, verify_envelope
+from scalegate.ledger.envelope import Envelope, read_canonical, sign_envelope, verify_envelope
 from scalegate.ledger.keys import SigningKey, VerifierKey, verifier_key_in
 from scalegate.ledger.log import AppendResult, Ledger, LogEntry, default_ledger_path
 from scalegate.ledger.merkle import leaf_hash, root, verify_consistency, verify_inclusion
@@ -138,6 +138,7 @@ __all__ = [
     "parse_receipt",
     "parse_statement",
     "parse_tile_path",
+    "read_canonical",
     "read_tiled_log",
     "request_timestamp",
     "require_rfc3161",

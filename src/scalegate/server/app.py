@@ -285,7 +285,7 @@ async def _receipt(led: Ledger, publisher: Publisher, index: int) -> str | None:
 
 def _first_keyid(body: bytes) -> str | None:
     """The first signature's keyid, for the rate limit (the append checks everything)."""
-    from scalegate.ledger.envelope import read_canonical
+    from scalegate.ledger import read_canonical
 
     fast = read_canonical(body)
     if fast is not None:
