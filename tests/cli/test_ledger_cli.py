@@ -291,10 +291,19 @@ def test_init_refuses_an_existing_ledger_and_bad_roots(lab: Lab) -> None:
     assert not (lab.dir / "new.db").exists()
 
 
-@pytest.mark.parametrize("args", [["runs"], ["run", "status", "r"], ["ledger", "show"],
-                                  ["ledger", "verify"], ["ledger", "prove", "0"]])
+@pytest.mark.parametrize("args", [["runs"], ["run", "status", "r"], ["ledger", "verify"],
+                                  ["ledger", "prove", "0"]])
 def test_a_url_that_is_no_database_is_a_message(args: list[str]) -> None:
     done = subprocess.run([SCALEGATE, *args, "--ledger", "https://example.org/log"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert "https:// is not a database scalegate opens" in " ".join(done.stderr.split())
+
+
+def test_a_log_that_cannot_be_reached_is_a_message() -> None:
+    # `ledger show` reads a served log through its tiles (tests/server); an address with
+    # no log behind it (here: nothing listens on port 9 of this machine) is one line.
+    done = subprocess.run([SCALEGATE, "ledger", "show", "--ledger", "http://127.0.0.1:9/"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "cannot fetch http://127.0.0.1:9/log.vkey" in " ".join(done.stderr.split())
