@@ -44,6 +44,13 @@ from scalegate.errors import (
     TileNotFound,
 )
 from scalegate.ledger import MAX_ENTRY_BYTES, Ledger, format_receipt, parse_tile_path
+from scalegate.server._fast_reads import (
+    CHECKPOINT_MAX_AGE_S,
+    FastReads,
+    accepts_gzip,
+    checkpoint_headers,
+    tile_headers,
+)
 from scalegate.server._pages import index_page, vkey_text
 from scalegate.server._publisher import Publisher, WitnessPolicy
 from scalegate.server._sequencer import RateLimit, Sequencer
@@ -51,10 +58,7 @@ from scalegate.server._tile_cache import TileCache
 
 __all__ = ["create_app"]
 
-CHECKPOINT_MAX_AGE_S = 2
 _PROOF_WAIT_S = 30.0
-_IMMUTABLE = "public, max-age=31536000, immutable"
-_PARTIAL = "public, max-age=3600"
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
@@ -124,16 +128,16 @@ def create_app(
     app.state.ledger = led
     app.state.sequencer = sequencer
     app.state.publisher = publisher
-    _routes(app, led, publisher)
+    cache = TileCache()
+    app.add_middleware(FastReads, cache=cache, publisher=publisher)
+    _routes(app, led, publisher, cache)
     _submissions(app, led, sequencer, publisher,
                  RateLimit(*rate_limit) if rate_limit else None)
     _errors(app)
     return app
 
 
-def _routes(app: FastAPI, led: Ledger, publisher: Publisher) -> None:
-    cache = TileCache()
-
+def _routes(app: FastAPI, led: Ledger, publisher: Publisher, cache: TileCache) -> None:
     @app.get("/", response_class=HTMLResponse, summary="What this log is and how to verify it")
     def index() -> HTMLResponse:
         return HTMLResponse(index_page(led, led.size),
@@ -151,8 +155,7 @@ def _routes(app: FastAPI, led: Ledger, publisher: Publisher) -> None:
         if note is None:
             return problem(404, "No checkpoint", "the log has published no checkpoint yet"
                            + (f": {publisher.behind}" if publisher.behind else "."))
-        return PlainTextResponse(note, headers={
-            "Cache-Control": f"public, max-age={CHECKPOINT_MAX_AGE_S}"})
+        return Response(note.encode(), headers=checkpoint_headers())
 
     # The tile paths are C2SP tlog-tiles' (slashes inside one parameter, which OpenAPI
     # cannot describe): they are left out of the OpenAPI schema and specified there.
@@ -168,7 +171,7 @@ def _routes(app: FastAPI, led: Ledger, publisher: Publisher) -> None:
             return problem(400, "Not a tile path", str(exc))
         # Entry bundles are compressed (once, when cached) for clients that accept gzip, as
         # the spec asks; hash tiles are random bytes and are sent as they are.
-        zipped = t.entries and "gzip" in request.headers.get("accept-encoding", "")
+        zipped = accepts_gzip(t, request.headers.get("accept-encoding", ""))
         body = cache.get(t, zipped)
         if body is None:
             try:
@@ -178,12 +181,7 @@ def _routes(app: FastAPI, led: Ledger, publisher: Publisher) -> None:
             cache.put(t, body)
             if zipped:
                 body = cache.get(t, True) or gzip.compress(body, 6)
-        headers = {"Cache-Control": _IMMUTABLE if t.full else _PARTIAL}
-        if t.entries:
-            headers["Vary"] = "Accept-Encoding"
-        if zipped:
-            headers["Content-Encoding"] = "gzip"
-        return Response(body, media_type="application/octet-stream", headers=headers)
+        return Response(body, headers=tile_headers(t, zipped))
 
 
 _ENVELOPE_SCHEMA = {
