@@ -1,11 +1,16 @@
-"""The hot path of a public log, answered before the framework: ``GET /checkpoint`` and
-``GET /tile/...`` for tiles already in memory. Everything else (a tile not yet read, a
-bad path, every other route) goes on to the application, which answers the same way."""
+"""The hot paths of a public log, answered before the framework's routing: ``GET
+/checkpoint``, ``GET /tile/...`` for tiles already in memory, and ``POST /add`` (handed to
+the same function the documented route calls). Everything else (a tile not yet read, a
+bad path or query, every other route) goes on to the application, which answers the
+same way."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
 
 from scalegate.ledger import Tile, parse_tile_path
 from scalegate.server._publisher import Publisher
@@ -48,12 +53,19 @@ class FastReads:
     """ASGI middleware; see the module docstring."""
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], *,
-                 cache: TileCache, publisher: Publisher) -> None:
+                 cache: TileCache, publisher: Publisher,
+                 submit: Callable[[Request, bool], Awaitable[Response]]) -> None:
         self.app = app
         self.cache = cache
         self.publisher = publisher
+        self.submit = submit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/add" \
+                and scope["query_string"] in (b"", b"wait=proof"):
+            response = await self.submit(Request(scope, receive), bool(scope["query_string"]))
+            await response(scope, receive, send)
+            return
         if scope["type"] == "http" and scope["method"] == "GET":
             path: str = scope["path"]
             if path == "/checkpoint" and self.publisher.published is not None:

@@ -129,7 +129,8 @@ def create_app(
     app.state.sequencer = sequencer
     app.state.publisher = publisher
     cache = TileCache()
-    app.add_middleware(FastReads, cache=cache, publisher=publisher)
+    app.add_middleware(FastReads, cache=cache, publisher=publisher,
+                       submit=lambda request, wait: app.state.submission(request, wait))
     _routes(app, led, publisher, cache)
     _submissions(app, led, sequencer, publisher,
                  RateLimit(*rate_limit) if rate_limit else None)
@@ -203,6 +204,50 @@ _PROBLEM = {"content": {"application/problem+json": {"schema": {"type": "object"
 
 def _submissions(app: FastAPI, led: Ledger, sequencer: Sequencer, publisher: Publisher,
                  limit: RateLimit | None) -> None:
+    async def submission(request: Request, wait_proof: bool) -> JSONResponse:
+        """Answer one submission (the route below, and the fast path, call this)."""
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            return problem(415, "Unsupported media type",
+                           "send the DSSE envelope as application/json.")
+        try:
+            body = await read_body(request, MAX_ENTRY_BYTES)
+        except TooLarge:
+            return problem(413, "Entry too large",
+                           f"a log entry is at most {MAX_ENTRY_BYTES:,} bytes; keep large "
+                           "documents outside the log and name them by digest.")
+        except TimeoutError:
+            return problem(408, "Request timeout", f"the body did not arrive within "
+                           f"{BODY_TIMEOUT_S:.0f} s.")
+        signer = _first_keyid(body) if limit is not None else None
+        if limit is not None and signer is not None and not limit.allows(signer):
+            resp = problem(429, "Too many submissions",
+                           f"signer {signer[:80]} is over this log's rate limit.")
+            resp.headers["Retry-After"] = "1"
+            return resp
+        try:
+            index, leaf = await sequencer.submit(bytes(body))
+        except DuplicateStatement as exc:
+            return problem(409, "Already logged", exc.message, index=exc.index)
+        except AppendRefused as exc:
+            if isinstance(exc.__cause__, KeyNotAuthorized):
+                return problem(403, "Signer not admitted", exc.message)
+            return problem(400, "Refused", exc.message)
+        except ScalegateError as exc:
+            return problem(503, "Log unavailable", exc.message)
+        if limit is not None and signer is not None:
+            limit.charge(signer)
+        out: dict[str, Any] = {"index": index, "leaf_hash": leaf.hex()}
+        if wait_proof:
+            receipt = await _receipt(led, publisher, index)
+            if receipt is None:
+                return problem(503, "Not yet published", f"entry {index} is logged, but no "
+                               f"published checkpoint covers it within {_PROOF_WAIT_S:.0f} s"
+                               + (f": {publisher.behind}" if publisher.behind else "."),
+                               index=index, leaf_hash=leaf.hex())
+            out["receipt"] = receipt
+        return JSONResponse(out)
+
     @app.post(
         "/add", summary="Submit one signed statement (a DSSE envelope)",
         response_class=JSONResponse,
@@ -222,47 +267,9 @@ def _submissions(app: FastAPI, led: Ledger, sequencer: Sequencer, publisher: Pub
                   wait: Literal["proof"] | None = Query(None, description=(
                       "`proof`: answer once a checkpoint covers the entry, with its "
                       "receipt"))) -> JSONResponse:
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype != "application/json":
-            return problem(415, "Unsupported media type",
-                           "send the DSSE envelope as application/json.")
-        try:
-            body = await read_body(request, MAX_ENTRY_BYTES)
-        except TooLarge:
-            return problem(413, "Entry too large",
-                           f"a log entry is at most {MAX_ENTRY_BYTES:,} bytes; keep large "
-                           "documents outside the log and name them by digest.")
-        except TimeoutError:
-            return problem(408, "Request timeout", f"the body did not arrive within "
-                           f"{BODY_TIMEOUT_S:.0f} s.")
-        signer = _first_keyid(bytes(body))
-        if limit is not None and signer is not None and not limit.allows(signer):
-            resp = problem(429, "Too many submissions",
-                           f"signer {signer[:80]} is over this log's rate limit.")
-            resp.headers["Retry-After"] = "1"
-            return resp
-        try:
-            index, leaf = await sequencer.submit(bytes(body))
-        except DuplicateStatement as exc:
-            return problem(409, "Already logged", exc.message, index=exc.index)
-        except AppendRefused as exc:
-            if isinstance(exc.__cause__, KeyNotAuthorized):
-                return problem(403, "Signer not admitted", exc.message)
-            return problem(400, "Refused", exc.message)
-        except ScalegateError as exc:
-            return problem(503, "Log unavailable", exc.message)
-        if limit is not None and signer is not None:
-            limit.charge(signer)
-        out: dict[str, Any] = {"index": index, "leaf_hash": leaf.hex()}
-        if wait == "proof":
-            receipt = await _receipt(led, publisher, index)
-            if receipt is None:
-                return problem(503, "Not yet published", f"entry {index} is logged, but no "
-                               f"published checkpoint covers it within {_PROOF_WAIT_S:.0f} s"
-                               + (f": {publisher.behind}" if publisher.behind else "."),
-                               index=index, leaf_hash=leaf.hex())
-            out["receipt"] = receipt
-        return JSONResponse(out)
+        return await submission(request, wait == "proof")
+
+    app.state.submission = submission
 
 
 async def _receipt(led: Ledger, publisher: Publisher, index: int) -> str | None:
