@@ -216,3 +216,26 @@ def test_superseded_partial_tiles_are_removed(tmp_path: Path) -> None:
     assert (site / "tile/0/000").is_file() and not (site / "tile/0/000.p").exists()
     assert read_tiled_log(str(site), lab.log_key.vkey).checkpoint.size == 300
     lab.ledger.close()
+
+
+def test_a_reader_between_two_publications_falls_back_to_the_full_tile(tmp_path: Path) -> None:
+    lab = make_lab(tmp_path, 100)
+    site = tmp_path / "site"
+    publish_tiles(lab.ledger, site)
+    old_checkpoint = (site / "checkpoint").read_bytes()
+    lab.fill(300)
+    publish_tiles(lab.ledger, site)  # tile/0/000.p/100 is gone: tile/0/000 is full now
+    assert not (site / "tile/0/000.p").exists()
+
+    def fetch(path: str) -> bytes:  # the reader fetched the checkpoint just before
+        if path == "checkpoint":
+            return old_checkpoint
+        target = site / path
+        if not target.is_file():
+            raise TileNotFound(path)
+        return target.read_bytes()
+
+    log = read_tiled_log(fetch, lab.log_key.vkey)
+    assert log.checkpoint.size == 100
+    assert log.entries == [e.data for e in lab.ledger.entries()][:100]
+    lab.ledger.close()

@@ -31,6 +31,7 @@ from scalegate.ledger.tiles import (
     MAX_ENTRY_BYTES,
     TILE_WIDTH,
     Tile,
+    bundle,
     parse_bundle,
     tiles_of,
 )
@@ -130,9 +131,23 @@ def read_tiled_log(
     cp, _ = open_checkpoint(note, log_key, origin=origin or log_key.name)
     tiles = list(tiles_of(cp.size))
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        data = dict(zip(tiles, pool.map(lambda t: fetch(t.path()), tiles), strict=True))
+        data = dict(zip(tiles, pool.map(lambda t: _fetch_tile(fetch, t), tiles), strict=True))
     entries = _check(cp, data)
     return TiledLog(cp, note, entries, len(tiles))
+
+
+def _fetch_tile(fetch: Fetch, tile: Tile) -> bytes:
+    """A tile's bytes; a partial tile the log has since replaced by its full tile (the spec
+    lets it delete the partial one) is read as the full tile's prefix."""
+    try:
+        return fetch(tile.path())
+    except TileNotFound:
+        if tile.full:
+            raise
+    full = fetch(Tile(tile.level, tile.index).path())
+    if tile.entries:
+        return bundle(parse_bundle(full, TILE_WIDTH)[:tile.width])
+    return full[:tile.width * HASH_BYTES]
 
 
 def _check(cp: Checkpoint, data: dict[Tile, bytes]) -> list[bytes]:
