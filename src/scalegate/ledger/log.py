@@ -685,9 +685,9 @@ class Ledger:
             if tile.entries:
                 rows = self._store.scan(conn, tile.start, end)
                 got = [r.data for r in rows]
-            elif tile.level == 0:
-                rows = self._store.scan(conn, tile.start, end)
-                got = [r.leaf_hash for r in rows]
+            elif tile.level == 0:  # leaf hashes only: the entry bytes are not read
+                found = self._store.read_hashes(conn, [(0, i) for i in range(tile.start, end)])
+                got = [found[(0, i)] for i in range(tile.start, end)]
             else:
                 got = [h for _, h in self._store.nodes_at(conn, tile.height, tile.start, end)]
         if len(got) != tile.width:
