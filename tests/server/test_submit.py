@@ -230,7 +230,8 @@ def test_ledger_append_submits_to_a_served_log(site: tuple[Lab, str], tmp_path: 
     assert "Traceback" not in again.stderr
 
 
-def test_ledger_show_reads_a_served_log_through_its_tiles(site: tuple[Lab, str]) -> None:
+def test_ledger_show_reads_a_served_log_through_its_mirror(site: tuple[Lab, str],
+                                                          tmp_path: Path) -> None:
     import subprocess
 
     from .serving import SCALEGATE
@@ -249,13 +250,18 @@ def test_ledger_show_reads_a_served_log_through_its_tiles(site: tuple[Lab, str])
     for m in mine:
         m.pop("appended_at")
     assert rows == mine
+    fresh = {**os.environ, "SCALEGATE_MIRRORS": str(tmp_path / "fresh")}
     tofu = subprocess.run([SCALEGATE, "ledger", "show", "--ledger", url, "-n", "2"],
-                          capture_output=True, text=True, timeout=60)
-    assert tofu.returncode == 0 and "trusting the key the log serves" in tofu.stderr
+                          capture_output=True, text=True, timeout=60, env=fresh)
+    assert tofu.returncode == 0 and "on first use" in tofu.stderr, tofu.stderr
+    again = subprocess.run([SCALEGATE, "ledger", "show", "--ledger", url, "-n", "2"],
+                           capture_output=True, text=True, timeout=60, env=fresh)
+    assert again.returncode == 0 and "first use" not in again.stderr, again.stderr
     wrong = subprocess.run([SCALEGATE, "ledger", "show", "--ledger", url, "--log-key",
                             SigningKey.generate(lab.ledger.origin).vkey.text()],
-                           capture_output=True, text=True, timeout=60)
-    assert wrong.returncode != 0 and "Traceback" not in wrong.stderr, wrong.stderr
+                           capture_output=True, text=True, timeout=60, env=fresh)
+    assert wrong.returncode != 0 and "pinned" in wrong.stderr, wrong.stderr
+    assert "Traceback" not in wrong.stderr
 
 
 def test_forged_envelopes_in_a_batch_fail_alone_and_spend_no_one_s_allowance(

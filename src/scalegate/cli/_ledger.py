@@ -27,8 +27,8 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-_LEDGER_HELP = ("Ledger file or database URL (default: $SCALEGATE_LEDGER, else "
-                "./scalegate.db).")
+_LEDGER_HELP = ("Ledger file or database URL, or a log served over HTTP (https://...) "
+                "(default: $SCALEGATE_LEDGER, else ./scalegate.db).")
 LedgerOpt = typer.Option(None, "--ledger", "-l", help=_LEDGER_HELP, show_default=False)
 LogKeyOpt = typer.Option(
     None, "--log-key", help="The log's private key file (default: the one recorded at init)."
@@ -43,9 +43,15 @@ def _path(ledger: str | None) -> str:
 
 
 def _open(ledger: str | None, log_key: Path | None = None) -> Ledger:
+    """The ledger; a log served over HTTP through its synced mirror (``log_key`` is then
+    not used: the log signs its own checkpoints)."""
+    from scalegate.cli._remote import is_url, open_location
     from scalegate.ledger import Ledger
 
-    return Ledger.open(_path(ledger), log_key=log_key)
+    target = _path(ledger)
+    if is_url(target):
+        return open_location(target)
+    return Ledger.open(target, log_key=log_key)
 
 
 def _vkey(text: str, what: str) -> VerifierKey:
@@ -204,10 +210,10 @@ def append(
             raise LedgerError(f"cannot read envelope file {f}: {exc.strerror or exc}.") from exc
     target = _path(ledger)
     if target.startswith(("http://", "https://")):
-        from scalegate.server import submit_envelope
+        from scalegate.ledger import submit_envelope
 
         for f, data in zip(envelopes, batch, strict=True):
-            index, leaf = submit_envelope(target, data)
+            index, leaf, _ = submit_envelope(target, data)
             console.print(f"{f}: entry {index} leaf {leaf.hex()}", highlight=False,
                           soft_wrap=True)
         return
@@ -295,22 +301,19 @@ def show(
     log_key: str | None = typer.Option(None, "--log-key", help="For a log served over HTTP: "
                                        "its verifier key (text or file), which its checkpoint "
                                        "must verify under (default: the key it serves, "
-                                       "trusted on first use)."),
+                                       "trusted on first use and pinned in its mirror)."),
 ) -> None:
     """List entries (index, kind, run, signer, time, leaf hash) or, with --json, everything.
 
-    ``--ledger https://...`` reads a served log through its tiles, each checked against
-    the signed checkpoint (the time an entry was appended is not part of the tiles).
+    ``--ledger https://...`` reads a served log through its mirror, synced first and
+    checked against the signed checkpoint (tiles carry no entry times: shown as -).
     """
     from scalegate.ledger import PREDICATES
 
     if kind is not None and kind not in PREDICATES:
         raise LedgerError(f"--kind {kind!r} is no statement kind (kinds: "
                           f"{', '.join(PREDICATES)}).", hint="Pass one of them.")
-    if _path(ledger).startswith(("http://", "https://")):
-        _show_remote(_path(ledger), log_key, kind, run, start, limit, as_json)
-        return
-    with _open(ledger) as led:
+    with _open_shown(ledger, log_key) as led:
         entries = led.entries(start, kind=kind, run_id=run, limit=limit)
         size, where = led.size, led.path  # a URL's password is masked in led.path
         if run is not None and not entries and not led.entries(run_id=run, limit=1):
@@ -332,7 +335,8 @@ def show(
             print(json.dumps({
                 "index": e.index, "leaf_hash": e.leaf_hash.hex(), "kind": e.kind,
                 "run_id": e.run_id, "signer": e.signer,
-                "appended_at": e.appended_at.isoformat().replace("+00:00", "Z"),
+                "appended_at": e.appended_at and e.appended_at.isoformat().replace("+00:00",
+                                                                                   "Z"),
                 "statement": st.model_dump(mode="json", by_alias=True),
                 "envelope": envelope,
             }, sort_keys=True), flush=False)
@@ -346,7 +350,8 @@ def show(
                          justify="right" if col == "index" else "left")
     for e in entries:
         table.add_row(str(e.index), e.kind, e.run_id or "", e.signer,
-                      e.appended_at.strftime("%Y-%m-%d %H:%M:%S"), e.leaf_hash.hex()[:16])
+                      e.appended_at.strftime("%Y-%m-%d %H:%M:%S") if e.appended_at else "-",
+                      e.leaf_hash.hex()[:16])
     console.print(table)
 
 
@@ -491,59 +496,48 @@ def read_tiles_cmd(
                   "fetched and checked)")
 
 
-def _show_remote(url: str, log_key: str | None, kind: str | None, run: str | None,
-                 start: int, limit: int | None, as_json: bool) -> None:
-    """``ledger show`` of a log served over HTTP, read through its verified tiles."""
-    from scalegate.ledger import Envelope, parse_statement, read_tiled_log, tile_fetcher
+def _open_shown(ledger: str | None, log_key: str | None) -> Ledger:
+    from scalegate.cli._remote import is_url, open_location
 
-    fetch = tile_fetcher(url)
-    if log_key is None:
-        text = fetch("log.vkey").decode("utf-8", "replace").strip()
-        err_console.print(f"[yellow]trusting the key the log serves ({text[:60]}…); pass "
-                          "--log-key to check it against one you hold[/yellow]")
-        vkey = _vkey(text, "the log's /log.vkey")
-    else:
-        vkey = _vkey(log_key, "--log-key")
-    log = read_tiled_log(fetch, vkey)
-    rows = []
-    for index, data in enumerate(log.entries):
-        if index < start:
-            continue
-        try:
-            env = Envelope.from_bytes(data)
-            st = parse_statement(env.payload_bytes())
-        except ScalegateError as exc:
-            raise LedgerError(f"entry {index} of {url} is in its signed tree but does not "
-                              f"read as a statement: {exc.message}",
-                              hint="The log admitted what it should have refused; report it "
-                              "to its operator and its auditors.") from None
-        if (kind and st.kind != kind) or (run and st.run_id != run):
-            continue
-        rows.append((index, data, env, st))
-        if limit is not None and len(rows) >= limit:
-            break
-    if as_json:
-        for index, data, env, st in rows:
-            print(json.dumps({
-                "index": index, "leaf_hash": _leaf(data), "kind": st.kind, "run_id": st.run_id,
-                "signer": env.signatures[0].keyid, "appended_at": None,
-                "statement": st.model_dump(mode="json", by_alias=True),
-                "envelope": json.loads(data)}, sort_keys=True))
-        return
-    from rich.table import Table
-
-    table = Table(title=f"{url}: {len(rows)} of {log.checkpoint.size} entries (verified "
-                  "against its checkpoint)", title_justify="left")
-    for col in ("index", "kind", "run", "signer", "leaf hash"):
-        table.add_column(col, no_wrap=col != "signer",
-                         justify="right" if col == "index" else "left")
-    for index, data, env, st in rows:
-        table.add_row(str(index), st.kind, st.run_id or "", env.signatures[0].keyid,
-                      _leaf(data)[:16])
-    console.print(table)
+    target = _path(ledger)
+    if is_url(target):
+        return open_location(target, log_key=None if log_key is None
+                             else _vkey(log_key, "--log-key"))
+    if log_key is not None:
+        raise LedgerError("--log-key is for a log served over HTTP (its verifier key); a "
+                          "local ledger holds its own.", hint="Leave out --log-key.")
+    return _open(ledger)
 
 
-def _leaf(data: bytes) -> str:
-    from scalegate.ledger import leaf_hash
+@app.command("sync")
+def sync(
+    url: str = typer.Argument(..., help="The log's address (https://..., or a directory of "
+                              "tiles written by `ledger publish-tiles`)."),
+    mirror: str = typer.Argument(..., help="The mirror: an SQLite file (made on first use) "
+                                 "or a database URL."),
+    log_key: str | None = typer.Option(None, "--log-key", help="The log's verifier key (text "
+                                       "or file) to pin on first use (default: the key the "
+                                       "log serves, trusted on first use)."),
+    org_roots: list[str] = typer.Option([], "--org-root", help="An organisation root key to "
+                                        "pin on first use (repeatable; default: the log's "
+                                        "org-roots)."),
+) -> None:
+    """Mirror a served log incrementally, verifying it: the checkpoint under the log's key,
+    the new tiles against the signed root and the tree already mirrored (a log showing
+    another history is a split view: the evidence is saved), every entry against its leaf.
 
-    return leaf_hash(data).hex()
+    Audit the mirror offline: `scalegate verify --ledger MIRROR --trust FILE`.
+    """
+    from scalegate.cli._remote import is_url, sync_location
+
+    if not is_url(url) and not Path(url).is_dir():
+        raise LedgerError(f"{url} is neither an http(s):// address nor a directory of tiles.",
+                          hint="Give the log's address, e.g. https://log.example/.")
+    result = sync_location(
+        url, mirror, log_key=None if log_key is None else _vkey(log_key, "--log-key"),
+        org_roots=[_vkey(r, "--org-root") for r in org_roots] or None)
+    made = "made the mirror; " if result.created else ""
+    console.print(f"{result.mirror}: {made}{counted(result.added, 'new entries')}, "
+                  f"{result.size:,} in all, verified against {result.checkpoint.origin}'s "
+                  f"checkpoint of size {result.checkpoint.size:,}", highlight=False,
+                  soft_wrap=True)

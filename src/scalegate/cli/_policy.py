@@ -121,17 +121,14 @@ def publish(
     ledger: str | None = LedgerOpt,
 ) -> None:
     """Publish a policy in the ledger, signed by one of its approvers; runs cite it."""
+    from scalegate.cli._ledger import _open
     from scalegate.governance import publish_policy
-    from scalegate.ledger import (
-        Ledger,
-        SigningKey,
-        default_ledger_path,
-    )
+    from scalegate.ledger import SigningKey
     from scalegate.policy import load_policy
 
     doc = load_policy(policy)
     signer = SigningKey.load(key)
-    with Ledger.open(ledger if ledger is not None else default_ledger_path()) as led:
+    with _open(ledger) as led:
         ref, new = publish_policy(led, signer, doc)
     what = f"{doc.id} {doc.version} (digest {doc.digest()[:12]}…)"
     console.print(f"published {what} as entry {ref.index}, signed by {signer.name}" if new

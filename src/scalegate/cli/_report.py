@@ -33,22 +33,22 @@ def report(
     """Write an HTML report on one run: compute vs thresholds, evaluations, decisions
     (recorded and replayed), pauses, approvals and resumptions, with plots."""
     from scalegate.audit import write_html
-    from scalegate.ledger import (
-        Ledger,
-        default_ledger_path,
-    )
+    from scalegate.cli._ledger import _open
+    from scalegate.cli._remote import audited_location
+    from scalegate.ledger import default_ledger_path
 
     now = parse_time(at)
     target = ledger if ledger is not None else default_ledger_path()
     if trust is not None:
         from scalegate.audit import audit_ledger, load_trust
 
-        audit = audit_ledger(target, load_trust(trust), run_ids=[run], now=now,
-                             use_state=False)
+        trusted = load_trust(trust)
+        audit = audit_ledger(audited_location(target, trusted), trusted, run_ids=[run],
+                             now=now, use_state=False)
     else:
         from scalegate.audit import replay_ledger
 
-        with Ledger.open(target) as led:
+        with _open(target) as led:
             audit = replay_ledger(led, run_ids=[run], now=now)
     if audit.run(run) is None:
         raise RunError(f"run {run!r} has no statements in ledger {target}.",

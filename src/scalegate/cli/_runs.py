@@ -5,7 +5,8 @@ Officers attest safeguards and approve a resumption, each with their own key; th
 resumes a paused run once the gate's ``resumption`` allows it, from the checkpoint the pause
 recorded. ``runs`` and ``run status`` show what the ledger says about each run and, for a
 paused run, exactly what its resumption still lacks. Every command takes ``--ledger PATH``
-(default ``$SCALEGATE_LEDGER``, else ``./scalegate.db``) and writes nothing when it refuses.
+(default ``$SCALEGATE_LEDGER``, else ``./scalegate.db``; a log served over HTTP is read
+through its verified mirror and written by submission) and writes nothing when it refuses.
 """
 
 from __future__ import annotations
@@ -53,12 +54,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _ledger(path: str | None) -> Ledger:
-    from scalegate.ledger import (
-        Ledger,
-        default_ledger_path,
-    )
+    from scalegate.cli._ledger import _open
 
-    return Ledger.open(path if path is not None else default_ledger_path())
+    return _open(path)
 
 
 def _key(path: Path) -> SigningKey:

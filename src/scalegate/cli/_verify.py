@@ -181,9 +181,10 @@ def _run(trust: Path, ledger: str | None, state: Path | None, no_state: bool, as
                              state_path=None if no_state else state,
                              source=str(receipt))
     from scalegate.audit import audit_ledger
+    from scalegate.cli._remote import audited_location
     from scalegate.ledger import default_ledger_path
 
-    target = ledger if ledger is not None else default_ledger_path()
+    target = audited_location(ledger if ledger is not None else default_ledger_path(), trusted)
     kwargs = {"state_path": state, "use_state": not no_state, "workers": workers, "full": full,
               "replay": replay, "now": now, "run_ids": runs, "held_to": held_to}
     if as_json or not err_console.is_terminal:

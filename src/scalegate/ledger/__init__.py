@@ -10,6 +10,9 @@ What other packages use, by concern:
 - keys and who may sign: :class:`SigningKey`, :class:`VerifierKey`, :class:`KeyRegistry`;
 - formats: DSSE :class:`Envelope`, C2SP notes, checkpoints and cosignatures, tlog-proof
   receipts, RFC 3161 time-stamps, the RFC 6962 hashes and proofs (:mod:`.merkle`);
+- served logs: :class:`RemoteLedger` (what ``Ledger.open(url)`` returns), a verified
+  local mirror (:func:`sync_mirror`, :class:`SplitView`), :func:`read_tiled_log`,
+  :func:`submit_envelope`;
 - the whole-log check an outside auditor runs on raw rows: :class:`LedgerReader`,
   :class:`LogSweep` (→ :class:`CheckedEntry` per entry), :class:`PriorCheck`.
 
@@ -26,6 +29,7 @@ from scalegate.ledger.envelope import Envelope, read_canonical, sign_envelope, v
 from scalegate.ledger.keys import SigningKey, VerifierKey, verifier_key_in
 from scalegate.ledger.log import AppendResult, Ledger, LogEntry, default_ledger_path
 from scalegate.ledger.merkle import leaf_hash, root, verify_consistency, verify_inclusion
+from scalegate.ledger.mirror import SplitView, SyncResult, default_mirror_path, sync_mirror
 from scalegate.ledger.note import (
     NoteSignature,
     Verifier,
@@ -36,6 +40,7 @@ from scalegate.ledger.note import (
     verify_note,
 )
 from scalegate.ledger.registry import KEY_KINDS, KeyRegistry, RegisteredKey, org_of
+from scalegate.ledger.remote import RemoteLedger
 from scalegate.ledger.statements import (
     PREDICATES,
     VERDICT_ORDER,
@@ -64,6 +69,7 @@ from scalegate.ledger.statements import (
     parse_statement,
     sign_statement,
 )
+from scalegate.ledger.submission import Submitted, submit_envelope
 from scalegate.ledger.tiled_log import TiledLog, read_tiled_log, tile_fetcher
 from scalegate.ledger.tiles import MAX_ENTRY_BYTES, Tile, parse_bundle, parse_tile_path, tiles_of
 from scalegate.ledger.timestamp import (
@@ -112,10 +118,14 @@ __all__ = [
     "Reason",
     "Ref",
     "RegisteredKey",
+    "RemoteLedger",
     "ResumePredicate",
     "RunPredicate",
     "SigningKey",
+    "SplitView",
     "Statement",
+    "Submitted",
+    "SyncResult",
     "Tile",
     "TiledLog",
     "TimestampInvalid",
@@ -126,6 +136,7 @@ __all__ = [
     "cosign",
     "cosignatures",
     "default_ledger_path",
+    "default_mirror_path",
     "format_receipt",
     "leaf_hash",
     "make_statement",
@@ -149,6 +160,8 @@ __all__ = [
     "sign_note",
     "sign_statement",
     "signed_checkpoint",
+    "submit_envelope",
+    "sync_mirror",
     "tile_fetcher",
     "tiles_of",
     "token_signer",

@@ -120,8 +120,14 @@ def decode_envelope(data: bytes) -> tuple[str, bytes, list[tuple[str, bytes]]]:
         raise Malformed("envelope-malformed", exc.message) from None
 
 
-def read_statement(payload: bytes, full: bool) -> tuple[str, str | None, dict[str, Any]]:
-    """``(kind, run_id, facts)``; facts hold what the in-order checks need."""
+#: The predicate field holding the time a statement claims (the first present counts).
+CLAIMED_TIME = ("at", "valid_from", "started_at", "sent_at", "published_at", "window_start")
+
+
+def read_statement(payload: bytes, full: bool, claimed: bool = False,
+                   ) -> tuple[str, str | None, dict[str, Any]]:
+    """``(kind, run_id, facts)``; facts hold what the in-order checks need (with
+    ``claimed``, also the time the statement says it was made, as ``facts["claimed"]``)."""
     try:
         obj = json_value(payload)
     except (UnicodeDecodeError, ValueError) as exc:
@@ -150,6 +156,10 @@ def read_statement(payload: bytes, full: bool) -> tuple[str, str | None, dict[st
         value = pred.get(field)
         if isinstance(value, str):
             facts[field] = value
+    if claimed:
+        value = next((v for f in CLAIMED_TIME if isinstance(v := pred.get(f), str)), None)
+        if value is not None:
+            facts["claimed"] = value
     return kind, run_id if isinstance(run_id, str) else None, facts
 
 
@@ -173,7 +183,7 @@ def as_verdict(raw: tuple[Any, ...]) -> EntryVerdict:
 
 def check_entries_raw(
     rows: Sequence[tuple[int, bytes]], full: bool = False, payloads: bool = False,
-    known: Sequence[bool] | None = None,
+    known: Sequence[bool] | None = None, *, claimed: bool = False,
 ) -> list[tuple[Any, ...]]:
     """:func:`check_entries` with each verdict a plain tuple in :class:`EntryVerdict`'s
     field order: what helper processes send back (a plain tuple pickles several times
@@ -184,7 +194,7 @@ def check_entries_raw(
     for i, (idx, data) in enumerate(rows):
         try:
             ptype, payload, sigs = decode_envelope(data)
-            kind, run_id, facts = read_statement(payload, full)
+            kind, run_id, facts = read_statement(payload, full, claimed)
         except Malformed as exc:
             out.append((idx, exc.kind, exc.message, None, None, {}, [], []))
             continue

@@ -29,15 +29,16 @@ def _row(r: Any) -> EntryRow:
     i, leaf, data, kind, run, signer, at = r
     # Fast path for what an untampered SQLite file holds; coerce anything else.
     if type(i) is int and type(leaf) is bytes and type(data) is bytes \
-            and type(kind) is str and type(signer) is str and type(at) is str \
+            and type(kind) is str and type(signer) is str and (type(at) is str or at is None) \
             and (run is None or type(run) is str):
         return _new(EntryRow, r) if type(r) is tuple else EntryRow(i, leaf, data, kind, run,
                                                                     signer, at)
     if type(leaf) is not bytes or type(data) is not bytes:
         leaf, data = blob(leaf), blob(data)
-    if type(kind) is not str or type(signer) is not str or type(at) is not str or (
-            run is not None and type(run) is not str):
-        kind, signer, at = text(kind), text(signer), text(at)
+    if type(kind) is not str or type(signer) is not str or (
+            at is not None and type(at) is not str) or (run is not None and type(run) is not str):
+        kind, signer = text(kind), text(signer)
+        at = None if at is None else text(at)
         run = None if run is None else text(run)
     return EntryRow(_int(i), leaf, data, kind, run, signer, at)
 

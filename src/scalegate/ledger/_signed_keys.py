@@ -12,6 +12,7 @@ is still the prefix of the current one (else it derives afresh).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 
 from sqlalchemy.engine import Connection
 
@@ -66,7 +67,9 @@ def _fold(registry: KeyRegistry, r: EntryRow) -> None:
         if p.kind not in KEY_KINDS:
             raise LedgerError(f"{where} is indexed as a {r.kind} statement but holds a "
                               f"{p.kind} statement")
-        admit(p, r.index, registry, registry.verifiers(), parse_time(r.appended_at))
+        # A key statement's admission does not depend on the time (a mirror has none).
+        when = parse_time(r.appended_at) if r.appended_at is not None else datetime.now(UTC)
+        admit(p, r.index, registry, registry.verifiers(), when)
     except (LedgerError, ValueError) as exc:
         message = exc.message if isinstance(exc, LedgerError) else str(exc)
         raise StoreError(

@@ -79,7 +79,8 @@ entries_t = Table(
     Column("kind", String(64), nullable=False),
     Column("run_id", String(256), nullable=True),
     Column("signer", String(512), nullable=False),
-    Column("appended_at", String(40), nullable=False),
+    # NULL in a mirror: tiles carry no entry times (see scalegate.ledger.mirror)
+    Column("appended_at", String(40), nullable=True),
     Index("ix_entries_kind", "kind"),
     Index("ix_entries_run_id", "run_id"),
 )
@@ -164,7 +165,7 @@ class EntryRow(NamedTuple):
     kind: str
     run_id: str | None
     signer: str
-    appended_at: str
+    appended_at: str | None  # None in a mirror (the tiles it was copied from carry no time)
 
 
 # A tampered SQLite file may hold any type in any column: read what is there, let the
@@ -200,7 +201,8 @@ def column_int(value: Any) -> int:
 def entry_row(r: Any) -> EntryRow:
     return EntryRow(column_int(r.idx), blob(r.leaf_hash), blob(r.data), column_text(r.kind),
                     None if r.run_id is None else column_text(r.run_id),
-                    column_text(r.signer), column_text(r.appended_at))
+                    column_text(r.signer),
+                    None if r.appended_at is None else column_text(r.appended_at))
 
 
 def key_row(k: RegisteredKey) -> dict[str, Any]:

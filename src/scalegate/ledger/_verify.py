@@ -15,7 +15,10 @@ signer, time) against the entries, each statement logged once, and the key regis
 re-folded from the trusted roots (:mod:`~scalegate.ledger._signers`).
 
 An entry's time is the ledger's ``appended_at`` (not covered by the tree), so it is
-itself checked: it may not go backwards beyond :data:`CLOCK_SKEW`.
+itself checked: it may not go backwards beyond :data:`CLOCK_SKEW`. A mirror
+(:mod:`~scalegate.ledger.mirror`) has no entry times, since tiles carry none: there each
+signer is judged at the time its statement claims, and entry times are left to the
+witnesses' cosignatures.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from scalegate.ledger._chunks import ChunkVerdict, Columns, Prior, check_chunk, init_helper
 from scalegate.ledger._entry_check import (
@@ -143,6 +146,8 @@ class LogSweep:
         self._statement_at: dict[int, int] = {}  # statement identity -> first entry holding it
         self._last_text, self._last_time = "", datetime.min  # the last appended_at parsed
         self._signatures = 0
+        self.mirror = "mirror_of" in self.reader.meta()  # entries without appended_at
+        self._latest_claimed: datetime | None = None
 
     @property
     def registry(self) -> KeyRegistry:
@@ -243,7 +248,10 @@ class LogSweep:
                undecoded: dict[int, bytes]) -> None:
         idx = row.index
         at = (idx, leaf)  # made into a Ref only if a violation needs one
-        when = self._time(idx, row.appended_at, at)
+        if row.appended_at is None:
+            when, judged_at = None, self._untimed(idx, res.facts, at)
+        else:
+            when = judged_at = self._time(idx, row.appended_at, at)
         if res.problem is not None:
             self._v(res.problem_kind or "envelope-malformed", f"entry {idx}: {res.problem}.", at)
             self._emit(idx, leaf, undecoded.get(idx, b""), None, None, when, None, None, False)
@@ -264,7 +272,7 @@ class LogSweep:
                                                     at), None
             ok = keyid is not None
         else:
-            reg = self.signers.signer(idx, kind or "", run_id, facts, when, res.verified,
+            reg = self.signers.signer(idx, kind or "", run_id, facts, judged_at, res.verified,
                                       res.failed, at)
             keyid, ok = (reg.keyid if reg else None), reg is not None
         if ok and keyid != row.signer:
@@ -278,6 +286,23 @@ class LogSweep:
         if self.on_entry is not None:
             self.on_entry(CheckedEntry(idx, leaf, data, kind, run_id, when, keyid, reg, ok,
                                        payload))
+
+    def _untimed(self, idx: int, facts: dict[str, Any], at: tuple[int, bytes]
+                 ) -> datetime | None:
+        """The time to judge an entry without ``appended_at`` by: in a mirror, the time its
+        statement claims (one that claims none: the latest an earlier entry claimed);
+        elsewhere none (a ledger writes a time with every entry)."""
+        if not self.mirror:
+            self._v("index-mismatch", f"entry {idx} has no appended_at (only a mirror's "
+                    "entries lack one).", at)
+            return None
+        try:
+            when = parse_time(facts["claimed"])
+        except (KeyError, ValueError):
+            return self._latest_claimed
+        if self._latest_claimed is None or when > self._latest_claimed:
+            self._latest_claimed = when
+        return when
 
     def _time(self, idx: int, text: str, at: tuple[int, bytes]) -> datetime | None:
         if text == self._last_text:  # entries of one batch share their time

@@ -103,7 +103,8 @@ class LogEntry:
     kind: str
     run_id: str | None
     signer: str
-    appended_at: datetime
+    #: When the log appended it; ``None`` in a mirror (tiles carry no entry times).
+    appended_at: datetime | None
 
     @property
     def envelope(self) -> Envelope:
@@ -118,7 +119,7 @@ class LogEntry:
     @classmethod
     def _from_row(cls, r: EntryRow, where: str = "the ledger") -> LogEntry:
         try:
-            when = parse_time(r.appended_at)
+            when = None if r.appended_at is None else parse_time(r.appended_at)
             if len(r.leaf_hash) != 32:
                 raise ValueError(f"its leaf hash is {len(r.leaf_hash)} bytes, not 32")
         except ValueError as exc:
@@ -165,6 +166,8 @@ class Ledger:
                 f"ledger {store.where} has damaged metadata ({exc}); it cannot be used."
             ) from exc
         self._log_key_path: str | None = meta.get("log_key_path")
+        #: The log this ledger mirrors (:mod:`~scalegate.ledger.mirror`), if it is a mirror.
+        self.mirror_of: str | None = meta.get("mirror_of")
         self._log_key: SigningKey | None = None
         if log_key is not None:
             self._set_log_key(log_key)
@@ -265,6 +268,10 @@ class Ledger:
     ) -> Ledger:
         """Open an existing ledger; :class:`StoreError` if it is missing, damaged or truncated.
 
+        A log served over HTTP (``https://...``, ``http://127.0.0.1:PORT/``) opens as a
+        :class:`~scalegate.ledger.remote.RemoteLedger`: reads from a verified mirror,
+        appends submitted to the log.
+
         Opening reads the tree's right edge and checks it against the latest checkpoint,
         so a damaged tail is noticed before anything is appended. ``verify_workers > 1``
         checks the signatures of large batches in that many processes. The checkpoint
@@ -272,6 +279,10 @@ class Ledger:
         ``checkpoint_every`` / ``checkpoint_interval`` are given; ``checkpoint_on_close=False``
         leaves signing to an explicit :meth:`checkpoint`.
         """
+        if isinstance(path, str) and path.startswith(("http://", "https://")):
+            from scalegate.ledger.remote import RemoteLedger
+
+            return RemoteLedger.connect(path, now=now)
         store = LedgerStore.open(path)
         try:
             key = SigningKey.load(log_key) if isinstance(log_key, str | os.PathLike) else log_key
@@ -432,6 +443,10 @@ class Ledger:
         gets that index): entries that cite each other by index can be written together;
         otherwise :class:`AppendConflict` is raised and nothing is written.
         """
+        if self.mirror_of is not None:
+            raise LedgerError(f"ledger {self.path} mirrors {self.mirror_of}; a mirror holds "
+                              "only what that log published.",
+                              hint=f"Submit to the log itself: --ledger {self.mirror_of}")
         items = list(envelopes)
         prepared = []
         for pos, e in enumerate(items):
@@ -664,6 +679,16 @@ class Ledger:
             except NoteError:
                 covered = 0
         return Coverage(n, covered, issued_count(meta), stored, meta.get(ISSUED_KEY))
+
+    def leaf_hashes(self, start: int, end: int) -> list[bytes]:
+        """The leaf hashes of entries ``[start, end)``."""
+        out: list[bytes] = []
+        with self._store.reader() as conn:
+            for a in range(start, end, 256):
+                b = min(end, a + 256)
+                found = self._store.read_hashes(conn, [(0, i) for i in range(a, b)])
+                out.extend(found[(0, i)] for i in range(a, b))
+        return out
 
     def latest_checkpoint(self) -> str | None:
         """The most recent checkpoint note issued, if any (does not sign a new one)."""

@@ -36,7 +36,7 @@ from scalegate.ledger.tiles import (
     tiles_of,
 )
 
-__all__ = ["TiledLog", "read_tiled_log", "tile_fetcher"]
+__all__ = ["TiledLog", "fetch_tile", "read_tiled_log", "tile_fetcher"]
 
 Fetch = Callable[[str], bytes]  # a resource path under the prefix -> its bytes
 _TIMEOUT_S = 30.0
@@ -131,12 +131,12 @@ def read_tiled_log(
     cp, _ = open_checkpoint(note, log_key, origin=origin or log_key.name)
     tiles = list(tiles_of(cp.size))
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        data = dict(zip(tiles, pool.map(lambda t: _fetch_tile(fetch, t), tiles), strict=True))
+        data = dict(zip(tiles, pool.map(lambda t: fetch_tile(fetch, t), tiles), strict=True))
     entries = _check(cp, data)
     return TiledLog(cp, note, entries, len(tiles))
 
 
-def _fetch_tile(fetch: Fetch, tile: Tile) -> bytes:
+def fetch_tile(fetch: Fetch, tile: Tile) -> bytes:
     """A tile's bytes; a partial tile the log has since replaced by its full tile (the spec
     lets it delete the partial one) is read as the full tile's prefix."""
     try:

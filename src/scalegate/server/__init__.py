@@ -9,7 +9,6 @@ resources as static files, for any static host or CDN.
 from scalegate.server._publisher import WitnessPolicy
 from scalegate.server.app import create_app
 from scalegate.server.static import publish_tiles
-from scalegate.server.submit_client import submit_envelope
 from scalegate.server.witness_app import create_witness_app
 from scalegate.server.witness_client import HttpWitness
 
@@ -19,5 +18,4 @@ __all__ = [
     "create_app",
     "create_witness_app",
     "publish_tiles",
-    "submit_envelope",
 ]

@@ -30,11 +30,16 @@ SHA-256)</li>
 canonical JSON of its DSSE envelope, prefixed by its length (uint16, big-endian)</li>
 <li><a href="log.vkey"><code>log.vkey</code></a> — the log's verifier key (a
 <a href="https://c2sp.org/signed-note">signed-note</a> Ed25519 key)</li>
+<li><a href="org-roots"><code>org-roots</code></a> — the organisation root keys whose
+<code>key</code> statements admit the log's signers (one verifier key per line)</li>
 </ul>
 <h2>Verify it</h2>
 <p>Check the checkpoint's signature with the log's key, recompute the tree from the
 tiles, and check each entry against the level-0 tile. With scalegate, all three at once:</p>
 <pre>scalegate ledger read-tiles {{this address}} --log-key log.vkey</pre>
+<p>To keep a verified copy and audit it offline (each sync checks the new checkpoint
+against everything copied before):</p>
+<pre>scalegate ledger sync {{this address}} mirror.db --log-key log.vkey</pre>
 <p>The key below must match the one the lab publishes elsewhere; an auditor trusts it
 (and the witnesses' keys) through a trust file, never because this page shows it.</p>
 <pre>{vkey}</pre>
@@ -45,6 +50,11 @@ tiles, and check each entry against the level-0 tile. With scalegate, all three 
 def vkey_text(ledger: Ledger) -> str:
     """The log's verifier key as a line of text."""
     return ledger.log_vkey.text() + "\n"
+
+
+def org_roots_text(ledger: Ledger) -> str:
+    """The organisation root verifier keys the log admits signers under, one per line."""
+    return "".join(r.text() + "\n" for r in ledger.org_roots)
 
 
 def index_page(ledger: Ledger, size: int) -> str:

@@ -51,7 +51,7 @@ from scalegate.server._fast_reads import (
     checkpoint_headers,
     tile_headers,
 )
-from scalegate.server._pages import index_page, vkey_text
+from scalegate.server._pages import index_page, org_roots_text, vkey_text
 from scalegate.server._publisher import Publisher, WitnessPolicy
 from scalegate.server._sequencer import RateLimit, Sequencer
 from scalegate.server._tile_cache import TileCache
@@ -147,6 +147,11 @@ def _routes(app: FastAPI, led: Ledger, publisher: Publisher, cache: TileCache) -
     @app.get("/log.vkey", response_class=PlainTextResponse, summary="The log's verifier key")
     def vkey() -> PlainTextResponse:
         return PlainTextResponse(vkey_text(led), headers={"Cache-Control": "max-age=3600"})
+
+    @app.get("/org-roots", response_class=PlainTextResponse,
+             summary="The organisation root keys that admit the log's signers")
+    def org_roots() -> PlainTextResponse:
+        return PlainTextResponse(org_roots_text(led), headers={"Cache-Control": "max-age=3600"})
 
     @app.get("/checkpoint", response_class=PlainTextResponse,
              summary="The latest checkpoint (C2SP tlog-checkpoint, with cosignatures)",

@@ -1,4 +1,5 @@
-"""The log as static files: the checkpoint, every tile and entry bundle, the verifier key.
+"""The log as static files: the checkpoint, every tile and entry bundle, the verifier key
+and the organisation roots.
 
 Full tiles never change once written; only ``checkpoint`` and the right-edge partial
 tiles do, so re-publishing into the same directory writes only what is new. The
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from scalegate.errors import LedgerError
 from scalegate.ledger import Ledger, open_checkpoint, tiles_of
-from scalegate.server._pages import index_page, vkey_text
+from scalegate.server._pages import index_page, org_roots_text, vkey_text
 
 __all__ = ["Published", "publish_tiles"]
 
@@ -63,6 +64,7 @@ def _publish(ledger: Ledger, root: Path, note: str, size: int) -> Published:
         if tile.full:
             _drop_partials(target)
     _write(root / "log.vkey", vkey_text(ledger).encode())
+    _write(root / "org-roots", org_roots_text(ledger).encode())
     _write(root / "index.html", index_page(ledger, size).encode())
     _write(root / "checkpoint", note.encode())  # last: every tile it needs is in place
     return Published(size, written, kept)

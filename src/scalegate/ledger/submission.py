@@ -1,4 +1,4 @@
-"""Submitting to a log over HTTP (``POST /add``), with its refusals as scalegate errors."""
+"""Submitting to a log served over HTTP (``POST /add``), its refusals as scalegate errors."""
 
 from __future__ import annotations
 
@@ -6,26 +6,40 @@ import http.client
 import json
 import urllib.error
 import urllib.request
+from typing import NamedTuple
 
 from scalegate.errors import AppendRefused, DuplicateStatement, LedgerError
-from scalegate.ledger import AppendResult
 
-__all__ = ["submit_envelope"]
+__all__ = ["Submitted", "submit_envelope"]
 
 
-def submit_envelope(url: str, envelope: bytes, *, timeout_s: float = 60.0) -> AppendResult:
-    """Submit one DSSE envelope to the log at ``url``; its index and leaf hash once durable.
+class Submitted(NamedTuple):
+    """Where the log put a submitted entry; with ``wait_proof``, its C2SP ``tlog-proof``
+    receipt against the first published checkpoint covering it."""
+
+    index: int  # type: ignore[assignment]  # shadows tuple.index
+    leaf_hash: bytes
+    receipt: str | None = None
+
+
+def submit_envelope(url: str, envelope: bytes, *, wait_proof: bool = False,
+                    timeout_s: float = 60.0) -> Submitted:
+    """Submit one DSSE envelope to the log at ``url``; its index and leaf hash once durable
+    (and, with ``wait_proof``, its receipt once a published checkpoint covers it).
 
     A refusal raises :class:`AppendRefused` (:class:`DuplicateStatement` for a 409) with
     the log's own explanation; an unreachable log raises :class:`LedgerError`.
     """
     target = (url if url.endswith("/") else url + "/") + "add"
-    req = urllib.request.Request(target, data=envelope, method="POST",
+    req = urllib.request.Request(target + ("?wait=proof" if wait_proof else ""),
+                                 data=envelope, method="POST",
                                  headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-            got = json.loads(resp.read(1 << 16))
-            return AppendResult(int(got["index"]), bytes.fromhex(got["leaf_hash"]))
+            got = json.loads(resp.read(1 << 20))
+            receipt = got.get("receipt")
+            return Submitted(int(got["index"]), bytes.fromhex(got["leaf_hash"]),
+                             receipt if isinstance(receipt, str) else None)
     except urllib.error.HTTPError as exc:
         try:
             doc = json.loads(exc.read(1 << 16))
