@@ -157,3 +157,24 @@ def test_one_witness_named_twice_is_refused(world: dict, tmp_path: Path) -> None
                               f"{w1}={tmp_path / 'w1.pub'}", "--witness", second],
                              capture_output=True, text=True, timeout=60)
         assert res.returncode != 0 and "already named" in res.stderr, res.stderr
+
+
+def test_verify_of_a_served_log_weighs_its_witnesses(world: dict, tmp_path: Path) -> None:
+    from scalegate.audit import TrustedLog, TrustFile
+
+    lab, url, verifiers = world["lab"], world["url"], world["verifiers"]
+    _wait_for(url, 40)
+    with Ledger.open(lab.path) as led:
+        roots = list(led.org_roots)
+    trust = TrustFile(log=TrustedLog(origin=lab.ledger.origin, key=lab.log_key.vkey),
+                      org_roots={"acme": roots}, witness_quorum=2,
+                      witnesses={v.name: v for v in verifiers})
+    (tmp_path / "trust.yaml").write_text(trust.to_yaml())
+    res = subprocess.run([SCALEGATE, "verify", "--ledger", url, "--trust",
+                          str(tmp_path / "trust.yaml"), "--no-state", "--json"],
+                         capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in res.stderr, res.stderr
+    report = json.loads(res.stdout)
+    checks = {c["name"]: c for c in report["checks"]}
+    witnessed = checks["witnessed checkpoint"]
+    assert witnessed["ok"] and "cosigned by 2 of 2" in witnessed["detail"], witnessed
