@@ -58,7 +58,8 @@ def build(work: Path, n: int) -> Path:
     led.append(sign_statement(KeyPredicate(vkey=trainer.vkey.text(), org="bench",
                                            roles=["trainer"], valid_from=T0), root))
     led.append(sign_statement(RunPredicate(
-        run_id="bench-1", policy=PolicyRef(id="none", version="1", digest="0" * 64),
+        run_id="bench-1", org="bench", policy=PolicyRef(id="none", version="1",
+                                                      digest="0" * 64),
         started_at=T0, model="tiny"), trainer))
     step = 0
     while led.size < n:

@@ -23,19 +23,22 @@ goes on from what was committed.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+import orjson
+import pybase64
 
 from scalegate.errors import KeyMaterialError, LedgerError, NoteError, ProofError, StoreError
 from scalegate.ledger import merkle
 from scalegate.ledger._admission import admit, prepare
 from scalegate.ledger._coverage import ISSUED_KEY
-from scalegate.ledger._entry_check import Malformed, decode_envelope, read_statement
 from scalegate.ledger._store import LedgerStore
 from scalegate.ledger._tables import EntryRow, format_time
 from scalegate.ledger.checkpoint import Checkpoint, open_checkpoint
@@ -43,6 +46,7 @@ from scalegate.ledger.keys import VerifierKey
 from scalegate.ledger.log import Ledger, _utc_now
 from scalegate.ledger.note import add_signature_lines, parse_note
 from scalegate.ledger.registry import KEY_KINDS, KeyRegistry, RegisteredKey
+from scalegate.ledger.statements import kind_of
 from scalegate.ledger.tiled_log import Fetch, fetch_tile, tile_fetcher
 from scalegate.ledger.tiles import HASH_BYTES, TILE_WIDTH, Tile, parse_bundle
 
@@ -145,10 +149,39 @@ def sync_into(led: Ledger, fetch: Fetch, *, workers: int = 8,
         if cp.size == before:
             _store_checkpoint(led, cp, note)
         return SyncResult(led.path, before, before, cp, stale=cp.size < before)
-    leaves = _new_leaves(led, fetch, cp, note, workers)
-    _copy(led, fetch, cp, leaves, workers, progress)
+    m, n = before, cp.size
+    bundles = [Tile(-1, i, min(TILE_WIDTH, n - i * TILE_WIDTH))
+               for i in range(m // TILE_WIDTH, -(-n // TILE_WIDTH))]
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        # The bundles start coming while the hash tiles are checked; nothing is written
+        # before the new leaves make the signed root.
+        ahead = _Prefetch(pool, fetch, bundles, window=2 * BUNDLES_PER_BATCH)
+        leaves = _new_leaves(led, fetch, cp, note, pool)
+        _copy(led, ahead, cp, leaves, progress)
     _store_checkpoint(led, cp, note)
     return SyncResult(led.path, before, led.size, cp)
+
+
+class _Prefetch:
+    """Tiles fetched in order, at most ``window`` ahead of the one read."""
+
+    def __init__(self, pool: ThreadPoolExecutor, fetch: Fetch, tiles: list[Tile],
+                 window: int) -> None:
+        self._pool, self._fetch, self._todo = pool, fetch, collections.deque(tiles)
+        self._pending: collections.deque[tuple[Tile, Future[bytes]]] = collections.deque()
+        self._window = window
+        self._fill()
+
+    def _fill(self) -> None:
+        while self._todo and len(self._pending) < self._window:
+            tile = self._todo.popleft()
+            self._pending.append((tile, self._pool.submit(fetch_tile, self._fetch, tile)))
+
+    def __iter__(self) -> Iterator[tuple[Tile, bytes]]:
+        while self._pending:
+            tile, body = self._pending.popleft()
+            self._fill()
+            yield tile, body.result()
 
 
 # --- making or opening the mirror ------------------------------------------------------------
@@ -241,12 +274,12 @@ def _text(data: bytes, what: str) -> str:
 
 
 def _new_leaves(led: Ledger, fetch: Fetch, cp: Checkpoint, note: str,
-                workers: int) -> list[bytes]:
+                pool: ThreadPoolExecutor) -> list[bytes]:
     """The leaf hashes of entries ``[mirror size, cp.size)``, once they and the mirror's
     own leaves make the checkpoint's root."""
     m, n = led.size, cp.size
     first = m // TILE_WIDTH
-    hashes = _level0(fetch, range(first, -(-n // TILE_WIDTH)), n, workers)
+    hashes = _level0(fetch, range(first, -(-n // TILE_WIDTH)), n, pool)
     held = first * TILE_WIDTH  # hashes[0] is leaf ``held``; the mirror holds up to m
     overlap, new = hashes[:m - held], hashes[m - held:]
     if overlap == led.leaf_hashes(held, m):
@@ -256,14 +289,13 @@ def _new_leaves(led: Ledger, fetch: Fetch, cp: Checkpoint, note: str,
             compact.append(h)
         if compact.root() == cp.root_hash:
             return new
-    raise _diagnose(led, fetch, cp, note, overlap + new, workers)
+    raise _diagnose(led, fetch, cp, note, overlap + new, pool)
 
 
-def _level0(fetch: Fetch, indices: range, size: int, workers: int) -> list[bytes]:
+def _level0(fetch: Fetch, indices: range, size: int, pool: ThreadPoolExecutor) -> list[bytes]:
     """The leaf hashes the level-0 tiles ``indices`` of a tree of ``size`` list."""
     tiles = [Tile(0, i, min(TILE_WIDTH, size - i * TILE_WIDTH)) for i in indices]
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        bodies = list(pool.map(lambda t: fetch_tile(fetch, t), tiles))
+    bodies = list(pool.map(lambda t: fetch_tile(fetch, t), tiles))
     hashes: list[bytes] = []
     for tile, body in zip(tiles, bodies, strict=True):
         if len(body) != tile.width * HASH_BYTES:
@@ -273,13 +305,13 @@ def _level0(fetch: Fetch, indices: range, size: int, workers: int) -> list[bytes
 
 
 def _diagnose(led: Ledger, fetch: Fetch, cp: Checkpoint, note: str, tail: list[bytes],
-              workers: int) -> ProofError:
+              pool: ThreadPoolExecutor) -> ProofError:
     """The log's leaves from the mirror's last partial tile on (``tail``) do not extend the
     mirror's tree to the signed root. If all the log's leaves make that root, its signed
     history differs from the mirror's (a split view); otherwise its tiles are wrong."""
     m = led.size
     held = m // TILE_WIDTH * TILE_WIDTH
-    theirs = _level0(fetch, range(m // TILE_WIDTH), held, workers) + tail
+    theirs = _level0(fetch, range(m // TILE_WIDTH), held, pool) + tail
     if merkle.root(theirs) == cp.root_hash:
         ours = led.leaf_hashes(0, m)
         index = next((i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b),
@@ -301,36 +333,32 @@ def _split(led: Ledger, note: str, cp: Checkpoint, index: int | None) -> SplitVi
 # --- copying ----------------------------------------------------------------------------------
 
 
-def _copy(led: Ledger, fetch: Fetch, cp: Checkpoint, leaves: list[bytes], workers: int,
-          progress: Progress | None) -> None:
-    """Copy entries ``[m, cp.size)`` whose leaf hashes are ``leaves``, batch by batch."""
+def _copy(led: Ledger, bundles: Iterable[tuple[Tile, bytes]], cp: Checkpoint,
+          leaves: list[bytes], progress: Progress | None) -> None:
+    """Copy entries ``[m, cp.size)`` whose leaf hashes are ``leaves``, a batch of bundles
+    per transaction."""
     m, n = led.size, cp.size
     registry = led.registry()
     with led.store.reader() as conn:
         compact = led.store.compact_range(conn, m)
-    bundles = [Tile(-1, i, min(TILE_WIDTH, n - i * TILE_WIDTH))
-               for i in range(m // TILE_WIDTH, -(-n // TILE_WIDTH))]
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for b in range(0, len(bundles), BUNDLES_PER_BATCH):
-            batch = bundles[b:b + BUNDLES_PER_BATCH]
-            bodies = list(pool.map(lambda t: fetch_tile(fetch, t), batch))
-            rows: list[EntryRow] = []
-            keys: dict[str, RegisteredKey] = {}  # the registry cache rows this batch changes
-            for tile, body in zip(batch, bodies, strict=True):
-                entries = parse_bundle(body, tile.width)
-                for i, data in enumerate(entries):
-                    idx = tile.start + i
-                    if idx < m:
-                        continue  # held already (a partial bundle fetched again)
-                    leaf = leaves[idx - m]
-                    if merkle.leaf_hash(data) != leaf:
-                        raise ProofError(f"entry {idx} in {tile.path()} does not hash to "
-                                         "its leaf in the checkpoint's tree.")
-                    row, reg = _row(idx, leaf, data, registry)
-                    rows.append(row)
-                    if reg is not None:
-                        keys[reg.keyid] = reg
+    rows: list[EntryRow] = []
+    keys: dict[str, RegisteredKey] = {}  # the registry cache rows the batch changes
+    for count, (tile, body) in enumerate(bundles, 1):
+        for i, data in enumerate(parse_bundle(body, tile.width)):
+            idx = tile.start + i
+            if idx < m:
+                continue  # held already (a partial bundle fetched again)
+            leaf = leaves[idx - m]
+            if merkle.leaf_hash(data) != leaf:
+                raise ProofError(f"entry {idx} in {tile.path()} does not hash to its leaf "
+                                 "in the checkpoint's tree.")
+            row, reg = _row(idx, leaf, data, registry)
+            rows.append(row)
+            if reg is not None:
+                keys[reg.keyid] = reg
+        if count % BUNDLES_PER_BATCH == 0 or (rows and rows[-1].index == n - 1):
             _write(led, rows, compact, keys.values())
+            rows, keys = [], {}
             if progress is not None:
                 progress(led.size - m, n - m)
 
@@ -354,12 +382,10 @@ def _row(idx: int, leaf: bytes, data: bytes, registry: KeyRegistry
          ) -> tuple[EntryRow, RegisteredKey | None]:
     """The stored row of a mirrored entry (what it says, who signed it, no time) and, for
     a key statement, the registration it makes (folded into ``registry``)."""
-    try:
-        _, payload, sigs = decode_envelope(data)
-        kind, run_id, _ = read_statement(payload, False)
-    except Malformed:
+    said = _columns(data)
+    if said is None:
         return EntryRow(idx, leaf, data, "", None, "", None), None  # the auditor reports it
-    keyids = [k for k, _ in sigs]
+    kind, run_id, keyids = said
     signer = next((k for k in keyids if k in registry.keys), keyids[0] if keyids else "")
     reg = None
     if kind in KEY_KINDS:
@@ -370,6 +396,21 @@ def _row(idx: int, leaf: bytes, data: bytes, registry: KeyRegistry
         except LedgerError:
             pass  # not a key the roots signed: the auditor reports it
     return EntryRow(idx, leaf, data, kind, run_id, signer, None), reg
+
+
+def _columns(data: bytes) -> tuple[str, str | None, list[str]] | None:
+    """What a mirror indexes of an entry (kind, run, signature keyids), read quickly and
+    leniently: the mirror holds exactly the bytes the log signed, and the whole-log check
+    judges their form, their signatures and these columns against them."""
+    try:
+        env = orjson.loads(data)
+        statement = orjson.loads(pybase64.b64decode(env["payload"], validate=True))
+        kind = kind_of(statement["predicateType"])
+        run_id = statement["predicate"].get("run_id")
+        keyids = [str(sig["keyid"]) for sig in env["signatures"]]
+    except (orjson.JSONDecodeError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return kind, run_id if isinstance(run_id, str) else None, keyids
 
 
 def _store_checkpoint(led: Ledger, cp: Checkpoint, note: str) -> None:
