@@ -1,17 +1,19 @@
 """The hot paths of a public log, answered before the framework's routing: ``GET
-/checkpoint``, ``GET /tile/...`` for tiles already in memory, and ``POST /add`` (handed to
+/checkpoint``, ``GET /tile/...`` (from memory, else read in a thread), and ``POST /add`` (handed to
 the same function the documented route calls). Everything else (a tile not yet read, a
 bad path or query, every other route) goes on to the application, which answers the
 same way."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from scalegate.errors import TileNotFound
 from scalegate.ledger import Tile, parse_tile_path
 from scalegate.server._publisher import Publisher
 from scalegate.server._tile_cache import TileCache
@@ -54,9 +56,11 @@ class FastReads:
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], *,
                  cache: TileCache, publisher: Publisher,
-                 submit: Callable[[Request, bool], Awaitable[Response]]) -> None:
+                 submit: Callable[[Request, bool], Awaitable[Response]],
+                 read: Callable[[Tile], bytes]) -> None:
         self.app = app
         self.cache = cache
+        self.read = read
         self.publisher = publisher
         self.submit = submit
 
@@ -71,14 +75,16 @@ class FastReads:
             if path == "/checkpoint" and self.publisher.published is not None:
                 await _answer(send, self.publisher.published.encode(), checkpoint_headers())
                 return
-            if path.startswith("/tile/"):
-                body, headers = self._tile(path[1:], scope)
+            if path.startswith("/tile/") and not scope["query_string"]:
+                body, headers = await self._tile(path[1:], scope)
                 if body is not None:
                     await _answer(send, body, headers)
                     return
         await self.app(scope, receive, send)
 
-    def _tile(self, path: str, scope: Scope) -> tuple[bytes | None, dict[str, str]]:
+    async def _tile(self, path: str, scope: Scope) -> tuple[bytes | None, dict[str, str]]:
+        """A tile's answer: from the cache, else read (in a thread); ``None`` for a bad
+        path or a tile the log does not have (the application answers those)."""
         try:
             tile = parse_tile_path(path)
         except ValueError:
@@ -86,7 +92,14 @@ class FastReads:
         accept = next((v.decode("latin-1") for k, v in scope["headers"]
                        if k == b"accept-encoding"), "")
         gzipped = accepts_gzip(tile, accept)
-        return self.cache.get(tile, gzipped), tile_headers(tile, gzipped)
+        body = self.cache.get(tile, gzipped)
+        if body is None:
+            try:
+                raw = await asyncio.to_thread(self.read, tile)
+            except TileNotFound:
+                return None, {}
+            body = await asyncio.to_thread(self.cache.put, tile, raw, gzipped)
+        return body, tile_headers(tile, gzipped)
 
 
 async def _answer(send: Send, body: bytes, headers: dict[str, str]) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gzip
 import os
 import pathlib
 import time
@@ -130,7 +129,8 @@ def create_app(
     app.state.publisher = publisher
     cache = TileCache()
     app.add_middleware(FastReads, cache=cache, publisher=publisher,
-                       submit=lambda request, wait: app.state.submission(request, wait))
+                       submit=lambda request, wait: app.state.submission(request, wait),
+                       read=led.tile)
     _routes(app, led, publisher, cache)
     _submissions(app, led, sequencer, publisher,
                  RateLimit(*rate_limit) if rate_limit else None)
@@ -184,9 +184,7 @@ def _routes(app: FastAPI, led: Ledger, publisher: Publisher, cache: TileCache) -
                 body = led.tile(t)
             except TileNotFound as exc:
                 return problem(404, "No such tile", exc.message)
-            cache.put(t, body)
-            if zipped:
-                body = cache.get(t, True) or gzip.compress(body, 6)
+            body = cache.put(t, body, zipped)
         return Response(body, headers=tile_headers(t, zipped))
 
 
