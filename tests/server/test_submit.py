@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -160,14 +161,41 @@ def test_acknowledged_entries_survive_sigkill(tmp_path: Path) -> None:
                 if i == 250:
                     while len(acked) < 50:
                         threading.Event().wait(0.01)
+                    helpers = _children(proc.pid)  # the writer process among them
                     os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=20)
+    assert helpers, "serve appends in a process of its own"
+    deadline = time.monotonic() + 10  # no orphan goes on holding the ledger
+    while any(_alive(pid) for pid in helpers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in helpers)
     assert len(acked) >= 50
     led = Ledger.open(lab.path)
     for index, leaf in acked:
         assert led.entry(index).leaf_hash.hex() == leaf
     assert led.verify(workers=1).ok
     led.close()
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting to be reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 # --- the OpenAPI schema, held to by schemathesis ------------------------------------------------

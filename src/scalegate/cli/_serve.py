@@ -99,7 +99,8 @@ def run_server(app: Any, host: str, port: int) -> None:
 
     # A slow or stuck client cannot keep the server from stopping, nor take every slot.
     config = uvicorn.Config(app, host=host, port=port, log_level="critical", access_log=False,
-                            timeout_graceful_shutdown=5, limit_concurrency=2048)
+                            timeout_graceful_shutdown=5, limit_concurrency=2048,
+                            proxy_headers=False)  # it answers clients directly
     server = uvicorn.Server(config)
     try:
         server.run()

@@ -52,7 +52,13 @@ from scalegate.server._fast_reads import (
 )
 from scalegate.server._pages import index_page, org_roots_text, vkey_text
 from scalegate.server._publisher import Publisher, WitnessPolicy
-from scalegate.server._sequencer import RateLimit, Sequencer
+from scalegate.server._sequencer import (
+    Outcome,
+    RateLimit,
+    Sequencer,
+    WriterProcess,
+    append_batch,
+)
 from scalegate.server._tile_cache import TileCache
 
 __all__ = ["create_app"]
@@ -87,6 +93,22 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+class _LogApp(FastAPI):
+    """The log's application: its hot paths first (:class:`FastReads`), then FastAPI."""
+
+    fast: FastReads | None = None
+
+    async def framework(self, scope: Any, receive: Any, send: Any) -> None:
+        """FastAPI itself, with its middleware."""
+        await super().__call__(scope, receive, send)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self.fast is None:
+            await self.framework(scope, receive, send)
+        else:
+            await self.fast(scope, receive, send)
+
+
 def create_app(
     ledger: str | os.PathLike[str] | Ledger,
     *,
@@ -94,26 +116,40 @@ def create_app(
     checkpoint_interval: timedelta = timedelta(seconds=1),
     rate_limit: tuple[float, float] | None = None,
     witnesses: WitnessPolicy | None = None,
+    writer_process: bool = True,
 ) -> FastAPI:
     """The ASGI application serving ``ledger`` (a path, a database URL or an open ledger).
 
     ``log_key`` (default: the file the ledger recorded) signs a checkpoint every
     ``checkpoint_interval`` while the log grows; with ``witnesses``, a checkpoint is
     published once their policy is met (:mod:`~scalegate.server._publisher`).
-    ``rate_limit`` is ``(per second, burst)`` per signer (default: none).
+    ``rate_limit`` is ``(per second, burst)`` per signer (default: none). Submissions
+    are appended by a process of its own unless ``writer_process`` is false (then by a
+    thread of this one).
     """
     led = ledger if isinstance(ledger, Ledger) else Ledger.open(
         os.fspath(ledger), log_key=pathlib.Path(log_key) if log_key else None)
-    sequencer = Sequencer(led)
+    writer: list[WriterProcess] = []  # started with the server
+
+    async def append(items: list[bytes]) -> list[Outcome]:
+        if writer:
+            return await writer[0](items)
+        return await asyncio.to_thread(append_batch, led, items)
+
+    sequencer = Sequencer(append)
     publisher = Publisher(led, witnesses, interval_s=checkpoint_interval.total_seconds(),
                           can_sign=led.can_sign)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if writer_process:
+            writer.append(await asyncio.to_thread(WriterProcess, led.store.location))
         sequencer.start()
         publishing = asyncio.get_running_loop().create_task(publisher.run())
         yield
         await sequencer.stop()
+        if writer:
+            await asyncio.to_thread(writer.pop().close)
         publishing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await publishing
@@ -121,16 +157,18 @@ def create_app(
         if not isinstance(ledger, Ledger):  # opened here: closing signs a last checkpoint
             await asyncio.to_thread(led.close)
 
-    app = FastAPI(title=f"{led.origin} — scalegate transparency log",
+    app = _LogApp(title=f"{led.origin} — scalegate transparency log",
                   description="A C2SP tlog-tiles log of signed responsible-scaling statements.",
                   version="1", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.ledger = led
     app.state.sequencer = sequencer
     app.state.publisher = publisher
     cache = TileCache()
-    app.add_middleware(FastReads, cache=cache, publisher=publisher,
-                       submit=lambda request, wait: app.state.submission(request, wait),
-                       read=led.tile)
+    # Outside the framework's own middleware (its error handling and telemetry cost more
+    # than answering a cached tile does); everything else falls through to it.
+    app.fast = FastReads(app.framework, cache=cache, publisher=publisher,
+                         submit=lambda request, wait: app.state.submission(request, wait),
+                         read=led.tile)
     _routes(app, led, publisher, cache)
     _submissions(app, led, sequencer, publisher,
                  RateLimit(*rate_limit) if rate_limit else None)
@@ -209,7 +247,8 @@ def _submissions(app: FastAPI, led: Ledger, sequencer: Sequencer, publisher: Pub
                  limit: RateLimit | None) -> None:
     async def submission(request: Request, wait_proof: bool) -> JSONResponse:
         """Answer one submission (the route below, and the fast path, call this)."""
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        ctype = next((v for k, v in request.scope["headers"] if k == b"content-type"), b"")
+        ctype = ctype.split(b";")[0].strip().lower().decode("latin-1")
         if ctype != "application/json":
             return problem(415, "Unsupported media type",
                            "send the DSSE envelope as application/json.")
