@@ -282,3 +282,18 @@ def test_a_refused_submission_says_where_the_batch_stopped(tmp_path: Path) -> No
         assert caught.value.position == 1
         led.refresh()
         assert led.size == before + 1  # the first stays logged: over HTTP each is its own
+
+
+def test_two_syncs_of_one_mirror_at_once_both_succeed(tmp_path: Path) -> None:
+    lab = make_lab(tmp_path, 20_000)
+    site = tmp_path / "site"
+    publish_tiles(lab.ledger, site)
+    procs = [subprocess.Popen([SCALEGATE, "ledger", "sync", str(site), str(tmp_path / "m.db")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs  # one made it, the other followed
+    assert ok("ledger", "sync", str(site), str(tmp_path / "m.db")).count("20,000 in all") == 1
+    with Ledger.open(tmp_path / "m.db") as m:
+        assert m.root() == lab.ledger.root() and m.verify().problems == []
+    lab.ledger.close()

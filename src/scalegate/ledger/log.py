@@ -534,11 +534,13 @@ class Ledger:
         """The number of entries now."""
         return self._store.size()
 
-    def registry(self) -> KeyRegistry:
-        """The key registry as it stands (roots and registered keys), folded from the log's
-        signed key statements (never from the unsigned ``keys`` cache)."""
+    def registry(self, size: int | None = None) -> KeyRegistry:
+        """The key registry as it stands (roots and registered keys), or as the first
+        ``size`` entries made it, folded from the log's signed key statements (never from
+        the unsigned ``keys`` cache)."""
         with self._store.reader() as conn:
-            return self._registry_from_entries(conn, self._store.size_in(conn))
+            n = self._store.size_in(conn)
+            return self._registry_from_entries(conn, n if size is None else min(size, n))
 
     def entries(
         self,

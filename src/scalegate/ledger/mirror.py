@@ -39,7 +39,7 @@ from scalegate.errors import KeyMaterialError, LedgerError, NoteError, ProofErro
 from scalegate.ledger import merkle
 from scalegate.ledger._admission import admit, prepare
 from scalegate.ledger._coverage import ISSUED_KEY
-from scalegate.ledger._store import LedgerStore
+from scalegate.ledger._store import LedgerStore, Writer
 from scalegate.ledger._tables import EntryRow, format_time
 from scalegate.ledger.checkpoint import Checkpoint, open_checkpoint
 from scalegate.ledger.keys import VerifierKey
@@ -145,7 +145,7 @@ def sync_into(led: Ledger, fetch: Fetch, *, workers: int = 8,
     before = led.size
     if cp.size <= before:
         if led.root(cp.size) != cp.root_hash:
-            raise _split(led, note, cp, None)
+            raise _split(led, before, note, cp, None)
         if cp.size == before:
             _store_checkpoint(led, cp, note)
         return SyncResult(led.path, before, before, cp, stale=cp.size < before)
@@ -156,8 +156,8 @@ def sync_into(led: Ledger, fetch: Fetch, *, workers: int = 8,
         # The bundles start coming while the hash tiles are checked; nothing is written
         # before the new leaves make the signed root.
         ahead = _Prefetch(pool, fetch, bundles, window=2 * BUNDLES_PER_BATCH)
-        leaves = _new_leaves(led, fetch, cp, note, pool)
-        _copy(led, ahead, cp, leaves, progress)
+        leaves = _new_leaves(led, before, fetch, cp, note, pool)
+        _copy(led, before, ahead, cp, leaves, progress)
     _store_checkpoint(led, cp, note)
     return SyncResult(led.path, before, led.size, cp)
 
@@ -210,8 +210,34 @@ def _open_or_create(
     meta = {"origin": cp.origin, "log_vkey": log_key.text(),
             "org_roots": _json_list([r.text() for r in dict.fromkeys(roots)]),
             "created_at": format_time(_utc_now()), "mirror_of": address, ISSUED_KEY: "0"}
-    LedgerStore.create(where, meta).close()
-    return Ledger.open(where, checkpoint_on_close=False), True, key_from_log
+    created = _create(where, meta)
+    led = Ledger.open(where, checkpoint_on_close=False)
+    if not created:  # another sync made it meanwhile: it must be the same mirror
+        try:
+            _check_follows(led, address, None if key_from_log else log_key)
+        except BaseException:
+            led.close()
+            raise
+    return led, created, key_from_log and created
+
+
+def _create(where: str, meta: dict[str, str]) -> bool:
+    """Make the mirror's database; whether this call made it. A file is made aside and
+    linked into place, so a concurrent sync finds either no mirror or a whole one."""
+    if "://" in where:
+        LedgerStore.create(where, meta).close()
+        return True
+    aside = f"{where}.new-{os.getpid()}"
+    try:
+        LedgerStore.create(aside, meta).close()
+        try:
+            os.link(aside, where)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        for suffix in ("", "-wal", "-shm"):
+            Path(aside + suffix).unlink(missing_ok=True)
 
 
 def _has_ledger(url: str) -> bool:
@@ -273,11 +299,11 @@ def _text(data: bytes, what: str) -> str:
 # --- verifying what is new --------------------------------------------------------------------
 
 
-def _new_leaves(led: Ledger, fetch: Fetch, cp: Checkpoint, note: str,
+def _new_leaves(led: Ledger, m: int, fetch: Fetch, cp: Checkpoint, note: str,
                 pool: ThreadPoolExecutor) -> list[bytes]:
-    """The leaf hashes of entries ``[mirror size, cp.size)``, once they and the mirror's
-    own leaves make the checkpoint's root."""
-    m, n = led.size, cp.size
+    """The leaf hashes of entries ``[m, cp.size)`` (``m``: what the mirror held when the
+    sync began), once they and the mirror's own leaves make the checkpoint's root."""
+    n = cp.size
     first = m // TILE_WIDTH
     hashes = _level0(fetch, range(first, -(-n // TILE_WIDTH)), n, pool)
     held = first * TILE_WIDTH  # hashes[0] is leaf ``held``; the mirror holds up to m
@@ -289,7 +315,7 @@ def _new_leaves(led: Ledger, fetch: Fetch, cp: Checkpoint, note: str,
             compact.append(h)
         if compact.root() == cp.root_hash:
             return new
-    raise _diagnose(led, fetch, cp, note, overlap + new, pool)
+    raise _diagnose(led, m, fetch, cp, note, overlap + new, pool)
 
 
 def _level0(fetch: Fetch, indices: range, size: int, pool: ThreadPoolExecutor) -> list[bytes]:
@@ -304,41 +330,40 @@ def _level0(fetch: Fetch, indices: range, size: int, pool: ThreadPoolExecutor) -
     return hashes
 
 
-def _diagnose(led: Ledger, fetch: Fetch, cp: Checkpoint, note: str, tail: list[bytes],
-              pool: ThreadPoolExecutor) -> ProofError:
+def _diagnose(led: Ledger, m: int, fetch: Fetch, cp: Checkpoint, note: str,
+              tail: list[bytes], pool: ThreadPoolExecutor) -> ProofError:
     """The log's leaves from the mirror's last partial tile on (``tail``) do not extend the
     mirror's tree to the signed root. If all the log's leaves make that root, its signed
     history differs from the mirror's (a split view); otherwise its tiles are wrong."""
-    m = led.size
     held = m // TILE_WIDTH * TILE_WIDTH
     theirs = _level0(fetch, range(m // TILE_WIDTH), held, pool) + tail
     if merkle.root(theirs) == cp.root_hash:
         ours = led.leaf_hashes(0, m)
         index = next((i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b),
                      None)
-        return _split(led, note, cp, index)
+        return _split(led, m, note, cp, index)
     return ProofError(f"the log's tiles do not make its checkpoint's root (size {cp.size}): "
                       "it serves tiles that are not the ones it signed.",
                       hint="Try again later; if it persists, report it to the log's operator.")
 
 
-def _split(led: Ledger, note: str, cp: Checkpoint, index: int | None) -> SplitView:
+def _split(led: Ledger, m: int, note: str, cp: Checkpoint, index: int | None) -> SplitView:
     ours = led.latest_checkpoint() or "(none stored)"
     where = f" (they differ from entry {index} on)" if index is not None else ""
     return SplitView(f"the log at {led.mirror_of} now shows a tree of size {cp.size} that "
-                     f"does not extend the {led.size} entries this mirror verified "
+                     f"does not extend the {m} entries this mirror verified "
                      f"before{where}: a split view.", ours=ours, theirs=note, index=index)
 
 
 # --- copying ----------------------------------------------------------------------------------
 
 
-def _copy(led: Ledger, bundles: Iterable[tuple[Tile, bytes]], cp: Checkpoint,
+def _copy(led: Ledger, m: int, bundles: Iterable[tuple[Tile, bytes]], cp: Checkpoint,
           leaves: list[bytes], progress: Progress | None) -> None:
     """Copy entries ``[m, cp.size)`` whose leaf hashes are ``leaves``, a batch of bundles
     per transaction."""
-    m, n = led.size, cp.size
-    registry = led.registry()
+    n = cp.size
+    registry = led.registry(m)
     with led.store.reader() as conn:
         compact = led.store.compact_range(conn, m)
     rows: list[EntryRow] = []
@@ -365,17 +390,30 @@ def _copy(led: Ledger, bundles: Iterable[tuple[Tile, bytes]], cp: Checkpoint,
 
 def _write(led: Ledger, rows: list[EntryRow], compact: merkle.CompactRange,
            keys: Iterable[RegisteredKey]) -> None:
+    """Write verified ``rows`` (and the tree nodes they complete) in one transaction. Rows
+    another sync of the same mirror wrote meanwhile are left as they are: they were
+    verified against the same signed tree, so they are the same rows."""
     if not rows:
         return
-    nodes: list[tuple[int, int, bytes]] = []
-    for r in rows:
-        nodes.extend(compact.append(r.leaf_hash)[1:])  # level 0 lives in entries
+    nodes = [compact.append(r.leaf_hash)[1:] for r in rows]  # level 0 lives in entries
     with led.store.writer() as w:
-        if w.size != rows[0].index:
-            raise LedgerError(f"mirror {led.path} changed during the sync (another sync ran "
-                              "at the same time); nothing of this batch was written.",
-                              hint="Run the sync again: it goes on from what is there.")
-        w.add(rows, nodes, keys)
+        skip = w.size - rows[0].index
+        if skip < 0 or (skip and _held(w, rows[:skip]) != [r.leaf_hash for r in rows[:skip]]):
+            raise LedgerError(f"mirror {led.path} changed during the sync, unlike the log; "
+                              "nothing of this batch was written.",
+                              hint="Run `scalegate ledger verify` on the mirror.")
+        if skip < len(rows):
+            w.add(rows[skip:], [n for ns in nodes[skip:] for n in ns], keys)
+
+
+def _held(w: Writer, rows: list[EntryRow]) -> list[bytes]:
+    """The leaf hashes the mirror holds at the indices of ``rows``."""
+    held: list[bytes] = []
+    for a in range(0, len(rows), 256):  # a bounded number of parameters per query
+        part = rows[a:a + 256]
+        found = w.store.read_hashes(w.conn, [(0, r.index) for r in part])
+        held.extend(found[(0, r.index)] for r in part)
+    return held
 
 
 def _row(idx: int, leaf: bytes, data: bytes, registry: KeyRegistry
