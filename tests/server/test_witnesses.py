@@ -162,8 +162,13 @@ def test_one_witness_named_twice_is_refused(world: dict, tmp_path: Path) -> None
 def test_verify_of_a_served_log_weighs_its_witnesses(world: dict, tmp_path: Path) -> None:
     from scalegate.audit import TrustedLog, TrustFile
 
+    from concurrent.futures import ThreadPoolExecutor
+
     lab, url, verifiers = world["lab"], world["url"], world["verifiers"]
-    _wait_for(url, 40)
+    envs = [_compute(lab.trainer) for _ in range(200)]
+    with ThreadPoolExecutor(16) as pool:  # writers submitting at once
+        assert {s for s, _, _ in pool.map(lambda e: post(url + "add", e), envs)} == {200}
+    _wait_for(url, 240)
     with Ledger.open(lab.path) as led:
         roots = list(led.org_roots)
     trust = TrustFile(log=TrustedLog(origin=lab.ledger.origin, key=lab.log_key.vkey),
@@ -178,3 +183,4 @@ def test_verify_of_a_served_log_weighs_its_witnesses(world: dict, tmp_path: Path
     checks = {c["name"]: c for c in report["checks"]}
     witnessed = checks["witnessed checkpoint"]
     assert witnessed["ok"] and "cosigned by 2 of 2" in witnessed["detail"], witnessed
+    assert "size 240" in witnessed["detail"] and report["size"] == 240, witnessed

@@ -52,9 +52,16 @@ def serve(
     """Serve the ledger as a public log: C2SP tlog-tiles for reading (/checkpoint,
     /tile/...), POST /add for signed statements, /log.vkey and an index page."""
     create_app = server_extra().create_app
+    from scalegate.cli._remote import is_url
     from scalegate.ledger import default_ledger_path
     from scalegate.units import parse_duration
 
+    if ledger is not None and is_url(ledger):
+        raise ScalegateError(f"--ledger {ledger} is a log served already; `serve` serves a "
+                             "ledger file or database the log key signs for.",
+                             hint="To keep a copy of a served log: `scalegate ledger sync URL "
+                             "mirror.db`; to republish it as files: `scalegate ledger "
+                             "publish-tiles DIR --ledger URL`.")
     host, port = listen_address(listen)
     try:
         interval = parse_duration(checkpoint_interval)
