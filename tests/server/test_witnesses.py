@@ -160,9 +160,9 @@ def test_one_witness_named_twice_is_refused(world: dict, tmp_path: Path) -> None
 
 
 def test_verify_of_a_served_log_weighs_its_witnesses(world: dict, tmp_path: Path) -> None:
-    from scalegate.audit import TrustedLog, TrustFile
-
     from concurrent.futures import ThreadPoolExecutor
+
+    from scalegate.audit import TrustedLog, TrustFile
 
     lab, url, verifiers = world["lab"], world["url"], world["verifiers"]
     envs = [_compute(lab.trainer) for _ in range(200)]
