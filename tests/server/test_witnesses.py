@@ -184,3 +184,4 @@ def test_verify_of_a_served_log_weighs_its_witnesses(world: dict, tmp_path: Path
     witnessed = checks["witnessed checkpoint"]
     assert witnessed["ok"] and "cosigned by 2 of 2" in witnessed["detail"], witnessed
     assert "size 240" in witnessed["detail"] and report["size"] == 240, witnessed
+    assert report["ledger"].startswith(url + " (mirror "), report["ledger"]

@@ -184,19 +184,24 @@ def _run(trust: Path, ledger: str | None, state: Path | None, no_state: bool, as
     from scalegate.cli._remote import audited_location
     from scalegate.ledger import default_ledger_path
 
-    target = audited_location(ledger if ledger is not None else default_ledger_path(), trusted)
+    given = ledger if ledger is not None else default_ledger_path()
+    target = audited_location(given, trusted)
     kwargs = {"state_path": state, "use_state": not no_state, "workers": workers, "full": full,
               "replay": replay, "now": now, "run_ids": runs, "held_to": held_to}
     if as_json or not err_console.is_terminal:
-        return audit_ledger(target, trusted, **kwargs)  # type: ignore[arg-type]
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+        audit = audit_ledger(target, trusted, **kwargs)  # type: ignore[arg-type]
+    else:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with Progress(TextColumn("auditing"), BarColumn(), TextColumn("{task.completed}/"
-                  "{task.total}"), TimeRemainingColumn(), console=err_console,
-                  transient=True) as bar:
-        task = bar.add_task("audit", total=None)
-        return audit_ledger(target, trusted, progress=lambda done, total: bar.update(
-            task, completed=done, total=total), **kwargs)  # type: ignore[arg-type]
+        with Progress(TextColumn("auditing"), BarColumn(), TextColumn("{task.completed}/"
+                      "{task.total}"), TimeRemainingColumn(), console=err_console,
+                      transient=True) as bar:
+            task = bar.add_task("audit", total=None)
+            audit = audit_ledger(target, trusted, progress=lambda done, total: bar.update(
+                task, completed=done, total=total), **kwargs)  # type: ignore[arg-type]
+    if target != given:  # a served log, audited through its mirror: name both
+        audit.report.ledger = f"{given} (mirror {audit.report.ledger})"
+    return audit
 
 
 def _default_state() -> Path:
