@@ -229,3 +229,14 @@ class TrustFileError(VerificationError):
     ) -> None:
         super().__init__(message, hint=hint)
         self.problems = problems or []
+
+
+class RegistryError(ScalegateError):
+    """A registry's configuration or its state is wrong; ``problems`` lists (where, what)."""
+
+    def __init__(
+        self, message: str, *, problems: list[tuple[str, str]] | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.problems = problems or []

@@ -172,7 +172,7 @@ def test_a_log_that_rewrites_its_history_is_a_split_view_with_evidence(
     con.execute("DELETE FROM statements WHERE idx >= 590")
     con.commit()
     con.close()
-    _rebuild_nodes(tmp_path / "fork.db", lab.log_key)
+    _rebuild_nodes(tmp_path / "fork.db")
     with Ledger.open(tmp_path / "fork.db", log_key=lab.log_key) as fork:
         for i in range(20):
             fork.append(sign_statement(ComputePredicate(
@@ -191,7 +191,7 @@ def test_a_log_that_rewrites_its_history_is_a_split_view_with_evidence(
         assert m.size == 600  # nothing of the other history was written
 
 
-def _rebuild_nodes(db: Path, log_key: SigningKey) -> None:
+def _rebuild_nodes(db: Path) -> None:
     """Recompute the interior nodes of a ledger whose tail was cut (a fork's start)."""
     from scalegate.ledger import merkle
     from scalegate.ledger.merkle import CompactRange

@@ -14,6 +14,7 @@
 - :func:`load_trust` — what the auditor trusts, from a file.
 """
 
+from scalegate.audit._plots import run_figures
 from scalegate.audit._seen import default_state_path
 from scalegate.audit.receipt import audit_receipt
 from scalegate.audit.regulator import HeldTo, hold_runs
@@ -56,6 +57,7 @@ __all__ = [
     "parse_trust",
     "render_html",
     "replay_ledger",
+    "run_figures",
     "trust_for",
     "witness_ledger",
     "write_html",

@@ -27,6 +27,7 @@ def _register() -> None:
         _keys,
         _ledger,
         _policy,
+        _registry,
         _report,
         _runs,
         _serve,
@@ -46,6 +47,7 @@ def _register() -> None:
     app.command("report")(_report.report)
     app.add_typer(_witness.app, name="witness")
     app.command("serve")(_serve.serve)
+    app.add_typer(_registry.app, name="registry")
 
 
 _register()

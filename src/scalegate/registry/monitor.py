@@ -1,0 +1,191 @@
+"""Following logs the way Certificate Transparency monitors do.
+
+Each round, for every followed log: sync its verified mirror (the new checkpoint under
+the trusted log key, the new tiles against it and against everything verified before;
+:mod:`scalegate.ledger.mirror`), then audit the mirror against the log's trust file
+(:func:`scalegate.audit.audit_ledger`, with a state file per log so signatures already
+checked are not checked again), and record what was found in one transaction.
+
+A log's status says what can be concluded, and silence is never compliance:
+
+- ``verified``: audited with no violation, its latest checkpoint witnessed within
+  ``stale_after``;
+- ``violations``: the audit found some (the feed lists them);
+- ``unverifiable``: the audit could not conclude (e.g. no witnessed checkpoint);
+- ``stale``: verified, but no witness has cosigned a checkpoint within ``stale_after``
+  (or its trust file names no witnesses: ``unwitnessed``);
+- ``unreachable``: the log did not answer (what was verified before is kept);
+- ``invalid``: it answered with what does not verify (a bad signature, wrong tiles);
+- ``split-view``: it showed a history other than the one verified before; the evidence
+  (both signed checkpoints) is kept.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from scalegate.audit import LedgerAudit, audit_ledger, run_figures
+from scalegate.errors import LedgerError, ProofError, ScalegateError
+from scalegate.ledger import SplitView, sync_mirror
+from scalegate.registry.config import FollowedLog, RegistryConfig
+from scalegate.registry.store import Event, RegistryStore
+
+__all__ = ["Monitor"]
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class Monitor:
+    """Follows the logs of ``config``, recording into ``store``; mirrors and audit state
+    live in ``workdir``."""
+
+    def __init__(self, config: RegistryConfig, store: RegistryStore, workdir: Path,
+                 *, now: Callable[[], datetime] | None = None) -> None:
+        self.config, self.store, self.workdir = config, store, workdir
+        self._now = now or (lambda: datetime.now(UTC))
+        workdir.mkdir(parents=True, exist_ok=True)
+
+    def check_all(self) -> dict[str, str]:
+        """One round over every log; each log's status."""
+        return {g.name: self.check(g) for g in self.config.logs}
+
+    def run(self, stop: threading.Event) -> None:
+        """Rounds every ``config.interval`` until ``stop`` is set."""
+        while not stop.is_set():
+            self.check_all()
+            stop.wait(self.config.interval.total_seconds())
+
+    def check(self, log: FollowedLog) -> str:
+        """Sync, audit and record one log; its status."""
+        trust = log.trusted
+        assert trust is not None, "load the configuration with load_config"
+        now = self._now()
+        base = {"name": log.name, "url": log.url, "checked_at": _iso(now)}
+        previous = self.store.log(log.name)
+        mirror = self.workdir / f"{log.name}.db"
+        try:
+            sync_mirror(log.url, mirror, log_key=trust.log_verifier,
+                        org_roots=trust.roots or None)
+        except SplitView as exc:
+            self._keep(previous, base, "split-view", exc.message, split=(exc.index, exc.evidence))
+            return "split-view"
+        except ProofError as exc:
+            self._keep(previous, base, "invalid", exc.message)
+            return "invalid"
+        except LedgerError as exc:
+            status = "invalid" if "signature" in exc.message or "origin" in exc.message \
+                else "unreachable"
+            self._keep(previous, base, status, exc.message)
+            return status
+        try:
+            audit = audit_ledger(mirror, trust, state_path=self.workdir / f"{log.name}.state.json",
+                                 now=now)
+        except ScalegateError as exc:
+            self._keep(previous, base, "unverifiable", exc.message)
+            return "unverifiable"
+        status, witnessed = self._status(log, audit, now)
+        rep = audit.report
+        cp = rep.checkpoint
+        self.store.record({
+            **base, "origin": rep.origin, "size": rep.size, "root_hash": rep.root_hash or "",
+            "checkpoint": cp.note if cp else "", "status": status,
+            "problem": _problem(audit), "verified_at": _iso(now),
+            "witnessed_at": _iso(witnessed) if witnessed else None,
+            "audit": _summary(audit)}, _events(log.name, audit))
+        return status
+
+    def _status(self, log: FollowedLog, audit: LedgerAudit, now: datetime
+                ) -> tuple[str, datetime | None]:
+        rep = audit.report
+        witnessed = max((w.existed_by for w in rep.witnessed_times), default=None)
+        if rep.violations_total:
+            return "violations", witnessed
+        if rep.could_not_verify:
+            return "unverifiable", witnessed
+        assert log.trusted is not None
+        if not log.trusted.witnesses:
+            return "unwitnessed", witnessed
+        if witnessed is None or now - witnessed > self.config.stale_after:
+            return "stale", witnessed
+        return "verified", witnessed
+
+    def _keep(self, previous: Any, base: dict[str, Any], status: str, problem: str,
+              split: tuple[int | None, str] | None = None) -> None:
+        """Record a failed check, keeping what was verified before."""
+        kept: dict[str, Any] = {"origin": "", "size": 0, "root_hash": "", "checkpoint": "",
+                                "verified_at": None, "witnessed_at": None, "audit": {}}
+        if previous is not None:
+            kept = {k: getattr(previous, k) for k in kept}
+        self.store.record({**base, **kept, "status": status, "problem": problem},
+                          split=split)
+
+
+def _problem(audit: LedgerAudit) -> str:
+    rep = audit.report
+    if rep.violations_total:
+        kinds = ", ".join(f"{k} ({n})" for k, n in sorted(rep.violation_counts.items()))
+        return f"{rep.violations_total} violation(s): {kinds}"
+    failed = rep.failed_checks()
+    return "; ".join(f"{c.name}: {c.detail}" for c in failed)
+
+
+def _summary(audit: LedgerAudit) -> dict[str, Any]:
+    """What the pages and the API show of an audit: the report and each run's summary."""
+    runs = []
+    for r in audit.runs:
+        data = r.to_json_data()
+        state = r.replay.state if r.replay is not None else None
+        if r.policy is not None and r.replay is not None and state is not None:
+            data["figures"] = [(name, chart.svg())
+                               for name, chart in run_figures(r.policy, r.replay)]
+            data["pauses"] = [_pause(state, p) for p in state.pauses]
+        runs.append(data)
+    return {"report": audit.report.to_json_data(), "runs": runs}
+
+
+def _pause(state: Any, p: Any) -> dict[str, Any]:
+    """A pause as its page shows it: what paused, why, and what lifted it (if anything)."""
+    decision = state.find(p.predicate.decision)
+    resume = next((r for r in state.resumes if r.predicate.pause == p.ref), None)
+    approvals = [a for a in state.approvals if a.predicate.pause == p.ref]
+    return {
+        "index": p.index, "leaf_hash": p.ref.leaf_hash, "at": _iso(p.predicate.at),
+        "step": p.predicate.step, "effective_flop": p.predicate.effective_flop,
+        "signer": p.signer, "statement": p.predicate.public_statement,
+        "reasons": [{"rule": x.rule, "message": x.message}
+                    for x in (decision.predicate.reasons if decision is not None else [])],
+        "decision": p.predicate.decision.index, "checkpoint": p.predicate.checkpoint.index,
+        "approvals": [{"index": a.index, "signer": a.signer, "roles": list(a.roles),
+                       "at": _iso(a.predicate.at)} for a in approvals],
+        "resumed": None if resume is None else {
+            "index": resume.index, "signer": resume.signer, "at": _iso(resume.predicate.at),
+            "ceiling_flop": resume.predicate.ceiling_flop},
+    }
+
+
+def _events(name: str, audit: LedgerAudit) -> list[Event]:
+    """Pauses and resumptions of every run, and the violations found."""
+    out: list[Event] = []
+    for run in audit.runs:
+        state = run.replay.state if run.replay is not None else None
+        if state is None:
+            continue
+        for p in state.pauses:
+            out.append(Event(name, p.index, "pause", run.run_id, _iso(p.predicate.at),
+                             f"run {run.run_id} paused at step {p.predicate.step} "
+                             f"({p.predicate.effective_flop:.3g} FLOP)"))
+        for r in state.resumes:
+            out.append(Event(name, r.index, "resume", run.run_id, _iso(r.predicate.at),
+                             f"run {run.run_id} resumed with {len(r.predicate.approvals)} "
+                             "approval(s)"))
+    for i, v in enumerate(audit.report.violations):
+        entry = v.refs[0].index if v.refs else -1 - i
+        out.append(Event(name, entry, f"violation:{v.kind}"[:32], v.run_id,
+                         _iso(datetime.now(UTC)), v.message[:2000]))
+    return out

@@ -1,0 +1,183 @@
+"""What a registry has found, kept in its own database (SQLite by default, PostgreSQL by
+URL): per followed log its latest verified checkpoint, when it was last checked and last
+verified, its status and the audit's summary; split-view evidence; and the events
+(pauses, resumptions, violations) its feed lists. Each check of a log is written in one
+transaction, so a registry killed at any moment has lost nothing it had reported."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Engine,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    insert,
+    select,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+
+from scalegate.errors import RegistryError
+
+__all__ = ["Event", "LogRecord", "RegistryStore"]
+
+metadata = MetaData()
+logs_t = Table(
+    "logs", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("origin", Text, nullable=False, default=""),
+    Column("size", BigInteger, nullable=False, default=0),
+    Column("root_hash", String(64), nullable=False, default=""),
+    Column("checkpoint", Text, nullable=False, default=""),
+    Column("status", String(32), nullable=False),
+    Column("problem", Text, nullable=False, default=""),
+    Column("checked_at", String(40), nullable=False),
+    Column("verified_at", String(40), nullable=True),
+    Column("witnessed_at", String(40), nullable=True),
+    Column("audit", Text, nullable=False, default="{}"),
+)
+split_views_t = Table(
+    "split_views", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False),
+    Column("found_at", String(40), nullable=False),
+    Column("entry", BigInteger, nullable=True),
+    Column("evidence", Text, nullable=False),
+)
+events_t = Table(
+    "events", metadata,
+    Column("name", String(64), nullable=False),
+    Column("entry", BigInteger, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("run_id", String(256), nullable=True),
+    Column("at", String(40), nullable=False),
+    Column("summary", Text, nullable=False),
+    PrimaryKeyConstraint("name", "kind", "entry"),
+)
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """A followed log as the registry last found it."""
+
+    name: str
+    url: str
+    origin: str
+    size: int
+    root_hash: str
+    checkpoint: str
+    status: str
+    problem: str
+    checked_at: str
+    verified_at: str | None
+    witnessed_at: str | None
+    audit: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Event:
+    """A pause, a resumption or a violation found in a followed log."""
+
+    name: str
+    entry: int
+    kind: str
+    run_id: str | None
+    at: str
+    summary: str
+
+
+class RegistryStore:
+    """The registry's database (see the module docstring)."""
+
+    def __init__(self, location: str | os.PathLike[str]) -> None:
+        where = os.fspath(location)
+        url = where if "://" in where else f"sqlite:///{Path(where).resolve()}"
+        self.where = where
+        try:
+            self.engine: Engine = create_engine(url, future=True)
+            metadata.create_all(self.engine)
+        except SQLAlchemyError as exc:
+            raise RegistryError(f"cannot open the registry's database {where}: "
+                                f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}",
+                                hint="Give a writable file or a database URL (--db).") from None
+
+    def close(self) -> None:
+        """Release the database."""
+        self.engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    # --- writing -----------------------------------------------------------------------------
+
+    def record(self, row: dict[str, Any], events: Sequence[Event] = (),
+               split: tuple[int | None, str] | None = None) -> None:
+        """Write one check of a log: its row, the events found, a split view's evidence."""
+        row = {**row, "audit": json.dumps(row.get("audit", {}), sort_keys=True)}
+        with self._tx() as conn:
+            conn.execute(delete(logs_t).where(logs_t.c.name == row["name"]))
+            conn.execute(insert(logs_t), [row])
+            if events:
+                keys = {(e.kind, e.entry) for e in events}
+                have = {(k, i) for k, i in conn.execute(
+                    select(events_t.c.kind, events_t.c.entry)
+                    .where(events_t.c.name == row["name"]))}
+                new = [e for e in events if (e.kind, e.entry) not in have]
+                if new and keys:
+                    conn.execute(insert(events_t), [e.__dict__ for e in new])
+            if split is not None:
+                conn.execute(insert(split_views_t), [{
+                    "name": row["name"], "found_at": row["checked_at"], "entry": split[0],
+                    "evidence": split[1]}])
+
+    def update(self, name: str, **values: Any) -> None:
+        """Change some of a log's columns (e.g. its status when it stops answering)."""
+        with self._tx() as conn:
+            conn.execute(logs_t.update().where(logs_t.c.name == name).values(**values))
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def logs(self) -> list[LogRecord]:
+        """Every followed log, by name."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(logs_t).order_by(logs_t.c.name)).mappings().all()
+        return [LogRecord(**{**r, "audit": json.loads(r["audit"] or "{}")}) for r in rows]
+
+    def log(self, name: str) -> LogRecord | None:
+        """One followed log."""
+        return next((g for g in self.logs() if g.name == name), None)
+
+    def events(self, name: str | None = None, limit: int = 100) -> list[Event]:
+        """The latest events (of one log), newest first."""
+        q = select(events_t).order_by(events_t.c.at.desc(), events_t.c.entry.desc()).limit(limit)
+        if name is not None:
+            q = q.where(events_t.c.name == name)
+        with self.engine.connect() as conn:
+            return [Event(**r) for r in conn.execute(q).mappings().all()]
+
+    def split_views(self, name: str | None = None) -> list[tuple[str, str, int | None, str]]:
+        """Split-view evidence kept: ``(log, found_at, first differing entry, evidence)``."""
+        q = select(split_views_t.c.name, split_views_t.c.found_at, split_views_t.c.entry,
+                   split_views_t.c.evidence).order_by(split_views_t.c.id)
+        if name is not None:
+            q = q.where(split_views_t.c.name == name)
+        with self.engine.connect() as conn:
+            return [(r[0], r[1], r[2], r[3]) for r in conn.execute(q).all()]

@@ -1,0 +1,175 @@
+"""The registry's pages and JSON API (FastAPI, Jinja2 templates, no build step).
+
+Every page has its JSON under ``/api/`` (the same facts, from the same records): the home
+page (every followed log and its status), a log (its runs, findings, checkpoint and any
+split-view evidence), a run (its charts, drawn as SVG at audit time, its pauses and
+findings), a pause (what paused and why, who approved, what resumed it, whether it was
+honoured), and an Atom feed of pauses, resumptions and violations (all logs, or one).
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from scalegate.registry.store import Event, LogRecord, RegistryStore
+
+__all__ = ["create_registry_app"]
+
+_TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+#: Violation kinds that mean a pause was not honoured, or not lifted as the policy says.
+PAUSE_BROKEN = ("training-during-pause", "pause-not-declared", "resume-premature",
+                "resume-without-quorum", "resume-wrong-checkpoint", "approval-wrong-pause")
+
+
+def create_registry_app(store: RegistryStore) -> FastAPI:
+    """The registry's ASGI application, reading what ``store`` holds."""
+    app = FastAPI(title="scalegate registry", version="1", docs_url=None, redoc_url=None,
+                  description="Labs' responsible-scaling logs, followed and audited.")
+
+    def page(request: Request, name: str, **context: Any) -> HTMLResponse:
+        return _TEMPLATES.TemplateResponse(request, name, context)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def home(request: Request) -> HTMLResponse:
+        logs = store.logs()
+        return page(request, "home.html", logs=logs, events=store.events(limit=30),
+                    runs={g.name: _runs(g) for g in logs})
+
+    @app.get("/api/logs", summary="Every followed log and its status")
+    def api_logs() -> list[dict[str, Any]]:
+        return [_log_json(g) for g in store.logs()]
+
+    @app.get("/logs/{name}", response_class=HTMLResponse, include_in_schema=False)
+    def log_page(request: Request, name: str) -> HTMLResponse:
+        g = _log(store, name)
+        return page(request, "log.html", g=g, runs=_runs(g), report=g.audit.get("report", {}),
+                    splits=store.split_views(name))
+
+    @app.get("/api/logs/{name}", summary="One followed log: status, runs, findings")
+    def api_log(name: str) -> dict[str, Any]:
+        g = _log(store, name)
+        return {**_log_json(g), "runs": [_run_json(r) for r in _runs(g)],
+                "violations": g.audit.get("report", {}).get("violations", []),
+                "split_views": [{"found_at": s[1], "entry": s[2], "evidence": s[3]}
+                                for s in store.split_views(name)]}
+
+    @app.get("/logs/{name}/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
+    def run_page(request: Request, name: str, run_id: str) -> HTMLResponse:
+        g, r = _run(store, name, run_id)
+        return page(request, "run.html", g=g, r=r, findings=_findings(g, run_id))
+
+    @app.get("/api/logs/{name}/runs/{run_id}", summary="One run: replay, pauses, findings")
+    def api_run(name: str, run_id: str) -> dict[str, Any]:
+        g, r = _run(store, name, run_id)
+        return {**_run_json(r), "findings": _findings(g, run_id)}
+
+    @app.get("/logs/{name}/runs/{run_id}/pauses/{index}", response_class=HTMLResponse,
+             include_in_schema=False)
+    def pause_page(request: Request, name: str, run_id: str, index: int) -> HTMLResponse:
+        g, r, p, broken = _pause(store, name, run_id, index)
+        return page(request, "pause.html", g=g, r=r, p=p, findings=broken, honoured=not broken)
+
+    @app.get("/api/logs/{name}/runs/{run_id}/pauses/{index}",
+             summary="One pause: why, who approved, what resumed it, whether it was honoured")
+    def api_pause(name: str, run_id: str, index: int) -> dict[str, Any]:
+        _, _, p, broken = _pause(store, name, run_id, index)
+        return {**p, "honoured": not broken, "findings": broken}
+
+    @app.get("/feed.atom", include_in_schema=False)
+    def feed() -> Response:
+        return _atom("scalegate registry", "/feed.atom", store.events(limit=100))
+
+    @app.get("/logs/{name}/feed.atom", include_in_schema=False)
+    def log_feed(name: str) -> Response:
+        _log(store, name)
+        return _atom(f"scalegate registry: {name}", f"/logs/{name}/feed.atom",
+                     store.events(name, limit=100))
+
+    @app.exception_handler(HTTPException)
+    async def not_found(request: Request, exc: HTTPException) -> Response:
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"type": "about:blank", "title": "Not found",
+                                 "status": exc.status_code, "detail": exc.detail},
+                                status_code=exc.status_code,
+                                media_type="application/problem+json")
+        said = html.escape(str(exc.detail))
+        return HTMLResponse(f"<!doctype html><title>not found</title><p>{said} — <a href='/'>"
+                            "the registry</a></p>", status_code=exc.status_code)
+
+    return app
+
+
+def _log(store: RegistryStore, name: str) -> LogRecord:
+    g = store.log(name)
+    if g is None:
+        raise HTTPException(404, f"no log {name!r} is followed here")
+    return g
+
+
+def _runs(g: LogRecord) -> list[dict[str, Any]]:
+    return list(g.audit.get("runs", []))
+
+
+def _run(store: RegistryStore, name: str, run_id: str) -> tuple[LogRecord, dict[str, Any]]:
+    g = _log(store, name)
+    r = next((r for r in _runs(g) if r.get("run_id") == run_id), None)
+    if r is None:
+        raise HTTPException(404, f"log {name!r} has no run {run_id!r}")
+    return g, r
+
+
+def _pause(store: RegistryStore, name: str, run_id: str, index: int
+           ) -> tuple[LogRecord, dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    g, r = _run(store, name, run_id)
+    p = next((p for p in r.get("pauses", []) if p["index"] == index), None)
+    if p is None:
+        raise HTTPException(404, f"run {run_id!r} of {name!r} has no pause at entry {index}")
+    broken = [v for v in _findings(g, run_id) if v.get("kind") in PAUSE_BROKEN]
+    return g, r, p, broken
+
+
+def _findings(g: LogRecord, run_id: str) -> list[dict[str, Any]]:
+    return [v for v in g.audit.get("report", {}).get("violations", [])
+            if v.get("run_id") == run_id]
+
+
+def _log_json(g: LogRecord) -> dict[str, Any]:
+    report = g.audit.get("report", {})
+    return {"name": g.name, "url": g.url, "origin": g.origin, "size": g.size,
+            "root_hash": g.root_hash, "status": g.status, "problem": g.problem,
+            "checked_at": g.checked_at, "verified_at": g.verified_at,
+            "witnessed_at": g.witnessed_at, "checkpoint": g.checkpoint,
+            "violations_total": report.get("violations_total", 0),
+            "runs": len(_runs(g)),
+            "paused": sum(1 for r in _runs(g) if r.get("status") == "paused")}
+
+
+def _run_json(r: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in r.items() if k != "figures"}
+
+
+def _atom(title: str, path: str, events: list[Event]) -> Response:
+    def esc(text: object) -> str:
+        return html.escape(str(text), quote=True)
+
+    updated = events[0].at if events else "1970-01-01T00:00:00Z"
+    entries = []
+    for e in events:
+        link = (f"/logs/{e.name}/runs/{e.run_id}/pauses/{e.entry}" if e.kind == "pause"
+                and e.run_id else f"/logs/{e.name}")
+        entries.append(
+            f"<entry><id>tag:scalegate,{esc(e.name)}:{esc(e.kind)}:{e.entry}</id>"
+            f"<title>{esc(e.name)}: {esc(e.summary[:200])}</title><updated>{esc(e.at)}"
+            f"</updated><link href=\"{esc(link)}\"/><category term=\"{esc(e.kind)}\"/>"
+            f"<summary>{esc(e.summary)}</summary></entry>")
+    body = (f"<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<feed xmlns=\"http://www.w3.org/"
+            f"2005/Atom\"><id>tag:scalegate,registry:{esc(path)}</id><title>{esc(title)}"
+            f"</title><updated>{esc(updated)}</updated><link rel=\"self\" href=\"{esc(path)}\"/>"
+            + "".join(entries) + "</feed>\n")
+    return Response(body, media_type="application/atom+xml")
