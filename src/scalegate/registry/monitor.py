@@ -30,7 +30,7 @@ from typing import Any
 
 from scalegate.audit import LedgerAudit, audit_ledger, run_figures
 from scalegate.errors import LedgerError, ProofError, ScalegateError
-from scalegate.ledger import SplitView, sync_mirror
+from scalegate.ledger import Ledger, SplitView, sync_mirror
 from scalegate.registry.config import FollowedLog, RegistryConfig
 from scalegate.registry.store import Event, RegistryStore
 
@@ -97,7 +97,7 @@ class Monitor:
             "checkpoint": cp.note if cp else "", "status": status,
             "problem": _problem(audit), "verified_at": _iso(now),
             "witnessed_at": _iso(witnessed) if witnessed else None,
-            "audit": _summary(audit)}, _events(log.name, audit))
+            "audit": _with_keys(_summary(audit), mirror, log)}, _events(log.name, audit))
         return status
 
     def _status(self, log: FollowedLog, audit: LedgerAudit, now: datetime
@@ -147,6 +147,23 @@ def _summary(audit: LedgerAudit) -> dict[str, Any]:
             data["pauses"] = [_pause(state, p) for p in state.pauses]
         runs.append(data)
     return {"report": audit.report.to_json_data(), "runs": runs}
+
+
+def _with_keys(summary: dict[str, Any], mirror: Path, log: FollowedLog) -> dict[str, Any]:
+    """Add what a reader's browser needs to verify a statement itself: the trusted keys
+    (log, witnesses, quorum) and, per pause, the key that signed it."""
+    trust = log.trusted
+    assert trust is not None
+    summary["trust"] = {"log_key": trust.log_verifier.text(), "origin": trust.origin,
+                        "witnesses": [w.text() for w in trust.witness_verifiers],
+                        "quorum": trust.quorum}
+    with Ledger.open(mirror, checkpoint_on_close=False) as led:
+        registry = led.registry()
+        for run in summary["runs"]:
+            for p in run.get("pauses", []):
+                reg = registry.get(led.entry(p["index"]).signer)
+                p["signer_key"] = reg.vkey.text() if reg is not None else None
+    return summary
 
 
 def _pause(state: Any, p: Any) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from scalegate.registry.store import Event, LogRecord, RegistryStore
@@ -34,6 +35,8 @@ def create_registry_app(store: RegistryStore) -> FastAPI:
 
     def page(request: Request, name: str, **context: Any) -> HTMLResponse:
         return _TEMPLATES.TemplateResponse(request, name, context)
+
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def home(request: Request) -> HTMLResponse:
@@ -73,7 +76,8 @@ def create_registry_app(store: RegistryStore) -> FastAPI:
              include_in_schema=False)
     def pause_page(request: Request, name: str, run_id: str, index: int) -> HTMLResponse:
         g, r, p, broken = _pause(store, name, run_id, index)
-        return page(request, "pause.html", g=g, r=r, p=p, findings=broken, honoured=not broken)
+        return page(request, "pause.html", g=g, r=r, p=p, findings=broken, honoured=not broken,
+                    check=_browser_check(g, p))
 
     @app.get("/api/logs/{name}/runs/{run_id}/pauses/{index}",
              summary="One pause: why, who approved, what resumed it, whether it was honoured")
@@ -132,6 +136,18 @@ def _pause(store: RegistryStore, name: str, run_id: str, index: int
         raise HTTPException(404, f"run {run_id!r} of {name!r} has no pause at entry {index}")
     broken = [v for v in _findings(g, run_id) if v.get("kind") in PAUSE_BROKEN]
     return g, r, p, broken
+
+
+def _browser_check(g: LogRecord, p: dict[str, Any]) -> dict[str, Any] | None:
+    """What the page's "verify" button checks (``static/verify.js``): the entry, in the
+    log at its own address, against the keys the registry trusts for it; ``None`` when a
+    browser cannot reach the log (a directory of tiles) or the signer's key is unknown."""
+    trust = g.audit.get("trust")
+    if not g.url.startswith(("http://", "https://")) or not trust or not p.get("signer_key"):
+        return None
+    return {"logUrl": g.url, "index": p["index"], "leafHash": p["leaf_hash"],
+            "logKey": trust["log_key"], "witnessKeys": trust["witnesses"],
+            "quorum": trust["quorum"], "signerKey": p["signer_key"]}
 
 
 def _findings(g: LogRecord, run_id: str) -> list[dict[str, Any]]:

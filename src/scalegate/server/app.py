@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -169,6 +170,9 @@ def create_app(
     app.fast = FastReads(app.framework, cache=cache, publisher=publisher,
                          submit=lambda request, wait: app.state.submission(request, wait),
                          read=led.tile)
+    # The log is public: any page (a registry's "verify" button) may read it from a
+    # browser. Reads only: submissions are not made from other sites' pages.
+    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET"])
     _routes(app, led, publisher, cache)
     _submissions(app, led, sequencer, publisher,
                  RateLimit(*rate_limit) if rate_limit else None)
