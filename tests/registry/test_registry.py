@@ -177,3 +177,27 @@ def test_a_bad_configuration_names_every_problem(lab: Path, tmp_path: Path) -> N
     assert res.returncode != 0 and "registry configuration is invalid" in res.stderr
     res = sh("registry", "check", "--config", str(tmp_path / "none.yaml"))
     assert res.returncode != 0 and "no registry configuration" in res.stderr
+
+
+def test_the_api_keeps_to_its_schema_and_never_answers_5xx(lab: Path, served: str,
+                                                          tmp_path: Path) -> None:
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+
+    cfg = _config(tmp_path / "registry.yaml", [("acme", served, lab / "ws" / "trust.yaml")])
+    store = RegistryStore(tmp_path / "r.db")
+    try:
+        Monitor(load_config(cfg), store, tmp_path / "work").check_all()
+        api = schemathesis.openapi.from_asgi("/openapi.json", create_registry_app(store))
+        operations = [result.ok() for result in api.get_all_operations()]
+        assert {op.path for op in operations} >= {"/api/logs", "/api/logs/{name}"}
+        for op in operations:
+            @given(op.as_strategy())
+            @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck),
+                      database=None)
+            def call(case: schemathesis.Case) -> None:
+                case.call_and_validate()
+
+            call()
+    finally:
+        store.close()

@@ -22,6 +22,13 @@ from scalegate.registry.store import Event, LogRecord, RegistryStore
 
 __all__ = ["create_registry_app"]
 
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {
+    "description": "Nothing of that name is followed here",
+    "content": {"application/problem+json": {"schema": {
+        "type": "object", "required": ["title", "status", "detail"],
+        "properties": {"type": {"type": "string"}, "title": {"type": "string"},
+                       "status": {"type": "integer"}, "detail": {"type": "string"}}}}}}}
+
 _TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 #: Violation kinds that mean a pause was not honoured, or not lifted as the policy says.
 PAUSE_BROKEN = ("training-during-pause", "pause-not-declared", "resume-premature",
@@ -54,7 +61,8 @@ def create_registry_app(store: RegistryStore) -> FastAPI:
         return page(request, "log.html", g=g, runs=_runs(g), report=g.audit.get("report", {}),
                     splits=store.split_views(name))
 
-    @app.get("/api/logs/{name}", summary="One followed log: status, runs, findings")
+    @app.get("/api/logs/{name}", summary="One followed log: status, runs, findings",
+             responses=_NOT_FOUND)
     def api_log(name: str) -> dict[str, Any]:
         g = _log(store, name)
         return {**_log_json(g), "runs": [_run_json(r) for r in _runs(g)],
@@ -67,7 +75,8 @@ def create_registry_app(store: RegistryStore) -> FastAPI:
         g, r = _run(store, name, run_id)
         return page(request, "run.html", g=g, r=r, findings=_findings(g, run_id))
 
-    @app.get("/api/logs/{name}/runs/{run_id}", summary="One run: replay, pauses, findings")
+    @app.get("/api/logs/{name}/runs/{run_id}", summary="One run: replay, pauses, findings",
+             responses=_NOT_FOUND)
     def api_run(name: str, run_id: str) -> dict[str, Any]:
         g, r = _run(store, name, run_id)
         return {**_run_json(r), "findings": _findings(g, run_id)}
@@ -79,7 +88,7 @@ def create_registry_app(store: RegistryStore) -> FastAPI:
         return page(request, "pause.html", g=g, r=r, p=p, findings=broken, honoured=not broken,
                     check=_browser_check(g, p))
 
-    @app.get("/api/logs/{name}/runs/{run_id}/pauses/{index}",
+    @app.get("/api/logs/{name}/runs/{run_id}/pauses/{index}", responses=_NOT_FOUND,
              summary="One pause: why, who approved, what resumed it, whether it was honoured")
     def api_pause(name: str, run_id: str, index: int) -> dict[str, Any]:
         _, _, p, broken = _pause(store, name, run_id, index)
