@@ -53,6 +53,7 @@ def build(work: Path, n: int) -> Path:
     log = SigningKey.generate("bench.example/log")
     log.save(work / "log.key")
     root, trainer = SigningKey.generate("bench/root"), SigningKey.generate("bench/trainer")
+    trainer.save(work / "trainer.key")  # later appends (bench_registry.py) sign with it
     led = Ledger.create(work / "lab.db", log.name, work / "log.key", [root.vkey],
                         now=lambda: T0 + timedelta(days=1))
     led.append(sign_statement(KeyPredicate(vkey=trainer.vkey.text(), org="bench",
