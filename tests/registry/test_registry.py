@@ -87,7 +87,7 @@ def test_a_paused_run_is_shown_verified_with_its_pause_page(lab: Path, served: s
     try:
         statuses = {g.name: g.status for g in store.logs()}
         assert statuses == {"acme": "verified", "gone": "unreachable"}, store.logs()
-        client = TestClient(create_registry_app(store))
+        client = TestClient(create_registry_app(store, tmp_path / "registry-mirrors"))
         home = client.get("/").text
         assert "acme" in home and "unreachable" in home and "paused" in home
         (run,) = client.get("/api/logs/acme").json()["runs"]
@@ -98,6 +98,10 @@ def test_a_paused_run_is_shown_verified_with_its_pause_page(lab: Path, served: s
         assert client.get(f"/api/logs/acme/runs/{run['run_id']}/pauses/{pause['index']}"
                           ).json()["honoured"] is True
         assert "<svg" in client.get(f"/logs/acme/runs/{run['run_id']}").text
+        assert "witness.example/w1 (" in client.get("/logs/acme").text  # checkpoint history
+        receipt = client.get(f"/logs/acme/receipts/{pause['index']}")
+        assert receipt.status_code == 200 and receipt.text.startswith("c2sp.org/tlog-proof")
+        assert client.get("/logs/acme/receipts/99999").status_code == 404
         feed = client.get("/feed.atom")
         assert feed.headers["content-type"].startswith("application/atom+xml")
         assert f"acme:pause:{pause['index']}" in feed.text

@@ -88,8 +88,9 @@ def serve(config: Path = ConfigOpt, db: str | None = DbOpt, workdir: Path | None
     console.print(f"registry: following {len(monitor.config.logs)} log(s); pages at "
                   f"http://{host}:{port}/", highlight=False)
     try:
-        uvicorn.Server(uvicorn.Config(create_registry_app(store), host=host, port=port,
-                                      log_level="warning", access_log=False)).run()
+        app = create_registry_app(store, monitor.workdir)
+        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                      access_log=False)).run()
     finally:
         stop.set()
         follower.join(timeout=30)

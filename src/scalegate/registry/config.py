@@ -6,6 +6,7 @@
       - name: acme                        # the log's short name (its pages: /logs/acme)
         url: https://log.acme.example/    # a served log, or a directory of tiles
         trust: acme-trust.yaml            # what an auditor trusts for it: a trust file
+    hold_to: [eu-ai-act, ca-sb53]         # policies every run is also held to (the default)
     interval: 60s                         # how often each log is fetched
     stale_after: 1h                       # a witnessed checkpoint older than this is stale
 
@@ -65,6 +66,9 @@ class RegistryConfig(_Strict):
     """The whole configuration (see the module docstring)."""
 
     logs: list[FollowedLog] = Field(min_length=1)
+    #: Policies every run is also held to, whatever its lab chose (bundled names or files):
+    #: by default the laws with compute thresholds.
+    hold_to: list[str] = Field(default_factory=lambda: ["eu-ai-act", "ca-sb53"])
     interval: timedelta = timedelta(seconds=60)
     stale_after: timedelta = timedelta(hours=1)
 
@@ -117,6 +121,17 @@ def load_config(path: str | Path) -> RegistryConfig:
 
 
 def _with_trust(config: RegistryConfig, doc: YamlDocument, base: Path) -> RegistryConfig:
+    from scalegate.errors import PolicyError
+    from scalegate.policy import load_policy
+
+    held = []
+    for i, name in enumerate(config.hold_to):  # a bundled name, or a file beside the config
+        where = str(base / name) if (base / name).is_file() else name
+        try:
+            load_policy(where)
+        except PolicyError as exc:
+            doc.problem(doc.locate(("hold_to", i)), ("hold_to", i), exc.message)
+        held.append(where)
     logs, seen = [], set()
     for i, g in enumerate(config.logs):
         if g.name in seen:
@@ -131,7 +146,7 @@ def _with_trust(config: RegistryConfig, doc: YamlDocument, base: Path) -> Regist
         logs.append(g.model_copy(update={"trusted": trusted}))
     if doc.problems:
         raise _fail(doc)
-    return config.model_copy(update={"logs": logs})
+    return config.model_copy(update={"logs": logs, "hold_to": held})
 
 
 def _fail(doc: YamlDocument) -> RegistryError:

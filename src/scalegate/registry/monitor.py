@@ -31,6 +31,7 @@ from typing import Any
 from scalegate.audit import LedgerAudit, audit_ledger, run_figures
 from scalegate.errors import LedgerError, ProofError, ScalegateError
 from scalegate.ledger import Ledger, SplitView, sync_mirror
+from scalegate.policy import Policy, load_policy
 from scalegate.registry.config import FollowedLog, RegistryConfig
 from scalegate.registry.store import Event, RegistryStore
 
@@ -49,6 +50,7 @@ class Monitor:
                  *, now: Callable[[], datetime] | None = None) -> None:
         self.config, self.store, self.workdir = config, store, workdir
         self._now = now or (lambda: datetime.now(UTC))
+        self._held: list[Policy] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
 
     def check_all(self) -> dict[str, str]:
@@ -85,7 +87,7 @@ class Monitor:
             return status
         try:
             audit = audit_ledger(mirror, trust, state_path=self.workdir / f"{log.name}.state.json",
-                                 now=now)
+                                 now=now, held_to=self._laws())
         except ScalegateError as exc:
             self._keep(previous, base, "unverifiable", exc.message)
             return "unverifiable"
@@ -99,6 +101,12 @@ class Monitor:
             "witnessed_at": _iso(witnessed) if witnessed else None,
             "audit": _with_keys(_summary(audit), mirror, log)}, _events(log.name, audit))
         return status
+
+    def _laws(self) -> list[Policy]:
+        """The policies every run is held to (``hold_to``), loaded once."""
+        if self._held is None:
+            self._held = [load_policy(n) for n in self.config.hold_to]
+        return self._held
 
     def _status(self, log: FollowedLog, audit: LedgerAudit, now: datetime
                 ) -> tuple[str, datetime | None]:
@@ -146,7 +154,15 @@ def _summary(audit: LedgerAudit) -> dict[str, Any]:
                                for name, chart in run_figures(r.policy, r.replay)]
             data["pauses"] = [_pause(state, p) for p in state.pauses]
         runs.append(data)
-    return {"report": audit.report.to_json_data(), "runs": runs}
+    reached: dict[str, list[str]] = {}
+    for h in audit.held_to:
+        for f in h.findings:
+            if f.kind == "threshold" and f.status == "reached":
+                reached.setdefault(f.run_id, []).append(f"{h.label}: {f.subject}")
+    for data in runs:
+        data["thresholds_reached"] = reached.get(data["run_id"], [])
+    return {"report": audit.report.to_json_data(), "runs": runs,
+            "held_to": [h.model_dump(mode="json") for h in audit.held_to]}
 
 
 def _with_keys(summary: dict[str, Any], mirror: Path, log: FollowedLog) -> dict[str, Any]:

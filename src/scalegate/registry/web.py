@@ -10,14 +10,23 @@ honoured), and an Atom feed of pauses, resumptions and violations (all logs, or 
 from __future__ import annotations
 
 import html
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from scalegate.errors import ScalegateError
+from scalegate.ledger import (
+    CosignatureVerifier,
+    Ledger,
+    VerifierKey,
+    cosignatures,
+    open_checkpoint,
+)
 from scalegate.registry.store import Event, LogRecord, RegistryStore
 
 __all__ = ["create_registry_app"]
@@ -35,8 +44,9 @@ PAUSE_BROKEN = ("training-during-pause", "pause-not-declared", "resume-premature
                 "resume-without-quorum", "resume-wrong-checkpoint", "approval-wrong-pause")
 
 
-def create_registry_app(store: RegistryStore) -> FastAPI:
-    """The registry's ASGI application, reading what ``store`` holds."""
+def create_registry_app(store: RegistryStore, workdir: Path | None = None) -> FastAPI:
+    """The registry's ASGI application, reading what ``store`` holds (and, for receipts and
+    checkpoint history, the monitor's mirrors in ``workdir``)."""
     app = FastAPI(title="scalegate registry", version="1", docs_url=None, redoc_url=None,
                   description="Labs' responsible-scaling logs, followed and audited.")
 
@@ -59,7 +69,7 @@ def create_registry_app(store: RegistryStore) -> FastAPI:
     def log_page(request: Request, name: str) -> HTMLResponse:
         g = _log(store, name)
         return page(request, "log.html", g=g, runs=_runs(g), report=g.audit.get("report", {}),
-                    splits=store.split_views(name))
+                    splits=store.split_views(name), history=_history(g, workdir))
 
     @app.get("/api/logs/{name}", summary="One followed log: status, runs, findings",
              responses=_NOT_FOUND)
@@ -94,6 +104,21 @@ def create_registry_app(store: RegistryStore) -> FastAPI:
         _, _, p, broken = _pause(store, name, run_id, index)
         return {**p, "honoured": not broken, "findings": broken}
 
+    @app.get("/logs/{name}/receipts/{index}", response_class=PlainTextResponse,
+             responses=_NOT_FOUND, summary="A C2SP tlog-proof receipt for one entry "
+             "(for `scalegate verify --receipt`)")
+    def receipt(name: str, index: int) -> PlainTextResponse:
+        _log(store, name)
+        mirror = workdir / f"{name}.db" if workdir is not None else None
+        if mirror is None or not mirror.exists() or index < 0:
+            raise HTTPException(404, f"no receipt for entry {index} of {name!r} here")
+        with Ledger.open(mirror, checkpoint_on_close=False) as led:
+            if index >= led.size:
+                raise HTTPException(404, f"{name!r} has no entry {index} (yet)")
+            text = led.receipt(index)
+        return PlainTextResponse(text, headers={
+            "Content-Disposition": f'attachment; filename="{name}-{index}.receipt"'})
+
     @app.get("/feed.atom", include_in_schema=False)
     def feed() -> Response:
         return _atom("scalegate registry", "/feed.atom", store.events(limit=100))
@@ -106,7 +131,7 @@ def create_registry_app(store: RegistryStore) -> FastAPI:
 
     @app.exception_handler(HTTPException)
     async def not_found(request: Request, exc: HTTPException) -> Response:
-        if request.url.path.startswith("/api/"):
+        if request.url.path.startswith("/api/") or "/receipts/" in request.url.path:
             return JSONResponse({"type": "about:blank", "title": "Not found",
                                  "status": exc.status_code, "detail": exc.detail},
                                 status_code=exc.status_code,
@@ -157,6 +182,31 @@ def _browser_check(g: LogRecord, p: dict[str, Any]) -> dict[str, Any] | None:
     return {"logUrl": g.url, "index": p["index"], "leafHash": p["leaf_hash"],
             "logKey": trust["log_key"], "witnessKeys": trust["witnesses"],
             "quorum": trust["quorum"], "signerKey": p["signer_key"]}
+
+
+def _history(g: LogRecord, workdir: Path | None) -> list[dict[str, Any]]:
+    """The checkpoints the monitor fetched from the log, newest first, with the trusted
+    witnesses' cosignatures and their times."""
+    trust = g.audit.get("trust")
+    mirror = workdir / f"{g.name}.db" if workdir is not None else None
+    if not trust or mirror is None or not mirror.exists():
+        return []
+    log_key = VerifierKey.parse(trust["log_key"])
+    witnesses = [CosignatureVerifier.parse(w) for w in trust["witnesses"]]
+    out = []
+    with Ledger.open(mirror, checkpoint_on_close=False) as led:
+        for size, note in reversed(led.checkpoints()[-50:]):
+            try:
+                cp, opened = open_checkpoint(note, log_key, origin=trust["origin"],
+                                             extra_verifiers=witnesses)
+            except ScalegateError as exc:
+                out.append({"size": size, "root": "", "cosigned": [], "problem": exc.message})
+                continue
+            out.append({"size": size, "root": cp.root_hash.hex(), "problem": None,
+                        "cosigned": [(c.name, datetime.fromtimestamp(c.timestamp, UTC)
+                                      .isoformat().replace("+00:00", "Z"))
+                                     for c in cosignatures(opened)]})
+    return out
 
 
 def _findings(g: LogRecord, run_id: str) -> list[dict[str, Any]]:
