@@ -79,6 +79,11 @@ def _verify_in_browser(page_url: str, shot: Path | None = None) -> tuple[str, st
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         try:
             page = browser.new_page()
+            if shot is not None:  # the home and run pages too, as a reader sees them
+                base, run = page_url.split("/logs/")[0], page_url.split("/pauses/")[0]
+                for name, url in (("home", base + "/"), ("run", run)):
+                    page.goto(url)
+                    page.screenshot(path=str(shot.with_name(f"{name}.png")), full_page=True)
             page.goto(page_url)
             page.click("button[data-verify]")
             page.wait_for_selector("#verify-pause.verify-ok, #verify-pause.verify-failed",
