@@ -37,6 +37,7 @@ def test_demo_serve_prints_a_pause_page_that_answers(tmp_path: Path) -> None:
         with urllib.request.urlopen(pages[0], timeout=10) as r:
             page = r.read().decode()
         assert "verify it yourself" in page and "demo-lab" in page
+        _every_statement_verifies_in_the_browser(pages[0])
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -46,3 +47,33 @@ def test_demo_serve_prints_a_pause_page_that_answers(tmp_path: Path) -> None:
     time.sleep(1)
     with pytest.raises(OSError):  # the demo's log stopped with it
         urllib.request.urlopen(f"http://127.0.0.1:{port + 1}/checkpoint", timeout=3)
+
+
+def _every_statement_verifies_in_the_browser(url: str) -> None:
+    """The pause, each approval and the resumption: each verify button succeeds."""
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        return  # the registry's browser tests say why they skip
+    from playwright.sync_api import sync_playwright
+
+    from registry.test_browser import FLAGS
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=FLAGS)
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            buttons = page.locator("button[data-verify]")
+            assert buttons.count() >= 4  # the pause, two approvals, the resumption
+            for i in range(buttons.count()):
+                buttons.nth(i).click()
+            page.wait_for_function("[...document.querySelectorAll('[role=status]')].every("
+                                   "e => /verify-(ok|failed)/.test(e.className))",
+                                   timeout=30_000)
+            results = [(e.get_attribute("class"), e.inner_text())
+                       for e in page.locator("[role=status]").all()]
+            assert all(c == "verify-ok" for c, _ in results), results
+        finally:
+            browser.close()

@@ -177,8 +177,10 @@ def _with_keys(summary: dict[str, Any], mirror: Path, log: FollowedLog) -> dict[
         registry = led.registry()
         for run in summary["runs"]:
             for p in run.get("pauses", []):
-                reg = registry.get(led.entry(p["index"]).signer)
-                p["signer_key"] = reg.vkey.text() if reg is not None else None
+                for shown in (p, *p["approvals"], p["resumed"]):
+                    if shown is not None:
+                        reg = registry.get(led.entry(shown["index"]).signer)
+                        shown["signer_key"] = reg.vkey.text() if reg is not None else None
     return summary
 
 
@@ -194,11 +196,11 @@ def _pause(state: Any, p: Any) -> dict[str, Any]:
         "reasons": [{"rule": x.rule, "message": x.message}
                     for x in (decision.predicate.reasons if decision is not None else [])],
         "decision": p.predicate.decision.index, "checkpoint": p.predicate.checkpoint.index,
-        "approvals": [{"index": a.index, "signer": a.signer, "roles": list(a.roles),
-                       "at": _iso(a.predicate.at)} for a in approvals],
+        "approvals": [{"index": a.index, "leaf_hash": a.ref.leaf_hash, "signer": a.signer,
+                       "roles": list(a.roles), "at": _iso(a.predicate.at)} for a in approvals],
         "resumed": None if resume is None else {
-            "index": resume.index, "signer": resume.signer, "at": _iso(resume.predicate.at),
-            "ceiling_flop": resume.predicate.ceiling_flop},
+            "index": resume.index, "leaf_hash": resume.ref.leaf_hash, "signer": resume.signer,
+            "at": _iso(resume.predicate.at), "ceiling_flop": resume.predicate.ceiling_flop},
     }
 
 

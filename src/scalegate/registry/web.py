@@ -96,7 +96,9 @@ def create_registry_app(store: RegistryStore, workdir: Path | None = None) -> Fa
     def pause_page(request: Request, name: str, run_id: str, index: int) -> HTMLResponse:
         g, r, p, broken = _pause(store, name, run_id, index)
         return page(request, "pause.html", g=g, r=r, p=p, findings=broken, honoured=not broken,
-                    check=_browser_check(g, p))
+                    check=_browser_check(g, p), checks={
+                        a["index"]: _browser_check(g, a)
+                        for a in [*p["approvals"], *([p["resumed"]] if p["resumed"] else [])]})
 
     @app.get("/api/logs/{name}/runs/{run_id}/pauses/{index}", responses=_NOT_FOUND,
              summary="One pause: why, who approved, what resumed it, whether it was honoured")
@@ -173,7 +175,7 @@ def _pause(store: RegistryStore, name: str, run_id: str, index: int
 
 
 def _browser_check(g: LogRecord, p: dict[str, Any]) -> dict[str, Any] | None:
-    """What the page's "verify" button checks (``static/verify.js``): the entry, in the
+    """What a page's "verify" button checks (``static/verify.js``): the entry, in the
     log at its own address, against the keys the registry trusts for it; ``None`` when a
     browser cannot reach the log (a directory of tiles) or the signer's key is unknown."""
     trust = g.audit.get("trust")
