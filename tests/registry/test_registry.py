@@ -99,6 +99,12 @@ def test_a_paused_run_is_shown_verified_with_its_pause_page(lab: Path, served: s
                           ).json()["honoured"] is True
         assert "<svg" in client.get(f"/logs/acme/runs/{run['run_id']}").text
         assert "witness.example/w1 (" in client.get("/logs/acme").text  # checkpoint history
+        org = client.get("/api/logs/acme/orgs/demo-lab").json()
+        assert {"trainer", "rso", "board", "ciso"} <= {r for k in org["keys"] for r in k["roles"]}
+        assert [(p["id"], p["roles"]) for p in org["policies"]] == [("demo", ["rso"])]
+        assert [r["run_id"] for r in org["runs"]] == [run["run_id"]]
+        assert "demo 1" in home and "Policies, as published" in client.get(
+            "/logs/acme/orgs/demo-lab").text
         receipt = client.get(f"/logs/acme/receipts/{pause['index']}")
         assert receipt.status_code == 200 and receipt.text.startswith("c2sp.org/tlog-proof")
         assert client.get("/logs/acme/receipts/99999").status_code == 404

@@ -30,7 +30,7 @@ from typing import Any
 
 from scalegate.audit import LedgerAudit, audit_ledger, run_figures
 from scalegate.errors import LedgerError, ProofError, ScalegateError
-from scalegate.ledger import Ledger, SplitView, sync_mirror
+from scalegate.ledger import Ledger, PolicyPredicate, RunPredicate, SplitView, sync_mirror
 from scalegate.policy import Policy, load_policy
 from scalegate.registry.config import FollowedLog, RegistryConfig
 from scalegate.registry.store import Event, RegistryStore
@@ -175,6 +175,7 @@ def _with_keys(summary: dict[str, Any], mirror: Path, log: FollowedLog) -> dict[
                         "quorum": trust.quorum}
     with Ledger.open(mirror, checkpoint_on_close=False) as led:
         registry = led.registry()
+        summary["orgs"] = _orgs(led, registry)
         for run in summary["runs"]:
             for p in run.get("pauses", []):
                 for shown in (p, *p["approvals"], p["resumed"]):
@@ -182,6 +183,41 @@ def _with_keys(summary: dict[str, Any], mirror: Path, log: FollowedLog) -> dict[
                         reg = registry.get(led.entry(shown["index"]).signer)
                         shown["signer_key"] = reg.vkey.text() if reg is not None else None
     return summary
+
+
+def _orgs(led: Ledger, registry: Any) -> dict[str, dict[str, Any]]:
+    """Per organisation: its keys and roles as its root registered them, its policies in
+    the order they were published, and its runs."""
+    orgs: dict[str, dict[str, Any]] = {}
+
+    def org(name: str) -> dict[str, Any]:
+        return orgs.setdefault(name, {"keys": [], "policies": [], "runs": []})
+
+    for k in sorted(registry.keys.values(), key=lambda k: k.registered_index):
+        org(k.org)["keys"].append({
+            "key": k.vkey.text(), "keyid": k.keyid, "roles": list(k.roles),
+            "valid_from": _iso(k.valid_from),
+            "valid_until": _iso(k.valid_until) if k.valid_until else None,
+            "registered": k.registered_index, "registered_by": k.registered_by,
+            "revoked": k.revoked_index, "revocation_reason": k.revocation_reason})
+    for kind in ("policy", "run"):
+        for e in led.entries(kind=kind):
+            reg = registry.get(e.signer)
+            try:
+                pred = e.statement.predicate
+            except ScalegateError:
+                continue  # the audit reports what does not read
+            owner = getattr(pred, "org", None) or (reg.org if reg is not None else "?")
+            if isinstance(pred, PolicyPredicate):
+                org(owner)["policies"].append({
+                    "index": e.index, "id": pred.policy_id, "version": pred.version,
+                    "digest": pred.digest, "signer": e.signer,
+                    "roles": list(reg.roles) if reg is not None else [],
+                    "published_at": _iso(pred.published_at) if pred.published_at else None})
+            elif isinstance(pred, RunPredicate):
+                org(owner)["runs"].append({"index": e.index, "run_id": pred.run_id,
+                                           "model": pred.model, "policy": pred.policy.id})
+    return orgs
 
 
 def _pause(state: Any, p: Any) -> dict[str, Any]:

@@ -59,7 +59,7 @@ def create_registry_app(store: RegistryStore, workdir: Path | None = None) -> Fa
     def home(request: Request) -> HTMLResponse:
         logs = store.logs()
         return page(request, "home.html", logs=logs, events=store.events(limit=30),
-                    runs={g.name: _runs(g) for g in logs})
+                    runs={g.name: _runs(g) for g in logs}, policies_in_force=_in_force)
 
     @app.get("/api/logs", summary="Every followed log and its status")
     def api_logs() -> list[dict[str, Any]]:
@@ -79,6 +79,16 @@ def create_registry_app(store: RegistryStore, workdir: Path | None = None) -> Fa
                 "violations": g.audit.get("report", {}).get("violations", []),
                 "split_views": [{"found_at": s[1], "entry": s[2], "evidence": s[3]}
                                 for s in store.split_views(name)]}
+
+    @app.get("/logs/{name}/orgs/{org}", response_class=HTMLResponse, include_in_schema=False)
+    def org_page(request: Request, name: str, org: str) -> HTMLResponse:
+        g, o = _org(store, name, org)
+        return page(request, "org.html", g=g, org=org, o=o)
+
+    @app.get("/api/logs/{name}/orgs/{org}", responses=_NOT_FOUND,
+             summary="One organisation: its keys and roles, policies, runs")
+    def api_org(name: str, org: str) -> dict[str, Any]:
+        return {"org": org, **_org(store, name, org)[1]}
 
     @app.get("/logs/{name}/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
     def run_page(request: Request, name: str, run_id: str) -> HTMLResponse:
@@ -150,6 +160,22 @@ def _log(store: RegistryStore, name: str) -> LogRecord:
     if g is None:
         raise HTTPException(404, f"no log {name!r} is followed here")
     return g
+
+
+def _in_force(o: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Each policy id with the version its organisation published last."""
+    latest: dict[str, dict[str, Any]] = {}
+    for p in o.get("policies", []):
+        latest[p["id"]] = p
+    return sorted(latest.items())
+
+
+def _org(store: RegistryStore, name: str, org: str) -> tuple[LogRecord, dict[str, Any]]:
+    g = _log(store, name)
+    o = g.audit.get("orgs", {}).get(org)
+    if o is None:
+        raise HTTPException(404, f"log {name!r} has no organisation {org!r}")
+    return g, o
 
 
 def _runs(g: LogRecord) -> list[dict[str, Any]]:
