@@ -115,9 +115,18 @@ def test_a_paused_run_is_shown_verified_with_its_pause_page(lab: Path, served: s
         assert missing.status_code == 404 and missing.json()["status"] == 404
     finally:
         store.close()
-    # A restart keeps what was found, and goes on from the mirror it holds.
+    # A restart keeps what was found, and goes on from the mirror it holds: the log has
+    # not grown, so the audit stands (checked again, not audited again).
+    store = RegistryStore(tmp_path / "registry.db")
+    before = store.log("acme")
+    store.close()
     again = sh("registry", "check", "--config", str(cfg))
     assert again.returncode == 4 and "verified" in again.stdout
+    store = RegistryStore(tmp_path / "registry.db")
+    after = store.log("acme")
+    store.close()
+    assert before is not None and after is not None
+    assert after.verified_at == before.verified_at and after.checked_at > before.checked_at
 
 
 def test_a_log_no_witness_cosigned_lately_is_stale(lab: Path, served: str,

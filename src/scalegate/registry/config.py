@@ -9,6 +9,7 @@
     hold_to: [eu-ai-act, ca-sb53]         # policies every run is also held to (the default)
     interval: 60s                         # how often each log is fetched
     stale_after: 1h                       # a witnessed checkpoint older than this is stale
+    reaudit_after: 1h                     # a log that has not grown is audited again then
 
 Each log's trust file (the one ``scalegate verify --trust`` reads: the log's key and
 origin, the organisation roots, the witnesses and their quorum) is read relative to the
@@ -71,8 +72,10 @@ class RegistryConfig(_Strict):
     hold_to: list[str] = Field(default_factory=lambda: ["eu-ai-act", "ca-sb53"])
     interval: timedelta = timedelta(seconds=60)
     stale_after: timedelta = timedelta(hours=1)
+    #: A log that has not grown is audited again after this long (deadlines pass).
+    reaudit_after: timedelta = timedelta(hours=1)
 
-    @field_validator("interval", "stale_after", mode="before")
+    @field_validator("interval", "stale_after", "reaudit_after", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> timedelta:
         if isinstance(value, int | float) and not isinstance(value, bool):

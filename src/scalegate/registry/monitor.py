@@ -42,6 +42,10 @@ def _iso(t: datetime) -> str:
     return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 class Monitor:
     """Follows the logs of ``config``, recording into ``store``; mirrors and audit state
     live in ``workdir``."""
@@ -72,8 +76,8 @@ class Monitor:
         previous = self.store.log(log.name)
         mirror = self.workdir / f"{log.name}.db"
         try:
-            sync_mirror(log.url, mirror, log_key=trust.log_verifier,
-                        org_roots=trust.roots or None)
+            synced = sync_mirror(log.url, mirror, log_key=trust.log_verifier,
+                                 org_roots=trust.roots or None)
         except SplitView as exc:
             self._keep(previous, base, "split-view", exc.message, split=(exc.index, exc.evidence))
             return "split-view"
@@ -84,6 +88,11 @@ class Monitor:
             status = "invalid" if "signature" in exc.message or "origin" in exc.message \
                 else "unreachable"
             self._keep(previous, base, status, exc.message)
+            return status
+        if self._unchanged(previous, synced.checkpoint.size, mirror, now):
+            assert previous is not None
+            status = self._age(log, previous.status, previous.witnessed_at, now)
+            self.store.update(log.name, checked_at=base["checked_at"], status=status)
             return status
         try:
             audit = audit_ledger(mirror, trust, state_path=self.workdir / f"{log.name}.state.json",
@@ -100,6 +109,25 @@ class Monitor:
             "problem": _problem(audit), "verified_at": _iso(now),
             "witnessed_at": _iso(witnessed) if witnessed else None,
             "audit": _with_keys(_summary(audit), mirror, log)}, _events(log.name, audit))
+        return status
+
+    def _unchanged(self, previous: Any, size: int, mirror: Path, now: datetime) -> bool:
+        """Whether the last audit still stands: the log has not grown, its checkpoint
+        gained no cosignature, and the audit is younger than ``reaudit_after`` (findings
+        that depend on the time, a deadline passing, need a new one)."""
+        if previous is None or previous.verified_at is None or previous.size != size:
+            return False
+        if now - _parse(previous.verified_at) > self.config.reaudit_after:
+            return False
+        with Ledger.open(mirror, checkpoint_on_close=False) as led:
+            return led.latest_checkpoint() == previous.audit.get("mirror_checkpoint")
+
+    def _age(self, log: FollowedLog, status: str, witnessed_at: str | None,
+             now: datetime) -> str:
+        """A verified log turns stale when its witnessed checkpoint grows old."""
+        if status == "verified" and log.trusted is not None and log.trusted.witnesses and (
+                witnessed_at is None or now - _parse(witnessed_at) > self.config.stale_after):
+            return "stale"
         return status
 
     def _laws(self) -> list[Policy]:
@@ -176,6 +204,7 @@ def _with_keys(summary: dict[str, Any], mirror: Path, log: FollowedLog) -> dict[
     with Ledger.open(mirror, checkpoint_on_close=False) as led:
         registry = led.registry()
         summary["orgs"] = _orgs(led, registry)
+        summary["mirror_checkpoint"] = led.latest_checkpoint()  # what this audit saw
         for run in summary["runs"]:
             for p in run.get("pauses", []):
                 for shown in (p, *p["approvals"], p["resumed"]):
