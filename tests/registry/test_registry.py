@@ -220,3 +220,42 @@ def test_the_api_keeps_to_its_schema_and_never_answers_5xx(lab: Path, served: st
             call()
     finally:
         store.close()
+
+
+def test_a_registry_killed_keeps_what_it_reported(lab: Path, served: str,
+                                                  tmp_path: Path) -> None:
+    import json
+    import signal
+    import urllib.request
+
+    from server.serving import free_port
+
+    cfg = _config(tmp_path / "registry.yaml", [("acme", served, lab / "ws" / "trust.yaml")])
+    port = free_port()
+    proc = subprocess.Popen([SCALEGATE, "registry", "serve", "--config", str(cfg),
+                             "--listen", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    reported = None
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and reported is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/logs") as r:
+                    logs = json.loads(r.read())
+                reported = next((g for g in logs if g["status"] == "verified"), None)
+            except OSError:
+                pass
+            time.sleep(0.2)
+        assert reported is not None, "the registry reported nothing"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=20)
+    store = RegistryStore(tmp_path / "registry.db")
+    try:
+        kept = store.log("acme")
+        assert kept is not None and kept.status == "verified"
+        assert kept.verified_at == reported["verified_at"] and kept.size == reported["size"]
+    finally:
+        store.close()
+    with Ledger.open(tmp_path / "registry-mirrors" / "acme.db") as mirror:
+        assert mirror.verify().problems == []
