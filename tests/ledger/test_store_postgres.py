@@ -10,12 +10,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest_pg import PostgresServer, start_server
+from conftest_pg import PostgresServer
 from ledger_writer import check_survivors, kill_mid_batch, run_concurrent_writers
 from sqlalchemy.engine import make_url
 
@@ -42,13 +42,6 @@ ORIGIN = "example.org/pg-log"
 SCALEGATE = str(Path(sys.executable).with_name("scalegate"))
 
 
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PostgresServer]:
-    server = start_server()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

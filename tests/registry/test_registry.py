@@ -259,3 +259,19 @@ def test_a_registry_killed_keeps_what_it_reported(lab: Path, served: str,
         store.close()
     with Ledger.open(tmp_path / "registry-mirrors" / "acme.db") as mirror:
         assert mirror.verify().problems == []
+
+
+def test_the_registry_keeps_its_findings_in_postgresql(lab: Path, served: str,
+                                                       tmp_path: Path, pg_server: object
+                                                       ) -> None:
+    url = pg_server.new_database()  # type: ignore[attr-defined]
+    cfg = _config(tmp_path / "registry.yaml", [("acme", served, lab / "ws" / "trust.yaml")])
+    res = sh("registry", "check", "--config", str(cfg), "--db", url)
+    assert res.returncode == 0, res.stdout + res.stderr
+    store = RegistryStore(url)
+    try:
+        kept = store.log("acme")
+        assert kept is not None and kept.status == "verified" and kept.audit["runs"]
+        assert any(e.kind == "pause" for e in store.events("acme"))
+    finally:
+        store.close()

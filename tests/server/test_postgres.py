@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-import pytest
 
 from scalegate.ledger import (
     ComputePredicate,
@@ -26,18 +23,11 @@ from scalegate.ledger import (
 from .serving import post, serving
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "ledger"))
-from conftest_pg import PostgresServer, start_server
+from conftest_pg import PostgresServer
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def pg_server() -> Iterator[PostgresServer]:
-    server = start_server()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_two_servers_on_one_database_never_fork_the_tree(pg_server: PostgresServer,
