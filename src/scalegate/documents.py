@@ -127,6 +127,15 @@ class YamlDocument:
         except _TooLarge as exc:
             raise self._unreadable("limits", exc.where, exc.path, exc.message) from None
 
+    def located(self) -> list[tuple[str, str]]:
+        """Each problem as ``(where, message)``, where is ``source:line:column: a.b.0``."""
+        out = []
+        for pos, path, message in self.problems:
+            head = f"{self.source}:{pos.line}:{pos.column}" if pos else self.source
+            dotted = ".".join(str(p) for p in path)
+            out.append((head + (f": {dotted}" if dotted else ""), message))
+        return out
+
     def locate(self, path: Path_, *, key: bool = False) -> Position | None:
         """The position of the value (or key) at ``path``, else of its nearest ancestor."""
         if not self.values:

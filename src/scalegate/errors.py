@@ -170,18 +170,19 @@ class SplitViewDetected(WitnessRefused):
 # --- policy, compute, gate -----------------------------------------------------------------
 
 
-class PolicyError(ScalegateError):
-    """A policy file is invalid. ``problems`` lists every (location, message) found."""
+class DocumentProblems(ScalegateError):
+    """A document a user wrote is invalid: ``problems`` lists every (location, message)."""
 
     def __init__(
-        self,
-        message: str,
-        *,
-        problems: list[tuple[str, str]] | None = None,
+        self, message: str, *, problems: list[tuple[str, str]] | None = None,
         hint: str | None = None,
     ) -> None:
         super().__init__(message, hint=hint)
         self.problems = problems or []
+
+
+class PolicyError(DocumentProblems):
+    """A policy file is invalid. ``problems`` lists every (location, message) found."""
 
 
 class ComputeError(ScalegateError):
@@ -220,23 +221,9 @@ class VerificationError(ScalegateError):
     exit_code = 4
 
 
-class TrustFileError(VerificationError):
+class TrustFileError(VerificationError, DocumentProblems):
     """An auditor's trust file is missing or invalid; ``problems`` lists (location, message)."""
 
-    def __init__(
-        self, message: str, *, problems: list[tuple[str, str]] | None = None,
-        hint: str | None = None,
-    ) -> None:
-        super().__init__(message, hint=hint)
-        self.problems = problems or []
 
-
-class RegistryError(ScalegateError):
+class RegistryError(DocumentProblems):
     """A registry's configuration or its state is wrong; ``problems`` lists (where, what)."""
-
-    def __init__(
-        self, message: str, *, problems: list[tuple[str, str]] | None = None,
-        hint: str | None = None,
-    ) -> None:
-        super().__init__(message, hint=hint)
-        self.problems = problems or []

@@ -54,7 +54,7 @@ from pydantic import (
     model_validator,
 )
 
-from scalegate.documents import Position, Unreadable, YamlDocument
+from scalegate.documents import Unreadable, YamlDocument
 from scalegate.errors import KeyMaterialError, TrustFileError
 from scalegate.ledger import (
     KEY_KINDS,
@@ -300,15 +300,8 @@ def _authority_checks(tsas: list[TimestampAuthority]) -> list[tuple[tuple[Any, .
 _Path = tuple[Any, ...]
 
 
-def _at(source: str, pos: Position | None, path: _Path) -> str:
-    dotted = ".".join(str(p) for p in path)
-    head = f"{source}:{pos.line}:{pos.column}" if pos else source
-    return head + (f": {dotted}" if dotted else "")
-
-
 def _fail(doc: YamlDocument, extra: list[tuple[str, str]] | None = None) -> TrustFileError:
-    problems = [(_at(doc.source, pos, path), what) for pos, path, what in doc.problems]
-    problems += extra or []
+    problems = doc.located() + (extra or [])
     n = len(problems)
     listing = "\n".join(f"  {where}: {what}" for where, what in problems)
     # Several lines: the hint goes on a line of its own (errors.join_hint).

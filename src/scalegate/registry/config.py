@@ -153,11 +153,7 @@ def _with_trust(config: RegistryConfig, doc: YamlDocument, base: Path) -> Regist
 
 
 def _fail(doc: YamlDocument) -> RegistryError:
-    problems = []
-    for pos, path, what in doc.problems:
-        where = f"{doc.source}:{pos.line}:{pos.column}" if pos else doc.source
-        dotted = ".".join(str(p) for p in path)
-        problems.append((where + (f": {dotted}" if dotted else ""), what))
+    problems = doc.located()
     listing = "\n".join(f"  {where}: {what}" for where, what in problems)
     n = len(problems)
     return RegistryError(f"{doc.source}: the registry configuration is invalid ({n} "
