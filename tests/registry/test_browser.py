@@ -91,6 +91,10 @@ def _verify_in_browser(page_url: str, shot: Path | None = None) -> tuple[str, st
             if shot is not None:
                 page.screenshot(path=str(shot), full_page=True)
             out = page.locator("#verify-pause")
+            if out.get_attribute("data-ms") is not None:  # verified: how the time went
+                checking = float(out.get_attribute("data-ms") or 0) - float(
+                    out.get_attribute("data-fetch-ms") or 0)
+                assert 0 <= checking < 2000, checking
             return str(out.get_attribute("class")), out.inner_text()
         finally:
             browser.close()
