@@ -38,8 +38,8 @@ def check(config: Path = ConfigOpt, db: str | None = DbOpt,
           workdir: Path | None = WorkOpt) -> None:
     """Check every followed log once (sync, verify, audit) and print each one's status.
 
-    Exits 0 when every log is verified, 3 when any shows violations or a split view,
-    4 when any could not be verified (unreachable, stale, unwitnessed, invalid)."""
+    Exits 3 when any log shows violations or a split view, else 4 when any could not be
+    verified (unreachable, stale, unwitnessed, invalid, unverifiable), else 0."""
     from rich.table import Table
 
     monitor, store = _open(config, db, workdir)
@@ -48,15 +48,15 @@ def check(config: Path = ConfigOpt, db: str | None = DbOpt,
         table = Table(title="followed logs", title_justify="left")
         for col in ("log", "status", "size", "verified", "witnessed", "problem"):
             table.add_column(col, overflow="fold")
-        worst = 0
+        codes = set()
         for g in store.logs():
             table.add_row(g.name, g.status, f"{g.size:,}", g.verified_at or "-",
                           g.witnessed_at or "-", g.problem[:200])
-            worst = max(worst, _exit_code(g.status))
+            codes.add(_exit_code(g.status))
     finally:
         store.close()
     console.print(table)
-    raise typer.Exit(worst)
+    raise typer.Exit(3 if 3 in codes else max(codes, default=0))  # violations first
 
 
 def _exit_code(status: str) -> int:
