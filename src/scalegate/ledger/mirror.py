@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import json
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -208,7 +209,7 @@ def _open_or_create(
     # The origin is the checkpoint's first line, once the key has verified it.
     cp, _ = open_checkpoint(_text(fetch("checkpoint"), "the log's checkpoint"), log_key)
     meta = {"origin": cp.origin, "log_vkey": log_key.text(),
-            "org_roots": _json_list([r.text() for r in dict.fromkeys(roots)]),
+            "org_roots": json.dumps([r.text() for r in dict.fromkeys(roots)]),
             "created_at": format_time(_utc_now()), "mirror_of": address, ISSUED_KEY: "0"}
     created = _create(where, meta)
     led = Ledger.open(where, checkpoint_on_close=False)
@@ -281,12 +282,6 @@ def _served_roots(fetch: Fetch, address: str) -> list[VerifierKey]:
         raise LedgerError(f"{address}org-roots names no organisation root.",
                           hint="Pass the roots with --org-root.")
     return roots
-
-
-def _json_list(items: list[str]) -> str:
-    import json
-
-    return json.dumps(items)
 
 
 def _text(data: bytes, what: str) -> str:

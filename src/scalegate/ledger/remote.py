@@ -22,7 +22,6 @@ import time
 from collections.abc import Iterable, Sequence
 
 from scalegate.errors import AppendConflict, AppendRefused, LedgerError
-from scalegate.ledger._store import LedgerStore
 from scalegate.ledger.envelope import Envelope
 from scalegate.ledger.keys import VerifierKey
 from scalegate.ledger.log import AppendResult, Clock, Ledger
@@ -66,13 +65,8 @@ class RemoteLedger(Ledger):
             os.makedirs(os.path.dirname(target), exist_ok=True)
         result = sync_mirror(address, target, log_key=log_key, org_roots=org_roots,
                              progress=progress)
-        store = LedgerStore.open(target)
-        try:
-            led = cls(store, now=now, checkpoint_on_close=False)
-            led._check_head()
-        except BaseException:
-            store.close()
-            raise
+        led = super().open(target, now=now, checkpoint_on_close=False)  # the mirror, as cls
+        assert isinstance(led, RemoteLedger)
         led.url, led.last_sync = address, result
         return led
 

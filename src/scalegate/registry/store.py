@@ -136,13 +136,15 @@ class RegistryStore:
             conn.execute(delete(logs_t).where(logs_t.c.name == row["name"]))
             conn.execute(insert(logs_t), [row])
             if events:
-                keys = {(e.kind, e.entry) for e in events}
                 have = {(k, i) for k, i in conn.execute(
                     select(events_t.c.kind, events_t.c.entry)
                     .where(events_t.c.name == row["name"]))}
-                new = [e for e in events if (e.kind, e.entry) not in have]
-                if new and keys:
-                    conn.execute(insert(events_t), [e.__dict__ for e in new])
+                new: dict[tuple[str, int], Event] = {}  # one per (kind, entry), first kept
+                for e in events:
+                    if (e.kind, e.entry) not in have:
+                        new.setdefault((e.kind, e.entry), e)
+                if new:
+                    conn.execute(insert(events_t), [e.__dict__ for e in new.values()])
             if split is not None:
                 conn.execute(insert(split_views_t), [{
                     "name": row["name"], "found_at": row["checked_at"], "entry": split[0],
@@ -157,13 +159,17 @@ class RegistryStore:
 
     def logs(self) -> list[LogRecord]:
         """Every followed log, by name."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(logs_t).order_by(logs_t.c.name)).mappings().all()
-        return [LogRecord(**{**r, "audit": json.loads(r["audit"] or "{}")}) for r in rows]
+        return self._read(select(logs_t).order_by(logs_t.c.name))
 
     def log(self, name: str) -> LogRecord | None:
-        """One followed log."""
-        return next((g for g in self.logs() if g.name == name), None)
+        """One followed log (only its row is read)."""
+        found = self._read(select(logs_t).where(logs_t.c.name == name))
+        return found[0] if found else None
+
+    def _read(self, query: Any) -> list[LogRecord]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [LogRecord(**{**r, "audit": json.loads(r["audit"] or "{}")}) for r in rows]
 
     def events(self, name: str | None = None, limit: int = 100) -> list[Event]:
         """The latest events (of one log), newest first."""
