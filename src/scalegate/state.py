@@ -82,6 +82,18 @@ class Recorded(BaseModel, Generic[P]):
         """The entry's index in the log."""
         return self.ref.index
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A parametrised model's class is not found by name: pickle it by its predicate's.
+        return _unpickle_record, (type(self.predicate), self.ref, self.predicate,
+                                  self.signer, self.roles, self.logged_at)
+
+
+def _unpickle_record(kind: type[Predicate], ref: Ref, predicate: Predicate,
+                     signer: str | None, roles: tuple[str, ...], logged_at: datetime | None
+                     ) -> Recorded[Any]:
+    return record_type(kind).model_construct(ref=ref, predicate=predicate, signer=signer,
+                                             roles=roles, logged_at=logged_at)
+
 
 #: What :func:`fold` takes: ledger entries, or records already made (an entry reduced to
 #: its predicate, as a state keeps it: the fold keeps such a record as it is).

@@ -134,3 +134,31 @@ def test_a_checkpoint_signed_by_another_key_fails_visibly(world: dict) -> None:
     (site / "checkpoint").write_text(sign_note(body, [impostor]))
     cls, text = _verify_in_browser(world["page"])
     assert cls == "verify-failed" and "not signed by the log's key" in text, text
+
+
+def test_every_statement_on_the_organisation_and_run_pages_verifies(world: dict) -> None:
+    """Keys (signed by the organisation's root), the policy, the run: each row's button."""
+    from playwright.sync_api import sync_playwright
+
+    base, run_page = world["page"].split("/logs/")[0], world["page"].split("/pauses/")[0]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = browser.new_page()
+            seen = 0
+            for url in (base + "/logs/acme/orgs/demo-lab", run_page):
+                page.goto(url)
+                buttons = page.locator("button[data-verify]")
+                assert buttons.count() >= 1, url
+                for i in range(buttons.count()):
+                    b = buttons.nth(i)
+                    b.click()
+                    out = page.locator(f"#{b.get_attribute('data-output')}")
+                    page.wait_for_function(
+                        "el => /verify-(ok|failed)/.test(el.className)",
+                        arg=out.element_handle(), timeout=20_000)
+                    assert out.get_attribute("class") == "verify-ok", out.inner_text()
+                    seen += 1
+            assert seen >= 5  # trainer, rso, board, ciso keys; the policy; the run
+        finally:
+            browser.close()

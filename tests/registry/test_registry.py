@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from scalegate.audit import load_trust
+from scalegate.audit import IncrementalAudit, load_trust
 from scalegate.demo.workspace import create_workspace
 from scalegate.errors import RegistryError
 from scalegate.governance import publish_policy
@@ -259,6 +259,16 @@ def test_a_registry_killed_keeps_what_it_reported(lab: Path, served: str,
         store.close()
     with Ledger.open(tmp_path / "registry-mirrors" / "acme.db") as mirror:
         assert mirror.verify().problems == []
+    # Its audit's fold was kept when it was made: a restarted registry goes on from it.
+    store = RegistryStore(tmp_path / "registry.db")
+    try:
+        fold = IncrementalAudit.load(tmp_path / "registry-mirrors" / "acme.fold",
+                                     store.secret("audit-fold-key"))
+        assert fold.size == kept.size
+        again = Monitor(load_config(cfg), store, tmp_path / "registry-mirrors")
+        assert again.check_all() == {"acme": "verified"}
+    finally:
+        store.close()
 
 
 def test_the_registry_keeps_its_findings_in_postgresql(lab: Path, served: str,

@@ -7,6 +7,8 @@
   :class:`AuditReport` (checks, :class:`Violation`\\ s, exit status), one
   :class:`RunAudit` per run and one :class:`HeldTo` per policy. :func:`write_html`
   renders it as a report with plots;
+- :class:`IncrementalAudit` — audits of one log, each reading only what the last did
+  not (a monitor's);
 - :func:`replay_ledger` — the runs of an open ledger replayed *without* verifying the log
   (a report that says so);
 - :func:`audit_receipt` — one statement checked offline from its C2SP tlog-proof;
@@ -16,6 +18,7 @@
 
 from scalegate.audit._plots import run_figures
 from scalegate.audit._seen import default_state_path
+from scalegate.audit.incremental import IncrementalAudit
 from scalegate.audit.receipt import audit_receipt
 from scalegate.audit.regulator import HeldTo, hold_runs
 from scalegate.audit.report import (
@@ -42,6 +45,7 @@ __all__ = [
     "AuditReport",
     "CosigningWitness",
     "HeldTo",
+    "IncrementalAudit",
     "LedgerAudit",
     "RunAudit",
     "TrustFile",

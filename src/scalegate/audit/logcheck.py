@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scalegate.audit._checkpoints import StoredCheckpoint, verify_stored_checkpoints
 from scalegate.audit._seen import (
@@ -59,6 +60,9 @@ from scalegate.ledger import (
     shown_location,
 )
 from scalegate.units import counted
+
+if TYPE_CHECKING:
+    from scalegate.audit.incremental import IncrementalAudit
 
 __all__ = ["audit_log"]
 
@@ -87,6 +91,7 @@ def audit_log(
     on_entry: Callable[[CheckedEntry], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
     report: AuditReport | None = None,
+    incremental: IncrementalAudit | None = None,
 ) -> AuditReport:
     """Audit ``ledger`` (an SQLite file or database URL) against ``trust``; never raises on
     findings. See the module docstring for what is checked.
@@ -101,6 +106,8 @@ def audit_log(
     fresh process.) ``full``
     validates every predicate with its model, not only what the log-level checks use.
     ``report`` is extended if given (for a caller that has its own checks).
+    ``incremental`` goes on from the fold of its last audit of the same log
+    (:mod:`scalegate.audit.incremental`), and keeps this one's.
     """
     start = time.perf_counter()
     rep = report or AuditReport(ledger=shown_location(os.fspath(ledger)), origin=trust.origin)
@@ -109,9 +116,10 @@ def audit_log(
     except ScalegateError as exc:
         rep.check("ledger readable", False, exc.message, verifiable=False)
         return rep
+    audit = _LogAudit(reader, trust, rep, workers, full, on_entry, progress)
+    audit.incremental = incremental
     try:
-        _LogAudit(reader, trust, rep, workers, full, on_entry, progress).run(
-            Path(state_path) if state_path else default_state_path(), use_state)
+        audit.run(Path(state_path) if state_path else default_state_path(), use_state)
     except ScalegateError as exc:
         rep.check("ledger readable", False, exc.message, verifiable=False)
     except Exception as exc:  # a tampered file must not crash the auditor: fail closed
@@ -119,6 +127,8 @@ def audit_log(
                   f"({type(exc).__name__}: {exc}); treat the ledger as unverified.",
                   verifiable=False)
     finally:
+        if incremental is not None and not audit.finished:
+            incremental.reset()  # a fold stopped half-way is no base for the next
         reader.close()
     rep.seconds = round(rep.seconds + time.perf_counter() - start, 3)
     return rep
@@ -143,6 +153,8 @@ class _LogAudit:
         self.full = full
         self.on_entry = on_entry
         self.progress = progress
+        self.incremental: IncrementalAudit | None = None
+        self.finished = False
 
     # --- the whole audit ---------------------------------------------------------------------
 
@@ -174,11 +186,16 @@ class _LogAudit:
                 rep.check("auditor state", False, exc.message, verifiable=False)
                 use_state = False
         sizes = {c.size for c in stored if c.valid} | {c.size for c in seen} | {n}
+        time_sizes = {c.size for c in stored if c.valid and c.cosigned_at}
+        inc = self.incremental
+        resume = inc.resume(reader, trust, n, sizes, time_sizes, rep) \
+            if inc is not None else None
         sweep = LogSweep(
             reader, trust.roots, rep, allowed_roles=trust.allowed_roles, sizes=sizes,
-            time_sizes={c.size for c in stored if c.valid and c.cosigned_at},
-            workers=self.workers, full=self.full, on_entry=self.on_entry,
-            progress=self.progress, prior=prior.as_prior() if prior else None).run()
+            time_sizes=time_sizes, workers=self.workers, full=self.full,
+            on_entry=self.on_entry, progress=self.progress,
+            prior=prior.as_prior() if prior else None, resume=resume,
+            streamed=(lambda: inc.streamed(rep)) if inc is not None else None).run()
         self.run_orgs = sweep.run_orgs
         roots = {s: sweep.root(s) for s in sizes if s <= n}
         rep.root_hash = roots[n].hex() if sweep.tree.complete else None
@@ -190,6 +207,9 @@ class _LogAudit:
             c.size: c.note for c in stored if c.valid and roots.get(c.size) == c.root},
             trust, rep)
         self._summarise(n)
+        if inc is not None:
+            inc.folded(sweep.state())
+        self.finished = True
         if use_state and sweep.tops:
             record_verified(state_path, self.log, VerifiedChunks.make(
                 sweep.chunk, sweep.candidates, sweep.tops,

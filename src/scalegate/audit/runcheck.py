@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, create_model, field_validator
 
@@ -54,6 +54,9 @@ from scalegate.ledger import (
 from scalegate.policy import Policy, parse_policy
 from scalegate.state import Recorded, StatementOrRecord, record_type, same_ref
 from scalegate.units import counted
+
+if TYPE_CHECKING:
+    from scalegate.audit.incremental import IncrementalAudit
 
 __all__ = ["RUN_AUDIT_KINDS", "SETUP_VIOLATION_KINDS", "LedgerAudit", "RunAudit",
            "RunCollector", "audit_ledger", "audit_runs", "hold_to", "replay_ledger"]
@@ -166,14 +169,20 @@ class RunCollector:
         self._pending: list[CheckedEntry] = []
 
     def __call__(self, e: CheckedEntry) -> None:
-        kind = e.kind
-        if not e.authentic or kind is None or kind in KEY_KINDS:
+        if not self.wants(e):
             return
-        if e.run_id is None and kind not in ("policy", "attestation"):
-            return  # commitments, endorsements: not part of any run
         self._pending.append(e)
         if len(self._pending) >= _BATCH:
             self._take()
+
+    @staticmethod
+    def wants(e: CheckedEntry) -> bool:
+        """Whether replay reads the entry: an authentic statement of a run, a policy or an
+        organisation-wide attestation (not keys, commitments, endorsements)."""
+        kind = e.kind
+        if not e.authentic or kind is None or kind in KEY_KINDS:
+            return False
+        return e.run_id is not None or kind in ("policy", "attestation")
 
     @property
     def runs(self) -> dict[str, list[Recorded[Any]]]:
@@ -450,16 +459,25 @@ def audit_ledger(
     full: bool = False,
     progress: Callable[[int, int], None] | None = None,
     held_to: Sequence[Policy] = (),
+    incremental: IncrementalAudit | None = None,
 ) -> LedgerAudit:
     """Audit ``ledger`` end to end against ``trust``: the log (see
     :func:`~scalegate.audit.audit_log`, whose keyword arguments these are) and, with
     ``replay``, every run (or only ``run_ids``), also held to each policy in ``held_to``
     (see :mod:`scalegate.audit.regulator`). ``now`` is the audit time for notification
-    deadlines (default: the current time). Never raises on findings."""
-    collector = RunCollector() if replay or held_to else None
-    with _no_full_collections() if collector is not None else nullcontext():
+    deadlines (default: the current time). ``incremental`` reads only what its last audit
+    of this log did not (:class:`~scalegate.audit.incremental.IncrementalAudit`). Never
+    raises on findings."""
+    collector = RunCollector() if (replay or held_to) and incremental is None else None
+    on_entry: Callable[[CheckedEntry], None] | None = collector
+    if incremental is not None:  # its collector of the moment (a fresh fold has a new one)
+        on_entry = incremental.collect
+    with _no_full_collections() if on_entry is not None else nullcontext():
         report = audit_log(ledger, trust, state_path=state_path, use_state=use_state,
-                           workers=workers, full=full, on_entry=collector, progress=progress)
+                           workers=workers, full=full, on_entry=on_entry, progress=progress,
+                           incremental=incremental)
+        if incremental is not None:
+            collector = incremental.collector
         runs: list[RunAudit] = []
         held: list[HeldTo] = []
         stopped = any(c.name in ("ledger readable", "audit completed") and not c.ok

@@ -45,6 +45,7 @@ def check(config: Path = ConfigOpt, db: str | None = DbOpt,
     monitor, store = _open(config, db, workdir)
     try:
         monitor.check_all()
+        monitor.keep_folds()  # the next check goes on from this one's audit
         table = Table(title="followed logs", title_justify="left")
         for col in ("log", "status", "size", "verified", "witnessed", "problem"):
             table.add_column(col, overflow="fold")

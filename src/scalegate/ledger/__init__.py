@@ -14,7 +14,8 @@ What other packages use, by concern:
   local mirror (:func:`sync_mirror`, :class:`SplitView`), :func:`read_tiled_log`,
   :func:`submit_envelope`;
 - the whole-log check an outside auditor runs on raw rows: :class:`LedgerReader`,
-  :class:`LogSweep` (→ :class:`CheckedEntry` per entry), :class:`PriorCheck`.
+  :class:`LogSweep` (→ :class:`CheckedEntry` per entry), :class:`PriorCheck`,
+  :class:`SweepState` (a sweep to go on from).
 
 Storage (``_store``, ``_tables``) and the checks behind them are private.
 """
@@ -22,7 +23,7 @@ Storage (``_store``, ``_tables``) and the checks behind them are private.
 from scalegate.ledger._integrity import IntegrityReport
 from scalegate.ledger._reader import LedgerReader
 from scalegate.ledger._store import shown_location
-from scalegate.ledger._verify import CLOCK_SKEW, CheckedEntry, LogSweep, PriorCheck
+from scalegate.ledger._verify import CLOCK_SKEW, CheckedEntry, LogSweep, PriorCheck, SweepState
 from scalegate.ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from scalegate.ledger.cosignature import CosignatureVerifier, cosign, cosignatures
 from scalegate.ledger.envelope import Envelope, read_canonical, sign_envelope, verify_envelope
@@ -125,6 +126,7 @@ __all__ = [
     "SplitView",
     "Statement",
     "Submitted",
+    "SweepState",
     "SyncResult",
     "Tile",
     "TiledLog",

@@ -63,10 +63,12 @@ def init_helper(location: str, candidates: Candidates) -> None:
 
 def check_chunk(
     a: int, b: int, wanted: list[tuple[int, int]], full: bool, payloads: bool,
-    prior: Prior | None, reader: LedgerReader | None = None,
+    prior: Prior | None, reader: LedgerReader | None = None, first: int = 0,
 ) -> ChunkVerdict:
     """Read and check entries ``[a, b)`` (see the module docstring). ``reader`` defaults
-    to the helper's own; ``prior`` lets verdicts of unchanged bytes be reused."""
+    to the helper's own; ``prior`` lets verdicts of unchanged bytes be reused. Entries
+    before ``first`` (an earlier check of the log went that far) are only hashed into
+    the tree: ``checked`` has a verdict for each present entry from ``first`` on."""
     reader = reader or _READER
     assert reader is not None, "check_chunk needs a reader (init_helper in helpers)"
     rows: list[EntryRow | None] = [None] * (b - a)
@@ -74,9 +76,9 @@ def check_chunk(
         if a <= r.index < b:
             rows[r.index - a] = r
     tree = chunk_tree(reader, a, rows, wanted)
-    present = [r for r in rows if r is not None]
+    present = [r for r in rows if r is not None and r.index >= first]
     known = None
-    if prior is not None and tree.whole and tree.top == prior.top:
+    if prior is not None and tree.whole and tree.top == prior.top and first <= a:
         known = [bool(prior.bits[i >> 3] >> (i & 7) & 1) for i in range(b - a)]
     timeless = any(r.appended_at is None for r in present)  # a mirror's: judge by claimed
     checked = check_entries_raw([(r.index, r.data) for r in present], full, payloads, known,

@@ -46,6 +46,19 @@ class SignerCheck:
         self._violation = violation
         self._report = report
 
+    def rebind(self, allowed_roles: AllowedRoles | None, violation: Violation,
+               report: Findings) -> SignerCheck:
+        """This fold, now reporting to ``violation`` and ``report`` (a later pass of the
+        same log goes on with it); returns ``self``."""
+        self.allowed_roles, self._violation, self._report = allowed_roles, violation, report
+        self._clean.clear()  # checked under the roles it was given before
+        return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable: the fold, not where it reported (see :meth:`rebind`)."""
+        return {**self.__dict__, "allowed_roles": None, "_violation": None, "_report": None,
+                "_clean": {}, "_clean_now": False}
+
     def key_statement(
         self, idx: int, facts: dict[str, Any], verified: list[KeyPair],
         failed: list[KeyPair], at: tuple[int, bytes],

@@ -130,24 +130,41 @@ def _node_problem(level: int, idx: int, got: bytes | None, left: bytes | None,
     return None  # a child below was altered and reported; this node just follows it
 
 
+class TreeState(NamedTuple):
+    """The whole chunks a pass has checked: their true and stored tops."""
+
+    tops: list[bytes]
+    stored_tops: list[bytes | None]
+    complete: bool  # no entry was missing
+
+
 class TreeCheck:
     """One pass over a log of ``n`` entries, keeping what the roots at ``sizes`` need."""
 
     CHUNK_LEVEL = CHUNK_LEVEL
 
-    def __init__(self, reader: LedgerReader, n: int, sizes: set[int], rep: Findings) -> None:
+    def __init__(self, reader: LedgerReader, n: int, sizes: set[int], rep: Findings,
+                 resume: TreeState | None = None) -> None:
         self.reader = reader
         self.n = n
         self.rep = rep
-        self.complete = True
+        self.complete = True if resume is None else resume.complete
         self._wanted: dict[int, set[int]] = {}
         for s in sizes:
             if 0 < s <= n:
                 for level, idx in perfect_subtrees(0, s):
                     self._wanted.setdefault(level, set()).add(idx)
         self._kept: dict[tuple[int, int], bytes] = {}
-        self._tops: list[bytes] = []
-        self._stored_tops: list[bytes | None] = []
+        self._tops: list[bytes] = list(resume.tops) if resume else []
+        self._stored_tops: list[bytes | None] = list(resume.stored_tops) if resume else []
+        # Chunks an earlier pass checked are not read again: their tops stand for them.
+        for idx in self._wanted.get(CHUNK_LEVEL, ()):
+            if idx < len(self._tops):
+                self._kept[(CHUNK_LEVEL, idx)] = self._tops[idx]
+
+    def state(self) -> TreeState:
+        """What a later pass over a longer log needs of this one (the whole chunks)."""
+        return TreeState(list(self._tops), list(self._stored_tops), self.complete)
 
     def wanted(self, a: int, b: int) -> list[tuple[int, int]]:
         """The kept positions at or below CHUNK_LEVEL within entries ``[a, b)``."""

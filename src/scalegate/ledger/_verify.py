@@ -45,7 +45,7 @@ from scalegate.ledger._findings import Findings
 from scalegate.ledger._reader import LedgerReader
 from scalegate.ledger._signers import AllowedRoles, SignerCheck
 from scalegate.ledger._tables import parse_time
-from scalegate.ledger._tree_check import CHUNK_LEVEL, TreeCheck
+from scalegate.ledger._tree_check import CHUNK_LEVEL, TreeCheck, TreeState
 from scalegate.ledger.keys import VerifierKey
 from scalegate.ledger.registry import KEY_KINDS, KeyRegistry, RegisteredKey
 from scalegate.ledger.statements import Ref, Statement, parse_statement
@@ -106,6 +106,39 @@ class PriorCheck(NamedTuple):
 
 
 @dataclass
+class SweepState:
+    """What a sweep folded over entries ``[0, size)``: enough for a later sweep of the
+    same, longer log to go on from ``size`` without reading them again (picklable).
+
+    A sweep resumed from it takes ownership: the state is folded on in place."""
+
+    size: int
+    signers: SignerCheck
+    tree: TreeState
+    roots: dict[int, bytes]  # the recomputed roots at the sizes asked so far
+    time_at: dict[int, datetime]
+    statement_at: dict[int, int]
+    latest_time: datetime | None
+    latest_claimed: datetime | None
+    tops: list[bytes]  # the verified whole chunks' tops (for an auditor's state file)
+    clean: bytes
+    node_findings: set[str]  # stored-node problems reported (re-read chunks repeat them)
+
+    @property
+    def start(self) -> int:
+        """The first entry a sweep going on from here reads: its chunk's first."""
+        return self.size - self.size % CHUNK
+
+    def covers(self, size: int, sizes: Collection[int], time_sizes: Collection[int]) -> bool:
+        """Whether a sweep of a log of ``size`` entries wanting ``sizes`` and
+        ``time_sizes`` can go on from here: the log has not shrunk, and what it wants
+        below the chunk a resumed sweep starts at was kept."""
+        start = self.start
+        return self.size <= size and all(s >= start or s in self.roots for s in sizes) and all(
+            s >= start or s in self.time_at or s == self.size for s in time_sizes)
+
+
+@dataclass
 class LogSweep:
     """One pass over a log of ``size`` entries (see the module docstring).
 
@@ -129,25 +162,44 @@ class LogSweep:
     progress: Callable[[int, int], None] | None = None
     prior: PriorCheck | None = None
     started: Callable[[], None] | None = None
+    resume: SweepState | None = None
+    streamed: Callable[[], None] | None = None
 
     chunk: ClassVar[int] = CHUNK  # entries per chunk (aligned, from index 0)
 
     def __post_init__(self) -> None:
         self.size = self.reader.size()
         self.time_sizes = set(self.time_sizes)
-        self.signers = SignerCheck(self.roots, self.allowed_roles, self._v, self.findings)
-        self.tree = TreeCheck(self.reader, self.size, {s for s in self.sizes if s <= self.size}
-                              | {self.size}, self.findings)
+        r = self.resume
+        assert r is None or r.covers(self.size, self.sizes, self.time_sizes), \
+            "resume only a sweep that covers this one (SweepState.covers)"
+        self._from = r.size if r is not None else 0  # entries before it were folded before
+        start = r.start if r is not None else 0  # the chunk the sweep reads from
         self.latest_time: datetime | None = None
         self.time_at: dict[int, datetime] = {}  # size -> latest entry time before it
-        self.candidates = ""  # digest of the candidate keys the signatures were checked with
-        self.tops: list[bytes] = []  # the chunks' recomputed tops, while chunks are whole
-        self.clean = bytearray()  # bit i: entry i's signatures all verified
+        self._known_roots: dict[int, bytes] = {}
         self._statement_at: dict[int, int] = {}  # statement identity -> first entry holding it
+        self._latest_claimed: datetime | None = None
+        self.tops: list[bytes] = []  # the chunks' recomputed tops, while chunks are whole
+        self._node_findings: set[str] = set()
+        if r is None:
+            self.signers = SignerCheck(self.roots, self.allowed_roles, self._v, self.findings)
+        else:
+            self.signers = r.signers.rebind(self.allowed_roles, self._v, self.findings)
+            self.latest_time, self._latest_claimed = r.latest_time, r.latest_claimed
+            self.time_at, self._known_roots = dict(r.time_at), dict(r.roots)
+            if r.latest_time is not None:
+                self.time_at.setdefault(r.size, r.latest_time)
+            self._statement_at, self.tops = r.statement_at, list(r.tops)
+            self._node_findings = r.node_findings
+        self.tree = TreeCheck(self.reader, self.size, {s for s in self.sizes if start <= s
+                                                       <= self.size} | {self.size},
+                              self.findings, r.tree if r is not None else None)
+        self.candidates = ""  # digest of the candidate keys the signatures were checked with
+        self.clean = bytearray()  # bit i: entry i's signatures all verified
         self._last_text, self._last_time = "", datetime.min  # the last appended_at parsed
         self._signatures = 0
         self.mirror = "mirror_of" in self.reader.meta()  # entries without appended_at
-        self._latest_claimed: datetime | None = None
 
     @property
     def registry(self) -> KeyRegistry:
@@ -161,15 +213,29 @@ class LogSweep:
 
     def root(self, size: int) -> bytes:
         """The recomputed root at ``size`` (the log's size or one of ``sizes``)."""
-        return self.tree.root(size)
+        known = self._known_roots.get(size)
+        return known if known is not None else self.tree.root(size)
 
     def run(self) -> LogSweep:
-        """Check every entry and the tree; returns ``self``."""
+        """Check every entry (from where ``resume`` stopped) and the tree; returns ``self``.
+        ``streamed`` is called after the entries, before the levels above the chunks."""
         candidates = candidate_keys(self.roots, self.reader.key_entries())
         self.candidates = candidates_digest(candidates)
         self._stream(candidates)
+        if self.streamed:
+            self.streamed()
         self.tree.finish()
         return self
+
+    def state(self) -> SweepState:
+        """What this sweep folded, for a later one to go on from (it owns the state)."""
+        roots = dict(self._known_roots)
+        for size in {s for s in self.sizes if s <= self.size} | {self.size}:
+            roots[size] = self.root(size)
+        return SweepState(
+            self.size, self.signers, self.tree.state(), roots, dict(self.time_at),
+            self._statement_at, self.latest_time, self._latest_claimed, list(self.tops),
+            bytes(self.clean), self._node_findings)
 
     # --- streaming the chunks ------------------------------------------------------------------
 
@@ -191,18 +257,21 @@ class LogSweep:
         if self.started:
             self.started()
         self.clean = bytearray(-(-n // 8))
+        if self.resume is not None:
+            known = self.resume.clean[: self._from >> 3]
+            self.clean[: len(known)] = known
         pending: collections.deque[tuple[int, Future[ChunkVerdict]]] = collections.deque()
         payloads = self.on_entry is not None  # a consumer reads statements: decode them once
         try:
-            for a in range(0, n, CHUNK):
+            for a in range(self._from - self._from % CHUNK, n, CHUNK):
                 b = min(a + CHUNK, n)
                 args = (a, b, self.tree.wanted(a, b), self.full, payloads, _prior(prior, a, b))
                 if pool is not None:
-                    pending.append((a, pool.submit(check_chunk, *args)))
+                    pending.append((a, pool.submit(check_chunk, *args, first=self._from)))
                     while len(pending) > 2 * workers:
                         self._fold(*pending.popleft())
                 else:
-                    self._fold(a, check_chunk(*args, reader=self.reader))
+                    self._fold(a, check_chunk(*args, reader=self.reader, first=self._from))
             while pending:
                 self._fold(*pending.popleft())
         finally:
@@ -214,6 +283,11 @@ class LogSweep:
     def _fold(self, a: int, got: Future[ChunkVerdict] | ChunkVerdict) -> None:
         result = got.result() if isinstance(got, Future) else got
         columns, chunk_tree, checked = result.columns, result.tree, result.checked
+        if a < self._from:  # partly folded before: take only what is new
+            chunk_tree, columns = self._after(a, chunk_tree, columns)
+        for f in chunk_tree.findings:
+            if f.kind == "tree-node":
+                self._node_findings.add(f.message)
         gone = [a + i for i, c in enumerate(columns) if c is None]
         if gone:
             self.findings.violation(
@@ -228,7 +302,7 @@ class LogSweep:
         it = iter(checked)
         undecoded, clean = result.undecoded, self.clean
         for cols, leaf in zip(columns, chunk_tree.leaves, strict=True):
-            if cols is not None:
+            if cols is not None and cols[0] >= self._from:
                 row, verdict = _new(Columns, cols), as_verdict(next(it))
                 self._entry(row, leaf, verdict, undecoded)
                 if verdict.clean and 0 <= row.index < 8 * len(clean):
@@ -238,6 +312,15 @@ class LogSweep:
         self._signatures = 0
         if self.progress:
             self.progress(a + len(columns), self.size)
+
+    def _after(self, a: int, tree: Any, columns: list[Any]) -> tuple[Any, list[Any]]:
+        """A re-read chunk's results without what an earlier sweep folded and reported
+        (its entries before ``_from`` were only hashed into the tree again)."""
+        kept = [f for f in tree.findings if f.index >= self._from or (
+            f.index < 0 and f.message not in self._node_findings)]
+        counted = sum((self._from - a) >> level for level in range(1, CHUNK_LEVEL + 1))
+        return tree._replace(findings=kept, nodes=max(0, tree.nodes - counted)), [
+            c if c is None or c[0] >= self._from else (c[0],) for c in columns]
 
     def _v(self, kind: str, message: str, at: tuple[int, bytes], *,
            run_id: str | None = None) -> None:
@@ -344,4 +427,4 @@ def _span(indices: list[int]) -> str:
     return shown + (f" … ({len(indices)} in all)" if len(indices) > 5 else "")
 
 
-__all__ = ["CHUNK", "CLOCK_SKEW", "CheckedEntry", "LogSweep", "PriorCheck"]
+__all__ = ["CHUNK", "CLOCK_SKEW", "CheckedEntry", "LogSweep", "PriorCheck", "SweepState"]

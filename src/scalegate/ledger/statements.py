@@ -62,6 +62,17 @@ def sha256_hex(data: bytes | str) -> str:
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Its fields as they are, rebuilt without validating again: a pickle is taken of
+        # statements already validated (an audit's fold), and pydantic's own way costs
+        # several times more.
+        return _unpickle_model, (type(self), self.__dict__, self.__pydantic_fields_set__)
+
+
+def _unpickle_model(cls: type[_Strict], fields: dict[str, Any], fields_set: set[str]
+                    ) -> _Strict:
+    return cls.model_construct(fields_set, **fields)
+
 
 class Ref(_Strict):
     """A reference to an earlier log entry: its index and its RFC 6962 leaf hash (hex)."""

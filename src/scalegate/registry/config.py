@@ -10,6 +10,7 @@
     interval: 60s                         # how often each log is fetched
     stale_after: 1h                       # a witnessed checkpoint older than this is stale
     reaudit_after: 1h                     # a log that has not grown is audited again then
+    reread_after: 24h                     # each log's every entry is read and checked again then
 
 Each log's trust file (the one ``scalegate verify --trust`` reads: the log's key and
 origin, the organisation roots, the witnesses and their quorum) is read relative to the
@@ -74,8 +75,11 @@ class RegistryConfig(_Strict):
     stale_after: timedelta = timedelta(hours=1)
     #: A log that has not grown is audited again after this long (deadlines pass).
     reaudit_after: timedelta = timedelta(hours=1)
+    #: Each log is read and audited whole again after this long (the audits between read
+    #: only new entries, trusting the mirror for the rest).
+    reread_after: timedelta = timedelta(hours=24)
 
-    @field_validator("interval", "stale_after", "reaudit_after", mode="before")
+    @field_validator("interval", "stale_after", "reaudit_after", "reread_after", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> timedelta:
         if isinstance(value, int | float) and not isinstance(value, bool):

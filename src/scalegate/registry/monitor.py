@@ -3,8 +3,15 @@
 Each round, for every followed log: sync its verified mirror (the new checkpoint under
 the trusted log key, the new tiles against it and against everything verified before;
 :mod:`scalegate.ledger.mirror`), then audit the mirror against the log's trust file
-(:func:`scalegate.audit.audit_ledger`, with a state file per log so signatures already
-checked are not checked again), and record what was found in one transaction.
+(:class:`scalegate.audit.IncrementalAudit`: only the entries the last audit did not
+read; each run replayed, the checkpoints, witnesses and deadlines judged afresh), and
+record what was found in one transaction.
+
+The audit's fold is kept in ``WORKDIR/NAME.fold``, authenticated with a key from the
+registry's database, whenever the log has grown by a quarter since it was last kept
+(so keeping it costs a constant per entry) and when the monitor stops: a monitor
+restarted, or killed, goes on from there. Every ``reread_after`` a log's mirror is read
+and audited whole again (the fold trusts what it read before; this checks that too).
 
 A log's status says what can be concluded, and silence is never compliance:
 
@@ -28,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from scalegate.audit import LedgerAudit, audit_ledger, run_figures
+from scalegate.audit import IncrementalAudit, LedgerAudit, run_figures
 from scalegate.errors import LedgerError, ProofError, ScalegateError
 from scalegate.ledger import Ledger, PolicyPredicate, RunPredicate, SplitView, sync_mirror
 from scalegate.policy import Policy, load_policy
@@ -55,6 +62,8 @@ class Monitor:
         self.config, self.store, self.workdir = config, store, workdir
         self._now = now or (lambda: datetime.now(UTC))
         self._held: list[Policy] | None = None
+        self._folds: dict[str, _Fold] = {}
+        self._secret: bytes | None = None
         workdir.mkdir(parents=True, exist_ok=True)
 
     def check_all(self) -> dict[str, str]:
@@ -62,10 +71,36 @@ class Monitor:
         return {g.name: self.check(g) for g in self.config.logs}
 
     def run(self, stop: threading.Event) -> None:
-        """Rounds every ``config.interval`` until ``stop`` is set."""
-        while not stop.is_set():
-            self.check_all()
-            stop.wait(self.config.interval.total_seconds())
+        """Rounds every ``config.interval`` until ``stop`` is set; then keeps every
+        log's audit fold."""
+        try:
+            while not stop.is_set():
+                self.check_all()
+                stop.wait(self.config.interval.total_seconds())
+        finally:
+            self.keep_folds()
+
+    def keep_folds(self) -> None:
+        """Write every log's audit fold that changed since it was last kept."""
+        for name, fold in self._folds.items():
+            fold.keep(self.workdir / f"{name}.fold", self._key(), force=True)
+
+    def _fold(self, name: str, now: datetime) -> IncrementalAudit:
+        """The log's audit fold (read back from its file after a restart), emptied when
+        it is time to read the log whole again."""
+        fold = self._folds.get(name)
+        if fold is None:
+            audit = IncrementalAudit.load(self.workdir / f"{name}.fold", self._key())
+            fold = self._folds[name] = _Fold(audit, audit.size, now)
+        if now - fold.whole_at > self.config.reread_after:
+            fold.audit.reset()
+            fold.whole_at = now
+        return fold.audit
+
+    def _key(self) -> bytes:
+        if self._secret is None:
+            self._secret = self.store.secret("audit-fold-key")
+        return self._secret
 
     def check(self, log: FollowedLog) -> str:
         """Sync, audit and record one log; its status."""
@@ -94,12 +129,14 @@ class Monitor:
             status = self._age(log, previous.status, previous.witnessed_at, now)
             self.store.update(log.name, checked_at=base["checked_at"], status=status)
             return status
+        fold = self._fold(log.name, now)
         try:
-            audit = audit_ledger(mirror, trust, state_path=self.workdir / f"{log.name}.state.json",
-                                 now=now, held_to=self._laws())
+            audit = fold.audit(mirror, trust, now=now, held_to=self._laws(),
+                               state_path=self.workdir / f"{log.name}.state.json")
         except ScalegateError as exc:
             self._keep(previous, base, "unverifiable", exc.message)
             return "unverifiable"
+        self._folds[log.name].keep(self.workdir / f"{log.name}.fold", self._key())
         status, witnessed = self._status(log, audit, now)
         rep = audit.report
         cp = rep.checkpoint
@@ -162,6 +199,22 @@ class Monitor:
                           split=split)
 
 
+class _Fold:
+    """A log's audit fold, with the size it was last kept at and when it last read the
+    log whole."""
+
+    def __init__(self, audit: IncrementalAudit, kept: int, whole_at: datetime) -> None:
+        self.audit, self.kept, self.whole_at = audit, kept, whole_at
+
+    def keep(self, path: Path, key: bytes, *, force: bool = False) -> None:
+        """Write the fold if the log grew by a quarter since it was last written (or at
+        all, with ``force``)."""
+        size = self.audit.size
+        if size != self.kept and (force or size >= self.kept * 1.25 or size < self.kept):
+            self.audit.save(path, key)
+            self.kept = size
+
+
 def _problem(audit: LedgerAudit) -> str:
     rep = audit.report
     if rep.violations_total:
@@ -206,6 +259,9 @@ def _with_keys(summary: dict[str, Any], mirror: Path, log: FollowedLog) -> dict[
         summary["orgs"] = _orgs(led, registry)
         summary["mirror_checkpoint"] = led.latest_checkpoint()  # what this audit saw
         for run in summary["runs"]:
+            if run.get("run"):
+                reg = registry.get(led.entry(run["run"]["index"]).signer)
+                run["run"]["signer_key"] = reg.vkey.text() if reg is not None else None
             for p in run.get("pauses", []):
                 for shown in (p, *p["approvals"], p["resumed"]):
                     if shown is not None:
@@ -222,13 +278,19 @@ def _orgs(led: Ledger, registry: Any) -> dict[str, dict[str, Any]]:
     def org(name: str) -> dict[str, Any]:
         return orgs.setdefault(name, {"keys": [], "policies": [], "runs": []})
 
+    roots = registry.roots
     for k in sorted(registry.keys.values(), key=lambda k: k.registered_index):
+        root = roots.get(k.registered_by)
         org(k.org)["keys"].append({
             "key": k.vkey.text(), "keyid": k.keyid, "roles": list(k.roles),
             "valid_from": _iso(k.valid_from),
             "valid_until": _iso(k.valid_until) if k.valid_until else None,
             "registered": k.registered_index, "registered_by": k.registered_by,
-            "revoked": k.revoked_index, "revocation_reason": k.revocation_reason})
+            "revoked": k.revoked_index, "revocation_reason": k.revocation_reason,
+            # what a reader's browser checks the key statement with: the entry and its root
+            "index": k.registered_index,
+            "leaf_hash": led.entry(k.registered_index).leaf_hash.hex(),
+            "signer_key": root.text() if root is not None else None})
     for kind in ("policy", "run"):
         for e in led.entries(kind=kind):
             reg = registry.get(e.signer)
@@ -237,14 +299,16 @@ def _orgs(led: Ledger, registry: Any) -> dict[str, dict[str, Any]]:
             except ScalegateError:
                 continue  # the audit reports what does not read
             owner = getattr(pred, "org", None) or (reg.org if reg is not None else "?")
+            shown = {"index": e.index, "leaf_hash": e.leaf_hash.hex(),
+                     "signer_key": reg.vkey.text() if reg is not None else None}
             if isinstance(pred, PolicyPredicate):
                 org(owner)["policies"].append({
-                    "index": e.index, "id": pred.policy_id, "version": pred.version,
+                    **shown, "id": pred.policy_id, "version": pred.version,
                     "digest": pred.digest, "signer": e.signer,
                     "roles": list(reg.roles) if reg is not None else [],
                     "published_at": _iso(pred.published_at) if pred.published_at else None})
             elif isinstance(pred, RunPredicate):
-                org(owner)["runs"].append({"index": e.index, "run_id": pred.run_id,
+                org(owner)["runs"].append({**shown, "run_id": pred.run_id,
                                            "model": pred.model, "policy": pred.policy.id})
     return orgs
 

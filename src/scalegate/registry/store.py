@@ -6,6 +6,7 @@ transaction, so a registry killed at any moment has lost nothing it had reported
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -30,7 +31,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from scalegate.errors import RegistryError
 
@@ -69,6 +70,12 @@ events_t = Table(
     Column("at", String(40), nullable=False),
     Column("summary", Text, nullable=False),
     PrimaryKeyConstraint("name", "kind", "entry"),
+)
+
+meta_t = Table(
+    "meta", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
 )
 
 
@@ -154,6 +161,20 @@ class RegistryStore:
         """Change some of a log's columns (e.g. its status when it stops answering)."""
         with self._tx() as conn:
             conn.execute(logs_t.update().where(logs_t.c.name == name).values(**values))
+
+    def secret(self, name: str) -> bytes:
+        """A random 32-byte key kept in the database under ``name``, made on first use
+        (the monitor authenticates the audit state it keeps in files with it)."""
+        with self.engine.connect() as conn:
+            found = conn.execute(select(meta_t.c.value).where(meta_t.c.key == name)).first()
+        if found is not None:
+            return bytes.fromhex(found[0])
+        # Two registries on one database: whichever inserted first holds the key.
+        with contextlib.suppress(IntegrityError), self._tx() as tx:
+            tx.execute(insert(meta_t), [{"key": name, "value": os.urandom(32).hex()}])
+        with self.engine.connect() as conn:
+            return bytes.fromhex(conn.execute(
+                select(meta_t.c.value).where(meta_t.c.key == name)).scalar_one())
 
     # --- reading -----------------------------------------------------------------------------
 

@@ -83,7 +83,9 @@ def create_registry_app(store: RegistryStore, workdir: Path | None = None) -> Fa
     @app.get("/logs/{name}/orgs/{org}", response_class=HTMLResponse, include_in_schema=False)
     def org_page(request: Request, name: str, org: str) -> HTMLResponse:
         g, o = _org(store, name, org)
-        return page(request, "org.html", g=g, org=org, o=o)
+        return page(request, "org.html", g=g, org=org, o=o, checks={
+            x["index"]: _browser_check(g, x) for part in ("keys", "policies", "runs")
+            for x in o.get(part, [])})
 
     @app.get("/api/logs/{name}/orgs/{org}", responses=_NOT_FOUND,
              summary="One organisation: its keys and roles, policies, runs")
@@ -93,7 +95,8 @@ def create_registry_app(store: RegistryStore, workdir: Path | None = None) -> Fa
     @app.get("/logs/{name}/runs/{run_id}", response_class=HTMLResponse, include_in_schema=False)
     def run_page(request: Request, name: str, run_id: str) -> HTMLResponse:
         g, r = _run(store, name, run_id)
-        return page(request, "run.html", g=g, r=r, findings=_findings(g, run_id))
+        return page(request, "run.html", g=g, r=r, findings=_findings(g, run_id),
+                    check=_browser_check(g, r["run"]) if r.get("run") else None)
 
     @app.get("/api/logs/{name}/runs/{run_id}", summary="One run: replay, pauses, findings",
              responses=_NOT_FOUND)
