@@ -50,8 +50,8 @@ from scalegate.registry.web import create_registry_app
 from server.serving import free_port, serving
 
 
-def _append(lab: Path, n: int) -> None:
-    """``n`` more compute statements of the run, by its trainer."""
+def _append(lab: Path, n: int) -> int:
+    """``n`` more compute statements of the run, by its trainer; the log's size then."""
     trainer = SigningKey.load(lab.parent / "trainer.key")
     with Ledger.open(lab) as led:
         step = led.size
@@ -62,6 +62,7 @@ def _append(lab: Path, n: int) -> None:
                 at=bench_remote_verify.T0 + timedelta(seconds=i)), trainer)
                 for i in range(a, min(step + n, a + 1000))])
         led.checkpoint()
+        return led.size
 
 
 def _runs(lab: Path, n: int) -> None:
@@ -116,7 +117,7 @@ def main() -> None:
         bench_remote_verify.build(work, a.entries)
     _runs(lab, a.runs)
     rows: list[tuple[str, str]] = []
-    with serving(lab, "--checkpoint-interval", "1h") as (url, _):
+    with serving(lab, "--checkpoint-interval", "1s") as (url, _):
         cfg = work / "registry.yaml"
         cfg.write_text(f"logs:\n  - name: bench\n    url: {url}\n    trust: trust.yaml\n")
         shutil.rmtree(work / "registry-work", ignore_errors=True)  # a fresh registry
@@ -142,8 +143,7 @@ def main() -> None:
                 if when:
                     monitor.keep_folds()
                     monitor = Monitor(load_config(cfg), store, work / "registry-work")
-                _append(lab, a.new)
-                _served(url, store.log("bench").size + a.new)  # type: ignore[union-attr]
+                _served(url, _append(lab, a.new))
                 t = time.perf_counter()
                 status = monitor.check_all()["bench"]
                 took = time.perf_counter() - t

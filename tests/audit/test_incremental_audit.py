@@ -16,12 +16,14 @@ from scalegate.audit import IncrementalAudit, audit_ledger
 from scalegate.audit.runcheck import LedgerAudit
 from scalegate.ledger import KeyRevocationPredicate, sign_statement
 from scalegate.ledger.keys import SigningKey
+from scalegate.policy import load_policy
 
 from .conftest import T0, Lab, make_lab, rogue_append
 from .runworld import World, new_world
 
 CHUNK = 2048
 KEY = b"k" * 32
+LAWS = [load_policy("eu-ai-act"), load_policy("ca-sb53")]
 _SEEN_AT = re.compile(r" on \d{4}-\d\d-\d\dT[\d:.]+Z")  # when each state file saw it
 
 
@@ -39,6 +41,7 @@ def _verdict(a: LedgerAudit) -> tuple[Any, ...]:
 def _both(path: Path, trust: Any, inc: IncrementalAudit, tmp: Path, **kw: Any
           ) -> tuple[LedgerAudit, LedgerAudit]:
     kw.setdefault("now", T0 + timedelta(days=400))  # one audit time for both
+    kw.setdefault("held_to", LAWS)  # as the registry holds every run
     whole = audit_ledger(path, trust, state_path=tmp / "whole.json", workers=1, **kw)
     going = inc.audit(path, trust, state_path=tmp / "going.json", workers=1, **kw)
     return whole, going

@@ -58,6 +58,8 @@ class IncrementalAudit:
         self.collected: list[tuple[int, str | None, str | None, str | None]] = []
         self._names: dict[str | None, str | None] = {}  # one object per repeated name
         self._restore = False  # read back from a file: the collector is to be rebuilt
+        #: What holding the runs to other policies read of them (it grows with the runs).
+        self.held_read: dict[tuple[str, str], Any] = {}
         self.kept: list[Violation] = []  # what the fold found, as the report keeps them
         self.violation_counts: dict[str, int] = {}
         self.counts: dict[str, int] = {}
@@ -126,7 +128,7 @@ class IncrementalAudit:
         """Forget the fold: the next audit reads the log whole."""
         self.sweep = None
         self.collector, self.collected, self._names = RunCollector(), [], {}
-        self._restore = False
+        self._restore, self.held_read = False, {}
         self.kept, self.violation_counts, self.counts = [], {}, {}
 
     def _rebuild(self, reader: LedgerReader) -> bool:
@@ -149,12 +151,12 @@ class IncrementalAudit:
                     return False
                 collector(CheckedEntry(index, row.leaf_hash, b"", kind, run_id, when, keyid,
                                        registry.get(keyid) if keyid else None, True, payload))
-        self.collector, self._restore = collector, False
+        self.collector, self._restore, self.held_read = collector, False, {}
         return True
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()
-                if k not in ("collector", "_names", "_marks")}
+                if k not in ("collector", "_names", "_marks", "held_read")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__()  # type: ignore[misc]

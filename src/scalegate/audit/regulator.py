@@ -136,18 +136,67 @@ def hold_runs(
     times: WitnessedTimes | None = None,
     now: datetime | None = None,
     grace: timedelta = TIME_GRACE,
+    read: dict[tuple[str, str], Any] | None = None,
 ) -> HeldTo:
     """Hold every run in ``runs`` (run id -> its records, as
     :class:`~scalegate.audit.runcheck.RunCollector` keeps them) to ``policy``'s compute
     thresholds (see the module docstring). ``times`` are the witnessed bounds on when each
-    entry was logged; ``now`` the audit time (default: now)."""
+    entry was logged; ``now`` the audit time (default: now). ``read`` keeps what was read
+    of each run's records between calls whose runs only grow (an incremental audit's), so
+    that each record is read once."""
     now = now or datetime.now(UTC)
+    digest = policy.digest()
     findings: list[PolicyFinding] = []
     for run_id, records in runs.items():
-        findings.extend(_Run(policy, run_id, records, times, now, grace).findings())
+        key = (digest, run_id)
+        got = read.get(key) if read is not None else None
+        if got is None or not got.take(records):
+            got = _Read(policy, run_id)
+            got.take(sorted(records, key=lambda e: e.ref.index))
+            if read is not None:
+                read[key] = got
+        findings.extend(_Run(policy, run_id, got, times, now, grace).findings())
     return HeldTo(id=policy.id, version=policy.version, kind=policy.kind, title=policy.title,
-                  digest=policy.digest(), runs=len(runs), findings=findings,
+                  digest=digest, runs=len(runs), findings=findings,
                   not_judged=_not_judged(policy))
+
+
+class _Read:
+    """A run's records as holding it to a policy reads them: its run statement, its
+    computes with each regime's total, its notifications (in log order)."""
+
+    def __init__(self, policy: Policy, run_id: str) -> None:
+        self.run_id, self.n, self.last = run_id, 0, -1
+        self.run: Recorded[RunPredicate] | None = None
+        self.computes: list[Recorded[ComputePredicate]] = []
+        self.notes: list[Recorded[NotificationPredicate]] = []
+        regimes = policy.compute.regimes
+        self.include = {t.regime: regimes[t.regime].include
+                        for t in policy.compute.thresholds if t.regime in regimes}
+        self.totals: dict[str, list[float]] = {name: [] for name in self.include}
+
+    def take(self, records: Sequence[Recorded[Any]]) -> bool:
+        """Read the records after those read before; false (nothing read) when they do
+        not simply follow them in log order."""
+        new = records[self.n:]
+        if any(e.ref.index <= last for e, last in zip(
+                new, [self.last, *(e.ref.index for e in new)], strict=False)):
+            return False
+        for e in new:
+            p = e.predicate
+            if type(p) is ComputePredicate and p.run_id == self.run_id:
+                self.computes.append(e)
+                for name, include in self.include.items():
+                    self.totals[name].append(float(sum(p.flop_by_phase.get(x, 0.0)
+                                                       for x in include)))
+            elif isinstance(p, NotificationPredicate):
+                self.notes.append(e)
+            elif self.run is None and isinstance(p, RunPredicate):
+                self.run = e
+        self.n = len(records)
+        if new:
+            self.last = new[-1].ref.index
+        return True
 
 
 def _not_judged(policy: Policy) -> list[str]:
@@ -171,24 +220,12 @@ class _Crossing:
 
 
 class _Run:
-    def __init__(self, policy: Policy, run_id: str, records: Sequence[Recorded[Any]],
+    def __init__(self, policy: Policy, run_id: str, read: _Read,
                  times: WitnessedTimes | None, now: datetime, grace: timedelta) -> None:
         self.policy, self.run_id, self.times, self.now, self.grace = (
             policy, run_id, times, now, grace)
-        ordered = sorted(records, key=lambda e: e.ref.index)
-        self.run: Recorded[RunPredicate] | None = next(
-            (e for e in ordered if isinstance(e.predicate, RunPredicate)), None)
-        self.computes: list[Recorded[ComputePredicate]] = [
-            e for e in ordered if type(e.predicate) is ComputePredicate
-            and e.predicate.run_id == run_id]
-        self.notes: list[Recorded[NotificationPredicate]] = [
-            e for e in ordered if isinstance(e.predicate, NotificationPredicate)]
-        regimes = policy.compute.regimes
-        wanted = {t.regime for t in policy.compute.thresholds}
-        self.totals: dict[str, list[float]] = {
-            name: [float(sum(e.predicate.flop_by_phase.get(p, 0.0)
-                             for p in regimes[name].include)) for e in self.computes]
-            for name in wanted if name in regimes}
+        self.run, self.computes, self.notes = read.run, read.computes, read.notes
+        self.totals = read.totals
         self.out: list[PolicyFinding] = []
 
     def findings(self) -> list[PolicyFinding]:

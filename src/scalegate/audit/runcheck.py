@@ -486,14 +486,17 @@ def audit_ledger(
             now = now or datetime.now(UTC)
             if replay:
                 runs = audit_runs(collector, report, now=now, run_ids=run_ids)
-            held = hold_to(held_to, collector, report, now=now, run_ids=run_ids)
+            held = hold_to(held_to, collector, report, now=now, run_ids=run_ids,
+                           read=incremental.held_read if incremental is not None else None)
     return LedgerAudit(report, runs, held)
 
 
 def hold_to(policies: Sequence[Policy], collected: RunCollector, report: AuditReport, *,
-            now: datetime, run_ids: list[str] | None = None) -> list[HeldTo]:
+            now: datetime, run_ids: list[str] | None = None,
+            read: dict[tuple[str, str], Any] | None = None) -> list[HeldTo]:
     """Hold every collected run (or only ``run_ids``) to each of ``policies`` besides its
-    own; add each policy's violations (labelled with it) and a check to ``report``."""
+    own; add each policy's violations (labelled with it) and a check to ``report``.
+    ``read``: see :func:`~scalegate.audit.regulator.hold_runs`."""
     if not policies:
         return []
     times = WitnessedTimes(WitnessedCheckpoint(w.size, w.existed_by, w.not_before)
@@ -502,7 +505,7 @@ def hold_to(policies: Sequence[Policy], collected: RunCollector, report: AuditRe
             if run_ids is None or rid in run_ids}
     out = []
     for policy in policies:
-        held = hold_runs(policy, runs, times=times, now=now)
+        held = hold_runs(policy, runs, times=times, now=now, read=read)
         for f in held.violations:
             assert f.violation is not None
             report.violation(f.violation, f"under {held.label}: {f.message}", f.refs,
