@@ -258,7 +258,7 @@ class LogSweep:
             self.started()
         self.clean = bytearray(-(-n // 8))
         if self.resume is not None:
-            known = self.resume.clean[: self._from >> 3]
+            known = self.resume.clean[: (self._from + 7) >> 3]  # none set from _from on
             self.clean[: len(known)] = known
         pending: collections.deque[tuple[int, Future[ChunkVerdict]]] = collections.deque()
         payloads = self.on_entry is not None  # a consumer reads statements: decode them once
