@@ -136,6 +136,13 @@ class YamlDocument:
             out.append((head + (f": {dotted}" if dotted else ""), message))
         return out
 
+    def invalid(self, errors: list[Any]) -> None:
+        """Record each error of a pydantic ``ValidationError.errors()`` where it stands."""
+        for err in errors:
+            where = tuple(err["loc"])
+            self.problem(self.locate(where, key=err["type"] == "extra_forbidden"), where,
+                         str(err["msg"]).removeprefix("Value error, "))
+
     def locate(self, path: Path_, *, key: bool = False) -> Position | None:
         """The position of the value (or key) at ``path``, else of its nearest ancestor."""
         if not self.values:

@@ -227,3 +227,8 @@ class TrustFileError(VerificationError, DocumentProblems):
 
 class RegistryError(DocumentProblems):
     """A registry's configuration or its state is wrong; ``problems`` lists (where, what)."""
+
+
+class CommitmentError(DocumentProblems):
+    """A commitment document is invalid, or a commitment cannot be acted on as asked;
+    ``problems`` lists (where, what)."""

@@ -419,7 +419,8 @@ def _row(idx: int, leaf: bytes, data: bytes, registry: KeyRegistry
     if said is None:
         return EntryRow(idx, leaf, data, "", None, "", None), None  # the auditor reports it
     kind, run_id, keyids = said
-    signer = next((k for k in keyids if k in registry.keys), keyids[0] if keyids else "")
+    signer = next((k for k in keyids if registry.get(k) is not None),
+                  keyids[0] if keyids else "")
     reg = None
     if kind in KEY_KINDS:
         try:  # fold it, as the log admitted it (its time does not matter for a key)

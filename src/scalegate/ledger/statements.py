@@ -364,23 +364,78 @@ class NotificationPredicate(Predicate):
 
 
 class CommitmentPredicate(Predicate):
-    """A joint commitment (e.g. a moratorium) with the policy it binds and its window."""
+    """Proposes a commitment (a joint pause, a pledge, a moratorium): the document (its
+    YAML text) with its id and digest, by the organisation that proposes it."""
 
     KIND: ClassVar[str] = "commitment"
     commitment_id: str
-    text: str
-    policy_digest: Hex64
-    window_start: UtcDatetime
-    window_end: UtcDatetime | None = None
+    digest: Hex64
+    document: str
+    org: str
+    at: UtcDatetime
+
+    def subject(self) -> ResourceDescriptor:
+        return ResourceDescriptor(name=f"commitment/{self.commitment_id}",
+                                  digest={"sha256": self.digest})
+
+
+class Signatory(_Strict):
+    """Who a person signing says they are: a name, and a title and affiliation claimed."""
+
+    name: str = Field(min_length=1, max_length=200)
+    title: str | None = Field(None, max_length=200)
+    affiliation: str | None = Field(None, max_length=200)
 
 
 class EndorsementPredicate(Predicate):
-    """An organisation's signature on a commitment."""
+    """Joins a commitment (by digest): an organisation (``signatory`` absent) or a person
+    (``signatory``: the name and affiliation they claim; a verifier says whether their key
+    is bound to that affiliation)."""
 
     KIND: ClassVar[str] = "endorsement"
-    commitment: Ref
+    commitment_id: str
+    digest: Hex64
     org: str
-    note: str = ""
+    signatory: Signatory | None = None
+    at: UtcDatetime
+
+    def subject(self) -> ResourceDescriptor:
+        return ResourceDescriptor(name=f"commitment/{self.commitment_id}",
+                                  digest={"sha256": self.digest})
+
+
+class WithdrawalPredicate(Predicate):
+    """An organisation leaves a commitment, from ``effective`` (after the notice the
+    commitment requires)."""
+
+    KIND: ClassVar[str] = "withdrawal"
+    commitment_id: str
+    digest: Hex64
+    org: str
+    at: UtcDatetime
+    effective: UtcDatetime
+    reason: str = Field("", max_length=2000)
+
+    def subject(self) -> ResourceDescriptor:
+        return ResourceDescriptor(name=f"commitment/{self.commitment_id}",
+                                  digest={"sha256": self.digest})
+
+
+class DomainVerificationPredicate(Predicate):
+    """What a checker saw at an organisation's domain: the root keys it serves at
+    ``https://DOMAIN/.well-known/scalegate.json``, when, over which TLS certificate."""
+
+    KIND: ClassVar[str] = "domain-verification"
+    domain: str
+    org: str
+    url: str
+    roots: list[str]  # verifier key texts, as served
+    checked_at: UtcDatetime
+    tls_certificate_sha256: Hex64
+
+    def subject(self) -> ResourceDescriptor:
+        return ResourceDescriptor(name=f"domain/{self.domain}",
+                                  digest={"sha256": self.tls_certificate_sha256})
 
 
 class SegmentPredicate(Predicate):

@@ -119,10 +119,7 @@ def load_config(path: str | Path) -> RegistryConfig:
     try:
         config = RegistryConfig.model_validate(data)
     except ValidationError as exc:
-        for err in exc.errors():
-            where = tuple(err["loc"])
-            doc.problem(doc.locate(where, key=err["type"] == "extra_forbidden"), where,
-                        str(err["msg"]).removeprefix("Value error, "))
+        doc.invalid(exc.errors())
         raise _fail(doc) from None
     return _with_trust(config, doc, path.parent)
 
