@@ -22,6 +22,7 @@ app = typer.Typer(
 def _register() -> None:
     # Imported here so `scalegate --help` stays fast and each group owns its module.
     from scalegate.cli import (
+        _commitment,
         _compute,
         _demo,
         _keys,
@@ -48,6 +49,7 @@ def _register() -> None:
     app.add_typer(_witness.app, name="witness")
     app.command("serve")(_serve.serve)
     app.add_typer(_registry.app, name="registry")
+    app.add_typer(_commitment.app, name="commitment")
 
 
 _register()

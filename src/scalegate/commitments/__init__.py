@@ -12,6 +12,9 @@ from scalegate.commitments.document import (
     bundled_commitments,
     load_commitment,
     parse_commitment,
+    read_commitment,
 )
+from scalegate.commitments.status import CommitmentStatus, Evidence, commitment_status
 
-__all__ = ["Commitment", "bundled_commitments", "load_commitment", "parse_commitment"]
+__all__ = ["Commitment", "CommitmentStatus", "Evidence", "bundled_commitments",
+           "commitment_status", "load_commitment", "parse_commitment", "read_commitment"]

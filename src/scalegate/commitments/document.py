@@ -46,10 +46,14 @@ from scalegate.documents import Position, Unreadable, YamlDocument
 from scalegate.errors import CommitmentError
 from scalegate.units import parse_duration
 
-__all__ = ["Commitment", "bundled_commitments", "load_commitment", "parse_commitment"]
+__all__ = ["Commitment", "bundled_commitments", "load_commitment", "parse_commitment",
+           "read_commitment"]
 
 SCHEMA_VERSION = 1
 _ORG = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+#: The phases a "training" regime counts by default (what trains the system, not its use).
+_TRAINING: tuple[Phase, ...] = ("pretraining", "fine-tuning", "rl", "synthetic-data",
+                                "merged-weights")
 
 
 class _Model(BaseModel):
@@ -60,8 +64,7 @@ class ComputeScope(_Model):
     """Training past ``flop`` FLOP of a regime (a total over phases) is what is refrained from."""
 
     regime: str = Field("training", min_length=1)
-    include: list[Phase] = Field(default_factory=lambda: [
-        "pretraining", "fine-tuning", "rl", "synthetic-data", "merged-weights"], min_length=1)
+    include: list[Phase] = Field(default_factory=lambda: list(_TRAINING), min_length=1)
     flop: float = Field(gt=0, allow_inf_nan=False)
     cite: str = ""
 
@@ -229,9 +232,17 @@ def parse_commitment(text: str, *, source: str = "<commitment>") -> Commitment:
 
 def load_commitment(where: str | Path) -> Commitment:
     """A commitment from a file, or a bundled one by name (``scalegate commitment list``)."""
+    return read_commitment(where)[0]
+
+
+def read_commitment(where: str | Path) -> tuple[Commitment, str]:
+    """A commitment and its YAML text (what a ``commitment`` statement logs), from a file
+    or a bundled name."""
     path = Path(where)
     if not path.exists() and str(where) in bundled_commitments():
-        return parse_commitment(_bundled_text(str(where)), source=f"library/{where}.yaml")
+        text = (resources.files("scalegate.commitments") / "library" / f"{where}.yaml"
+                ).read_text(encoding="utf-8")
+        return parse_commitment(text, source=f"library/{where}.yaml"), text
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -239,7 +250,7 @@ def load_commitment(where: str | Path) -> Commitment:
                               "a bundled name: " + ", ".join(bundled_commitments())) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CommitmentError(f"cannot read commitment file {str(where)!r}: {exc}") from None
-    return parse_commitment(text, source=str(path))
+    return parse_commitment(text, source=str(path)), text
 
 
 def bundled_commitments() -> list[str]:
@@ -247,11 +258,6 @@ def bundled_commitments() -> list[str]:
     lib = resources.files("scalegate.commitments") / "library"
     return sorted(p.name.removesuffix(".yaml") for p in lib.iterdir()
                   if p.name.endswith(".yaml"))
-
-
-def _bundled_text(name: str) -> str:
-    return (resources.files("scalegate.commitments") / "library" / f"{name}.yaml").read_text(
-        encoding="utf-8")
 
 
 def _fail(doc: YamlDocument) -> CommitmentError:

@@ -1,0 +1,262 @@
+"""Gathering a commitment's evidence across logs, each audited as ``scalegate verify`` does.
+
+:func:`gather` audits every log given against its trust file, then collects, by the
+commitment's id and digest, its proposal, every endorsement and withdrawal (in whichever
+log they are), and for each organisation the runs in its own log. What it finds becomes
+an :class:`~scalegate.commitments.status.Evidence` for the pure status function.
+
+**How a signature's identity is known** (only the first three count):
+
+- ``signatory``: the key was registered, before it signed and not revoked then, by the
+  trusted root of the organisation the signature speaks for (for a person: the
+  affiliation they claim), with the role ``signatory``, in an audited log;
+- ``domain``: the same, but that organisation's root is trusted because a
+  ``domain-verification`` statement in an audited log saw it served at the
+  organisation's domain (``scalegate org verify-domain``);
+- ``claimed`` (never counted, and flagged): anything else: a key another organisation
+  registered, a key without the signatory role, a key revoked before it signed, or a log
+  that did not verify.
+
+An organisation's *own* log is one that holds its runs, or whose trust file trusts its
+root alone: only its own log can show what it trained (a shared commitments log that
+holds no run of it says nothing about its compliance).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from scalegate.audit import TrustFile, audit_ledger
+from scalegate.commitments.document import Commitment, parse_commitment
+from scalegate.commitments.joining import SIGNATORY
+from scalegate.commitments.status import (
+    ComputeSeen,
+    Evidence,
+    LogEvidence,
+    Method,
+    RunEvidence,
+    SignatureSeen,
+    WithdrawalSeen,
+)
+from scalegate.errors import CommitmentError, ScalegateError
+from scalegate.ledger import (
+    CommitmentPredicate,
+    ComputePredicate,
+    DomainVerificationPredicate,
+    EndorsementPredicate,
+    KeyRegistry,
+    Ledger,
+    LogEntry,
+    PausePredicate,
+    Ref,
+    ResumePredicate,
+    RunPredicate,
+    VerifierKey,
+    WithdrawalPredicate,
+)
+
+__all__ = ["LogToRead", "gather"]
+
+
+@dataclass(frozen=True)
+class LogToRead:
+    """A log to gather from: where it is (a ledger file or database URL; a served log's
+    synced mirror) and the trust file it is audited against."""
+
+    location: str | os.PathLike[str]
+    trust: TrustFile
+    name: str = ""
+
+
+@dataclass
+class _Audited:
+    log: LogToRead
+    name: str
+    status: str
+    detail: str
+    witnessed_at: datetime | None
+    entries: dict[str, list[tuple[LogEntry, object]]]
+    registry: KeyRegistry | None  # None when the log did not verify
+
+
+def gather(ident: str, logs: Sequence[LogToRead], *, now: datetime) -> Evidence:
+    """The evidence about commitment ``ident`` (id or digest) in ``logs`` at ``now``."""
+    audited = [_audit(g, now) for g in logs]
+    proposal = _proposal(ident, audited)
+    if proposal is None:
+        raise CommitmentError(f"no log given holds a proposal of commitment {ident!r}",
+                              hint="Give the log that holds its `commitment` statement "
+                              "(--ledger), or propose it: `scalegate commitment propose`.")
+    ref, at, org, commitment = proposal
+    domains = _domain_roots(audited)
+    signatures = [s for a in audited for s in _signatures(a, commitment, domains)]
+    withdrawals = [w for a in audited for w in _withdrawals(a, commitment, domains)]
+    return Evidence(commitment=commitment, proposed=ref, proposed_at=at, proposed_by=org,
+                    signatures=signatures, withdrawals=withdrawals,
+                    logs=_party_logs(audited, commitment))
+
+
+def _audit(g: LogToRead, now: datetime) -> _Audited:
+    name = g.name or str(g.location)
+    audit = audit_ledger(g.location, g.trust, now=now, replay=False, use_state=False)
+    rep = audit.report
+    witnessed = max((w.existed_by for w in rep.witnessed_times), default=None)
+    if rep.violations_total:
+        status, detail = "violations", f"{rep.violations_total} violation(s) found by its audit"
+    elif rep.could_not_verify:
+        failed = rep.failed_checks()
+        unwitnessed = any(c.name == "witnessed checkpoint" for c in failed)
+        status = "unwitnessed" if unwitnessed else "unverifiable"
+        detail = "; ".join(f"{c.name}: {c.detail}" for c in failed)[:500]
+    else:
+        status, detail = "verified", ""
+    kinds = ("commitment", "endorsement", "withdrawal", "domain-verification", "run",
+             "compute", "pause", "resume")
+    entries: dict[str, list[tuple[LogEntry, object]]] = {k: [] for k in kinds}
+    registry = None
+    try:
+        with Ledger.open(g.location, checkpoint_on_close=False) as led:
+            for kind in kinds:
+                for e in led.entries(kind=kind):
+                    try:
+                        entries[kind].append((e, e.statement.predicate))
+                    except ScalegateError:
+                        continue  # the audit reports what does not read
+            registry = led.registry() if status == "verified" else None
+    except ScalegateError as exc:
+        status, detail = "unreachable", exc.message
+    return _Audited(g, name, status, detail, witnessed, entries, registry)
+
+
+def _proposal(ident: str, audited: list[_Audited]
+              ) -> tuple[Ref, datetime, str, Commitment] | None:
+    """The earliest proposal of the commitment whose document hashes to its digest."""
+    found = []
+    for a in audited:
+        for e, p in a.entries["commitment"]:
+            assert isinstance(p, CommitmentPredicate)
+            if ident not in (p.commitment_id, p.digest):
+                continue
+            try:
+                doc = parse_commitment(p.document, source=f"{a.name} entry {e.index}")
+            except ScalegateError:
+                continue
+            if doc.digest() == p.digest:
+                found.append((p.at, _ref(e), p.org, doc))
+    if not found:
+        return None
+    at, ref, org, doc = min(found, key=lambda f: (f[0], f[1].index))
+    return ref, at, org, doc
+
+
+def _domain_roots(audited: list[_Audited]) -> dict[str, list[VerifierKey]]:
+    """Organisation roots that domain checks in verified logs saw served by the org."""
+    out: dict[str, list[VerifierKey]] = {}
+    for a in audited:
+        if a.status != "verified":
+            continue
+        for _, p in a.entries["domain-verification"]:
+            assert isinstance(p, DomainVerificationPredicate)
+            for text in p.roots:
+                try:
+                    out.setdefault(p.org, []).append(VerifierKey.parse(text))
+                except ScalegateError:
+                    continue
+    return out
+
+
+def _signatures(a: _Audited, c: Commitment, domains: dict[str, list[VerifierKey]]
+                ) -> list[SignatureSeen]:
+    out = []
+    for e, p in a.entries["endorsement"]:
+        assert isinstance(p, EndorsementPredicate)
+        if p.commitment_id != c.id or p.digest != c.digest():
+            continue
+        speaks_for = p.signatory.affiliation if p.signatory and p.signatory.affiliation \
+            else p.org
+        method, why = _identity(a, e, speaks_for, p.at, domains)
+        out.append(SignatureSeen(ref=_ref(e), log=a.name, org=speaks_for, at=p.at,
+                                 signer=e.signer, method=method, why=why,
+                                 signatory=p.signatory))
+    return out
+
+
+def _withdrawals(a: _Audited, c: Commitment, domains: dict[str, list[VerifierKey]]
+                 ) -> list[WithdrawalSeen]:
+    out = []
+    for e, p in a.entries["withdrawal"]:
+        assert isinstance(p, WithdrawalPredicate)
+        if p.commitment_id == c.id and p.digest == c.digest():
+            method, _ = _identity(a, e, p.org, p.at, domains)
+            out.append(WithdrawalSeen(ref=_ref(e), org=p.org, at=p.at, effective=p.effective,
+                                      method=method))
+    return out
+
+
+def _identity(a: _Audited, e: LogEntry, org: str, at: datetime,
+              domains: dict[str, list[VerifierKey]]) -> tuple[Method, str]:
+    """How the signer of ``e`` is known to speak for ``org`` (see the module docstring)."""
+    if a.registry is None:
+        return "claimed", f"its log ({a.name}) did not verify: {a.status}"
+    reg = a.registry.get(e.signer)
+    if reg is None:
+        return "claimed", f"{e.signer} is not a registered key of {a.name}"
+    if reg.org != org:
+        return "claimed", (f"{e.signer} was registered by {reg.org}'s root, not by {org}'s: "
+                           f"it may not sign for {org}")
+    if SIGNATORY not in reg.roles:
+        return "claimed", (f"{e.signer} holds {', '.join(reg.roles) or 'no roles'}, not "
+                           f"{SIGNATORY}")
+    problem = reg.problem_at(at)
+    if problem is not None:
+        return "claimed", problem
+    by = f"registered by {org}'s root {reg.registered_by} (entry {reg.registered_index}) " \
+         f"with the role {SIGNATORY}"
+    if org in a.log.trust.org_roots and any(
+            r.keyid == reg.registered_by for r in a.log.trust.org_roots[org]):
+        return "signatory", f"{e.signer} {by}, a root the trust file of {a.name} trusts"
+    if any(r.keyid == reg.registered_by for r in domains.get(org, [])):
+        return "domain", f"{e.signer} {by}, a root served at {org}'s domain"
+    return "claimed", f"{e.signer} {by}, a root no trust file or domain check vouches for"
+
+
+def _party_logs(audited: list[_Audited], c: Commitment) -> dict[str, LogEvidence]:
+    """Each organisation's own log, as its audit concluded, with its runs."""
+    out: dict[str, LogEvidence] = {}
+    for a in audited:
+        orgs: dict[str, str] = {}  # run id -> its organisation
+        runs: dict[str, RunEvidence] = {}
+        for _, p in a.entries["run"]:
+            assert isinstance(p, RunPredicate)
+            orgs.setdefault(p.run_id, p.org)
+            runs.setdefault(p.run_id, RunEvidence(run_id=p.run_id))
+        for kind in ("compute", "pause", "resume"):
+            for e, p in a.entries[kind]:
+                run = runs.get(getattr(p, "run_id", None) or "")
+                if run is None:
+                    continue
+                if isinstance(p, ComputePredicate):
+                    run.computes.append(ComputeSeen(ref=_ref(e), at=p.at,
+                                                    flop_by_phase=p.flop_by_phase))
+                elif isinstance(p, PausePredicate):
+                    run.pauses.append((_ref(e), p.at))
+                elif isinstance(p, ResumePredicate):
+                    run.resumes.append((_ref(e), p.at))
+        owners = set(orgs.values())
+        if len(a.log.trust.org_roots) == 1:
+            owners |= set(a.log.trust.org_roots)
+        shown = a.status in ("verified", "unwitnessed")  # what a failed audit shows is no proof
+        for org in owners:
+            prior = out.get(org)
+            out[org] = LogEvidence(
+                status=a.status, detail=a.detail,
+                witnessed_at=a.witnessed_at, runs=[*(prior.runs if prior else []), *(
+                    r for rid, r in runs.items() if orgs[rid] == org and shown)])
+    return out
+
+
+def _ref(e: LogEntry) -> Ref:
+    return Ref(index=e.index, leaf_hash=e.leaf_hash.hex())
