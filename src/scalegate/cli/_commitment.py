@@ -129,11 +129,11 @@ def status(
     audited as `scalegate verify` audits it). Exits 3 when a party is in breach, 4 when one
     is unverifiable, else 0."""
     from scalegate.audit import load_trust
+    from scalegate.cli._ledger import _when
     from scalegate.cli._remote import audited_location
     from scalegate.commitments.evidence import LogToRead, gather
     from scalegate.commitments.status import commitment_status
     from scalegate.errors import CommitmentError
-    from scalegate.cli._ledger import _when
     from scalegate.ledger import now_utc
     from scalegate.units import parse_duration
 
