@@ -179,40 +179,68 @@ Finding = tuple[str, str, list[Ref]]
 def time_findings(entries: Iterable[_HasRef], times: WitnessedTimes | None) -> list[Finding]:
     """``backdated`` statements (a claimed time before the witnesses allow) and ``time-order``
     ones (a claimed time before a statement cited), as ``(kind, message, refs)``. Entries
-    come in log order; this runs once per entry of the log, so compute statements (most of
-    a log) take a short path."""
-    out: list[Finding] = []
-    targets: dict[int, tuple[datetime, str]] = {}
-    citing: list[tuple[_HasRef, datetime]] = []
-    limits = times.segments() if times else []
-    start, end, limit = 0, -1, None  # entries in [start, end) may claim no time before limit
-    claimed_of = _CLAIMED.get
-    for e in entries:
-        p, index = e.predicate, e.ref.index
-        if not start <= index < end:
-            start, end, limit = _segment(limits, index)
-        if type(p) is ComputePredicate:
-            if limit is not None and p.at < limit:
-                out.append(_backdated(e, p.at, limit))
-            continue
-        attr = claimed_of(type(p))
-        if attr is None:
-            continue
-        claimed: datetime = getattr(p, attr)
-        if limit is not None and claimed < limit:
-            out.append(_backdated(e, claimed, limit))
-        if isinstance(p, _CITED):
-            targets[index] = (claimed, p.KIND)
-        if isinstance(p, _CITING):
-            citing.append((e, claimed))
-    for e, claimed in citing:
-        for ref in cited(e.predicate):
-            target = targets.get(ref.index)
-            if target is not None and claimed < target[0] - CLOCK_SKEW:
-                out.append(("time-order", f"entry #{e.ref.index} ({e.predicate.KIND}) is dated "
-                            f"{_iso(claimed)}, before the {target[1]} #{ref.index} it cites "
-                            f"({_iso(target[0])})", [e.ref, ref]))
-    return out
+    come in log order."""
+    return TimeCheck().findings(list(entries), times)
+
+
+class TimeCheck:
+    """:func:`time_findings` of a list of entries that only grows (a run's, audit after
+    audit): an entry is judged once, again only if the witnessed limits that apply to it
+    changed. This runs once per entry of the log, so compute statements (most of a log)
+    take a short path."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.limits: list[tuple[int, datetime]] = []
+        self.backdated: list[Finding] = []
+        self.targets: dict[int, tuple[datetime, str]] = {}
+        self.citing: list[tuple[_HasRef, datetime]] = []
+
+    def findings(self, entries: Sequence[_HasRef], times: WitnessedTimes | None
+                 ) -> list[Finding]:
+        """The findings over ``entries`` (which extend those of the last call)."""
+        limits = times.segments() if times else []
+        if self.n > len(entries) or (self.n and not self._same(
+                limits, entries[self.n - 1].ref.index)):
+            self.__init__()  # type: ignore[misc]
+        self._take(entries[self.n:], limits)
+        self.n, self.limits = len(entries), limits
+        out = list(self.backdated)
+        for e, claimed in self.citing:
+            for ref in cited(e.predicate):
+                target = self.targets.get(ref.index)
+                if target is not None and claimed < target[0] - CLOCK_SKEW:
+                    out.append(("time-order", f"entry #{e.ref.index} ({e.predicate.KIND}) is "
+                                f"dated {_iso(claimed)}, before the {target[1]} #{ref.index} "
+                                f"it cites ({_iso(target[0])})", [e.ref, ref]))
+        return out
+
+    def _same(self, limits: list[tuple[int, datetime]], last: int) -> bool:
+        """Whether the limits that apply up to entry ``last`` are those judged by."""
+        return [x for x in limits if x[0] <= last] == [x for x in self.limits if x[0] <= last]
+
+    def _take(self, entries: Sequence[_HasRef], limits: list[tuple[int, datetime]]) -> None:
+        out, targets, citing = self.backdated, self.targets, self.citing
+        start, end, limit = 0, -1, None  # entries in [start, end) may claim no time before it
+        claimed_of = _CLAIMED.get
+        for e in entries:
+            p, index = e.predicate, e.ref.index
+            if not start <= index < end:
+                start, end, limit = _segment(limits, index)
+            if type(p) is ComputePredicate:
+                if limit is not None and p.at < limit:
+                    out.append(_backdated(e, p.at, limit))
+                continue
+            attr = claimed_of(type(p))
+            if attr is None:
+                continue
+            claimed: datetime = getattr(p, attr)
+            if limit is not None and claimed < limit:
+                out.append(_backdated(e, claimed, limit))
+            if isinstance(p, _CITED):
+                targets[index] = (claimed, p.KIND)
+            if isinstance(p, _CITING):
+                citing.append((e, claimed))
 
 
 def _segment(limits: list[tuple[int, datetime]], index: int
@@ -238,6 +266,7 @@ def _iso(t: datetime) -> str:
 
 __all__ = [
     "CLOCK_SKEW",
+    "TimeCheck",
     "WitnessedCheckpoint",
     "WitnessedTimes",
     "cited",

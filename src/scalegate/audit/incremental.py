@@ -60,6 +60,7 @@ class IncrementalAudit:
         self._restore = False  # read back from a file: the collector is to be rebuilt
         #: What holding the runs to other policies read of them (it grows with the runs).
         self.held_read: dict[tuple[str, str], Any] = {}
+        self.time_checks: dict[str, Any] = {}  # each run's time checks (they grow with it)
         self.kept: list[Violation] = []  # what the fold found, as the report keeps them
         self.violation_counts: dict[str, int] = {}
         self.counts: dict[str, int] = {}
@@ -128,7 +129,7 @@ class IncrementalAudit:
         """Forget the fold: the next audit reads the log whole."""
         self.sweep = None
         self.collector, self.collected, self._names = RunCollector(), [], {}
-        self._restore, self.held_read = False, {}
+        self._restore, self.held_read, self.time_checks = False, {}, {}
         self.kept, self.violation_counts, self.counts = [], {}, {}
 
     def _rebuild(self, reader: LedgerReader) -> bool:
@@ -151,12 +152,13 @@ class IncrementalAudit:
                     return False
                 collector(CheckedEntry(index, row.leaf_hash, b"", kind, run_id, when, keyid,
                                        registry.get(keyid) if keyid else None, True, payload))
-        self.collector, self._restore, self.held_read = collector, False, {}
+        self.collector, self._restore = collector, False
+        self.held_read, self.time_checks = {}, {}
         return True
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()
-                if k not in ("collector", "_names", "_marks", "held_read")}
+                if k not in ("collector", "_names", "_marks", "held_read", "time_checks")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__()  # type: ignore[misc]

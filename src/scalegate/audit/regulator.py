@@ -174,6 +174,26 @@ class _Read:
         self.include = {t.regime: regimes[t.regime].include
                         for t in policy.compute.thresholds if t.regime in regimes}
         self.totals: dict[str, list[float]] = {name: [] for name in self.include}
+        # (regime, FLOP) -> (totals scanned, first reaching, highest, its position)
+        self._reach: dict[tuple[str, float], tuple[int, int | None, float, int | None]] = {}
+
+    def reaching(self, regime: str, flop: float) -> tuple[int | None, float, int | None]:
+        """The position of the first compute whose ``regime`` total reaches ``flop`` (as
+        the gate compares), and the highest total so far with its first position; each
+        total is looked at once across calls."""
+        values = self.totals.get(regime, [])
+        scanned, first, top, top_i = self._reach.get((regime, flop), (0, None, 0.0, None))
+        if first is None:
+            for i in range(scanned, len(values)):
+                v = values[i]
+                if top_i is None or v > top:
+                    top, top_i = v, i
+                if reached(v, flop):
+                    first = i
+                    break
+            scanned = len(values) if first is None else first + 1
+        self._reach[(regime, flop)] = (scanned, first, top, top_i)
+        return first, top, top_i
 
     def take(self, records: Sequence[Recorded[Any]]) -> bool:
         """Read the records after those read before; false (nothing read) when they do
@@ -225,7 +245,7 @@ class _Run:
         self.policy, self.run_id, self.times, self.now, self.grace = (
             policy, run_id, times, now, grace)
         self.run, self.computes, self.notes = read.run, read.computes, read.notes
-        self.totals = read.totals
+        self.totals, self.read = read.totals, read
         self.out: list[PolicyFinding] = []
 
     def findings(self) -> list[PolicyFinding]:
@@ -270,14 +290,12 @@ class _Run:
                 return None
             when, _ = self._logged_by(self.run.ref.index, self.run.predicate.started_at)
             return _Crossing(self.run.ref, planned, when, None, "planned")
-        values = self.totals.get(t.regime, [])
-        for i, total in enumerate(values):
-            if reached(total, t.flop):
-                e = self.computes[i]
-                when, _ = self._logged_by(e.ref.index, e.predicate.at)
-                return _Crossing(e.ref, total, when, i, "reached")
-        top = max(values, default=0.0)
-        refs = [self.computes[values.index(top)].ref] if values else []
+        first, top, top_i = self.read.reaching(t.regime, t.flop)
+        if first is not None:
+            e = self.computes[first]
+            when, _ = self._logged_by(e.ref.index, e.predicate.at)
+            return _Crossing(e.ref, self.totals[t.regime][first], when, first, "reached")
+        refs = [self.computes[top_i].ref] if top_i is not None else []
         self._add("threshold", t.id, "not-reached", f"{t.regime} compute reached at most "
                   f"{_flop(top)} FLOP of the {_flop(t.flop)} FLOP threshold", refs)
         return None

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, create_model, field_validator
 
-from scalegate.audit._times import WitnessedCheckpoint, WitnessedTimes, time_findings
+from scalegate.audit._times import TimeCheck, WitnessedCheckpoint, WitnessedTimes
 from scalegate.audit.logcheck import audit_log
 from scalegate.audit.regulator import HELD_VIOLATION_KINDS, HeldTo, hold_runs
 from scalegate.audit.replay import RUN_VIOLATION_KINDS, RunReplay, replay_run
@@ -320,10 +320,13 @@ def _reader(kind: str) -> tuple[Callable[[bytes], Statement] | None, _Make]:
 
 def audit_runs(
     collected: RunCollector, report: AuditReport, *, now: datetime | None = None,
-    run_ids: list[str] | None = None,
+    run_ids: list[str] | None = None, time_checks: dict[str, TimeCheck] | None = None,
 ) -> list[RunAudit]:
     """Replay every collected run (or only ``run_ids``) and add checks and violations to
-    ``report``. ``now`` is the audit time for notification deadlines (default: now)."""
+    ``report``. ``now`` is the audit time for notification deadlines (default: now).
+    ``time_checks`` keeps each run's time checks between calls whose runs only grow (an
+    incremental audit's)."""
+    checks = time_checks if time_checks is not None else {}
     start = time.perf_counter()
     now = now or datetime.now(UTC)
     times = WitnessedTimes([*(WitnessedCheckpoint(w.size, w.existed_by, w.not_before)
@@ -341,7 +344,7 @@ def audit_runs(
             continue
         audit = _audit_run(run_id, own, collected, report, now, times)
         out.append(audit)
-        for kind, message, refs in time_findings(own, times):
+        for kind, message, refs in checks.setdefault(run_id, TimeCheck()).findings(own, times):
             report.violation(kind, message, refs, run_id=run_id)
         if audit.replay is None:
             continue
@@ -356,7 +359,8 @@ def audit_runs(
         decisions += len(audit.replay.decisions)
         mismatched += len(audit.replay.mismatches)
         consults += audit.replay.consults
-    for kind, message, refs in time_findings(collected.org_attestations, times):
+    org_wide = checks.setdefault("", TimeCheck())  # no run has the empty id
+    for kind, message, refs in org_wide.findings(collected.org_attestations, times):
         report.violation(kind, message, refs)
     unknown = [r for r in run_ids or [] if r not in collected.runs]
     if unknown:
@@ -485,7 +489,9 @@ def audit_ledger(
         if collector is not None and not stopped:  # a partial read would replay half a run
             now = now or datetime.now(UTC)
             if replay:
-                runs = audit_runs(collector, report, now=now, run_ids=run_ids)
+                runs = audit_runs(collector, report, now=now, run_ids=run_ids,
+                                  time_checks=incremental.time_checks
+                                  if incremental is not None else None)
             held = hold_to(held_to, collector, report, now=now, run_ids=run_ids,
                            read=incremental.held_read if incremental is not None else None)
     return LedgerAudit(report, runs, held)

@@ -27,6 +27,7 @@ def _register() -> None:
         _demo,
         _keys,
         _ledger,
+        _org,
         _policy,
         _registry,
         _report,
@@ -50,6 +51,7 @@ def _register() -> None:
     app.command("serve")(_serve.serve)
     app.add_typer(_registry.app, name="registry")
     app.add_typer(_commitment.app, name="commitment")
+    app.add_typer(_org.app, name="org")
 
 
 _register()

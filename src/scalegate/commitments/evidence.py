@@ -80,28 +80,36 @@ class _Audited:
     witnessed_at: datetime | None
     entries: dict[str, list[tuple[LogEntry, object]]]
     registry: KeyRegistry | None  # None when the log did not verify
+    domain_roots: dict[str, list[VerifierKey]]  # trusted for it from domain checks
 
 
 def gather(ident: str, logs: Sequence[LogToRead], *, now: datetime) -> Evidence:
     """The evidence about commitment ``ident`` (id or digest) in ``logs`` at ``now``."""
     audited = [_audit(g, now) for g in logs]
+    domains = _domain_roots(audited)
+    for i, a in enumerate(audited):  # roots seen at their domains: trusted where unknown
+        extra = {org: keys for org, keys in domains.items() if org not in a.log.trust.org_roots}
+        if extra and _registers(a, extra):
+            audited[i] = _audit(a.log, now, extra)
     proposal = _proposal(ident, audited)
     if proposal is None:
         raise CommitmentError(f"no log given holds a proposal of commitment {ident!r}",
                               hint="Give the log that holds its `commitment` statement "
                               "(--ledger), or propose it: `scalegate commitment propose`.")
     ref, at, org, commitment = proposal
-    domains = _domain_roots(audited)
-    signatures = [s for a in audited for s in _signatures(a, commitment, domains)]
-    withdrawals = [w for a in audited for w in _withdrawals(a, commitment, domains)]
+    signatures = [s for a in audited for s in _signatures(a, commitment)]
+    withdrawals = [w for a in audited for w in _withdrawals(a, commitment)]
     return Evidence(commitment=commitment, proposed=ref, proposed_at=at, proposed_by=org,
                     signatures=signatures, withdrawals=withdrawals,
                     logs=_party_logs(audited, commitment))
 
 
-def _audit(g: LogToRead, now: datetime) -> _Audited:
+def _audit(g: LogToRead, now: datetime,
+           domain_roots: dict[str, list[VerifierKey]] | None = None) -> _Audited:
     name = g.name or str(g.location)
-    audit = audit_ledger(g.location, g.trust, now=now, replay=False, use_state=False)
+    trust = g.trust if not domain_roots else g.trust.model_copy(update={
+        "org_roots": {**g.trust.org_roots, **domain_roots}})
+    audit = audit_ledger(g.location, trust, now=now, replay=False, use_state=False)
     rep = audit.report
     witnessed = max((w.existed_by for w in rep.witnessed_times), default=None)
     if rep.violations_total:
@@ -114,7 +122,7 @@ def _audit(g: LogToRead, now: datetime) -> _Audited:
     else:
         status, detail = "verified", ""
     kinds = ("commitment", "endorsement", "withdrawal", "domain-verification", "run",
-             "compute", "pause", "resume")
+             "compute", "pause", "resume", "key")
     entries: dict[str, list[tuple[LogEntry, object]]] = {k: [] for k in kinds}
     registry = None
     try:
@@ -128,7 +136,13 @@ def _audit(g: LogToRead, now: datetime) -> _Audited:
             registry = led.registry() if status == "verified" else None
     except ScalegateError as exc:
         status, detail = "unreachable", exc.message
-    return _Audited(g, name, status, detail, witnessed, entries, registry)
+    return _Audited(g, name, status, detail, witnessed, entries, registry, domain_roots or {})
+
+
+def _registers(a: _Audited, roots: dict[str, list[VerifierKey]]) -> bool:
+    """Whether the log holds key statements signed by any of ``roots``."""
+    ids = {k.keyid for keys in roots.values() for k in keys}
+    return any(e.signer in ids for e, _ in a.entries.get("key", []))
 
 
 def _proposal(ident: str, audited: list[_Audited]
@@ -168,8 +182,7 @@ def _domain_roots(audited: list[_Audited]) -> dict[str, list[VerifierKey]]:
     return out
 
 
-def _signatures(a: _Audited, c: Commitment, domains: dict[str, list[VerifierKey]]
-                ) -> list[SignatureSeen]:
+def _signatures(a: _Audited, c: Commitment) -> list[SignatureSeen]:
     out = []
     for e, p in a.entries["endorsement"]:
         assert isinstance(p, EndorsementPredicate)
@@ -177,27 +190,25 @@ def _signatures(a: _Audited, c: Commitment, domains: dict[str, list[VerifierKey]
             continue
         speaks_for = p.signatory.affiliation if p.signatory and p.signatory.affiliation \
             else p.org
-        method, why = _identity(a, e, speaks_for, p.at, domains)
+        method, why = _identity(a, e, speaks_for, p.at)
         out.append(SignatureSeen(ref=_ref(e), log=a.name, org=speaks_for, at=p.at,
                                  signer=e.signer, method=method, why=why,
                                  signatory=p.signatory))
     return out
 
 
-def _withdrawals(a: _Audited, c: Commitment, domains: dict[str, list[VerifierKey]]
-                 ) -> list[WithdrawalSeen]:
+def _withdrawals(a: _Audited, c: Commitment) -> list[WithdrawalSeen]:
     out = []
     for e, p in a.entries["withdrawal"]:
         assert isinstance(p, WithdrawalPredicate)
         if p.commitment_id == c.id and p.digest == c.digest():
-            method, _ = _identity(a, e, p.org, p.at, domains)
+            method, _ = _identity(a, e, p.org, p.at)
             out.append(WithdrawalSeen(ref=_ref(e), org=p.org, at=p.at, effective=p.effective,
                                       method=method))
     return out
 
 
-def _identity(a: _Audited, e: LogEntry, org: str, at: datetime,
-              domains: dict[str, list[VerifierKey]]) -> tuple[Method, str]:
+def _identity(a: _Audited, e: LogEntry, org: str, at: datetime) -> tuple[Method, str]:
     """How the signer of ``e`` is known to speak for ``org`` (see the module docstring)."""
     if a.registry is None:
         return "claimed", f"its log ({a.name}) did not verify: {a.status}"
@@ -218,7 +229,7 @@ def _identity(a: _Audited, e: LogEntry, org: str, at: datetime,
     if org in a.log.trust.org_roots and any(
             r.keyid == reg.registered_by for r in a.log.trust.org_roots[org]):
         return "signatory", f"{e.signer} {by}, a root the trust file of {a.name} trusts"
-    if any(r.keyid == reg.registered_by for r in domains.get(org, [])):
+    if any(r.keyid == reg.registered_by for r in a.domain_roots.get(org, [])):
         return "domain", f"{e.signer} {by}, a root served at {org}'s domain"
     return "claimed", f"{e.signer} {by}, a root no trust file or domain check vouches for"
 
