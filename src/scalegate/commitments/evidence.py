@@ -60,6 +60,9 @@ from scalegate.ledger import (
 
 __all__ = ["LogToRead", "gather"]
 
+#: What an audit finds in a log holding keys of organisations whose roots it does not trust.
+_UNKNOWN_ROOT = frozenset({"untrusted-root", "unregistered-signer"})
+
 
 @dataclass(frozen=True)
 class LogToRead:
@@ -81,6 +84,8 @@ class _Audited:
     entries: dict[str, list[tuple[LogEntry, object]]]
     registry: KeyRegistry | None  # None when the log did not verify
     domain_roots: dict[str, list[VerifierKey]]  # trusted for it from domain checks
+    kinds: frozenset[str] = frozenset()  # the kinds of violations its audit found
+    own: KeyRegistry | None = None  # the ledger's own registry (its own roots)
 
 
 def gather(ident: str, logs: Sequence[LogToRead], *, now: datetime) -> Evidence:
@@ -124,7 +129,7 @@ def _audit(g: LogToRead, now: datetime,
     kinds = ("commitment", "endorsement", "withdrawal", "domain-verification", "run",
              "compute", "pause", "resume", "key")
     entries: dict[str, list[tuple[LogEntry, object]]] = {k: [] for k in kinds}
-    registry = None
+    registry = own = None
     try:
         with Ledger.open(g.location, checkpoint_on_close=False) as led:
             for kind in kinds:
@@ -133,10 +138,12 @@ def _audit(g: LogToRead, now: datetime,
                         entries[kind].append((e, e.statement.predicate))
                     except ScalegateError:
                         continue  # the audit reports what does not read
-            registry = led.registry() if status == "verified" else None
+            own = led.registry()
+            registry = own if status == "verified" else None
     except ScalegateError as exc:
         status, detail = "unreachable", exc.message
-    return _Audited(g, name, status, detail, witnessed, entries, registry, domain_roots or {})
+    return _Audited(g, name, status, detail, witnessed, entries, registry, domain_roots or {},
+                    frozenset(rep.violation_counts), own)
 
 
 def _registers(a: _Audited, roots: dict[str, list[VerifierKey]]) -> bool:
@@ -170,10 +177,17 @@ def _domain_roots(audited: list[_Audited]) -> dict[str, list[VerifierKey]]:
     """Organisation roots that domain checks in verified logs saw served by the org."""
     out: dict[str, list[VerifierKey]] = {}
     for a in audited:
-        if a.status != "verified":
+        # A log that fails only for keys of roots it does not know yet still shows which
+        # domain checks keys of the roots it trusts signed.
+        if not (a.status == "verified" or (a.status == "violations" and a.own is not None
+                                           and a.kinds <= _UNKNOWN_ROOT)):
             continue
-        for _, p in a.entries["domain-verification"]:
+        trusted = {r.keyid for r in a.log.trust.roots}
+        for e, p in a.entries["domain-verification"]:
             assert isinstance(p, DomainVerificationPredicate)
+            reg = a.own.get(e.signer) if a.own is not None else None
+            if reg is None or reg.registered_by not in trusted or reg.problem_at(p.checked_at):
+                continue
             for text in p.roots:
                 try:
                     out.setdefault(p.org, []).append(VerifierKey.parse(text))
