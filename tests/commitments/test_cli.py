@@ -12,9 +12,11 @@ from server.serving import SCALEGATE
 
 
 def sh(*args: str) -> subprocess.CompletedProcess[str]:
+    """The command's result, its output unwrapped (rich wraps to the terminal's width)."""
     res = subprocess.run([SCALEGATE, *args], capture_output=True, text=True, timeout=120)
     assert "Traceback" not in res.stderr, res.stderr
-    return res
+    return subprocess.CompletedProcess(res.args, res.returncode, " ".join(res.stdout.split()),
+                                       " ".join(res.stderr.split()))
 
 
 def test_a_bad_commitment_names_every_problem(tmp_path: Path) -> None:

@@ -138,7 +138,7 @@ class CommitmentStatus(_Model):
     window: tuple[datetime, datetime] | None = None
     lapsed_at: datetime | None = None
     parties: list[PartyStatus]
-    signatures: list[SignatureSeen]  # every one, verified or claimed
+    signatures: list[SignatureSeen]  # every one made by ``at``, verified or claimed
     alerts: list[str]  # signatures claiming an identity their key is not bound to
     summary: str
 
@@ -166,13 +166,14 @@ def commitment_status(e: Evidence, at: datetime, *,
                                *(s.org for s in e.signatures if s.at <= at)]))
     parties = [_party(e, org, joined.get(org), window, lapsed, at, stale_after)
                for org in orgs]
+    made = [s for s in e.signatures if s.at <= at]  # what had been signed by then
     alerts = [f"{s.signer} signed as {_who(s)} (entry {s.ref.index}{_in(s)}): {s.why}"
-              for s in e.signatures if s.method == "claimed"]
+              for s in made if s.method == "claimed"]
     n_joined = sum(1 for org in joined if org in c.activation.parties or not c.activation.parties)
     return CommitmentStatus(
         id=c.id, digest=c.digest(), at=at, state=state, joined=n_joined, needed=needed,
         of=len(c.activation.parties), activated_at=activated, window=window,
-        lapsed_at=lapsed, parties=parties, signatures=list(e.signatures), alerts=alerts,
+        lapsed_at=lapsed, parties=parties, signatures=made, alerts=alerts,
         summary=_summary(state, n_joined, needed, len(c.activation.parties), window, lapsed,
                          parties))
 
