@@ -62,8 +62,12 @@ EXAMPLES: dict[str, dict[str, Any]] = {
                "checkpoint": REF, "at": T0, "seq": 6},
     "notification": {"obligation": REF, "obligation_id": "o", "recipient": "AI Office",
                      "sent_at": T0, "content_digest": H},
-    "commitment": {"commitment_id": "c", "text": "pause", "policy_digest": H, "window_start": T0},
-    "endorsement": {"commitment": REF, "org": "lab"},
+    "commitment": {"commitment_id": "c", "digest": H, "document": "id: c", "org": "lab",
+                   "at": T0},
+    "endorsement": {"commitment_id": "c", "digest": H, "org": "lab", "at": T0},
+    "withdrawal": {"commitment_id": "c", "digest": H, "org": "lab", "at": T0, "effective": T0},
+    "domain-verification": {"domain": "lab.example", "org": "lab", "url": "https://lab.example/",
+                            "roots": [], "checked_at": T0, "tls_certificate_sha256": H},
     "segment": {"run_id": "r1", "start_step": 0, "end_step": 9, "digest": H},
 }
 
