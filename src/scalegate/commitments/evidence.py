@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from scalegate.audit import TrustFile, audit_ledger
 from scalegate.commitments.document import Commitment, parse_commitment
@@ -58,7 +59,8 @@ from scalegate.ledger import (
     WithdrawalPredicate,
 )
 
-__all__ = ["LogToRead", "gather"]
+__all__ = ["KINDS", "LogFacts", "LogToRead", "evidence_of", "gather", "proposed_in",
+           "read_statements", "runs_of"]
 
 #: What an audit finds in a log holding keys of organisations whose roots it does not trust.
 _UNKNOWN_ROOT = frozenset({"untrusted-root", "unregistered-signer"})
@@ -74,18 +76,29 @@ class LogToRead:
     name: str = ""
 
 
+#: One statement as gathering reads it: its entry, the keyid that signed it, what it says.
+Stated = tuple[Ref, str, Any]
+
+
 @dataclass
-class _Audited:
-    log: LogToRead
+class LogFacts:
+    """What gathering needs of one audited log: how its audit concluded, its statements
+    of the kinds that matter (``statements``, by kind), the key registry folded from the
+    roots its auditor trusts (``registry``, ``None`` when it did not verify) and, where
+    the caller has them already, its runs' evidence (``runs``: organisation and run)."""
+
     name: str
+    trust: TrustFile
     status: str
     detail: str
     witnessed_at: datetime | None
-    entries: dict[str, list[tuple[LogEntry, object]]]
-    registry: KeyRegistry | None  # None when the log did not verify
-    domain_roots: dict[str, list[VerifierKey]]  # trusted for it from domain checks
+    statements: dict[str, list[Stated]]
+    registry: KeyRegistry | None
+    domain_roots: dict[str, list[VerifierKey]] = field(default_factory=dict)
     kinds: frozenset[str] = frozenset()  # the kinds of violations its audit found
     own: KeyRegistry | None = None  # the ledger's own registry (its own roots)
+    runs: list[tuple[str, RunEvidence]] | None = None
+    log: LogToRead | None = None
 
 
 def gather(ident: str, logs: Sequence[LogToRead], *, now: datetime) -> Evidence:
@@ -93,29 +106,49 @@ def gather(ident: str, logs: Sequence[LogToRead], *, now: datetime) -> Evidence:
     audited = [_audit(g, now) for g in logs]
     domains = _domain_roots(audited)
     for i, a in enumerate(audited):  # roots seen at their domains: trusted where unknown
-        extra = {org: keys for org, keys in domains.items() if org not in a.log.trust.org_roots}
-        if extra and _registers(a, extra):
+        extra = {org: keys for org, keys in domains.items() if org not in a.trust.org_roots}
+        if extra and _registers(a, extra) and a.log is not None:
             audited[i] = _audit(a.log, now, extra)
-    proposal = _proposal(ident, audited)
-    if proposal is None:
+    got = evidence_of(ident, audited)
+    if got is None:
         raise CommitmentError(f"no log given holds a proposal of commitment {ident!r}",
                               hint="Give the log that holds its `commitment` statement "
                               "(--ledger), or propose it: `scalegate commitment propose`.")
+    return got
+
+
+def evidence_of(ident: str, facts: Sequence[LogFacts]) -> Evidence | None:
+    """The evidence about commitment ``ident`` in logs already audited (``None`` when no
+    log holds its proposal)."""
+    audited = list(facts)
+    proposal = _proposal(ident, audited)
+    if proposal is None:
+        return None
     ref, at, org, commitment = proposal
     signatures = [s for a in audited for s in _signatures(a, commitment)]
     withdrawals = [w for a in audited for w in _withdrawals(a, commitment)]
     return Evidence(commitment=commitment, proposed=ref, proposed_at=at, proposed_by=org,
                     signatures=signatures, withdrawals=withdrawals,
-                    logs=_party_logs(audited, commitment))
+                    logs=_party_logs(audited))
+
+
+def proposed_in(facts: Sequence[LogFacts]) -> list[str]:
+    """The ids of the commitments proposed in these logs, each once, in order."""
+    ids = (p.commitment_id for a in facts for _, _, p in a.statements.get("commitment", []))
+    return list(dict.fromkeys(ids))
+
+
+#: The statement kinds gathering reads from a log.
+KINDS = ("commitment", "endorsement", "withdrawal", "domain-verification", "key")
+_RUN_KINDS = ("run", "compute", "pause", "resume")
 
 
 def _audit(g: LogToRead, now: datetime,
-           domain_roots: dict[str, list[VerifierKey]] | None = None) -> _Audited:
+           domain_roots: dict[str, list[VerifierKey]] | None = None) -> LogFacts:
     name = g.name or str(g.location)
     trust = g.trust if not domain_roots else g.trust.model_copy(update={
         "org_roots": {**g.trust.org_roots, **domain_roots}})
-    audit = audit_ledger(g.location, trust, now=now, replay=False, use_state=False)
-    rep = audit.report
+    rep = audit_ledger(g.location, trust, now=now, replay=False, use_state=False).report
     witnessed = max((w.existed_by for w in rep.witnessed_times), default=None)
     if rep.violations_total:
         status, detail = "violations", f"{rep.violations_total} violation(s) found by its audit"
@@ -126,54 +159,59 @@ def _audit(g: LogToRead, now: datetime,
         detail = "; ".join(f"{c.name}: {c.detail}" for c in failed)[:500]
     else:
         status, detail = "verified", ""
-    kinds = ("commitment", "endorsement", "withdrawal", "domain-verification", "run",
-             "compute", "pause", "resume", "key")
-    entries: dict[str, list[tuple[LogEntry, object]]] = {k: [] for k in kinds}
+    statements: dict[str, list[Stated]] = {}
     registry = own = None
     try:
         with Ledger.open(g.location, checkpoint_on_close=False) as led:
-            for kind in kinds:
-                for e in led.entries(kind=kind):
-                    try:
-                        entries[kind].append((e, e.statement.predicate))
-                    except ScalegateError:
-                        continue  # the audit reports what does not read
+            statements = read_statements(led, (*KINDS, *_RUN_KINDS))
             own = led.registry()
             registry = own if status == "verified" else None
     except ScalegateError as exc:
         status, detail = "unreachable", exc.message
-    return _Audited(g, name, status, detail, witnessed, entries, registry, domain_roots or {},
-                    frozenset(rep.violation_counts), own)
+    return LogFacts(name, g.trust, status, detail, witnessed, statements, registry,
+                    domain_roots or {}, frozenset(rep.violation_counts), own, log=g)
 
 
-def _registers(a: _Audited, roots: dict[str, list[VerifierKey]]) -> bool:
+def read_statements(led: Ledger, kinds: Sequence[str]) -> dict[str, list[Stated]]:
+    """The statements of ``kinds`` in ``led`` (by the ledger's kind index), that read."""
+    out: dict[str, list[Stated]] = {k: [] for k in kinds}
+    for kind in kinds:
+        for e in led.entries(kind=kind):
+            try:
+                out[kind].append((_ref(e), e.signer, e.statement.predicate))
+            except ScalegateError:
+                continue  # the audit reports what does not read
+    return out
+
+
+def _registers(a: LogFacts, roots: dict[str, list[VerifierKey]]) -> bool:
     """Whether the log holds key statements signed by any of ``roots``."""
     ids = {k.keyid for keys in roots.values() for k in keys}
-    return any(e.signer in ids for e, _ in a.entries.get("key", []))
+    return any(signer in ids for _, signer, _ in a.statements.get("key", []))
 
 
-def _proposal(ident: str, audited: list[_Audited]
+def _proposal(ident: str, audited: list[LogFacts]
               ) -> tuple[Ref, datetime, str, Commitment] | None:
     """The earliest proposal of the commitment whose document hashes to its digest."""
     found = []
     for a in audited:
-        for e, p in a.entries["commitment"]:
+        for ref, _, p in a.statements.get("commitment", []):
             assert isinstance(p, CommitmentPredicate)
             if ident not in (p.commitment_id, p.digest):
                 continue
             try:
-                doc = parse_commitment(p.document, source=f"{a.name} entry {e.index}")
+                doc = parse_commitment(p.document, source=f"{a.name} entry {ref.index}")
             except ScalegateError:
                 continue
             if doc.digest() == p.digest:
-                found.append((p.at, _ref(e), p.org, doc))
+                found.append((p.at, ref, p.org, doc))
     if not found:
         return None
     at, ref, org, doc = min(found, key=lambda f: (f[0], f[1].index))
     return ref, at, org, doc
 
 
-def _domain_roots(audited: list[_Audited]) -> dict[str, list[VerifierKey]]:
+def _domain_roots(audited: list[LogFacts]) -> dict[str, list[VerifierKey]]:
     """Organisation roots that domain checks in verified logs saw served by the org."""
     out: dict[str, list[VerifierKey]] = {}
     for a in audited:
@@ -182,10 +220,10 @@ def _domain_roots(audited: list[_Audited]) -> dict[str, list[VerifierKey]]:
         if not (a.status == "verified" or (a.status == "violations" and a.own is not None
                                            and a.kinds <= _UNKNOWN_ROOT)):
             continue
-        trusted = {r.keyid for r in a.log.trust.roots}
-        for e, p in a.entries["domain-verification"]:
+        trusted = {r.keyid for r in a.trust.roots}
+        for _, signer, p in a.statements.get("domain-verification", []):
             assert isinstance(p, DomainVerificationPredicate)
-            reg = a.own.get(e.signer) if a.own is not None else None
+            reg = a.own.get(signer) if a.own is not None else None
             if reg is None or reg.registered_by not in trusted or reg.problem_at(p.checked_at):
                 continue
             for text in p.roots:
@@ -196,91 +234,95 @@ def _domain_roots(audited: list[_Audited]) -> dict[str, list[VerifierKey]]:
     return out
 
 
-def _signatures(a: _Audited, c: Commitment) -> list[SignatureSeen]:
+def _signatures(a: LogFacts, c: Commitment) -> list[SignatureSeen]:
     out = []
-    for e, p in a.entries["endorsement"]:
+    for ref, signer, p in a.statements.get("endorsement", []):
         assert isinstance(p, EndorsementPredicate)
         if p.commitment_id != c.id or p.digest != c.digest():
             continue
         speaks_for = p.signatory.affiliation if p.signatory and p.signatory.affiliation \
             else p.org
-        method, why = _identity(a, e, speaks_for, p.at)
-        out.append(SignatureSeen(ref=_ref(e), log=a.name, org=speaks_for, at=p.at,
-                                 signer=e.signer, method=method, why=why,
-                                 signatory=p.signatory))
+        method, why = _identity(a, signer, speaks_for, p.at)
+        out.append(SignatureSeen(ref=ref, log=a.name, org=speaks_for, at=p.at, signer=signer,
+                                 method=method, why=why, signatory=p.signatory))
     return out
 
 
-def _withdrawals(a: _Audited, c: Commitment) -> list[WithdrawalSeen]:
+def _withdrawals(a: LogFacts, c: Commitment) -> list[WithdrawalSeen]:
     out = []
-    for e, p in a.entries["withdrawal"]:
+    for ref, signer, p in a.statements.get("withdrawal", []):
         assert isinstance(p, WithdrawalPredicate)
         if p.commitment_id == c.id and p.digest == c.digest():
-            method, _ = _identity(a, e, p.org, p.at)
-            out.append(WithdrawalSeen(ref=_ref(e), org=p.org, at=p.at, effective=p.effective,
+            method, _ = _identity(a, signer, p.org, p.at)
+            out.append(WithdrawalSeen(ref=ref, org=p.org, at=p.at, effective=p.effective,
                                       method=method))
     return out
 
 
-def _identity(a: _Audited, e: LogEntry, org: str, at: datetime) -> tuple[Method, str]:
-    """How the signer of ``e`` is known to speak for ``org`` (see the module docstring)."""
+def _identity(a: LogFacts, signer: str, org: str, at: datetime) -> tuple[Method, str]:
+    """How ``signer`` is known to speak for ``org`` (see the module docstring)."""
     if a.registry is None:
         return "claimed", f"its log ({a.name}) did not verify: {a.status}"
-    reg = a.registry.get(e.signer)
+    reg = a.registry.get(signer)
     if reg is None:
-        return "claimed", f"{e.signer} is not a registered key of {a.name}"
+        return "claimed", f"{signer} is not a registered key of {a.name}"
     if reg.org != org:
-        return "claimed", (f"{e.signer} was registered by {reg.org}'s root, not by {org}'s: "
+        return "claimed", (f"{signer} was registered by {reg.org}'s root, not by {org}'s: "
                            f"it may not sign for {org}")
     if SIGNATORY not in reg.roles:
-        return "claimed", (f"{e.signer} holds {', '.join(reg.roles) or 'no roles'}, not "
+        return "claimed", (f"{signer} holds {', '.join(reg.roles) or 'no roles'}, not "
                            f"{SIGNATORY}")
     problem = reg.problem_at(at)
     if problem is not None:
         return "claimed", problem
     by = f"registered by {org}'s root {reg.registered_by} (entry {reg.registered_index}) " \
          f"with the role {SIGNATORY}"
-    if org in a.log.trust.org_roots and any(
-            r.keyid == reg.registered_by for r in a.log.trust.org_roots[org]):
-        return "signatory", f"{e.signer} {by}, a root the trust file of {a.name} trusts"
+    if org in a.trust.org_roots and any(
+            r.keyid == reg.registered_by for r in a.trust.org_roots[org]):
+        return "signatory", f"{signer} {by}, a root the trust file of {a.name} trusts"
     if any(r.keyid == reg.registered_by for r in a.domain_roots.get(org, [])):
-        return "domain", f"{e.signer} {by}, a root served at {org}'s domain"
-    return "claimed", f"{e.signer} {by}, a root no trust file or domain check vouches for"
+        return "domain", f"{signer} {by}, a root served at {org}'s domain"
+    return "claimed", f"{signer} {by}, a root no trust file or domain check vouches for"
 
 
-def _party_logs(audited: list[_Audited], c: Commitment) -> dict[str, LogEvidence]:
+def _party_logs(audited: list[LogFacts]) -> dict[str, LogEvidence]:
     """Each organisation's own log, as its audit concluded, with its runs."""
     out: dict[str, LogEvidence] = {}
     for a in audited:
-        orgs: dict[str, str] = {}  # run id -> its organisation
-        runs: dict[str, RunEvidence] = {}
-        for _, p in a.entries["run"]:
-            assert isinstance(p, RunPredicate)
-            orgs.setdefault(p.run_id, p.org)
-            runs.setdefault(p.run_id, RunEvidence(run_id=p.run_id))
-        for kind in ("compute", "pause", "resume"):
-            for e, p in a.entries[kind]:
-                run = runs.get(getattr(p, "run_id", None) or "")
-                if run is None:
-                    continue
-                if isinstance(p, ComputePredicate):
-                    run.computes.append(ComputeSeen(ref=_ref(e), at=p.at,
-                                                    flop_by_phase=p.flop_by_phase))
-                elif isinstance(p, PausePredicate):
-                    run.pauses.append((_ref(e), p.at))
-                elif isinstance(p, ResumePredicate):
-                    run.resumes.append((_ref(e), p.at))
-        owners = set(orgs.values())
-        if len(a.log.trust.org_roots) == 1:
-            owners |= set(a.log.trust.org_roots)
+        runs = a.runs if a.runs is not None else runs_of(a.statements)
+        owners = {org for org, _ in runs}
+        if len(a.trust.org_roots) == 1:
+            owners |= set(a.trust.org_roots)
         shown = a.status in ("verified", "unwitnessed")  # what a failed audit shows is no proof
         for org in owners:
             prior = out.get(org)
             out[org] = LogEvidence(
                 status=a.status, detail=a.detail,
                 witnessed_at=a.witnessed_at, runs=[*(prior.runs if prior else []), *(
-                    r for rid, r in runs.items() if orgs[rid] == org and shown)])
+                    r for o, r in runs if o == org and shown)])
     return out
+
+
+def runs_of(statements: dict[str, list[Stated]]) -> list[tuple[str, RunEvidence]]:
+    """Each run's organisation and its computes, pauses and resumptions, in log order."""
+    orgs: dict[str, str] = {}
+    runs: dict[str, RunEvidence] = {}
+    for _, _, p in statements.get("run", []):
+        assert isinstance(p, RunPredicate)
+        orgs.setdefault(p.run_id, p.org)
+        runs.setdefault(p.run_id, RunEvidence(run_id=p.run_id))
+    for kind in ("compute", "pause", "resume"):
+        for ref, _, p in statements.get(kind, []):
+            run = runs.get(getattr(p, "run_id", None) or "")
+            if run is None:
+                continue
+            if isinstance(p, ComputePredicate):
+                run.computes.append(ComputeSeen(ref=ref, at=p.at, flop_by_phase=p.flop_by_phase))
+            elif isinstance(p, PausePredicate):
+                run.pauses.append((ref, p.at))
+            elif isinstance(p, ResumePredicate):
+                run.resumes.append((ref, p.at))
+    return [(orgs[rid], r) for rid, r in runs.items()]
 
 
 def _ref(e: LogEntry) -> Ref:
