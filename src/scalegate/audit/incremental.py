@@ -69,6 +69,12 @@ class IncrementalAudit:
         self.read_from = 0
 
     @property
+    def ready(self) -> bool:
+        """Whether :attr:`collector` holds the runs' statements (a fold read back from a
+        file has them again after its next audit)."""
+        return not self._restore
+
+    @property
     def size(self) -> int:
         """How many entries the fold has taken (0 before the first audit)."""
         return self.sweep.size if self.sweep is not None else 0

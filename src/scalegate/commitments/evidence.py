@@ -243,7 +243,10 @@ def _signatures(a: LogFacts, c: Commitment) -> list[SignatureSeen]:
         speaks_for = p.signatory.affiliation if p.signatory and p.signatory.affiliation \
             else p.org
         method, why = _identity(a, signer, speaks_for, p.at)
+        keys = a.registry or a.own
+        reg = keys.get(signer) if keys is not None else None
         out.append(SignatureSeen(ref=ref, log=a.name, org=speaks_for, at=p.at, signer=signer,
+                                 signer_key=reg.vkey.text() if reg is not None else None,
                                  method=method, why=why, signatory=p.signatory))
     return out
 
@@ -297,7 +300,7 @@ def _party_logs(audited: list[LogFacts]) -> dict[str, LogEvidence]:
         for org in owners:
             prior = out.get(org)
             out[org] = LogEvidence(
-                status=a.status, detail=a.detail,
+                status=a.status, detail=a.detail, name=a.name,
                 witnessed_at=a.witnessed_at, runs=[*(prior.runs if prior else []), *(
                     r for o, r in runs if o == org and shown)])
     return out

@@ -62,6 +62,7 @@ class SignatureSeen(_Model):
     org: str  # the organisation it speaks for (or a person claims as affiliation)
     at: datetime
     signer: str  # the signing key's name+id
+    signer_key: str | None = None  # its verifier key text, where the log registered it
     method: Method
     why: str = ""  # how the identity is known (or why it is only claimed)
     signatory: Signatory | None = None
@@ -98,6 +99,7 @@ class LogEvidence(_Model):
     status: Literal["verified", "violations", "unverifiable", "stale", "unwitnessed",
                     "unreachable", "none"]
     detail: str = ""
+    name: str = ""  # which log
     witnessed_at: datetime | None = None  # the latest time a trusted witness vouched for
     runs: list[RunEvidence] = Field(default_factory=list)
 
@@ -117,6 +119,7 @@ class Evidence(_Model):
 class PartyStatus(_Model):
     org: str
     named: bool  # one of the parties the commitment names
+    log: str = ""  # its own log, where the proof of a breach is
     joined_at: datetime | None = None
     joined_by: SignatureSeen | None = None
     withdrawn_from: datetime | None = None
@@ -128,6 +131,8 @@ class PartyStatus(_Model):
 
 class CommitmentStatus(_Model):
     id: str
+    title: str = ""
+    text: str = ""
     digest: str
     at: datetime
     state: Literal["proposed", "active", "lapsed", "expired", "not proposed"]
@@ -171,7 +176,8 @@ def commitment_status(e: Evidence, at: datetime, *,
               for s in made if s.method == "claimed"]
     n_joined = sum(1 for org in joined if org in c.activation.parties or not c.activation.parties)
     return CommitmentStatus(
-        id=c.id, digest=c.digest(), at=at, state=state, joined=n_joined, needed=needed,
+        id=c.id, title=c.title, text=c.text, digest=c.digest(), at=at, state=state,
+        joined=n_joined, needed=needed,
         of=len(c.activation.parties), activated_at=activated, window=window,
         lapsed_at=lapsed, parties=parties, signatures=made, alerts=alerts,
         summary=_summary(state, n_joined, needed, len(c.activation.parties), window, lapsed,
@@ -229,8 +235,9 @@ def _party(e: Evidence, org: str, sig: SignatureSeen | None,
            stale_after: timedelta) -> PartyStatus:
     named = org in e.commitment.activation.parties
     withdrawn = _withdrawn(e, org, at)
+    own = e.logs.get(org)
     base = {"org": org, "named": named, "joined_at": sig.at if sig else None,
-            "joined_by": sig, "withdrawn_from": withdrawn}
+            "joined_by": sig, "withdrawn_from": withdrawn, "log": own.name if own else ""}
     since = sig.at if sig is not None else None
     if since is None and named and e.commitment.activation.needed == 0:
         since = e.proposed_at  # a moratorium binds the parties it names from the start

@@ -39,6 +39,7 @@ from scalegate.audit import IncrementalAudit, LedgerAudit, run_figures
 from scalegate.errors import LedgerError, ProofError, ScalegateError
 from scalegate.ledger import Ledger, PolicyPredicate, RunPredicate, SplitView, sync_mirror
 from scalegate.policy import Policy, load_policy
+from scalegate.registry.commitments import judge_commitments
 from scalegate.registry.config import FollowedLog, RegistryConfig
 from scalegate.registry.store import Event, RegistryStore
 
@@ -67,8 +68,13 @@ class Monitor:
         workdir.mkdir(parents=True, exist_ok=True)
 
     def check_all(self) -> dict[str, str]:
-        """One round over every log; each log's status."""
-        return {g.name: self.check(g) for g in self.config.logs}
+        """One round over every log; each log's status. Then every commitment proposed in
+        them is judged (:mod:`scalegate.registry.commitments`)."""
+        got = {g.name: self.check(g) for g in self.config.logs}
+        judge_commitments(self.config, self.store, self.workdir,
+                          lambda name: f.audit if (f := self._folds.get(name)) else None,
+                          self._now())
+        return got
 
     def run(self, stop: threading.Event) -> None:
         """Rounds every ``config.interval`` until ``stop`` is set; then keeps every

@@ -72,6 +72,15 @@ events_t = Table(
     PrimaryKeyConstraint("name", "kind", "entry"),
 )
 
+commitments_t = Table(
+    "commitments", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("state", String(32), nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("checked_at", String(40), nullable=False),
+    Column("status", Text, nullable=False),
+)
 meta_t = Table(
     "meta", metadata,
     Column("key", String(64), primary_key=True),
@@ -161,6 +170,28 @@ class RegistryStore:
         """Change some of a log's columns (e.g. its status when it stops answering)."""
         with self._tx() as conn:
             conn.execute(logs_t.update().where(logs_t.c.name == name).values(**values))
+
+    def record_commitments(self, statuses: Sequence[dict[str, Any]], checked_at: str) -> None:
+        """Replace the commitments found in the followed logs with ``statuses`` (each a
+        :class:`~scalegate.commitments.CommitmentStatus` as JSON data), in one transaction."""
+        with self._tx() as conn:
+            conn.execute(delete(commitments_t))
+            if statuses:
+                conn.execute(insert(commitments_t), [{
+                    "id": s["id"], "digest": s["digest"], "state": s["state"],
+                    "summary": s["summary"], "checked_at": checked_at,
+                    "status": json.dumps(s, sort_keys=True)} for s in statuses])
+
+    def commitments(self) -> list[dict[str, Any]]:
+        """Every commitment proposed in a followed log, as last judged, by id."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(commitments_t.c.status, commitments_t.c.checked_at)
+                                .order_by(commitments_t.c.id)).all()
+        return [{**json.loads(r[0]), "checked_at": r[1]} for r in rows]
+
+    def commitment(self, ident: str) -> dict[str, Any] | None:
+        """One commitment, by id, as last judged."""
+        return next((c for c in self.commitments() if c["id"] == ident), None)
 
     def secret(self, name: str) -> bytes:
         """A random 32-byte key kept in the database under ``name``, made on first use

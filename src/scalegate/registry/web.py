@@ -119,6 +119,32 @@ def create_registry_app(store: RegistryStore, workdir: Path | None = None) -> Fa
         _, _, p, broken = _pause(store, name, run_id, index)
         return {**p, "honoured": not broken, "findings": broken}
 
+    @app.get("/commitments", response_class=HTMLResponse, include_in_schema=False)
+    def commitments_page(request: Request) -> HTMLResponse:
+        return page(request, "commitments.html", commitments=store.commitments())
+
+    @app.get("/api/commitments", summary="Every commitment proposed in a followed log, "
+             "with each party's compliance")
+    def api_commitments() -> list[dict[str, Any]]:
+        return store.commitments()
+
+    @app.get("/commitments/{ident}", response_class=HTMLResponse, include_in_schema=False)
+    def commitment_page(request: Request, ident: str) -> HTMLResponse:
+        c = _commitment(store, ident)
+        checks = {}
+        for i, sig in enumerate(c.get("signatures", [])):
+            g = store.log(sig.get("log", ""))
+            if g is not None:
+                checks[i] = _browser_check(g, {"index": sig["ref"]["index"],
+                                               "leaf_hash": sig["ref"]["leaf_hash"],
+                                               "signer_key": sig.get("signer_key")})
+        return page(request, "commitment.html", c=c, checks=checks)
+
+    @app.get("/api/commitments/{ident}", responses=_NOT_FOUND,
+             summary="One commitment: its state, each party's compliance and signatures")
+    def api_commitment(ident: str) -> dict[str, Any]:
+        return _commitment(store, ident)
+
     @app.get("/logs/{name}/receipts/{index}", response_class=PlainTextResponse,
              responses=_NOT_FOUND, summary="A C2SP tlog-proof receipt for one entry "
              "(for `scalegate verify --receipt`)")
@@ -163,6 +189,13 @@ def _log(store: RegistryStore, name: str) -> LogRecord:
     if g is None:
         raise HTTPException(404, f"no log {name!r} is followed here")
     return g
+
+
+def _commitment(store: RegistryStore, ident: str) -> dict[str, Any]:
+    c = store.commitment(ident)
+    if c is None:
+        raise HTTPException(404, f"no commitment {ident!r} is proposed in the logs followed")
+    return c
 
 
 def _in_force(o: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
