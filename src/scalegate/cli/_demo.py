@@ -25,6 +25,10 @@ def demo(
                                "(until Ctrl-C)."),
     listen: str = typer.Option("127.0.0.1:8000", "--listen", help="With --serve: the "
                                "registry's HOST:PORT (the log is served on the next port)."),
+    joint: bool = typer.Option(False, "--joint", help="Instead: three labs and a joint "
+                               "commitment (in joint-demo/ unless --dir is given): they join, "
+                               "one trains past it, one signs as another's CEO, one leaves, "
+                               "one goes unwitnessed."),
 ) -> None:
     """Train a small transformer on the CPU under the bundled `demo` policy.
 
@@ -33,6 +37,9 @@ def demo(
     safeguard, and resumes from the paused checkpoint only after the CISO attests and the
     RSO and a board member approve. Ends by verifying the ledger and replaying decisions.
     """
+    if joint:
+        _joint(Path("joint-demo") if dir == Path("demo-workspace") else dir)
+        return
     try:
         from scalegate.demo.run import DemoOptions, run_demo
     except ImportError as exc:
@@ -45,6 +52,30 @@ def demo(
     if ok and serve:
         _serve_demo(dir, listen)
     raise typer.Exit(0 if ok else 1)
+
+
+def _joint(root: Path) -> None:
+    """The three-lab story (:mod:`scalegate.commitments.scenario`), step by step."""
+    from rich.rule import Rule
+
+    from scalegate.cli._commitment import _show
+
+    try:
+        from scalegate.commitments.scenario import run_joint_demo
+    except ImportError as exc:
+        raise ScalegateError(f"the joint demo needs the torch extra ({exc.name} is missing).",
+                             hint="Run `make demo` first, or `pip install 'scalegate[torch]'`."
+                             ) from None
+
+    def say(what: str, status: object) -> None:
+        console.print(Rule(what, style="dim"))
+        _show(status)  # type: ignore[arg-type]
+
+    run_joint_demo(root, say)
+    console.print(f"the three ledgers and trust files are in {root}/; see for yourself: "
+                  f"scalegate commitment status three-labs-pause "
+                  + " ".join(f"--ledger {root}/{o}/ledger.db --trust {root}/{o}/trust.yaml"
+                             for o in ("lab-a", "lab-b", "lab-c")), highlight=False)
 
 
 def _serve_demo(workspace: Path, listen: str) -> None:
