@@ -12,8 +12,10 @@ import yaml
 
 from scalegate.commitments import Commitment, load_commitment
 from scalegate.commitments.status import (
+    AttestationSeen,
     ComputeSeen,
     Evidence,
+    LevelSeen,
     LogEvidence,
     RunEvidence,
     SignatureSeen,
@@ -54,8 +56,15 @@ def _evidence(s: dict[str, Any]) -> Evidence:
             runs=[RunEvidence(run_id=r["run_id"], computes=[
                 ComputeSeen(ref=_ref(i), at=_t(at), flop_by_phase={"pretraining": flop})
                 for i, at, flop in r["computes"]],
-                pauses=[(_ref(i), _t(at)) for i, at in r.get("pauses", [])])
-                for r in g.get("runs", [])])
+                pauses=[(_ref(i), _t(at)) for i, at in r.get("pauses", [])],
+                levels=[LevelSeen(ref=_ref(i), at=_t(at), path=path)
+                        for i, at, path in r.get("levels", [])])
+                for r in g.get("runs", [])],
+            attestations=[AttestationSeen(
+                ref=_ref(a["index"]), safeguard=a["safeguard"], run_id=a.get("run_id"),
+                valid_from=_t(a["valid_from"]),
+                valid_until=_t(a["valid_until"]) if a.get("valid_until") else None)
+                for a in g.get("attestations", [])])
             for org, g in s.get("logs", {}).items()})
 
 

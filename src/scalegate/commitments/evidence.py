@@ -34,8 +34,10 @@ from scalegate.audit import TrustFile, audit_ledger
 from scalegate.commitments.document import Commitment, parse_commitment
 from scalegate.commitments.joining import SIGNATORY
 from scalegate.commitments.status import (
+    AttestationSeen,
     ComputeSeen,
     Evidence,
+    LevelSeen,
     LogEvidence,
     Method,
     RunEvidence,
@@ -44,8 +46,10 @@ from scalegate.commitments.status import (
 )
 from scalegate.errors import CommitmentError, ScalegateError
 from scalegate.ledger import (
+    AttestationPredicate,
     CommitmentPredicate,
     ComputePredicate,
+    DecisionPredicate,
     DomainVerificationPredicate,
     EndorsementPredicate,
     KeyRegistry,
@@ -59,8 +63,8 @@ from scalegate.ledger import (
     WithdrawalPredicate,
 )
 
-__all__ = ["KINDS", "LogFacts", "LogToRead", "evidence_of", "gather", "proposed_in",
-           "read_statements", "runs_of"]
+__all__ = ["KINDS", "LogFacts", "LogToRead", "add_to_run", "attestations_of", "evidence_of",
+           "gather", "proposed_in", "read_statements", "runs_of"]
 
 #: What an audit finds in a log holding keys of organisations whose roots it does not trust.
 _UNKNOWN_ROOT = frozenset({"untrusted-root", "unregistered-signer"})
@@ -140,7 +144,7 @@ def proposed_in(facts: Sequence[LogFacts]) -> list[str]:
 
 #: The statement kinds gathering reads from a log.
 KINDS = ("commitment", "endorsement", "withdrawal", "domain-verification", "key")
-_RUN_KINDS = ("run", "compute", "pause", "resume")
+_RUN_KINDS = ("run", "compute", "pause", "resume", "decision", "attestation")
 
 
 def _audit(g: LogToRead, now: datetime,
@@ -297,35 +301,67 @@ def _party_logs(audited: list[LogFacts]) -> dict[str, LogEvidence]:
         if len(a.trust.org_roots) == 1:
             owners |= set(a.trust.org_roots)
         shown = a.status in ("verified", "unwitnessed")  # what a failed audit shows is no proof
+        attested = attestations_of(a.statements.get("attestation", []),
+                                   {r.run_id: org for org, r in runs})
         for org in owners:
             prior = out.get(org)
             out[org] = LogEvidence(
                 status=a.status, detail=a.detail, name=a.name,
                 witnessed_at=a.witnessed_at, runs=[*(prior.runs if prior else []), *(
-                    r for o, r in runs if o == org and shown)])
+                    r for o, r in runs if o == org and shown)],
+                attestations=[*(prior.attestations if prior else []),
+                              *attested.get(org, [])])
     return out
 
 
 def runs_of(statements: dict[str, list[Stated]]) -> list[tuple[str, RunEvidence]]:
-    """Each run's organisation and its computes, pauses and resumptions, in log order."""
+    """Each run's organisation and its computes, pauses, resumptions and the capability
+    levels its gate recorded reaching, in log order."""
     orgs: dict[str, str] = {}
     runs: dict[str, RunEvidence] = {}
     for _, _, p in statements.get("run", []):
         assert isinstance(p, RunPredicate)
         orgs.setdefault(p.run_id, p.org)
         runs.setdefault(p.run_id, RunEvidence(run_id=p.run_id))
-    for kind in ("compute", "pause", "resume"):
+    for kind in ("compute", "pause", "resume", "decision"):
         for ref, _, p in statements.get(kind, []):
             run = runs.get(getattr(p, "run_id", None) or "")
-            if run is None:
-                continue
-            if isinstance(p, ComputePredicate):
-                run.computes.append(ComputeSeen(ref=ref, at=p.at, flop_by_phase=p.flop_by_phase))
-            elif isinstance(p, PausePredicate):
-                run.pauses.append((ref, p.at))
-            elif isinstance(p, ResumePredicate):
-                run.resumes.append((ref, p.at))
+            if run is not None:
+                add_to_run(run, ref, p)
     return [(orgs[rid], r) for rid, r in runs.items()]
+
+
+#: Decision reasons that say a capability level was reached (the rest of the rule names
+#: the level, and for a missing safeguard, the safeguard after it).
+_REACHED = ("capability-reached:", "safeguard-missing:", "safeguard-expired:")
+
+
+def add_to_run(run: RunEvidence, ref: Ref, p: Any) -> None:
+    """Add one statement of the run to what bears on a scope."""
+    if isinstance(p, ComputePredicate):
+        run.computes.append(ComputeSeen(ref=ref, at=p.at, flop_by_phase=p.flop_by_phase))
+    elif isinstance(p, PausePredicate):
+        run.pauses.append((ref, p.at))
+    elif isinstance(p, ResumePredicate):
+        run.resumes.append((ref, p.at))
+    elif isinstance(p, DecisionPredicate):
+        paths = {"/".join(r.rule.split(":", 1)[1].split("/")[:2]) for r in p.reasons
+                 if r.rule.startswith(_REACHED)}
+        run.levels.extend(LevelSeen(ref=ref, at=p.at, path=path) for path in sorted(paths))
+
+
+def attestations_of(stated: list[Stated], run_orgs: dict[str, str]
+                    ) -> dict[str, list[AttestationSeen]]:
+    """Each organisation's attestations: its own, and those for its runs."""
+    out: dict[str, list[AttestationSeen]] = {}
+    for ref, _, p in stated:
+        assert isinstance(p, AttestationPredicate)
+        org = p.org if p.scope == "org" else run_orgs.get(p.run_id or "")
+        if org is not None:
+            out.setdefault(org, []).append(AttestationSeen(
+                ref=ref, safeguard=p.safeguard, run_id=p.run_id if p.scope == "run" else None,
+                valid_from=p.valid_from, valid_until=p.valid_until))
+    return out
 
 
 def _ref(e: LogEntry) -> Ref:

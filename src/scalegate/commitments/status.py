@@ -21,7 +21,10 @@ party's log as its audit concluded) and a time, and says:
 A run breaches the compute scope with a compute statement inside the bound window whose
 regime total is at or past the scope's FLOP, unless that statement is the one the run
 paused at (the next statement of the run is its pause, and it trained no further inside
-the window before resuming after it).
+the window before resuming after it). It breaches a capability scope when, inside the
+window, its gate recorded reaching the level (a decision naming it: the party's own
+policy defines the level), a safeguard the scope names was not attested then, and the
+run trained on after it without pausing.
 """
 
 from __future__ import annotations
@@ -35,8 +38,10 @@ from scalegate.commitments.document import Commitment
 from scalegate.ledger import Ref, Signatory
 
 __all__ = [
+    "AttestationSeen",
     "CommitmentStatus",
     "Evidence",
+    "LevelSeen",
     "LogEvidence",
     "PartyStatus",
     "RunEvidence",
@@ -84,6 +89,28 @@ class ComputeSeen(_Model):
     flop_by_phase: dict[str, float]
 
 
+class LevelSeen(_Model):
+    """A decision the run's gate recorded saying a capability level was reached."""
+
+    ref: Ref
+    at: datetime
+    path: str  # capability/level, as the party's own policy names them
+
+
+class AttestationSeen(_Model):
+    """A safeguard attested in the party's log: for the organisation, or one run."""
+
+    ref: Ref
+    safeguard: str
+    run_id: str | None = None
+    valid_from: datetime
+    valid_until: datetime | None = None
+
+    def holds(self, at: datetime, run_id: str) -> bool:
+        return (self.run_id is None or self.run_id == run_id) and self.valid_from <= at and (
+            self.valid_until is None or at < self.valid_until)
+
+
 class RunEvidence(_Model):
     """A run's statements that bear on a scope, in log order."""
 
@@ -91,6 +118,7 @@ class RunEvidence(_Model):
     computes: list[ComputeSeen] = Field(default_factory=list)
     pauses: list[tuple[Ref, datetime]] = Field(default_factory=list)
     resumes: list[tuple[Ref, datetime]] = Field(default_factory=list)
+    levels: list[LevelSeen] = Field(default_factory=list)
 
 
 class LogEvidence(_Model):
@@ -100,6 +128,7 @@ class LogEvidence(_Model):
                     "unreachable", "none"]
     detail: str = ""
     name: str = ""  # which log
+    attestations: list[AttestationSeen] = Field(default_factory=list)
     witnessed_at: datetime | None = None  # the latest time a trusted witness vouched for
     runs: list[RunEvidence] = Field(default_factory=list)
 
@@ -267,11 +296,6 @@ def _party(e: Evidence, org: str, sig: SignatureSeen | None,
     problem = _unverifiable(log, at, stale_after)
     if problem is not None:
         return PartyStatus(**base, bound=bound, compliance="unverifiable", why=problem)
-    scope = e.commitment.scope
-    if scope.capabilities:
-        return PartyStatus(**base, bound=bound, compliance="unverifiable", why="its "
-                           "compute is within the scope, but the scope's capability levels "
-                           "are not judged from logs yet")
     return PartyStatus(**base, bound=bound, compliance="compliant", why="its log is "
                        "verified and witnessed, and no run trained past the scope while it "
                        "was bound")
@@ -289,7 +313,46 @@ def _unverifiable(log: LogEvidence | None, at: datetime, stale_after: timedelta)
 
 def _breach(c: Commitment, log: LogEvidence, bound: tuple[datetime, datetime]
             ) -> tuple[list[Ref], str] | None:
-    """The first statement that shows training past the scope while bound, if any."""
+    """The first statements that show training past the scope while bound, if any."""
+    return _past_compute(c, log, bound) or _past_level(c, log, bound)
+
+
+def _past_level(c: Commitment, log: LogEvidence, bound: tuple[datetime, datetime]
+                ) -> tuple[list[Ref], str] | None:
+    """A level the scope names, reached while bound (as the run's gate recorded it) with a
+    safeguard the scope names not attested, and training on after it."""
+    start, end = bound
+    for want in c.scope.capabilities:
+        path = f"{want.capability}/{want.level}"
+        for run in log.runs:
+            for lv in run.levels:
+                if lv.path != path or not start <= lv.at < end:
+                    continue
+                missing = [sid for sid in want.unless if not any(
+                    a.safeguard == sid and a.holds(lv.at, run.run_id) for a in log.attestations)]
+                after = _trained_after(run, lv.ref.index, end)
+                if (missing or not want.unless) and after is not None:
+                    without = f"without {', '.join(missing)} attested" if missing else \
+                        "(the scope allows no safeguard)"
+                    return [lv.ref, after.ref], (
+                        f"run {run.run_id} reached {path} (its gate's decision, entry "
+                        f"{lv.ref.index}, {lv.at.isoformat()}) {without}, and trained on "
+                        f"(entry {after.ref.index}) while bound")
+    return None
+
+
+def _trained_after(run: RunEvidence, index: int, end: datetime) -> ComputeSeen | None:
+    """The first compute after entry ``index`` and before ``end`` with no pause between."""
+    paused = min((p.index for p, _ in run.pauses if p.index > index), default=None)
+    for comp in run.computes:
+        if comp.ref.index > index and comp.at < end:
+            return comp if paused is None or comp.ref.index < paused else None
+    return None
+
+
+def _past_compute(c: Commitment, log: LogEvidence, bound: tuple[datetime, datetime]
+                  ) -> tuple[list[Ref], str] | None:
+    """The first compute statement past the scope's FLOP while bound, not paused at."""
     scope = c.scope.compute
     if scope is None:
         return None

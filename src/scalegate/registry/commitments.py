@@ -24,6 +24,7 @@ from scalegate.commitments import commitment_status, parse_commitment
 from scalegate.commitments.evidence import (
     KINDS,
     LogFacts,
+    add_to_run,
     evidence_of,
     proposed_in,
     read_statements,
@@ -32,11 +33,10 @@ from scalegate.commitments.evidence import (
 from scalegate.commitments.status import CommitmentStatus, ComputeSeen, RunEvidence
 from scalegate.errors import ScalegateError
 from scalegate.ledger import (
+    AttestationPredicate,
     CommitmentPredicate,
     ComputePredicate,
     Ledger,
-    PausePredicate,
-    ResumePredicate,
     RunPredicate,
 )
 from scalegate.registry.config import RegistryConfig
@@ -99,26 +99,28 @@ def _runs(f: LogFacts, audit: IncrementalAudit | None, workdir: Path, floor: flo
     collected them since a restart, read from its mirror); sets the trusted registry."""
     if audit is None or audit.sweep is None or not audit.ready:
         with Ledger.open(workdir / f"{f.name}.db", checkpoint_on_close=False) as led:
-            f.statements.update(read_statements(led, ("run", "compute", "pause", "resume")))
+            f.statements.update(read_statements(led, ("run", "compute", "pause", "resume",
+                                                      "decision", "attestation")))
         return runs_of(f.statements)
     if f.status in ("verified", "stale", "unwitnessed"):
         f.registry = audit.sweep.signers.registry
-    out = []
+    out, attested = [], list(audit.collector.org_attestations)
     for run_id, records in audit.collector.runs.items():
-        org, computes, pauses, resumes = None, [], [], []
+        org, run, computes = None, RunEvidence(run_id=run_id), []
         for r in records:
             p = r.predicate
             if isinstance(p, ComputePredicate):
                 computes.append(r)
             elif isinstance(p, RunPredicate) and org is None:
                 org = p.org
-            elif isinstance(p, PausePredicate):
-                pauses.append((r.ref, p.at))
-            elif isinstance(p, ResumePredicate):
-                resumes.append((r.ref, p.at))
+            elif isinstance(p, AttestationPredicate):
+                attested.append(r)
+            else:
+                add_to_run(run, r.ref, p)
         if org is not None:
-            out.append((org, RunEvidence(run_id=run_id, computes=_near(computes, floor),
-                                         pauses=pauses, resumes=resumes)))
+            run.computes.extend(_near(computes, floor))
+            out.append((org, run))
+    f.statements["attestation"] = [(r.ref, r.signer or "", r.predicate) for r in attested]
     return out
 
 
