@@ -151,3 +151,28 @@ def test_three_labs_join_one_breaks_it_one_goes_silent_one_leaves(labs: list[Lab
     said = " ".join(table.stdout.split())  # as wrapped to the terminal
     assert "in breach" in said and "identity alerts" in said, table.stdout
     assert "Traceback" not in table.stderr
+
+
+def test_a_revoked_keys_earlier_signature_still_counts(labs: list[Lab]) -> None:
+    """A signatory key revoked after it signed: its signature stands (it was in standing
+    when it signed); the log refuses its later statements."""
+    from scalegate.errors import ScalegateError
+    from scalegate.ledger import KeyRevocationPredicate
+
+    a, b, _ = labs
+    doc = parse_commitment(TEXT)
+    propose(a.ws.ledger, a.ws.key("ceo"), doc, TEXT)
+    for lab in labs:
+        endorse(lab.ws.ledger, lab.ws.key("ceo"), doc)
+    time.sleep(0.01)
+    b.ws.ledger.append(sign_statement(KeyRevocationPredicate(
+        vkey=b.ws.key("ceo").vkey.text(), reason="left the company",
+        revoked_at=now_utc()), b.ws.org_root))
+    with pytest.raises(ScalegateError, match="revoked"):
+        withdraw(b.ws.ledger, b.ws.key("ceo"), doc)
+    for lab in labs:
+        lab.cosign()
+    got = _status(labs)
+    assert got.state == "active"
+    (sig,) = [s for s in got.signatures if s.org == "lab-b"]
+    assert sig.method == "signatory", sig.why

@@ -6,10 +6,15 @@ with a verify button pointing at the log that holds it."""
 from __future__ import annotations
 
 import contextlib
+import json
+import subprocess
+import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import uvicorn
 from starlette.testclient import TestClient
 
 from commitments.test_three_labs import TEXT, Lab
@@ -27,7 +32,7 @@ from scalegate.ledger import (
 )
 from scalegate.registry import Monitor, RegistryStore, load_config
 from scalegate.registry.web import create_registry_app
-from server.serving import serving
+from server.serving import SCALEGATE, free_port, serving
 
 pytestmark = pytest.mark.slow
 
@@ -93,5 +98,24 @@ def test_the_registry_shows_a_joint_commitment_with_its_breach_and_its_impostor(
             # A round later, nothing new: the same judgement, from the audits kept.
             monitor.check_all()
             assert store.commitment("three-labs-pause")["state"] == "active"  # type: ignore[index]
+            # `commitment status --registry URL` shows the registry's judgement.
+            server = uvicorn.Server(uvicorn.Config(create_registry_app(store), host="127.0.0.1",
+                                                   port=(port := free_port()),
+                                                   log_level="warning"))
+            threading.Thread(target=server.run, daemon=True).start()
+            while not server.started:
+                time.sleep(0.05)
+            base = f"http://127.0.0.1:{port}"
+            res = subprocess.run([SCALEGATE, "commitment", "status", "three-labs-pause",
+                                  "--registry", base, "--json"], capture_output=True,
+                                 text=True, timeout=60)
+            assert res.returncode == 3, res.stdout + res.stderr  # lab-b is in breach
+            assert json.loads(res.stdout)["state"] == "active"
+            gone = subprocess.run([SCALEGATE, "commitment", "status", "nothing",
+                                   "--registry", base], capture_output=True, text=True,
+                                  timeout=60)
+            assert gone.returncode != 0 and "404" in gone.stdout + gone.stderr
+            assert "Traceback" not in gone.stderr
+            server.should_exit = True
         finally:
             store.close()

@@ -114,11 +114,14 @@ def withdraw(commitment: str = CommitmentArg, key: Path = KeyOpt,
 @app.command("status")
 def status(
     commitment: str = typer.Argument(..., help="The commitment's id or digest."),
-    ledger: list[str] = typer.Option(..., "--ledger", "-l", help="A log to gather from "
+    ledger: list[str] = typer.Option([], "--ledger", "-l", help="A log to gather from "
                                      "(a ledger file, database URL or served log's address); "
                                      "repeat for each."),
-    trust: list[Path] = typer.Option(..., "--trust", "-t", help="The trust file of each "
+    trust: list[Path] = typer.Option([], "--trust", "-t", help="The trust file of each "
                                      "--ledger, in the same order."),
+    registry: str | None = typer.Option(None, "--registry", help="Instead of logs: a "
+                                        "registry's address; its judgement is shown (it "
+                                        "audits the logs it follows)."),
     at: str | None = typer.Option(None, "--at", help="The time to judge at (RFC 3339; "
                                   "default: now)."),
     stale_after: str = typer.Option("1h", "--stale-after", help="A party's log without a "
@@ -126,8 +129,22 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print the status as JSON."),
 ) -> None:
     """A commitment's status and each party's compliance, from every log given (each
-    audited as `scalegate verify` audits it). Exits 3 when a party is in breach, 4 when one
-    is unverifiable, else 0."""
+    audited as `scalegate verify` audits it), or as a registry judged it. Exits 3 when a
+    party is in breach, 4 when one is unverifiable, else 0."""
+    if registry is not None:
+        got = _from_registry(registry, commitment)
+    else:
+        got = _from_logs(commitment, ledger, trust, at, stale_after)
+    if as_json:
+        print(json.dumps(got.model_dump(mode="json"), indent=2))
+    else:
+        _show(got)
+    comps = {p.compliance for p in got.parties}
+    raise typer.Exit(3 if "in breach" in comps else 4 if "unverifiable" in comps else 0)
+
+
+def _from_logs(commitment: str, ledger: list[str], trust: list[Path], at: str | None,
+               stale_after: str) -> CommitmentStatus:
     from scalegate.audit import load_trust
     from scalegate.cli._ledger import _when
     from scalegate.cli._remote import audited_location
@@ -137,22 +154,44 @@ def status(
     from scalegate.ledger import now_utc
     from scalegate.units import parse_duration
 
-    if len(ledger) != len(trust):
-        raise CommitmentError(f"{len(ledger)} --ledger but {len(trust)} --trust: give one "
-                              "trust file per log, in the same order")
+    if not ledger or len(ledger) != len(trust):
+        raise CommitmentError(f"{len(ledger)} --ledger but {len(trust)} --trust: give the "
+                              "logs to gather from, each with its trust file, in the same "
+                              "order (or --registry URL)")
     when = _when(at, "--at", base=now_utc()) or now_utc()
     logs = []
     for where, t in zip(ledger, trust, strict=True):
         tf = load_trust(t)
         logs.append(LogToRead(audited_location(where, tf), tf, name=where))
-    got = commitment_status(gather(commitment, logs, now=when), when,
-                            stale_after=parse_duration(stale_after))
-    if as_json:
-        print(json.dumps(got.model_dump(mode="json"), indent=2))
-    else:
-        _show(got)
-    comps = {p.compliance for p in got.parties}
-    raise typer.Exit(3 if "in breach" in comps else 4 if "unverifiable" in comps else 0)
+    return commitment_status(gather(commitment, logs, now=when), when,
+                             stale_after=parse_duration(stale_after))
+
+
+def _from_registry(url: str, ident: str) -> CommitmentStatus:
+    """A registry's judgement of ``ident`` (``GET /api/commitments/ID``)."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from scalegate.commitments.status import CommitmentStatus
+    from scalegate.errors import CommitmentError
+
+    where = url.rstrip("/") + "/api/commitments/" + urllib.parse.quote(ident, safe="")
+    try:
+        with urllib.request.urlopen(where, timeout=30) as r:
+            body = r.read(16 << 20)
+    except urllib.error.HTTPError as exc:
+        raise CommitmentError(f"{where}: the registry answered {exc.code}" + (
+            ": it follows no log that proposes it" if exc.code == 404 else "")) from None
+    except (OSError, ValueError) as exc:
+        raise CommitmentError(f"cannot reach the registry at {url}: {exc}") from None
+    try:
+        data = json.loads(body)
+        data.pop("checked_at", None)
+        return CommitmentStatus.model_validate(data)
+    except ValueError as exc:
+        raise CommitmentError(f"{where} did not answer with a commitment's status "
+                              f"({str(exc).splitlines()[0]})") from None
 
 
 def _show(s: CommitmentStatus) -> None:
