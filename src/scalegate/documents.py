@@ -143,6 +143,13 @@ class YamlDocument:
             self.problem(self.locate(where, key=err["type"] == "extra_forbidden"), where,
                          str(err["msg"]).removeprefix("Value error, "))
 
+    def summary(self, what: str) -> str:
+        """``SOURCE: WHAT is invalid (N problems):`` and one located line per problem."""
+        problems = self.located()
+        n = len(problems)
+        return f"{self.source}: {what} is invalid ({n} problem{'s' if n != 1 else ''}):\n" \
+            + "\n".join(f"  {where}: {message}" for where, message in problems)
+
     def locate(self, path: Path_, *, key: bool = False) -> Position | None:
         """The position of the value (or key) at ``path``, else of its nearest ancestor."""
         if not self.values:

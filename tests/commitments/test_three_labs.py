@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from scalegate.audit import Witness, load_trust, witness_ledger
-from scalegate.commitments import commitment_status, parse_commitment
+from scalegate.commitments import Commitment, commitment_status, parse_commitment
 from scalegate.commitments.evidence import LogToRead, gather
 from scalegate.commitments.joining import endorse, propose, withdraw
 from scalegate.demo.workspace import PEOPLE, Workspace, create_workspace
@@ -25,6 +25,7 @@ from scalegate.ledger import (
     CosignatureVerifier,
     KeyPredicate,
     PolicyRef,
+    Ref,
     RunPredicate,
     Signatory,
     SigningKey,
@@ -67,6 +68,24 @@ class Lab:
         return LogToRead(self.ws.ledger_path, load_trust(self.trust_path), name=self.ws.org)
 
 
+def breach_and_impostor(b: Lab, c: Lab, doc: Commitment) -> Ref:
+    """lab-b trains past the scope while bound, without pausing (the compute statement is
+    returned); someone lab-c's root registered signs as lab-b's CEO (claimed)."""
+    b.ws.ledger.append(sign_statement(RunPredicate(
+        run_id="b-big", org="lab-b", model="big", started_at=now_utc(),
+        policy=PolicyRef(id="demo", version="1", digest="0" * 64)), b.ws.key("trainer")))
+    breach = b.ws.ledger.append(sign_statement(ComputePredicate(
+        run_id="b-big", step=10, tokens=1e9, flop_by_phase={"pretraining": 2e25},
+        effective_flop=2e25, method="6ND", at=now_utc()), b.ws.key("trainer")))
+    impostor = SigningKey.generate("lab-c/impostor")
+    c.ws.ledger.append(sign_statement(KeyPredicate(
+        vkey=impostor.vkey.text(), org="lab-c", roles=["signatory"],
+        valid_from=now_utc() - timedelta(minutes=1)), c.ws.org_root))
+    endorse(c.ws.ledger, impostor, doc, signatory=Signatory(
+        name="B. Boss", title="CEO", affiliation="lab-b"))
+    return Ref(index=breach.index, leaf_hash=breach.leaf_hash.hex())
+
+
 def _status(labs: list[Lab], **kw: object):  # type: ignore[no-untyped-def]
     now = now_utc()
     return commitment_status(gather("three-labs-pause", [lab.log() for lab in labs], now=now),
@@ -98,20 +117,7 @@ def test_three_labs_join_one_breaks_it_one_goes_silent_one_leaves(labs: list[Lab
     assert all(s.method == "signatory" for s in pending.signatures)
 
     endorse(c.ws.ledger, c.ws.key("ceo"), doc)
-    # lab-b trains past the scope while bound, without pausing.
-    b.ws.ledger.append(sign_statement(RunPredicate(
-        run_id="b-big", org="lab-b", model="big", started_at=now_utc(),
-        policy=PolicyRef(id="demo", version="1", digest="0" * 64)), b.ws.key("trainer")))
-    breach = b.ws.ledger.append(sign_statement(ComputePredicate(
-        run_id="b-big", step=10, tokens=1e9, flop_by_phase={"pretraining": 2e25},
-        effective_flop=2e25, method="6ND", at=now_utc()), b.ws.key("trainer")))
-    # Someone registered by lab-c's root signs as lab-b's CEO: claimed, never counted.
-    impostor = SigningKey.generate("lab-c/impostor")
-    c.ws.ledger.append(sign_statement(KeyPredicate(
-        vkey=impostor.vkey.text(), org="lab-c", roles=["signatory"],
-        valid_from=now_utc() - timedelta(minutes=1)), c.ws.org_root))
-    endorse(c.ws.ledger, impostor, doc, signatory=Signatory(
-        name="B. Boss", title="CEO", affiliation="lab-b"))
+    breach = breach_and_impostor(b, c, doc)
     for lab in labs:
         lab.cosign()
     active = _status(labs)

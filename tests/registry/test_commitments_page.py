@@ -10,26 +10,15 @@ import json
 import subprocess
 import threading
 import time
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import uvicorn
 from starlette.testclient import TestClient
 
-from commitments.test_three_labs import TEXT, Lab
+from commitments.test_three_labs import TEXT, Lab, breach_and_impostor
 from scalegate.commitments import parse_commitment
 from scalegate.commitments.joining import endorse, propose
-from scalegate.ledger import (
-    ComputePredicate,
-    KeyPredicate,
-    PolicyRef,
-    RunPredicate,
-    Signatory,
-    SigningKey,
-    now_utc,
-    sign_statement,
-)
 from scalegate.registry import Monitor, RegistryStore, load_config
 from scalegate.registry.web import create_registry_app
 from server.serving import SCALEGATE, free_port, serving
@@ -44,18 +33,7 @@ def _story(tmp_path: Path) -> list[Lab]:
     propose(a.ws.ledger, a.ws.key("ceo"), doc, TEXT)
     for lab in labs:
         endorse(lab.ws.ledger, lab.ws.key("ceo"), doc)
-    b.ws.ledger.append(sign_statement(RunPredicate(
-        run_id="b-big", org="lab-b", model="big", started_at=now_utc(),
-        policy=PolicyRef(id="demo", version="1", digest="0" * 64)), b.ws.key("trainer")))
-    b.ws.ledger.append(sign_statement(ComputePredicate(
-        run_id="b-big", step=10, tokens=1e9, flop_by_phase={"pretraining": 2e25},
-        effective_flop=2e25, method="6ND", at=now_utc()), b.ws.key("trainer")))
-    impostor = SigningKey.generate("lab-c/impostor")
-    c.ws.ledger.append(sign_statement(KeyPredicate(
-        vkey=impostor.vkey.text(), org="lab-c", roles=["signatory"],
-        valid_from=now_utc() - timedelta(minutes=1)), c.ws.org_root))
-    endorse(c.ws.ledger, impostor, doc, signatory=Signatory(
-        name="B. Boss", title="CEO", affiliation="lab-b"))
+    breach_and_impostor(b, c, doc)
     for lab in labs:
         lab.cosign()
         lab.ws.close()

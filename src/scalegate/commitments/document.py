@@ -261,11 +261,7 @@ def bundled_commitments() -> list[str]:
 
 
 def _fail(doc: YamlDocument) -> CommitmentError:
-    problems = doc.located()
-    listing = "\n".join(f"  {where}: {what}" for where, what in problems)
-    n = len(problems)
-    return CommitmentError(f"{doc.source}: the commitment is invalid ({n} "
-                           f"problem{'s' if n != 1 else ''}):\n{listing}", problems=problems,
+    return CommitmentError(doc.summary("the commitment"), problems=doc.located(),
                            hint="Fix each problem listed; start from a bundled commitment "
                            "(`scalegate commitment list`).")
 

@@ -154,9 +154,5 @@ def _with_trust(config: RegistryConfig, doc: YamlDocument, base: Path) -> Regist
 
 
 def _fail(doc: YamlDocument) -> RegistryError:
-    problems = doc.located()
-    listing = "\n".join(f"  {where}: {what}" for where, what in problems)
-    n = len(problems)
-    return RegistryError(f"{doc.source}: the registry configuration is invalid ({n} "
-                         f"problem{'s' if n != 1 else ''}):\n{listing}", problems=problems,
+    return RegistryError(doc.summary("the registry configuration"), problems=doc.located(),
                          hint="Fix each problem listed; see `scalegate registry --help`.")
