@@ -47,6 +47,7 @@ from scalegate.policy import Policy
 from scalegate.remedies import missing_lines
 from scalegate.runs import load_state, register_run, state_decision
 from scalegate.state import LoggedStatement, RunState, fold
+from scalegate.transcript.recorder import Transcript, TranscriptRecorder
 from scalegate.units import sig2
 
 Clock = Callable[[], datetime]
@@ -111,6 +112,7 @@ class Supervisor:
         loss_fn: Any = None,
         optimizer: Any = None,
         record_interval: float = 10.0,
+        transcript: Transcript | None = None,
     ) -> None:
         self.run_id, self.policy, self.ledger, self.key = run_id, policy, ledger, key
         self.evaluator, self.model = evaluator, model
@@ -123,6 +125,8 @@ class Supervisor:
         self._loss_fn = loss_fn
         self.optimizer = optimizer
         self.record_interval = record_interval
+        self._transcript = None if transcript is None else TranscriptRecorder(
+            transcript, run_id, model, optimizer, start_step=state.step)
         self._counter: Any = None
         self._fast: dict[Any, tuple[float, float]] = {}  # batch signature -> (flop, recompute)
         # Steps are added up here and pushed into the account only when it is read.
@@ -176,6 +180,7 @@ class Supervisor:
         loss_fn: Any = None,
         optimizer: Any = None,
         record_interval: float = 10.0,
+        transcript: Transcript | None = None,
     ) -> Self:
         """Register ``run_id`` under ``policy`` (a signed ``run`` statement citing the
         ``policy`` statement that publishes it: the one its approvers published with
@@ -210,7 +215,7 @@ class Supervisor:
             checkpoint_dir=Path(checkpoint_dir), compute_every=compute_every,
             check_interval=check_interval, on_ledger_error=on_ledger_error, clock=clock,
             flop_per_token=flop_per_token, loss_fn=loss_fn, optimizer=optimizer,
-            record_interval=record_interval,
+            record_interval=record_interval, transcript=transcript,
         )
 
     @classmethod
@@ -321,7 +326,24 @@ class Supervisor:
         self._pending_steps += 1
         self._raw += flop_now + recompute
         self._since_record += 1
+        if self._transcript is not None:
+            self._record_segment(batch, flop_now + recompute)
         return self._after_accounting()
+
+    def _record_segment(self, batch: Any, flop: float) -> None:
+        """Feed the transcript the step's batch; append the segment it closes, if any."""
+        if batch is None:
+            raise RunError("a run recording its transcript needs each step's batch: "
+                           "sup.step(tokens=..., batch=batch)")
+        segment = self._transcript.take(batch, flop)  # type: ignore[union-attr]
+        if segment is not None:
+            self._append([segment])
+
+    def _close_segment(self) -> None:
+        """Close the open transcript segment (at a pause, or the end of training)."""
+        segment = self._transcript.close() if self._transcript is not None else None
+        if segment is not None:
+            self._append([segment])
 
     def _after_accounting(self) -> Decision:
         """Consult the gate at a milestone or calendar check, or record compute when due."""
@@ -501,6 +523,7 @@ class Supervisor:
         policy's ``disclosure.statement`` template."""
         assert self.state.decisions, "the decision was appended before the pause"
         decision_ref = self.state.decisions[-1].ref
+        self._close_segment()  # the paused checkpoint is a transcript boundary
         path = self._save_checkpoint()
         m = manifest_of(path)
         now = self._clock()
@@ -622,9 +645,11 @@ class Supervisor:
         )
 
     def flush(self) -> None:
-        """Record the current compute now (e.g. at the end of training)."""
+        """Record the current compute now, and close the open transcript segment (at the
+        end of training)."""
         if self._since_record:
             self._append([self._compute_predicate()])
+        self._close_segment()
 
     def __enter__(self) -> Supervisor:
         return self

@@ -33,6 +33,7 @@ def _register() -> None:
         _report,
         _runs,
         _serve,
+        _transcript,
         _trust,
         _verify,
         _witness,
@@ -52,6 +53,7 @@ def _register() -> None:
     app.add_typer(_registry.app, name="registry")
     app.add_typer(_commitment.app, name="commitment")
     app.add_typer(_org.app, name="org")
+    app.add_typer(_transcript.app, name="transcript")
 
 
 _register()

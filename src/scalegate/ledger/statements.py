@@ -439,13 +439,20 @@ class DomainVerificationPredicate(Predicate):
 
 
 class SegmentPredicate(Predicate):
-    """A digest of a training-transcript segment (steps ``start``..``end``)."""
+    """One segment of a run's training transcript: optimizer steps ``start_step`` (the
+    state digested in ``start_digest``) to ``end_step`` (``digest``: weights and optimizer
+    state after it), the Merkle root of the digests of the batches fed, the learning rate
+    of each step, and the segment's FLOP."""
 
     KIND: ClassVar[str] = "segment"
     run_id: str
     start_step: int = Field(ge=0)
     end_step: int = Field(ge=0)
+    start_digest: Hex64 | None = None
     digest: Hex64
+    batches_root: Hex64 | None = None
+    learning_rates: list[float] = Field(default_factory=list)
+    flop: Flop | None = None
     uri: str | None = None
 
 

@@ -1,0 +1,127 @@
+"""`scalegate transcript challenge | verify`: spot-check that a run's logged training is
+the training that happened, by re-executing segments chosen after the fact."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from scalegate.cli._console import console
+from scalegate.cli._ledger import LedgerOpt
+
+app = typer.Typer(help="Training transcripts: choose segments of a run to check, and "
+                  "re-execute them from the lab's snapshots.", no_args_is_help=True)
+CountOpt = typer.Option(8, "-n", "--count", min=1, help="How many segments to check.")
+SeedOpt = typer.Option(None, "--seed", help="Your own seed (hex), instead of the root of "
+                       "the first checkpoint the log signed after the run's last segment.")
+
+
+@app.command("challenge")
+def challenge(run: str = typer.Argument(..., help="The run's id."),
+              ledger: str | None = LedgerOpt, n: int = CountOpt,
+              seed: str | None = SeedOpt) -> None:
+    """Print the segments to check: the same list for anyone with the same log."""
+    with _open(ledger) as led:
+        segments, picked, why = _challenge(led, run, n, seed)
+    _table(segments, picked, why)
+
+
+@app.command("verify")
+def verify(run: str = typer.Argument(..., help="The run's id."),
+           ledger: str | None = LedgerOpt,
+           snapshots: Path = typer.Option(..., "--snapshots", help="The lab's snapshots of "
+                                          "the challenged segments (RUN-stepNNNNNNNN.pt)."),
+           replay: str = typer.Option(..., "--replay", help="module:object giving make(), "
+                                      "batch(step) and step(model, optimizer, batch): the "
+                                      "lab's training, to re-execute."),
+           n: int = CountOpt, seed: str | None = SeedOpt,
+           tolerance: float = typer.Option(0.0, "--tolerance", help="Largest parameter "
+                                           "difference accepted (0: bitwise).")) -> None:
+    """Check the transcript's chain and re-execute the challenged segments. Exits 3 when
+    any check fails."""
+    from scalegate.transcript import catch_probability, check_chain, verify_segment
+
+    with _open(ledger) as led:
+        segments, picked, why = _challenge(led, run, n, seed)
+        steps = led.entries(run_id=run, kind="compute")
+        last = max((e.statement.predicate.step for e in steps), default=None)
+    problems = check_chain([s for _, s in segments], last_step=last)
+    target = _replay(replay)
+    checks = [verify_segment(i, segments[i][1], snapshots, target, tolerance=tolerance)
+              for i in picked]
+    table = Table("segment", "steps", "result", title=f"{run}: {len(picked)} of "
+                  f"{len(segments)} segments re-executed ({why})", title_justify="left")
+    for c in checks:
+        table.add_row(str(c.position), f"{c.start_step}..{c.end_step}",
+                      "reproduces" + (f" (distance {c.distance:.3g})" if c.distance else "")
+                      if c.ok else "; ".join(c.problems))
+    console.print(table)
+    for p in problems:
+        console.print(f"[red]transcript:[/red] {p}", highlight=False)
+    chance = catch_probability(len(segments), len(picked))
+    console.print(f"a single altered segment is among those checked with probability "
+                  f"{chance:.0%}", highlight=False)
+    raise typer.Exit(3 if problems or not all(c.ok for c in checks) else 0)
+
+
+def _challenge(led: Any, run: str, n: int, seed: str | None
+               ) -> tuple[list[tuple[int, Any]], list[int], str]:
+    from scalegate.errors import ScalegateError
+    from scalegate.transcript import challenge, challenge_seed
+
+    segments = [(e.index, e.statement.predicate) for e in led.entries(run_id=run,
+                                                                       kind="segment")]
+    if not segments:
+        raise ScalegateError(f"run {run!r} has no transcript in this ledger",
+                             hint="Record one: Supervisor.open(..., transcript=Transcript(DIR)).")
+    if seed is not None:
+        try:
+            chosen, why = bytes.fromhex(seed), "the seed given"
+        except ValueError:
+            raise ScalegateError(f"--seed {seed!r} is not hex") from None
+    else:
+        root = challenge_seed(led, segments[-1][0])
+        if root is None:
+            raise ScalegateError("the log has signed no checkpoint since the run's last "
+                                 "segment: the challenge is not fixed yet",
+                                 hint="Wait for the next checkpoint (or give --seed).")
+        chosen, why = root, f"seed: checkpoint root {root.hex()[:16]}…"
+    return segments, challenge(chosen, len(segments), n), why
+
+
+def _table(segments: list[tuple[int, Any]], picked: list[int], why: str) -> None:
+    table = Table("segment", "entry", "steps", "end digest", title=f"{len(picked)} of "
+                  f"{len(segments)} segments to check ({why})", title_justify="left")
+    for i in picked:
+        index, s = segments[i]
+        table.add_row(str(i), str(index), f"{s.start_step}..{s.end_step}", s.digest[:16] + "…")
+    console.print(table)
+
+
+def _replay(spec: str) -> Any:
+    from scalegate.errors import ScalegateError
+
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise ScalegateError(f"--replay {spec!r}: give module:object")
+    sys.path.insert(0, str(Path.cwd()))
+    try:
+        target = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ScalegateError(f"--replay {spec!r}: {exc}") from None
+    target = target() if isinstance(target, type) else target
+    missing = [m for m in ("make", "batch", "step") if not callable(getattr(target, m, None))]
+    if missing:
+        raise ScalegateError(f"--replay {spec!r} has no {', '.join(missing)}")
+    return target
+
+
+def _open(ledger: str | None) -> Any:
+    from scalegate.cli._ledger import _open as open_
+
+    return open_(ledger)

@@ -1,0 +1,25 @@
+"""Training transcripts: commit to weights, data and learning rates as a run trains, and
+re-execute segments a verifier chooses afterwards.
+
+- :class:`Transcript` — how a run records it (the supervisor's ``transcript=``);
+  :class:`TranscriptRecorder` does the recording;
+- :func:`state_digest`, :func:`batch_digest` — the canonical digests committed to;
+- :func:`challenge`, :func:`check_chain`, :func:`verify_segment` — the verifier's side,
+  with the lab's training step as a :class:`Replay`.
+"""
+
+from scalegate.transcript.digest import batch_digest, batches_root, state_digest
+from scalegate.transcript.recorder import Transcript, TranscriptRecorder, snapshot_path
+from scalegate.transcript.verify import (
+    Replay,
+    SegmentCheck,
+    catch_probability,
+    challenge,
+    challenge_seed,
+    check_chain,
+    verify_segment,
+)
+
+__all__ = ["Replay", "SegmentCheck", "Transcript", "TranscriptRecorder", "batch_digest",
+           "batches_root", "catch_probability", "challenge", "challenge_seed", "check_chain",
+           "snapshot_path", "state_digest", "verify_segment"]

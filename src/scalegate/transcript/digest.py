@@ -1,0 +1,69 @@
+"""Canonical digests of what training commits to: weights, optimizer state, batches.
+
+A state's digest is SHA-256 over its named tensors in sorted name order, each as its
+name, dtype, shape and raw bytes (in memory order of a contiguous CPU copy): the same
+tensors give the same digest on any machine, a single flipped bit another. Optimizer
+state is named ``optimizer/<param index>/<key>`` (plain numbers, such as a step count,
+are included as text). SHA-256 (OpenSSL, hardware-accelerated where the CPU has it) is the
+hash: BLAKE3 is not a dependency, and ``benchmarks/bench_transcript.py`` shows what
+hashing costs against training.
+
+A batch's digest covers its tensors (a tensor, a tuple or list of them, or a mapping by
+name) the same way; a segment commits to the RFC 6962 Merkle root of its batches' digests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = ["batch_digest", "batches_root", "state_digest", "tensors_digest"]
+
+
+def tensors_digest(named: Iterable[tuple[str, Any]]) -> str:
+    """Hex SHA-256 of named tensors (and plain values), in sorted name order."""
+    h = hashlib.sha256()
+    for name, value in sorted(named, key=lambda kv: kv[0]):
+        h.update(name.encode() + b"\0")
+        if hasattr(value, "detach"):
+            t = value.detach().cpu().contiguous()
+            h.update(f"{t.dtype}:{tuple(t.shape)}\0".encode())
+            h.update(t.view(-1).view(_byte_dtype()).numpy().tobytes() if t.numel() else b"")
+        else:
+            h.update(f"value:{value!r}\0".encode())
+    return h.hexdigest()
+
+
+def state_digest(model: Any, optimizer: Any = None) -> str:
+    """The digest of a model's parameters and buffers (its ``state_dict``) and, if given,
+    its optimizer's state."""
+    named: list[tuple[str, Any]] = [(f"model/{k}", v) for k, v in model.state_dict().items()]
+    if optimizer is not None:
+        for pid, slots in optimizer.state_dict().get("state", {}).items():
+            named.extend((f"optimizer/{pid}/{k}", v) for k, v in slots.items())
+    return tensors_digest(named)
+
+
+def batch_digest(batch: Any) -> bytes:
+    """The 32-byte digest of a batch's tensors (a tensor, a sequence or a mapping of them)."""
+    if isinstance(batch, Mapping):
+        named = [(str(k), v) for k, v in batch.items()]
+    elif isinstance(batch, tuple | list):
+        named = [(f"{i:04d}", v) for i, v in enumerate(batch)]
+    else:
+        named = [("0000", batch)]
+    return bytes.fromhex(tensors_digest(named))
+
+
+def batches_root(digests: list[bytes]) -> str:
+    """The RFC 6962 Merkle root (hex) over a segment's batch digests, in order."""
+    from scalegate.ledger import merkle
+
+    return merkle.root([merkle.leaf_hash(d) for d in digests]).hex()
+
+
+def _byte_dtype() -> Any:
+    import torch
+
+    return torch.uint8

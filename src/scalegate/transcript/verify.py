@@ -1,0 +1,196 @@
+"""Challenging a run's transcript and re-executing the segments chosen.
+
+**Which segments.** They are chosen after the lab committed to them, from randomness it
+could not predict: the root hash of the first checkpoint the log signed after the run's
+last segment (or an auditor's own seed). :func:`challenge` turns the seed into ``n``
+distinct segment positions, deterministically, so anyone given the seed gets the same list.
+
+**What is checked** (:func:`verify_segment`), from the lab's snapshots and batches and
+the user's training step (a :class:`Replay`): the start snapshot is the state the segment
+committed to; the batches fed hash to its committed root; re-executing its steps from the
+start snapshot with its learning rates leads to the state it committed to at its end —
+bitwise (a deterministic run on the CPU), else within the distance ``tolerance`` (report
+the distance measured); and the lab's end snapshot is that state too. :func:`check_chain`
+checks what needs no re-execution: the segments chain (each starts where the last ended)
+and cover every step from the first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from scalegate.ledger import Ledger, SegmentPredicate
+from scalegate.transcript.digest import batch_digest, batches_root, state_digest
+from scalegate.transcript.recorder import snapshot_path
+
+__all__ = ["Replay", "SegmentCheck", "catch_probability", "challenge", "challenge_seed",
+           "check_chain", "verify_segment"]
+
+
+class Replay(Protocol):
+    """The lab's training, as a verifier re-executes it: a fresh model and optimizer, the
+    batch fed at a step, and one optimizer step on a batch."""
+
+    def make(self) -> tuple[Any, Any]: ...
+
+    def batch(self, step: int) -> Any: ...
+
+    def step(self, model: Any, optimizer: Any, batch: Any) -> None: ...
+
+
+@dataclass
+class SegmentCheck:
+    """What re-executing one segment showed."""
+
+    position: int  # the segment's position in the run's transcript
+    start_step: int
+    end_step: int
+    problems: list[str] = field(default_factory=list)
+    distance: float | None = None  # largest parameter difference, when not bitwise
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def challenge_seed(ledger: Ledger, after: int) -> bytes | None:
+    """The root hash of the first checkpoint ``ledger`` signed (under its own key) whose
+    tree holds entry ``after`` (the run's last segment): fixed only once that segment was
+    logged, so the lab could not choose it. ``None`` when there is none yet."""
+    from scalegate.errors import ScalegateError
+    from scalegate.ledger import open_checkpoint
+
+    for size, note in ledger.checkpoints():
+        if size <= after:
+            continue
+        try:
+            cp, _ = open_checkpoint(note, ledger.log_vkey, origin=ledger.origin)
+        except ScalegateError:
+            continue
+        return cp.root_hash
+    return None
+
+
+def catch_probability(count: int, n: int, bad: int = 1) -> float:
+    """The chance that ``n`` segments drawn from ``count`` include at least one of ``bad``
+    altered ones."""
+    from math import comb
+
+    n = min(n, count)
+    return 1.0 - comb(count - bad, n) / comb(count, n) if count else 0.0
+
+
+def challenge(seed: bytes, count: int, n: int) -> list[int]:
+    """``n`` distinct positions among ``count`` segments (all if ``n >= count``), drawn
+    from SHA-256(seed ‖ counter), in ascending order."""
+    if n >= count:
+        return list(range(count))
+    chosen: set[int] = set()
+    counter = 0
+    while len(chosen) < n:
+        digest = hashlib.sha256(seed + counter.to_bytes(8, "big")).digest()
+        chosen.add(int.from_bytes(digest[:8], "big") % count)
+        counter += 1
+    return sorted(chosen)
+
+
+def check_chain(segments: Sequence[SegmentPredicate], last_step: int | None = None
+                ) -> list[str]:
+    """Problems with the transcript as a whole: gaps or overlaps between segments, a
+    segment starting from a state other than the last one's end, steps the run reported
+    (up to ``last_step``) that no segment covers."""
+    problems = []
+    expected_step = 0
+    expected_digest: str | None = None
+    for i, s in enumerate(segments):
+        if s.start_step != expected_step:
+            problems.append(f"segment {i} starts at step {s.start_step}, but the transcript "
+                            f"reached step {expected_step}: steps are missing or repeated")
+        if expected_digest is not None and s.start_digest != expected_digest:
+            problems.append(f"segment {i} starts from a state other than segment {i - 1} "
+                            "ended with: the weights were changed between them")
+        if s.end_step - s.start_step != len(s.learning_rates):
+            problems.append(f"segment {i} says steps {s.start_step}..{s.end_step} but "
+                            f"records {len(s.learning_rates)} learning rates")
+        expected_step, expected_digest = s.end_step, s.digest
+    if last_step is not None and expected_step < last_step:
+        problems.append(f"the run reported {last_step} steps; its transcript covers "
+                        f"{expected_step}: steps were trained outside it")
+    return problems
+
+
+def verify_segment(position: int, seg: SegmentPredicate, snapshots: Path, replay: Replay,
+                   *, tolerance: float = 0.0) -> SegmentCheck:
+    """Re-execute one segment from the lab's snapshots (see the module docstring)."""
+    import torch
+
+    out = SegmentCheck(position, seg.start_step, seg.end_step)
+    model, optimizer = replay.make()
+    start = _load(snapshots, seg.run_id, seg.start_step, out, "start")
+    if start is None:
+        return out
+    model.load_state_dict(start["model"])
+    optimizer.load_state_dict(start["optimizer"])
+    if state_digest(model, optimizer) != seg.start_digest:
+        out.problems.append(f"the start snapshot (step {seg.start_step}) is not the state the "
+                            "segment committed to")
+        return out
+    digests = []
+    for i, step in enumerate(range(seg.start_step, seg.end_step)):
+        batch = replay.batch(step)
+        digests.append(batch_digest(batch))
+        if i < len(seg.learning_rates):
+            for group in optimizer.param_groups:
+                group["lr"] = seg.learning_rates[i]
+        replay.step(model, optimizer, batch)
+    if batches_root(digests) != seg.batches_root:
+        out.problems.append("the batches handed over are not those the segment committed "
+                            "to (their Merkle root differs)")
+    if state_digest(model, optimizer) != seg.digest:
+        end = _load(snapshots, seg.run_id, seg.end_step, out, "end")
+        out.distance = _distance(model, end["model"]) if end is not None else None
+        if out.distance is None or out.distance > tolerance:
+            out.problems.append(
+                f"re-executing steps {seg.start_step}..{seg.end_step} does not lead to the "
+                "state the segment committed to" + (
+                    f" (largest parameter difference {out.distance:.3g}, tolerance "
+                    f"{tolerance:.3g})" if out.distance is not None else ""))
+    end = _load(snapshots, seg.run_id, seg.end_step, out, "end")
+    if end is not None:
+        check, check_opt = replay.make()
+        check.load_state_dict(end["model"])
+        check_opt.load_state_dict(end["optimizer"])
+        if state_digest(check, check_opt) != seg.digest:
+            out.problems.append(f"the end snapshot (step {seg.end_step}) is not the state the "
+                                "segment committed to")
+    del torch
+    return out
+
+
+def _load(snapshots: Path, run_id: str, step: int, out: SegmentCheck, which: str) -> Any:
+    import torch
+
+    path = snapshot_path(snapshots, run_id, step)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        out.problems.append(f"the lab handed over no {which} snapshot ({path.name})")
+    except Exception as exc:  # a damaged file is the lab's problem to explain
+        out.problems.append(f"the {which} snapshot {path.name} does not load ({exc})")
+    return None
+
+
+def _distance(model: Any, state: dict[str, Any]) -> float:
+    """The largest absolute difference between the model's parameters and ``state``'s."""
+    worst = 0.0
+    for name, value in model.state_dict().items():
+        other = state.get(name)
+        if other is None or other.shape != value.shape:
+            return float("inf")
+        if value.is_floating_point():
+            worst = max(worst, float((value.float() - other.float()).abs().max()))
+    return worst

@@ -1,0 +1,178 @@
+"""A run records its training transcript as it trains (real torch, a real ledger), and a
+verifier re-executes the segments a challenge picks: an honest run passes bitwise; hidden
+steps, swapped weights, batches other than those committed and a fabricated end snapshot
+are caught."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scalegate.demo.workspace import create_workspace
+from scalegate.ledger import SegmentPredicate
+from scalegate.policy import load_policy
+from scalegate.supervisor import Supervisor
+from scalegate.transcript import (
+    Transcript,
+    catch_probability,
+    challenge,
+    challenge_seed,
+    check_chain,
+    snapshot_path,
+    verify_segment,
+)
+
+torch = pytest.importorskip("torch")
+STEPS, SEGMENT = 23, 5
+
+
+class TinyReplay:
+    """A small MLP, AdamW, a learning-rate schedule, dropout: trained deterministically
+    on the CPU, so re-execution is bitwise."""
+
+    def make(self) -> tuple[Any, Any]:
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(),
+                                    torch.nn.Dropout(0.1), torch.nn.Linear(16, 1))
+        return model, torch.optim.AdamW(model.parameters(), lr=1e-2)
+
+    def batch(self, step: int) -> tuple[Any, Any]:
+        g = torch.Generator().manual_seed(1000 + step)
+        return torch.randn(4, 8, generator=g), torch.randn(4, 1, generator=g)
+
+    def step(self, model: Any, optimizer: Any, batch: Any) -> None:
+        x, y = batch
+        torch.manual_seed(hash(x.sum().item()) % (1 << 31))  # dropout's mask, from the batch
+        model.train()
+        loss = ((model(x) - y) ** 2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
+def _train(tmp: Path, cheat: Callable[[int, Any, Any], None] | None = None
+           ) -> tuple[list[SegmentPredicate], Path, bytes]:
+    """Train STEPS steps under the supervisor with a transcript; ``cheat(step, model,
+    optimizer)`` runs after each step. Returns the segments, the snapshots, a seed."""
+    ws = create_workspace(tmp / "ws")
+    replay = TinyReplay()
+    model, optimizer = replay.make()
+    snapshots = tmp / "snapshots"
+    sup = Supervisor.open("tiny", load_policy("eu-ai-act"), ws.ledger, ws.key("trainer"),
+                          model=model, optimizer=optimizer, check_interval=1e9,
+                          transcript=Transcript(snapshots, segment_steps=SEGMENT))
+    for step in range(STEPS):
+        for group in optimizer.param_groups:
+            group["lr"] = 1e-2 * 0.95 ** step
+        batch = replay.batch(step)
+        replay.step(model, optimizer, batch)
+        if cheat is not None:
+            cheat(step, model, optimizer)
+        sup.step(tokens=4, flop=1e6, batch=batch)
+    sup.flush()
+    entries = ws.ledger.entries(kind="segment")
+    ws.ledger.checkpoint()  # fixes the challenge: a root the lab could not choose
+    seed = challenge_seed(ws.ledger, entries[-1].index)
+    ws.close()
+    assert seed is not None
+    return [e.statement.predicate for e in entries], snapshots, seed  # type: ignore[misc]
+
+
+def _verify(segments: list[SegmentPredicate], snapshots: Path) -> list[Any]:
+    return [verify_segment(i, segments[i], snapshots, TinyReplay())
+            for i in range(len(segments))]
+
+
+def test_an_honest_run_reexecutes_bitwise_and_chains(tmp_path: Path) -> None:
+    segments, snapshots, seed = _train(tmp_path)
+    assert [(s.start_step, s.end_step) for s in segments] == [
+        (0, 5), (5, 10), (10, 15), (15, 20), (20, 23)]
+    assert check_chain(segments, last_step=STEPS) == []
+    picked = challenge(seed, len(segments), 3)
+    assert picked == challenge(seed, len(segments), 3) and len(set(picked)) == 3
+    for check in _verify(segments, snapshots):
+        assert check.ok, check.problems
+    assert segments[1].learning_rates[0] == pytest.approx(1e-2 * 0.95 ** 5)
+
+
+def test_a_hidden_step_is_caught(tmp_path: Path) -> None:
+    replay = TinyReplay()
+
+    def extra(step: int, model: Any, optimizer: Any) -> None:
+        if step == 7:  # one more step than logged, on a batch of its own
+            replay.step(model, optimizer, replay.batch(10_000))
+
+    segments, snapshots, _ = _train(tmp_path, extra)
+    bad = [c for c in _verify(segments, snapshots) if not c.ok]
+    assert [c.position for c in bad] == [1]  # steps 5..10
+    assert "does not lead to the state" in bad[0].problems[0]
+
+
+def test_weights_swapped_between_segments_are_caught(tmp_path: Path) -> None:
+    def swap(step: int, model: Any, optimizer: Any) -> None:
+        if step == 11:  # in the middle of a segment: weights trained elsewhere
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.add_(0.01)
+
+    segments, snapshots, _ = _train(tmp_path, swap)
+    assert [c.position for c in _verify(segments, snapshots) if not c.ok] == [2]
+
+
+def test_a_fabricated_end_snapshot_and_other_batches_are_caught(tmp_path: Path) -> None:
+    segments, snapshots, _ = _train(tmp_path)
+    # The lab hands over an end snapshot it made up.
+    path = snapshot_path(snapshots, "tiny", 15)
+    state = torch.load(path, weights_only=True)
+    first = next(iter(state["model"]))
+    state["model"][first] = state["model"][first] + 1
+    torch.save(state, path)
+    check = verify_segment(2, segments[2], snapshots, TinyReplay())
+    assert any("end snapshot" in p for p in check.problems)
+
+    class OtherData(TinyReplay):
+        def batch(self, step: int) -> tuple[Any, Any]:
+            x, y = super().batch(step)
+            return x, y + (1.0 if step == 21 else 0.0)
+
+    check = verify_segment(4, segments[4], snapshots, OtherData())
+    assert any("Merkle root" in p for p in check.problems)
+
+
+def test_a_transcript_with_a_gap_or_a_changed_start_is_caught(tmp_path: Path) -> None:
+    segments, _, _ = _train(tmp_path)
+    gap = [segments[0], *segments[2:]]
+    assert any("missing" in p for p in check_chain(gap, last_step=STEPS))
+    moved = [segments[0], segments[1].model_copy(update={"start_digest": "0" * 64}),
+             *segments[2:]]
+    assert any("weights were changed" in p for p in check_chain(moved))
+    assert any("outside it" in p for p in check_chain(segments, last_step=STEPS + 5))
+
+
+def test_the_command_line_challenges_and_reexecutes(tmp_path: Path) -> None:
+    import inspect
+    import subprocess
+
+    from server.serving import SCALEGATE
+
+    _, snapshots, _ = _train(tmp_path)
+    (tmp_path / "tiny_replay.py").write_text(
+        "from typing import Any\nimport torch\n\n\n" + inspect.getsource(TinyReplay))
+    ledger = str(tmp_path / "ws" / "ledger.db")
+    shown = subprocess.run([SCALEGATE, "transcript", "challenge", "tiny", "--ledger", ledger,
+                            "-n", "3"], capture_output=True, text=True, timeout=120,
+                           cwd=tmp_path)
+    assert shown.returncode == 0 and "3 of 5 segments" in " ".join(shown.stdout.split())
+    args = [SCALEGATE, "transcript", "verify", "tiny", "--ledger", ledger, "--snapshots",
+            str(snapshots), "--replay", "tiny_replay:TinyReplay", "-n", "5"]
+    ok = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "reproduces" in ok.stdout and "100%" in ok.stdout
+    path = snapshot_path(snapshots, "tiny", 10)
+    path.unlink()  # the lab withholds a snapshot a challenge asks for
+    bad = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert bad.returncode == 3 and "Traceback" not in bad.stderr, bad.stdout + bad.stderr
+    assert catch_probability(5, 2) == pytest.approx(0.4)
