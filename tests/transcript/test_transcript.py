@@ -176,3 +176,7 @@ def test_the_command_line_challenges_and_reexecutes(tmp_path: Path) -> None:
     bad = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert bad.returncode == 3 and "Traceback" not in bad.stderr, bad.stdout + bad.stderr
     assert catch_probability(5, 2) == pytest.approx(0.4)
+    torch.save({"weights": "of another model"}, path)  # a snapshot that does not fit
+    odd = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert odd.returncode == 3 and "does not fit" in " ".join(odd.stdout.split())
+    assert "Traceback" not in odd.stderr

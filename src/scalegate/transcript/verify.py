@@ -126,15 +126,11 @@ def check_chain(segments: Sequence[SegmentPredicate], last_step: int | None = No
 def verify_segment(position: int, seg: SegmentPredicate, snapshots: Path, replay: Replay,
                    *, tolerance: float = 0.0) -> SegmentCheck:
     """Re-execute one segment from the lab's snapshots (see the module docstring)."""
-    import torch
-
     out = SegmentCheck(position, seg.start_step, seg.end_step)
     model, optimizer = replay.make()
     start = _load(snapshots, seg.run_id, seg.start_step, out, "start")
-    if start is None:
+    if start is None or not _restore(model, optimizer, start, out, "start"):
         return out
-    model.load_state_dict(start["model"])
-    optimizer.load_state_dict(start["optimizer"])
     if state_digest(model, optimizer) != seg.start_digest:
         out.problems.append(f"the start snapshot (step {seg.start_step}) is not the state the "
                             "segment committed to")
@@ -152,7 +148,8 @@ def verify_segment(position: int, seg: SegmentPredicate, snapshots: Path, replay
                             "to (their Merkle root differs)")
     if state_digest(model, optimizer) != seg.digest:
         end = _load(snapshots, seg.run_id, seg.end_step, out, "end")
-        out.distance = _distance(model, end["model"]) if end is not None else None
+        out.distance = _distance(model, end["model"]) if isinstance(end, dict) and \
+            isinstance(end.get("model"), dict) else None
         if out.distance is None or out.distance > tolerance:
             out.problems.append(
                 f"re-executing steps {seg.start_step}..{seg.end_step} does not lead to the "
@@ -160,15 +157,25 @@ def verify_segment(position: int, seg: SegmentPredicate, snapshots: Path, replay
                     f" (largest parameter difference {out.distance:.3g}, tolerance "
                     f"{tolerance:.3g})" if out.distance is not None else ""))
     end = _load(snapshots, seg.run_id, seg.end_step, out, "end")
-    if end is not None:
-        check, check_opt = replay.make()
-        check.load_state_dict(end["model"])
-        check_opt.load_state_dict(end["optimizer"])
-        if state_digest(check, check_opt) != seg.digest:
-            out.problems.append(f"the end snapshot (step {seg.end_step}) is not the state the "
-                                "segment committed to")
-    del torch
+    check, check_opt = replay.make()
+    if end is not None and _restore(check, check_opt, end, out, "end") and \
+            state_digest(check, check_opt) != seg.digest:
+        out.problems.append(f"the end snapshot (step {seg.end_step}) is not the state the "
+                            "segment committed to")
     return out
+
+
+def _restore(model: Any, optimizer: Any, snap: Any, out: SegmentCheck, which: str) -> bool:
+    """Load a snapshot into the model and optimizer; false (a problem noted) when it does
+    not fit them."""
+    try:
+        model.load_state_dict(snap["model"])
+        optimizer.load_state_dict(snap["optimizer"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        out.problems.append(f"the {which} snapshot does not fit the model and optimizer "
+                            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})")
+        return False
+    return True
 
 
 def _load(snapshots: Path, run_id: str, step: int, out: SegmentCheck, which: str) -> Any:
