@@ -68,6 +68,9 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "withdrawal": {"commitment_id": "c", "digest": H, "org": "lab", "at": T0, "effective": T0},
     "domain-verification": {"domain": "lab.example", "org": "lab", "url": "https://lab.example/",
                             "roots": [], "checked_at": T0, "tls_certificate_sha256": H},
+    "transcript-audit": {"run_id": "r1", "segments": 3, "seed": H, "seed_source": "seed",
+                         "results": [{"segment": {"index": 1, "leaf_hash": H}, "start_step": 0,
+                                      "end_step": 9, "ok": True}], "ok": True, "at": T0},
     "segment": {"run_id": "r1", "start_step": 0, "end_step": 9, "digest": H},
 }
 

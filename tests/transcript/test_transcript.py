@@ -150,6 +150,8 @@ def test_a_transcript_with_a_gap_or_a_changed_start_is_caught(tmp_path: Path) ->
              *segments[2:]]
     assert any("weights were changed" in p for p in check_chain(moved))
     assert any("outside it" in p for p in check_chain(segments, last_step=STEPS + 5))
+    assert check_chain(segments, pauses=[10]) == []
+    assert any("paused at step 12" in p for p in check_chain(segments, pauses=[12]))
 
 
 def test_the_command_line_challenges_and_reexecutes(tmp_path: Path) -> None:
@@ -168,15 +170,35 @@ def test_the_command_line_challenges_and_reexecutes(tmp_path: Path) -> None:
     assert shown.returncode == 0 and "3 of 5 segments" in " ".join(shown.stdout.split())
     args = [SCALEGATE, "transcript", "verify", "tiny", "--ledger", ledger, "--snapshots",
             str(snapshots), "--replay", "tiny_replay:TinyReplay", "-n", "5"]
-    ok = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    verifier = ["--record", str(tmp_path / "ws" / "keys" / "rso.key")]
+    ok = subprocess.run([*args, *verifier], capture_output=True, text=True, timeout=300,
+                        cwd=tmp_path)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "reproduces" in ok.stdout and "100%" in ok.stdout
+    assert "reproduces" in ok.stdout and "100%" in ok.stdout and "recorded as entry" in ok.stdout
+    assert _transcript_check(tmp_path, ledger) == (True, 0)
     path = snapshot_path(snapshots, "tiny", 10)
     path.unlink()  # the lab withholds a snapshot a challenge asks for
-    bad = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    bad = subprocess.run([*args, *verifier], capture_output=True, text=True, timeout=300,
+                         cwd=tmp_path)
     assert bad.returncode == 3 and "Traceback" not in bad.stderr, bad.stdout + bad.stderr
+    assert _transcript_check(tmp_path, ledger) == (False, 1)  # the auditor reports it
     assert catch_probability(5, 2) == pytest.approx(0.4)
     torch.save({"weights": "of another model"}, path)  # a snapshot that does not fit
     odd = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert odd.returncode == 3 and "does not fit" in " ".join(odd.stdout.split())
     assert "Traceback" not in odd.stderr
+
+
+def _transcript_check(tmp: Path, ledger: str) -> tuple[bool, int]:
+    """What `scalegate verify` says of the run's transcript: the check, failed spot-checks."""
+    import json
+    import subprocess
+
+    from server.serving import SCALEGATE
+
+    res = subprocess.run([SCALEGATE, "verify", "--ledger", ledger, "--trust",
+                          str(tmp / "ws" / "trust.yaml"), "--json", "--no-state"],
+                         capture_output=True, text=True, timeout=300)
+    report = json.loads(res.stdout)
+    (check,) = [c for c in report["checks"] if c["name"] == "training transcripts"]
+    return check["ok"], report["violation_counts"].get("transcript-failed", 0)

@@ -27,7 +27,7 @@ def challenge(run: str = typer.Argument(..., help="The run's id."),
               seed: str | None = SeedOpt) -> None:
     """Print the segments to check: the same list for anyone with the same log."""
     with _open(ledger) as led:
-        segments, picked, why = _challenge(led, run, n, seed)
+        segments, picked, _, why = _challenge(led, run, n, seed)
     _table(segments, picked, why)
 
 
@@ -41,16 +41,21 @@ def verify(run: str = typer.Argument(..., help="The run's id."),
                                       "lab's training, to re-execute."),
            n: int = CountOpt, seed: str | None = SeedOpt,
            tolerance: float = typer.Option(0.0, "--tolerance", help="Largest parameter "
-                                           "difference accepted (0: bitwise).")) -> None:
+                                           "difference accepted (0: bitwise)."),
+           record: Path | None = typer.Option(None, "--record", help="Your private key "
+                                              "file: sign the result and append it to the "
+                                              "ledger (a transcript-audit statement)."),
+           ) -> None:
     """Check the transcript's chain and re-execute the challenged segments. Exits 3 when
     any check fails."""
     from scalegate.transcript import catch_probability, check_chain, verify_segment
 
     with _open(ledger) as led:
-        segments, picked, why = _challenge(led, run, n, seed)
+        segments, picked, drawn, why = _challenge(led, run, n, seed)
         steps = led.entries(run_id=run, kind="compute")
         last = max((e.statement.predicate.step for e in steps), default=None)
-    problems = check_chain([s for _, s in segments], last_step=last)
+        pauses = [e.statement.predicate.step for e in led.entries(run_id=run, kind="pause")]
+    problems = check_chain([s for _, s in segments], last_step=last, pauses=pauses)
     target = _replay(replay)
     checks = [verify_segment(i, segments[i][1], snapshots, target, tolerance=tolerance)
               for i in picked]
@@ -66,11 +71,42 @@ def verify(run: str = typer.Argument(..., help="The run's id."),
     chance = catch_probability(len(segments), len(picked))
     console.print(f"a single altered segment is among those checked with probability "
                   f"{chance:.0%}", highlight=False)
-    raise typer.Exit(3 if problems or not all(c.ok for c in checks) else 0)
+    ok = not problems and all(c.ok for c in checks)
+    if record is not None:
+        _record(ledger, record, run, segments, checks, problems, (drawn, why), ok)
+    raise typer.Exit(0 if ok else 3)
+
+
+def _record(ledger: str | None, key: Path, run: str, segments: list[tuple[int, Any]],
+            checks: list[Any], problems: list[str], seed: tuple[bytes, str], ok: bool
+            ) -> None:
+    """Sign the spot-check's result and append it (a ``transcript-audit`` statement)."""
+    from scalegate.ledger import (
+        Ref,
+        SegmentResult,
+        SigningKey,
+        TranscriptAuditPredicate,
+        now_utc,
+        sign_statement,
+    )
+
+    signer = SigningKey.load(key)
+    with _open(ledger) as led:
+        results = []
+        for c in checks:
+            index = segments[c.position][0]
+            ref = Ref(index=index, leaf_hash=led.entry(index).leaf_hash.hex())
+            results.append(SegmentResult(segment=ref, start_step=c.start_step,
+                                         end_step=c.end_step, ok=c.ok, problems=c.problems,
+                                         distance=c.distance))
+        got = led.append(sign_statement(TranscriptAuditPredicate(
+            run_id=run, segments=len(segments), seed=seed[0].hex(), seed_source=seed[1],
+            results=results, chain=problems, ok=ok, at=now_utc()), signer))
+    console.print(f"recorded as entry {got.index}, signed by {signer.name}", highlight=False)
 
 
 def _challenge(led: Any, run: str, n: int, seed: str | None
-               ) -> tuple[list[tuple[int, Any]], list[int], str]:
+               ) -> tuple[list[tuple[int, Any]], list[int], bytes, str]:
     from scalegate.errors import ScalegateError
     from scalegate.transcript import challenge, challenge_seed
 
@@ -91,7 +127,7 @@ def _challenge(led: Any, run: str, n: int, seed: str | None
                                  "segment: the challenge is not fixed yet",
                                  hint="Wait for the next checkpoint (or give --seed).")
         chosen, why = root, f"seed: checkpoint root {root.hex()[:16]}…"
-    return segments, challenge(chosen, len(segments), n), why
+    return segments, challenge(chosen, len(segments), n), chosen, why
 
 
 def _table(segments: list[tuple[int, Any]], picked: list[int], why: str) -> None:

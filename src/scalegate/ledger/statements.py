@@ -421,6 +421,33 @@ class WithdrawalPredicate(Predicate):
                                   digest={"sha256": self.digest})
 
 
+class SegmentResult(_Strict):
+    """What re-executing one segment of a transcript showed."""
+
+    segment: Ref
+    start_step: int = Field(ge=0)
+    end_step: int = Field(ge=0)
+    ok: bool
+    problems: list[str] = Field(default_factory=list)
+    distance: float | None = None
+
+
+class TranscriptAuditPredicate(Predicate):
+    """A verifier's spot-check of a run's training transcript: the segments it challenged
+    (out of ``segments``), how they were chosen (``seed``, and what it is), what
+    re-executing each showed, and what the transcript as a whole showed (``chain``)."""
+
+    KIND: ClassVar[str] = "transcript-audit"
+    run_id: str
+    segments: int = Field(ge=0)
+    seed: str
+    seed_source: str
+    results: list[SegmentResult]
+    chain: list[str] = Field(default_factory=list)  # problems with the transcript as a whole
+    ok: bool
+    at: UtcDatetime
+
+
 class DomainVerificationPredicate(Predicate):
     """What a checker saw at an organisation's domain: the root keys it serves at
     ``https://DOMAIN/.well-known/scalegate.json``, when, over which TLS certificate."""

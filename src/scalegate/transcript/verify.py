@@ -98,12 +98,15 @@ def challenge(seed: bytes, count: int, n: int) -> list[int]:
     return sorted(chosen)
 
 
-def check_chain(segments: Sequence[SegmentPredicate], last_step: int | None = None
-                ) -> list[str]:
+def check_chain(segments: Sequence[SegmentPredicate], last_step: int | None = None,
+                pauses: Sequence[int] = ()) -> list[str]:
     """Problems with the transcript as a whole: gaps or overlaps between segments, a
-    segment starting from a state other than the last one's end, steps the run reported
-    (up to ``last_step``) that no segment covers."""
-    problems = []
+    segment starting from a state other than the last one's end (say, weights trained
+    between a pause and its resumption), steps the run reported (up to ``last_step``) that
+    no segment covers, and a pause (at each step in ``pauses``) that is not a boundary."""
+    ends = {s.end_step for s in segments}
+    problems = [f"the run paused at step {step}, but no segment ends there: the paused "
+                "state is not in the transcript" for step in pauses if step not in ends]
     expected_step = 0
     expected_digest: str | None = None
     for i, s in enumerate(segments):
