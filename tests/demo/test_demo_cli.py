@@ -41,7 +41,8 @@ def test_demo_pauses_is_approved_resumes_and_verifies(tmp_path: Path) -> None:
                      "paused itself at its ceiling", "evaluated at the ceiling before pausing",
                      "RSO approves the next step",
                      "training finished at step 1000", "decisions replay to the same verdict",
-                     "pauses declared and honoured"):
+                     "pauses declared and honoured", "training transcript",
+                     "reproduces bitwise"):
         assert expected in out, (expected, out)
 
     assert "✗" not in out and (ws / "audit.html").stat().st_size > 10_000

@@ -34,6 +34,7 @@ from scalegate.manifest import manifest_of
 from scalegate.policy import Policy, load_policy
 from scalegate.runs import load_state
 from scalegate.supervisor import Supervisor
+from scalegate.transcript import Transcript
 from scalegate.units import sig2
 
 RUN_ID = "demo-run"
@@ -44,6 +45,8 @@ SAFEGUARD = "security-level-demo"
 FIRST_CEILING, NEXT_CEILING = "1.15x", "2x"
 MAX_PAUSES = 12
 WITNESS_EVERY = 50  # steps between the witness's looks at the log
+TRANSCRIPT_STEPS = 50  # optimizer steps per transcript segment
+CHALLENGED = 3  # segments the closing spot-check re-executes
 
 
 def _add_witness(ws: Workspace, root: Path) -> Any:
@@ -150,9 +153,53 @@ class _Demo:
             RUN_ID, self.policy, self.ws.ledger, self.ws.key("trainer"),
             evaluator=self.suite, model=trainer.model, loss_fn=_demo_loss, planned=planned,
             model_name="TinyGPT (scalegate demo)", checkpoint_dir=ckdir, compute_every=25,
-            check_interval=5.0,
+            check_interval=5.0, optimizer=trainer.optimizer,
             save_checkpoint=lambda step: trainer.save(ckdir / f"{RUN_ID}-step{step:05d}.pt"),
+            transcript=Transcript(self.opts.dir / "snapshots", segment_steps=TRANSCRIPT_STEPS),
         )
+
+    def spot_check(self) -> bool:
+        """The closing spot-check of the run's training transcript: CHALLENGED segments,
+        chosen from the root of a checkpoint signed after the last one, re-executed from
+        their snapshots (what `scalegate transcript verify` does)."""
+        from scalegate.demo.training import DemoReplay
+        from scalegate.transcript import (
+            catch_probability,
+            challenge,
+            challenge_seed,
+            check_chain,
+            verify_segment,
+        )
+
+        led = self.ws.ledger
+        entries = led.entries(run_id=RUN_ID, kind="segment")
+        if not entries:
+            return True
+        self.witness_now()
+        seed = challenge_seed(led, entries[-1].index)
+        if seed is None:
+            return True
+        segments = [e.statement.predicate for e in entries]
+        pauses = [getattr(e.statement.predicate, "step", -1)
+                  for e in led.entries(run_id=RUN_ID, kind="pause")]
+        problems = check_chain(segments, pauses=pauses)  # type: ignore[arg-type]
+        replay = DemoReplay(self.config, self.seed)
+        picked = challenge(seed, len(segments), CHALLENGED)
+        table = Table(title=f"training transcript: {len(segments)} segments; {len(picked)} "
+                      f"re-executed, chosen by checkpoint root {seed.hex()[:12]}…",
+                      show_header=False, title_justify="left")
+        ok = not problems
+        for i in picked:
+            c = verify_segment(i, segments[i], self.opts.dir / "snapshots", replay)  # type: ignore[arg-type]
+            ok = ok and c.ok
+            table.add_row("[green]✓[/]" if c.ok else "[red]✗[/]", f"steps {c.start_step}.."
+                          f"{c.end_step}", "reproduces bitwise" if c.ok else "; ".join(c.problems))
+        for p in problems:
+            table.add_row("[red]✗[/]", "transcript", p)
+        table.add_row("", "chance to catch one altered segment",
+                      f"{catch_probability(len(segments), len(picked)):.0%}")
+        self.console.print(table)
+        return ok
 
     def train(self, trainer: Any, sup: Supervisor, live: Live | None) -> Decision | None:
         decision = None
@@ -352,7 +399,7 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> bool:
         sup.flush()
         console.print(f"training finished at step {demo.view.step}, "
                       f"{sig2(demo.view.flop)} FLOP, final verdict {demo.view.verdict}")
-        ok = demo.verify()
+        ok = demo.verify() and demo.spot_check()
         demo.where()
         return ok
     finally:

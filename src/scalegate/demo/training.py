@@ -91,6 +91,43 @@ class DemoTrainConfig(BaseModel):
         return self.lr * (self.min_lr_ratio + (1 - self.min_lr_ratio) * cos)
 
 
+def train_step(model: Any, optimizer: Any, batch: tuple[torch.Tensor, torch.Tensor],
+               grad_clip: float | None) -> float:
+    """One optimizer step on ``batch`` at the optimizer's current learning rate; the loss."""
+    x, y = batch
+    model.train()
+    logits = model(x)
+    loss = torch.nn.functional.cross_entropy(
+        logits.view(-1, logits.shape[-1]), y.view(-1), ignore_index=-1
+    )
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return float(loss.detach())
+
+
+class DemoReplay:
+    """The demo's training as a verifier re-executes it (a transcript's
+    :class:`~scalegate.transcript.Replay`): a fresh model and optimizer, the batch of a
+    step, one step at the learning rate the transcript committed to."""
+
+    def __init__(self, config: DemoTrainConfig, seed: int) -> None:
+        self.config, self.seed = config, seed
+        self._data = DemoTrainer(config, seed)
+
+    def make(self) -> tuple[Any, Any]:
+        fresh = DemoTrainer(self.config, self.seed)
+        return fresh.model, fresh.optimizer
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._data.batch(step)
+
+    def step(self, model: Any, optimizer: Any, batch: Any) -> None:
+        train_step(model, optimizer, batch, self.config.grad_clip)
+
+
 class DemoTrainer:
     """A seeded training run of the demo model; one :meth:`step` is one optimizer update."""
 
@@ -142,17 +179,7 @@ class DemoTrainer:
         lr = self.config.lr_at(self.step_index)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        self.model.train()
-        logits = self.model(x)
-        loss = torch.nn.functional.cross_entropy(
-            logits.view(-1, logits.shape[-1]), y.view(-1), ignore_index=-1
-        )
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.config.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-        self.optimizer.step()
-        self.last_loss = float(loss.detach())
+        self.last_loss = train_step(self.model, self.optimizer, (x, y), self.config.grad_clip)
         tokens = int((x != PAD_ID).sum())
         self.step_index += 1
         self.tokens_seen += tokens
