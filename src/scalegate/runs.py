@@ -149,11 +149,12 @@ def state_decision(state: RunState) -> Decision | None:
 def register_run(
     ledger: Ledger, key: SigningKey, run_id: str, policy: Policy, now: datetime, *,
     org: str | None, model_name: str | None, planned: float | None,
-    planned_tokens: float | None,
+    planned_tokens: float | None, commitments: dict[str, str | None] | None = None,
 ) -> RunState:
     """Register ``run_id`` under ``policy``: the run statement, citing the policy document
     its approvers published (if none did, ``key`` publishes it: a trust file may refuse
-    that); the run's state after it."""
+    that), and committing to ``commitments`` (``config_digest``, ``data_root``,
+    ``seed_commitment``); the run's state after it."""
     digest = policy.digest()
     entry = policy_entry(ledger, digest, approved_by=policy_approvers(policy))
     if entry is None:  # nobody published it: the trainer does (a trust file may refuse it)
@@ -165,6 +166,7 @@ def register_run(
         run_id=run_id, org=org or key.name.split("/", 1)[0], model=model_name or "unnamed",
         policy=PolicyRef(id=policy.id, version=policy.version, digest=digest, ref=policy_ref),
         planned_flop=planned, planned_tokens=planned_tokens, started_at=now,
+        **{k: v for k, v in (commitments or {}).items() if v is not None},
     )
     ledger.append(sign_statement(run, key))
     return load_state(ledger, run_id)

@@ -204,7 +204,11 @@ class Supervisor:
         state = load_state(ledger, run_id)
         if state.run is None:
             state = register_run(ledger, key, run_id, policy, clock(), org=org,
-                              model_name=model_name, planned=planned, planned_tokens=planned_tokens)
+                              model_name=model_name, planned=planned, planned_tokens=planned_tokens,
+                              commitments=None if transcript is None else {
+                                  "config_digest": transcript.config_digest,
+                                  "data_root": transcript.data_root,
+                                  "seed_commitment": transcript.seed_commitment})
         else:
             _check_policy(run_id, state, policy)
         if state.active_pause is not None:

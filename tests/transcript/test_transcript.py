@@ -21,12 +21,15 @@ from scalegate.transcript import (
     challenge,
     challenge_seed,
     check_chain,
+    commit_seed,
+    data_root,
     snapshot_path,
     verify_segment,
 )
 
 torch = pytest.importorskip("torch")
 STEPS, SEGMENT = 23, 5
+SALT = bytes(range(16))
 
 
 class TinyReplay:
@@ -63,7 +66,10 @@ def _train(tmp: Path, cheat: Callable[[int, Any, Any], None] | None = None
     snapshots = tmp / "snapshots"
     sup = Supervisor.open("tiny", load_policy("eu-ai-act"), ws.ledger, ws.key("trainer"),
                           model=model, optimizer=optimizer, check_interval=1e9,
-                          transcript=Transcript(snapshots, segment_steps=SEGMENT))
+                          transcript=Transcript(snapshots, segment_steps=SEGMENT,
+                                                config_digest="c" * 64,
+                                                data_root=data_root([b"shard-0", b"shard-1"]),
+                                                seed_commitment=commit_seed(0, SALT)))
     for step in range(STEPS):
         for group in optimizer.param_groups:
             group["lr"] = 1e-2 * 0.95 ** step
@@ -175,6 +181,12 @@ def test_the_command_line_challenges_and_reexecutes(tmp_path: Path) -> None:
                         cwd=tmp_path)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "reproduces" in ok.stdout and "100%" in ok.stdout and "recorded as entry" in ok.stdout
+    lied = subprocess.run([*args, "--seed-reveal", f"7:{SALT.hex()}"], capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path)
+    assert lied.returncode == 3 and "not the one the run" in " ".join(lied.stdout.split())
+    told = subprocess.run([*args, "--seed-reveal", f"0:{SALT.hex()}"], capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path)
+    assert told.returncode == 0, told.stdout
     assert _transcript_check(tmp_path, ledger) == (True, 0)
     path = snapshot_path(snapshots, "tiny", 10)
     path.unlink()  # the lab withholds a snapshot a challenge asks for

@@ -45,6 +45,9 @@ def verify(run: str = typer.Argument(..., help="The run's id."),
            record: Path | None = typer.Option(None, "--record", help="Your private key "
                                               "file: sign the result and append it to the "
                                               "ledger (a transcript-audit statement)."),
+           reveal: str | None = typer.Option(None, "--seed-reveal", help="SEED:SALTHEX the "
+                                             "lab revealed: checked against the run's seed "
+                                             "commitment."),
            ) -> None:
     """Check the transcript's chain and re-execute the challenged segments. Exits 3 when
     any check fails."""
@@ -55,7 +58,11 @@ def verify(run: str = typer.Argument(..., help="The run's id."),
         steps = led.entries(run_id=run, kind="compute")
         last = max((e.statement.predicate.step for e in steps), default=None)
         pauses = [e.statement.predicate.step for e in led.entries(run_id=run, kind="pause")]
+        run_statement = next((e.statement.predicate for e in led.entries(run_id=run,
+                                                                          kind="run")), None)
     problems = check_chain([s for _, s in segments], last_step=last, pauses=pauses)
+    if reveal is not None:
+        problems += _seed_problems(reveal, getattr(run_statement, "seed_commitment", None))
     target = _replay(replay)
     checks = [verify_segment(i, segments[i][1], snapshots, target, tolerance=tolerance)
               for i in picked]
@@ -103,6 +110,22 @@ def _record(ledger: str | None, key: Path, run: str, segments: list[tuple[int, A
             run_id=run, segments=len(segments), seed=seed[0].hex(), seed_source=seed[1],
             results=results, chain=problems, ok=ok, at=now_utc()), signer))
     console.print(f"recorded as entry {got.index}, signed by {signer.name}", highlight=False)
+
+
+def _seed_problems(reveal: str, commitment: str | None) -> list[str]:
+    """Whether the seed the lab revealed is the one its run statement committed to."""
+    from scalegate.errors import ScalegateError
+    from scalegate.transcript import commit_seed
+
+    seed, _, salt = reveal.partition(":")
+    try:
+        got = commit_seed(int(seed), bytes.fromhex(salt))
+    except ValueError as exc:
+        raise ScalegateError(f"--seed-reveal {reveal!r}: give SEED:SALTHEX ({exc})") from None
+    if commitment is None:
+        return ["the run statement commits to no seed"]
+    return [] if got == commitment else ["the seed revealed is not the one the run "
+                                         "statement committed to"]
 
 
 def _challenge(led: Any, run: str, n: int, seed: str | None

@@ -9,7 +9,13 @@ re-execute segments a verifier chooses afterwards.
 """
 
 from scalegate.transcript.digest import batch_digest, batches_root, state_digest
-from scalegate.transcript.recorder import Transcript, TranscriptRecorder, snapshot_path
+from scalegate.transcript.recorder import (
+    Transcript,
+    TranscriptRecorder,
+    commit_seed,
+    data_root,
+    snapshot_path,
+)
 from scalegate.transcript.verify import (
     Replay,
     SegmentCheck,
@@ -22,4 +28,5 @@ from scalegate.transcript.verify import (
 
 __all__ = ["Replay", "SegmentCheck", "Transcript", "TranscriptRecorder", "batch_digest",
            "batches_root", "catch_probability", "challenge", "challenge_seed", "check_chain",
+           "commit_seed", "data_root",
            "snapshot_path", "state_digest", "verify_segment"]

@@ -10,6 +10,7 @@ rate, and its FLOP, as a ``segment`` statement the supervisor appends. It keeps 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,17 +18,39 @@ from typing import Any
 from scalegate.ledger import SegmentPredicate, now_utc
 from scalegate.transcript.digest import batch_digest, batches_root, state_digest
 
-__all__ = ["Transcript", "TranscriptRecorder", "snapshot_path"]
+__all__ = ["Transcript", "TranscriptRecorder", "commit_seed", "data_root", "snapshot_path"]
+
+
+def commit_seed(seed: int, salt: bytes) -> str:
+    """``H(seed ‖ salt)`` (hex SHA-256): what a run statement commits to of its seed; the
+    salt keeps a small seed from being guessed."""
+    if len(salt) < 16:
+        raise ValueError("use a salt of at least 16 random bytes")
+    return hashlib.sha256(str(seed).encode() + b"\0" + salt).hexdigest()
+
+
+def data_root(item_digests: list[bytes]) -> str:
+    """The Merkle root (RFC 6962, hex) of a data manifest: the digests of its shards or
+    examples, in the order the data loader defines them."""
+    return batches_root(item_digests)
 
 
 @dataclass(frozen=True)
 class Transcript:
     """How a run records its transcript: a segment every ``segment_steps`` optimizer steps,
-    snapshots at its boundaries in ``snapshot_dir`` (the newest ``keep``; ``None``: all)."""
+    snapshots at its boundaries in ``snapshot_dir`` (the newest ``keep``; ``None``: all).
+
+    The run statement then also commits to ``config_digest`` (the training configuration's
+    digest), ``data_root`` (the Merkle root of the data manifest, e.g. :func:`data_root` of
+    the shards' digests) and ``seed_commitment`` (:func:`commit_seed`: the seed stays with
+    the lab, revealed to a verifier, who checks it against this)."""
 
     snapshot_dir: Path
     segment_steps: int = 100
     keep: int | None = None
+    config_digest: str | None = None
+    data_root: str | None = None
+    seed_commitment: str | None = None
 
     def __post_init__(self) -> None:
         if self.segment_steps < 1:
