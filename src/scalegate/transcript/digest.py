@@ -24,12 +24,14 @@ __all__ = ["batch_digest", "batches_root", "state_digest", "tensors_digest"]
 def tensors_digest(named: Iterable[tuple[str, Any]]) -> str:
     """Hex SHA-256 of named tensors (and plain values), in sorted name order."""
     h = hashlib.sha256()
+    as_bytes = _byte_dtype()
     for name, value in sorted(named, key=lambda kv: kv[0]):
         h.update(name.encode() + b"\0")
         if hasattr(value, "detach"):
             t = value.detach().cpu().contiguous()
             h.update(f"{t.dtype}:{tuple(t.shape)}\0".encode())
-            h.update(t.view(-1).view(_byte_dtype()).numpy().tobytes() if t.numel() else b"")
+            if t.numel():  # the tensor's own memory, not a copy of it
+                h.update(t.reshape(-1).view(as_bytes).numpy())
         else:
             h.update(f"value:{value!r}\0".encode())
     return h.hexdigest()
