@@ -56,8 +56,8 @@ class TinyReplay:
         optimizer.step()
 
 
-def _train(tmp: Path, cheat: Callable[[int, Any, Any], None] | None = None
-           ) -> tuple[list[SegmentPredicate], Path, bytes]:
+def _train(tmp: Path, cheat: Callable[[int, Any, Any], None] | None = None,
+           flop_claimed: float = 1.0) -> tuple[list[SegmentPredicate], Path, bytes]:
     """Train STEPS steps under the supervisor with a transcript; ``cheat(step, model,
     optimizer)`` runs after each step. Returns the segments, the snapshots, a seed."""
     ws = create_workspace(tmp / "ws")
@@ -70,14 +70,17 @@ def _train(tmp: Path, cheat: Callable[[int, Any, Any], None] | None = None
                                                 config_digest="c" * 64,
                                                 data_root=data_root([b"shard-0", b"shard-1"]),
                                                 seed_commitment=commit_seed(0, SALT)))
+    from torch.utils.flop_counter import FlopCounterMode
+
     for step in range(STEPS):
         for group in optimizer.param_groups:
             group["lr"] = 1e-2 * 0.95 ** step
         batch = replay.batch(step)
-        replay.step(model, optimizer, batch)
+        with FlopCounterMode(display=False) as counted:  # the FLOP the step takes
+            replay.step(model, optimizer, batch)
         if cheat is not None:
             cheat(step, model, optimizer)
-        sup.step(tokens=4, flop=1e6, batch=batch)
+        sup.step(tokens=4, flop=float(counted.get_total_flops()) * flop_claimed, batch=batch)
     sup.flush()
     entries = ws.ledger.entries(kind="segment")
     ws.ledger.checkpoint()  # fixes the challenge: a root the lab could not choose
@@ -146,6 +149,33 @@ def test_a_fabricated_end_snapshot_and_other_batches_are_caught(tmp_path: Path) 
 
     check = verify_segment(4, segments[4], snapshots, OtherData())
     assert any("Merkle root" in p for p in check.problems)
+
+
+def test_compute_under_reported_is_caught(tmp_path: Path) -> None:
+    segments, snapshots, _ = _train(tmp_path, flop_claimed=0.5)  # half the FLOP logged
+    check = verify_segment(0, segments[0], snapshots, TinyReplay())
+    assert any("claims" in p and "measures" in p for p in check.problems), check.problems
+
+
+def test_a_nondeterministic_run_is_judged_by_its_own_noise(tmp_path: Path) -> None:
+    """Re-executing twice calibrates how far apart honest re-executions land (Proof-of-
+    Learning's delta): within twice that, a segment passes; bitwise, it could not."""
+    segments, snapshots, _ = _train(tmp_path)
+
+    class Noisy(TinyReplay):
+        noise = torch.Generator().manual_seed(7)  # never the same twice
+
+        def step(self, model: Any, optimizer: Any, batch: Any) -> None:
+            super().step(model, optimizer, batch)
+            with torch.no_grad():  # nondeterminism, as a GPU's reductions give
+                for p in model.parameters():
+                    p.add_(torch.randn(p.shape, generator=self.noise) * 1e-7)
+
+    strict = verify_segment(1, segments[1], snapshots, Noisy())
+    assert not strict.ok and strict.distance is not None and strict.distance > 0
+    lenient = verify_segment(1, segments[1], snapshots, Noisy(), calibrate=True)
+    assert lenient.ok, lenient.problems
+    assert lenient.delta is not None and lenient.delta > 0
 
 
 def test_a_transcript_with_a_gap_or_a_changed_start_is_caught(tmp_path: Path) -> None:

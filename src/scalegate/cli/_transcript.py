@@ -42,6 +42,10 @@ def verify(run: str = typer.Argument(..., help="The run's id."),
            n: int = CountOpt, seed: str | None = SeedOpt,
            tolerance: float = typer.Option(0.0, "--tolerance", help="Largest parameter "
                                            "difference accepted (0: bitwise)."),
+           calibrate: bool = typer.Option(False, "--calibrate", help="For a run that is not "
+                                          "deterministic: re-execute a segment that does not "
+                                          "reproduce twice, and accept twice the distance "
+                                          "between the two."),
            record: Path | None = typer.Option(None, "--record", help="Your private key "
                                               "file: sign the result and append it to the "
                                               "ledger (a transcript-audit statement)."),
@@ -64,13 +68,16 @@ def verify(run: str = typer.Argument(..., help="The run's id."),
     if reveal is not None:
         problems += _seed_problems(reveal, getattr(run_statement, "seed_commitment", None))
     target = _replay(replay)
-    checks = [verify_segment(i, segments[i][1], snapshots, target, tolerance=tolerance)
-              for i in picked]
+    checks = [verify_segment(i, segments[i][1], snapshots, target, tolerance=tolerance,
+                             calibrate=calibrate) for i in picked]
     table = Table("segment", "steps", "result", title=f"{run}: {len(picked)} of "
                   f"{len(segments)} segments re-executed ({why})", title_justify="left")
     for c in checks:
         table.add_row(str(c.position), f"{c.start_step}..{c.end_step}",
-                      "reproduces" + (f" (distance {c.distance:.3g})" if c.distance else "")
+                      ("reproduces" + (f" (distance {c.distance:.3g}" + (
+                          f", re-executions {c.delta:.3g} apart" if c.delta else "") + ")"
+                          if c.distance else " bitwise")
+                       + (f"; {c.flop:.3g} FLOP measured" if c.flop else ""))
                       if c.ok else "; ".join(c.problems))
     console.print(table)
     for p in problems:

@@ -17,6 +17,7 @@ and cover every step from the first.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -51,6 +52,8 @@ class SegmentCheck:
     end_step: int
     problems: list[str] = field(default_factory=list)
     distance: float | None = None  # largest parameter difference, when not bitwise
+    delta: float | None = None  # between two re-executions, when calibrated
+    flop: float | None = None  # measured while re-executing
 
     @property
     def ok(self) -> bool:
@@ -127,38 +130,41 @@ def check_chain(segments: Sequence[SegmentPredicate], last_step: int | None = No
 
 
 def verify_segment(position: int, seg: SegmentPredicate, snapshots: Path, replay: Replay,
-                   *, tolerance: float = 0.0) -> SegmentCheck:
-    """Re-execute one segment from the lab's snapshots (see the module docstring)."""
+                   *, tolerance: float = 0.0, calibrate: bool = False,
+                   flop_slack: float | None = 0.25) -> SegmentCheck:
+    """Re-execute one segment from the lab's snapshots (see the module docstring).
+
+    With ``calibrate``, a segment that does not reproduce bitwise is re-executed a second
+    time: the distance between the two re-executions (the run's own nondeterminism, as
+    Proof-of-Learning calibrates it) is reported as ``delta``, and the lab's end state may
+    be up to twice that (or ``tolerance``) away. With ``flop_slack``, the FLOP the segment
+    claims must be within that fraction of what re-executing it measures."""
     out = SegmentCheck(position, seg.start_step, seg.end_step)
-    model, optimizer = replay.make()
     start = _load(snapshots, seg.run_id, seg.start_step, out, "start")
-    if start is None or not _restore(model, optimizer, start, out, "start"):
+    first = _rerun(seg, start, replay, out) if start is not None else None
+    if first is None:
         return out
-    if state_digest(model, optimizer) != seg.start_digest:
-        out.problems.append(f"the start snapshot (step {seg.start_step}) is not the state the "
-                            "segment committed to")
-        return out
-    digests = []
-    for i, step in enumerate(range(seg.start_step, seg.end_step)):
-        batch = replay.batch(step)
-        digests.append(batch_digest(batch))
-        if i < len(seg.learning_rates):
-            for group in optimizer.param_groups:
-                group["lr"] = seg.learning_rates[i]
-        replay.step(model, optimizer, batch)
-    if batches_root(digests) != seg.batches_root:
-        out.problems.append("the batches handed over are not those the segment committed "
-                            "to (their Merkle root differs)")
+    model, optimizer, out.flop = first
     if state_digest(model, optimizer) != seg.digest:
         end = _load(snapshots, seg.run_id, seg.end_step, out, "end")
         out.distance = _distance(model, end["model"]) if isinstance(end, dict) and \
             isinstance(end.get("model"), dict) else None
-        if out.distance is None or out.distance > tolerance:
+        allowed = tolerance
+        if calibrate:
+            again = _rerun(seg, start, replay, SegmentCheck(position, 0, 0))
+            if again is not None:
+                out.delta = _distance(again[0], model.state_dict())
+                allowed = max(tolerance, 2 * out.delta)
+        if out.distance is None or out.distance > allowed:
             out.problems.append(
                 f"re-executing steps {seg.start_step}..{seg.end_step} does not lead to the "
                 "state the segment committed to" + (
-                    f" (largest parameter difference {out.distance:.3g}, tolerance "
-                    f"{tolerance:.3g})" if out.distance is not None else ""))
+                    f" (largest parameter difference {out.distance:.3g}, allowed "
+                    f"{allowed:.3g})" if out.distance is not None else ""))
+    if flop_slack is not None and seg.flop and out.flop and \
+            abs(seg.flop - out.flop) > flop_slack * out.flop:
+        out.problems.append(f"the segment claims {seg.flop:.3g} FLOP; re-executing it "
+                            f"measures {out.flop:.3g}")
     end = _load(snapshots, seg.run_id, seg.end_step, out, "end")
     check, check_opt = replay.make()
     if end is not None and _restore(check, check_opt, end, out, "end") and \
@@ -166,6 +172,36 @@ def verify_segment(position: int, seg: SegmentPredicate, snapshots: Path, replay
         out.problems.append(f"the end snapshot (step {seg.end_step}) is not the state the "
                             "segment committed to")
     return out
+
+
+def _rerun(seg: SegmentPredicate, start: Any, replay: Replay, out: SegmentCheck
+           ) -> tuple[Any, Any, float] | None:
+    """The segment re-executed from ``start``: the model, the optimizer and the FLOP
+    measured; ``None`` (a problem noted) when the start is not what it committed to."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model, optimizer = replay.make()
+    # A copy: an optimizer keeps the tensors it is given, and training changes them in place.
+    if not _restore(model, optimizer, copy.deepcopy(start), out, "start"):
+        return None
+    if state_digest(model, optimizer) != seg.start_digest:
+        out.problems.append(f"the start snapshot (step {seg.start_step}) is not the state the "
+                            "segment committed to")
+        return None
+    digests, flop = [], 0.0
+    for i, step in enumerate(range(seg.start_step, seg.end_step)):
+        batch = replay.batch(step)
+        digests.append(batch_digest(batch))
+        if i < len(seg.learning_rates):
+            for group in optimizer.param_groups:
+                group["lr"] = seg.learning_rates[i]
+        with FlopCounterMode(display=False) as counter:
+            replay.step(model, optimizer, batch)
+        flop += float(counter.get_total_flops())
+    if batches_root(digests) != seg.batches_root:
+        out.problems.append("the batches handed over are not those the segment committed "
+                            "to (their Merkle root differs)")
+    return model, optimizer, flop
 
 
 def _restore(model: Any, optimizer: Any, snap: Any, out: SegmentCheck, which: str) -> bool:
