@@ -29,6 +29,7 @@ A log's status says what can be concluded, and silence is never compliance:
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -71,9 +72,11 @@ class Monitor:
         """One round over every log; each log's status. Then every commitment proposed in
         them is judged (:mod:`scalegate.registry.commitments`)."""
         got = {g.name: self.check(g) for g in self.config.logs}
-        judge_commitments(self.config, self.store, self.workdir,
-                          lambda name: f.audit if (f := self._folds.get(name)) else None,
-                          self._now())
+        # A mirror that cannot be read now keeps the last judgement (its log's status says why).
+        with contextlib.suppress(ScalegateError):
+            judge_commitments(self.config, self.store, self.workdir,
+                              lambda name: f.audit if (f := self._folds.get(name)) else None,
+                              self._now())
         return got
 
     def run(self, stop: threading.Event) -> None:
