@@ -75,6 +75,9 @@ SETUP_VIOLATION_KINDS: dict[str, str] = {
     "witness's cosignature shows (beyond the clock skew)",
     "time-order": "a statement is dated before a statement it cites (a resume before its "
     "approvals, an approval before its pause)",
+}
+#: Violations a verifier's spot-check of a run's training transcript reports.
+TRANSCRIPT_VIOLATION_KINDS: dict[str, str] = {
     "transcript-failed": "a verifier re-executed segments of the run's training transcript "
     "and they did not lead where the transcript says (scalegate transcript verify)",
 }

@@ -19,7 +19,7 @@ from typing import Any
 from scalegate.audit import IncrementalAudit
 from scalegate.audit.regulator import HELD_VIOLATION_KINDS
 from scalegate.audit.replay import RUN_VIOLATION_KINDS
-from scalegate.audit.runcheck import SETUP_VIOLATION_KINDS
+from scalegate.audit.runcheck import SETUP_VIOLATION_KINDS, TRANSCRIPT_VIOLATION_KINDS
 from scalegate.commitments import commitment_status, parse_commitment
 from scalegate.commitments.evidence import (
     KINDS,
@@ -47,7 +47,7 @@ __all__ = ["judge_commitments"]
 #: Violations about what runs did, not about the log: its statements are still authentic
 #: (a breach of a commitment is proven by them).
 _RUN_LEVEL = frozenset({*RUN_VIOLATION_KINDS, *SETUP_VIOLATION_KINDS, *HELD_VIOLATION_KINDS,
-                        "deadline-on-operator-word"})
+                        *TRANSCRIPT_VIOLATION_KINDS, "deadline-on-operator-word"})
 #: The registry's statuses as a commitment's judge reads a party's log.
 _AS_LOG = {"verified": "verified", "violations": "violations", "stale": "stale",
            "unwitnessed": "unwitnessed", "unreachable": "unreachable"}
