@@ -14,15 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from scalegate.audit import Witness, load_trust, witness_ledger
 from scalegate.commitments import Commitment, commitment_status, parse_commitment
-from scalegate.commitments.evidence import LogToRead, gather
+from scalegate.commitments.evidence import gather
 from scalegate.commitments.joining import endorse, propose, withdraw
-from scalegate.demo.workspace import PEOPLE, Workspace, create_workspace
+from scalegate.commitments.scenario import JointLab
 from scalegate.errors import CommitmentError
 from scalegate.ledger import (
     ComputePredicate,
-    CosignatureVerifier,
     KeyPredicate,
     PolicyRef,
     Ref,
@@ -46,26 +44,7 @@ withdrawal: {notice: 30d}
 """
 
 
-class Lab:
-    def __init__(self, root: Path, org: str) -> None:
-        self.ws: Workspace = create_workspace(
-            root / org, org=org, origin=f"{org}.example/log",
-            people={**PEOPLE, "ceo": ("signatory",)})
-        self.witness_key = SigningKey.generate(f"witness.example/{org}")
-        self.witness = Witness(root / f"{org}-witness.json", self.witness_key,
-                               {self.ws.ledger.origin: self.ws.log_key.vkey})
-        trust = self.ws.root / "trust.yaml"
-        trust.write_text(load_trust(trust).model_copy(update={
-            "witnesses": {self.witness_key.name: CosignatureVerifier.from_key(
-                self.witness_key)}, "witness_quorum": 1}).to_yaml())
-        self.trust_path = trust
-
-    def cosign(self) -> None:
-        self.ws.ledger.checkpoint()
-        witness_ledger(self.ws.ledger, self.witness)
-
-    def log(self) -> LogToRead:
-        return LogToRead(self.ws.ledger_path, load_trust(self.trust_path), name=self.ws.org)
+Lab = JointLab  # a lab of the story: its workspace, witness and trust file
 
 
 def breach_and_impostor(b: Lab, c: Lab, doc: Commitment) -> Ref:
@@ -94,7 +73,7 @@ def _status(labs: list[Lab], **kw: object):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def labs(tmp_path: Path) -> list[Lab]:
-    made = [Lab(tmp_path, org) for org in ("lab-a", "lab-b", "lab-c")]
+    made = [Lab.create(tmp_path, org) for org in ("lab-a", "lab-b", "lab-c")]
     yield made
     for lab in made:
         lab.ws.close()

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 
 
 def _story(tmp_path: Path) -> list[Lab]:
-    labs = [Lab(tmp_path, org) for org in ("lab-a", "lab-b", "lab-c")]
+    labs = [Lab.create(tmp_path, org) for org in ("lab-a", "lab-b", "lab-c")]
     a, b, c = labs
     doc = parse_commitment(TEXT)
     propose(a.ws.ledger, a.ws.key("ceo"), doc, TEXT)

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import ConfigDict, Field, ValidationError, create_model, field_validator
 
 from scalegate.audit._times import TimeCheck, WitnessedCheckpoint, WitnessedTimes
+from scalegate.audit._transcripts import spot_checks
 from scalegate.audit.logcheck import audit_log
 from scalegate.audit.regulator import HELD_VIOLATION_KINDS, HeldTo, hold_runs
 from scalegate.audit.replay import RUN_VIOLATION_KINDS, RunReplay, replay_run
@@ -49,9 +50,7 @@ from scalegate.ledger import (
     Ref,
     RegisteredKey,
     RunPredicate,
-    SegmentPredicate,
     Statement,
-    TranscriptAuditPredicate,
 )
 from scalegate.policy import Policy, parse_policy
 from scalegate.state import Recorded, StatementOrRecord, record_type, same_ref
@@ -501,36 +500,8 @@ def audit_ledger(
                                   if incremental is not None else None)
             held = hold_to(held_to, collector, report, now=now, run_ids=run_ids,
                            read=incremental.held_read if incremental is not None else None)
-            transcripts(collector, report)
+            spot_checks(collector.runs, report)
     return LedgerAudit(report, runs, held)
-
-
-def transcripts(collected: RunCollector, report: AuditReport) -> None:
-    """Which runs recorded a training transcript and which were spot-checked, with what
-    result; a failed spot-check is a violation (``transcript-failed``)."""
-    lines, failed = [], 0
-    for run_id, own in collected.runs.items():
-        segments = sum(1 for r in own if isinstance(r.predicate, SegmentPredicate))
-        audits = [r for r in own if isinstance(r.predicate, TranscriptAuditPredicate)]
-        if not segments and not audits:
-            continue
-        for a in audits:
-            p = a.predicate
-            if not p.ok:
-                failed += 1
-                bad = [f"steps {x.start_step}..{x.end_step}: {'; '.join(x.problems)}"
-                       for x in p.results if not x.ok] + p.chain
-                report.violation("transcript-failed", f"run {run_id}: {a.signer or '?'} "
-                                 f"re-executed {len(p.results)} of {p.segments} transcript "
-                                 f"segments and found: {' | '.join(bad)[:1500]}", [a.ref],
-                                 run_id=run_id)
-        checked = sum(len(a.predicate.results) for a in audits)
-        lines.append(f"{run_id}: {segments} segments, " + (
-            f"{len(audits)} spot-check(s) of {checked} segments, "
-            f"{sum(1 for a in audits if not a.predicate.ok)} failed" if audits
-            else "never spot-checked"))
-    if lines:
-        report.check("training transcripts", failed == 0, "; ".join(lines)[:2000])
 
 
 def hold_to(policies: Sequence[Policy], collected: RunCollector, report: AuditReport, *,

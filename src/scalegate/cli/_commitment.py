@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from scalegate.cli._console import console
-from scalegate.cli._ledger import LedgerOpt
+from scalegate.cli._ledger import LedgerOpt, _open
 
 if TYPE_CHECKING:
     from scalegate.commitments import Commitment
@@ -229,11 +229,6 @@ def _commitment(led: Ledger, ident: str) -> Commitment:
     found = find_commitment(led, ident)
     return found[1] if found is not None else load_commitment(ident)
 
-
-def _open(ledger: str | None) -> Ledger:
-    from scalegate.cli._ledger import _open as open_
-
-    return open_(ledger)
 
 
 __all__ = ["app"]

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from scalegate.cli._console import console
-from scalegate.cli._ledger import LedgerOpt
+from scalegate.cli._ledger import LedgerOpt, _open
 
 app = typer.Typer(help="Training transcripts: choose segments of a run to check, and "
                   "re-execute them from the lab's snapshots.", no_args_is_help=True)
@@ -59,9 +59,8 @@ def verify(run: str = typer.Argument(..., help="The run's id."),
 
     with _open(ledger) as led:
         segments, picked, drawn, why = _challenge(led, run, n, seed)
-        steps = led.entries(run_id=run, kind="compute")
-        last = max((e.statement.predicate.step for e in steps), default=None)
-        pauses = [e.statement.predicate.step for e in led.entries(run_id=run, kind="pause")]
+        last = max((_step(e) for e in led.entries(run_id=run, kind="compute")), default=None)
+        pauses = [_step(e) for e in led.entries(run_id=run, kind="pause")]
         run_statement = next((e.statement.predicate for e in led.entries(run_id=run,
                                                                           kind="run")), None)
     problems = check_chain([s for _, s in segments], last_step=last, pauses=pauses)
@@ -117,6 +116,11 @@ def _record(ledger: str | None, key: Path, run: str, segments: list[tuple[int, A
             run_id=run, segments=len(segments), seed=seed[0].hex(), seed_source=seed[1],
             results=results, chain=problems, ok=ok, at=now_utc()), signer))
     console.print(f"recorded as entry {got.index}, signed by {signer.name}", highlight=False)
+
+
+def _step(entry: Any) -> int:
+    """The optimizer step a compute or pause statement names."""
+    return int(getattr(entry.statement.predicate, "step", 0))
 
 
 def _seed_problems(reveal: str, commitment: str | None) -> list[str]:
@@ -186,8 +190,3 @@ def _replay(spec: str) -> Any:
         raise ScalegateError(f"--replay {spec!r} has no {', '.join(missing)}")
     return target
 
-
-def _open(ledger: str | None) -> Any:
-    from scalegate.cli._ledger import _open as open_
-
-    return open_(ledger)

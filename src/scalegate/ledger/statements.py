@@ -363,20 +363,25 @@ class NotificationPredicate(Predicate):
     content_digest: Hex64
 
 
-class CommitmentPredicate(Predicate):
-    """Proposes a commitment (a joint pause, a pledge, a moratorium): the document (its
-    YAML text) with its id and digest, by the organisation that proposes it."""
+class _AboutCommitment(Predicate):
+    """A statement about one commitment, named by its id and the digest of its document."""
 
-    KIND: ClassVar[str] = "commitment"
     commitment_id: str
     digest: Hex64
-    document: str
-    org: str
-    at: UtcDatetime
 
     def subject(self) -> ResourceDescriptor:
         return ResourceDescriptor(name=f"commitment/{self.commitment_id}",
                                   digest={"sha256": self.digest})
+
+
+class CommitmentPredicate(_AboutCommitment):
+    """Proposes a commitment (a joint pause, a pledge, a moratorium): the document (its
+    YAML text) with its id and digest, by the organisation that proposes it."""
+
+    KIND: ClassVar[str] = "commitment"
+    document: str
+    org: str
+    at: UtcDatetime
 
 
 class Signatory(_Strict):
@@ -387,38 +392,26 @@ class Signatory(_Strict):
     affiliation: str | None = Field(None, max_length=200)
 
 
-class EndorsementPredicate(Predicate):
+class EndorsementPredicate(_AboutCommitment):
     """Joins a commitment (by digest): an organisation (``signatory`` absent) or a person
     (``signatory``: the name and affiliation they claim; a verifier says whether their key
     is bound to that affiliation)."""
 
     KIND: ClassVar[str] = "endorsement"
-    commitment_id: str
-    digest: Hex64
     org: str
     signatory: Signatory | None = None
     at: UtcDatetime
 
-    def subject(self) -> ResourceDescriptor:
-        return ResourceDescriptor(name=f"commitment/{self.commitment_id}",
-                                  digest={"sha256": self.digest})
 
-
-class WithdrawalPredicate(Predicate):
+class WithdrawalPredicate(_AboutCommitment):
     """An organisation leaves a commitment, from ``effective`` (after the notice the
     commitment requires)."""
 
     KIND: ClassVar[str] = "withdrawal"
-    commitment_id: str
-    digest: Hex64
     org: str
     at: UtcDatetime
     effective: UtcDatetime
     reason: str = Field("", max_length=2000)
-
-    def subject(self) -> ResourceDescriptor:
-        return ResourceDescriptor(name=f"commitment/{self.commitment_id}",
-                                  digest={"sha256": self.digest})
 
 
 class SegmentResult(_Strict):

@@ -145,8 +145,8 @@ def verify_segment(position: int, seg: SegmentPredicate, snapshots: Path, replay
     if first is None:
         return out
     model, optimizer, out.flop = first
+    end = _load(snapshots, seg.run_id, seg.end_step, out, "end")
     if state_digest(model, optimizer) != seg.digest:
-        end = _load(snapshots, seg.run_id, seg.end_step, out, "end")
         out.distance = _distance(model, end["model"]) if isinstance(end, dict) and \
             isinstance(end.get("model"), dict) else None
         allowed = tolerance
@@ -165,7 +165,6 @@ def verify_segment(position: int, seg: SegmentPredicate, snapshots: Path, replay
             abs(seg.flop - out.flop) > flop_slack * out.flop:
         out.problems.append(f"the segment claims {seg.flop:.3g} FLOP; re-executing it "
                             f"measures {out.flop:.3g}")
-    end = _load(snapshots, seg.run_id, seg.end_step, out, "end")
     check, check_opt = replay.make()
     if end is not None and _restore(check, check_opt, end, out, "end") and \
             state_digest(check, check_opt) != seg.digest:
