@@ -92,9 +92,10 @@ def test_silence_is_never_compliance_and_a_breach_has_its_proof(
     s = commitment_status(e, at)
     for p in s.parties:
         log = e.logs.get(p.org)
-        if p.compliance == "compliant":
-            assert log is not None and log.status == "verified"
-            assert log.witnessed_at is not None and at - log.witnessed_at <= timedelta(hours=1)
+        if p.compliance == "compliant":  # a witness vouched for the log from the bound's end
+            assert log is not None and log.status in ("verified", "stale") and p.bound
+            assert log.witnessed_at is not None
+            assert p.bound[1] - log.witnessed_at <= timedelta(hours=1)
         if p.compliance == "in breach":
             assert p.bound is not None and p.proof
             shown = {c.ref.index: c for r in log.runs for c in r.computes}  # type: ignore[union-attr]

@@ -11,10 +11,11 @@ party's log as its audit concluded) and a time, and says:
   registered as a signatory, or its root itself, or one a domain check bound to it; a
   signature merely *claiming* an organisation never counts and is flagged), whether it
   withdrew (effective after the notice), and its compliance while bound:
-  ``compliant`` (its log verified, witnessed recently, and no run trained past the scope
-  inside the window without pausing), ``in breach`` (with the statements that prove it),
-  ``unverifiable`` (no log, or a log stale, unwitnessed or failing its audit: silence is
-  not compliance) or ``not bound``. A commitment that binds ``immediately`` (a pledge, a
+  ``compliant`` (its log verified, a witness vouching for it at the end of the time it was
+  bound or later, and no run trained past the scope inside the window without pausing),
+  ``in breach`` (with the statements that prove it), ``unverifiable`` (no log, a log no
+  witness vouched for since, unwitnessed or failing its audit: silence is not compliance)
+  or ``not bound``. A commitment that binds ``immediately`` (a pledge, a
   regulator's moratorium) binds the parties it names from its proposal, joined or not,
   and anyone who joins from then.
 
@@ -293,7 +294,7 @@ def _party(e: Evidence, org: str, sig: SignatureSeen | None,
             refs, why = proof
             return PartyStatus(**base, bound=bound, compliance="in breach", why=why,
                                proof=refs)
-    problem = _unverifiable(log, at, stale_after)
+    problem = _unverifiable(log, bound[1], stale_after)
     if problem is not None:
         return PartyStatus(**base, bound=bound, compliance="unverifiable", why=problem)
     return PartyStatus(**base, bound=bound, compliance="compliant", why="its log is "
@@ -301,13 +302,18 @@ def _party(e: Evidence, org: str, sig: SignatureSeen | None,
                        "was bound")
 
 
-def _unverifiable(log: LogEvidence | None, at: datetime, stale_after: timedelta) -> str | None:
+def _unverifiable(log: LogEvidence | None, until: datetime, stale_after: timedelta
+                  ) -> str | None:
+    """Why the party's log cannot show what it did while bound (``until`` the end of
+    that), or ``None``: its log verified, and a witness vouched for it at the end of the
+    time it was bound or later (a log gone stale since still covers a window that ended)."""
     if log is None or log.status == "none":
         return "no log of this party is followed: silence is not compliance"
-    if log.status != "verified":
+    if log.status not in ("verified", "stale"):
         return f"its log is {log.status}" + (f" ({log.detail})" if log.detail else "")
-    if log.witnessed_at is None or at - log.witnessed_at > stale_after:
-        return "its log has no recent witnessed checkpoint: what it did lately is unknown"
+    if log.witnessed_at is None or until - log.witnessed_at > stale_after:
+        return ("its log has no witnessed checkpoint from the end of the time it was bound: "
+                "what it did then is unknown")
     return None
 
 
