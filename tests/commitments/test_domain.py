@@ -101,6 +101,9 @@ def test_a_domain_check_sees_the_roots_and_refuses_what_does_not_hold(
         check_domain(s.domain, cafile=cafile)
     with pytest.raises(CommitmentError, match="TLS"):  # a CA this machine does not trust
         check_domain(s.domain)
+    for bad in ("bad domain", "acme.example:port", "-x.example", "a.example:99999", ""):
+        with pytest.raises(CommitmentError, match="not a domain"):
+            check_domain(bad)
 
 
 def test_roots_seen_at_a_domain_bind_signatures_in_a_shared_log(

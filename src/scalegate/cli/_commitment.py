@@ -223,12 +223,19 @@ def _binds(c: Commitment) -> str:
 
 def _commitment(led: Ledger, ident: str) -> Commitment:
     """The commitment as proposed in ``led``, else from a bundled name or file."""
-    from scalegate.commitments import load_commitment
+    from scalegate.commitments import bundled_commitments, load_commitment
     from scalegate.commitments.joining import find_commitment
+    from scalegate.errors import CommitmentError
 
     found = find_commitment(led, ident)
-    return found[1] if found is not None else load_commitment(ident)
-
-
+    if found is not None:
+        return found[1]
+    if Path(ident).exists() or ident in bundled_commitments():
+        return load_commitment(ident)
+    raise CommitmentError(
+        f"this ledger holds no proposal of commitment {ident!r}, and there is no such file "
+        "or bundled commitment", hint="Give the commitment's file (its document, as "
+        "proposed: a withdrawal or endorsement names it by digest), or a bundled name: "
+        + ", ".join(bundled_commitments()) + ".")
 
 __all__ = ["app"]

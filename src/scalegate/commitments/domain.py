@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import re
 import ssl
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +36,7 @@ from scalegate.ledger import DomainVerificationPredicate, VerifierKey, now_utc, 
 __all__ = ["WELL_KNOWN", "WellKnown", "check_domain"]
 
 WELL_KNOWN = "/.well-known/scalegate.json"
+_HOST = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 _MAX = 64 * 1024
 
 
@@ -54,8 +56,9 @@ def check_domain(domain: str, *, cafile: str | Path | None = None, timeout: floa
     """Fetch and check ``DOMAIN``'s well-known document (``domain`` may carry a port);
     raise :class:`CommitmentError` saying what is wrong."""
     host, _, port = domain.partition(":")
-    if not host or (port and not port.isdigit()):
-        raise CommitmentError(f"{domain!r} is not a domain (give e.g. acme.example)")
+    if not _HOST.fullmatch(host) or (port and not (port.isdigit() and 0 < int(port) < 65536)):
+        raise CommitmentError(f"{domain!r} is not a domain (give e.g. acme.example, or "
+                              "host:port)")
     url = f"https://{domain}{WELL_KNOWN}"
     context = ssl.create_default_context(cafile=str(cafile) if cafile else None)
     conn = http.client.HTTPSConnection(host, int(port or 443), timeout=timeout,
