@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 from scalegate.compute import RunAccount
 from scalegate.errors import LedgerUnavailable, RunError, RunPaused
@@ -92,6 +92,10 @@ class Supervisor:
     ``state``, and copy what you need from it rather than keep an old one.
     """
 
+    #: A transcript's start is snapshotted when the run opens (a framework's, at its first
+    #: batch, once any checkpoint it resumes from is loaded).
+    transcript_begins_at_open: ClassVar[bool] = True
+
     def __init__(
         self,
         *,
@@ -127,6 +131,8 @@ class Supervisor:
         self.record_interval = record_interval
         self._transcript = None if transcript is None else TranscriptRecorder(
             transcript, run_id, model, optimizer, start_step=state.step)
+        if self._transcript is not None and self.transcript_begins_at_open:
+            self._transcript.begin()
         self._counter: Any = None
         self._fast: dict[Any, tuple[float, float]] = {}  # batch signature -> (flop, recompute)
         # Steps are added up here and pushed into the account only when it is read.
@@ -330,18 +336,29 @@ class Supervisor:
         self._pending_steps += 1
         self._raw += flop_now + recompute
         self._since_record += 1
-        if self._transcript is not None:
-            self._record_segment(batch, flop_now + recompute)
-        return self._after_accounting()
+        if self._transcript is None:
+            return self._after_accounting()
+        self._record_segment(batch, flop_now + recompute)
+        return self._after_transcribed()
 
-    def _record_segment(self, batch: Any, flop: float) -> None:
+    def _record_segment(self, batch: Any, flop: float, lr: float | None = None,
+                        rng: Any = None) -> None:
         """Feed the transcript the step's batch; append the segment it closes, if any."""
         if batch is None:
             raise RunError("a run recording its transcript needs each step's batch: "
                            "sup.step(tokens=..., batch=batch)")
-        segment = self._transcript.take(batch, flop)  # type: ignore[union-attr]
+        segment = self._transcript.take(batch, flop, lr=lr, rng=rng)  # type: ignore[union-attr]
         if segment is not None:
             self._append([segment])
+
+    def _after_transcribed(self) -> Decision:
+        """:meth:`_after_accounting`, then note the generator state the next step begins
+        from (evaluations may have drawn from it)."""
+        try:
+            return self._after_accounting()
+        finally:
+            if self._transcript is not None:
+                self._transcript.settle()
 
     def _close_segment(self) -> None:
         """Close the open transcript segment (at a pause, or the end of training)."""

@@ -23,6 +23,7 @@ from scalegate.gate import Decision
 from scalegate.integrations._restart import resume_checkpoint
 from scalegate.integrations.distributed import Collective, DistributedSupervisor
 from scalegate.integrations.trackers import MetricAxes, declare_flop_axis
+from scalegate.transcript.recorder import TranscriptStep
 
 if TYPE_CHECKING:
     import torch
@@ -67,6 +68,7 @@ class SupervisedCallback:
         self.flop_per_token, self.tokens_of = flop_per_token, tokens_of
         self.options = dict(options)
         self.supervisor: DistributedSupervisor | None = None
+        self._fed: TranscriptStep | None = None  # what the current step fed (transcripts)
 
     def resume_checkpoint(self) -> str | None:
         """The checkpoint a resumed run must start from (give it to the trainer), or
@@ -135,7 +137,32 @@ class SupervisedCallback:
     def _end_steps(self, steps: int = 1) -> Decision:
         """``steps`` optimizer steps ended, their micro-batches counted: the run's decision,
         the same on every rank."""
-        return self._open().end_step(self.phase, steps=steps)
+        fed, self._fed = self._fed, None
+        return self._open().end_step(self.phase, steps=steps, transcript=fed)
+
+    # --- the transcript ------------------------------------------------------------------
+
+    @property
+    def _transcribing(self) -> bool:
+        return self.options.get("transcript") is not None
+
+    def _feed(self, batch: Any) -> None:
+        """A training micro-batch begins: for a transcript, keep it and, at the first of an
+        optimizer step, the generator state the step begins from (and, at the run's first,
+        snapshot the state training starts from)."""
+        if not self._transcribing:
+            return
+        if self._fed is None:
+            import torch
+
+            self._open().begin_transcript()
+            self._fed = TranscriptStep(rng=torch.get_rng_state())
+        self._fed.batch.append(batch)
+
+    def _stepping(self, optimizer: Any) -> None:
+        """The optimizer is about to step: for a transcript, its learning rate."""
+        if self._fed is not None:
+            self._fed.lr = float(optimizer.param_groups[0]["lr"])
 
     def _metrics(self) -> dict[str, float] | None:
         """Rank 0: the run's figures and decision as ``scalegate/...`` metrics (``None`` on

@@ -20,10 +20,12 @@ import math
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import ClassVar
 
 from scalegate.errors import RunError, RunPaused
 from scalegate.gate import Decision
 from scalegate.supervisor import Supervisor
+from scalegate.transcript.recorder import TranscriptStep
 
 
 class FrameworkSupervisor(Supervisor):
@@ -31,6 +33,13 @@ class FrameworkSupervisor(Supervisor):
 
     defer_checkpoint: bool = False
     _pause_decision: Decision | None = None
+    transcript_begins_at_open: ClassVar[bool] = False
+
+    def begin_transcript(self) -> None:
+        """Snapshot the transcript's start, if recording one and not yet begun: at the
+        first batch, once the framework has loaded any checkpoint it resumes from."""
+        if self._transcript is not None:
+            self._transcript.begin()
 
     # --- accounting ----------------------------------------------------------------------
 
@@ -42,10 +51,12 @@ class FrameworkSupervisor(Supervisor):
         steps: int,
         method: str,
         phase: str = "pretraining",
+        transcript: TranscriptStep | None = None,
     ) -> Decision:
         """Account ``steps`` optimizer steps that spent ``flop_by_phase`` on ``tokens`` tokens,
         then consult the gate if a milestone, the check interval or the compute cadence is
-        reached, as :meth:`Supervisor.step` does for one step."""
+        reached, as :meth:`Supervisor.step` does for one step. A run recording its
+        transcript is recorded one step at a time, with what the step fed (``transcript``)."""
         if self.paused:
             raise self._paused_error()
         self._settle()
@@ -57,7 +68,14 @@ class FrameworkSupervisor(Supervisor):
         self.account.steps += steps
         self._raw += float(sum(flop_by_phase.values()))
         self._since_record += steps
-        return self._after_accounting()
+        if self._transcript is None:
+            return self._after_accounting()
+        if transcript is None or steps != 1:
+            raise RunError("a run recording its transcript is recorded one optimizer step "
+                           "at a time, with the step's batches")
+        self._record_segment(transcript.batch, float(sum(flop_by_phase.values())),
+                             lr=transcript.lr, rng=transcript.rng)
+        return self._after_transcribed()
 
     def steps_until_check(self, flop_per_step: float, seconds_per_step: float) -> int:
         """Steps from now until ``record`` must next see the totals, if no step spends more
@@ -84,6 +102,7 @@ class FrameworkSupervisor(Supervisor):
             super()._declare_pause(decision)
             return
         self._pause_decision = decision
+        self._close_segment()  # the paused state is a transcript boundary
         self.paused = True
 
     def _paused_error(self) -> RunPaused:

@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from scalegate.ledger import Ledger, SigningKey
     from scalegate.policy import Policy
     from scalegate.supervisor import Clock
+    from scalegate.transcript.recorder import TranscriptStep
 
     # What the integrations accept (type-checking names only: nothing here is imported at
     # run time, so importing this module imports neither torch nor the evaluations).
@@ -212,6 +213,7 @@ class DistributedSupervisor:
         self.decided = False  # the latest step took a new decision (rank 0 appended it)
         self.synced = False  # the latest step was a sync step (the same on every rank)
         self.paused = False
+        self._transcript_step: TranscriptStep | None = None
 
     @property
     def rank(self) -> int:
@@ -252,6 +254,13 @@ class DistributedSupervisor:
         the framework saved. ``trackers``: where rank 0 reports each decision (``"auto"``:
         active MLflow / W&B runs; see :mod:`scalegate.integrations.trackers`)."""
         collective = collective or default_collective()
+        if options.get("transcript") is not None and collective.world_size > 1:
+            raise RunError(
+                f"run {run_id!r}: recording a training transcript across "
+                f"{collective.world_size} processes is not supported (each rank feeds other "
+                "batches, and re-executing the step would need all of them).",
+                hint="Record the transcript of a single-process run, or leave transcript= "
+                "out under torch.distributed.")
         model = _unwrapped(model)
         meter = Meter(model, flop_per_token=flop_per_token, loss_fn=loss_fn,
                       tokens_of=tokens_of, pad_token_id=pad_token_id)
@@ -323,10 +332,19 @@ class DistributedSupervisor:
         self.meter.count_step(tokens, flop, phase, batch)
         return self.end_step(phase)
 
-    def end_step(self, phase: str = "pretraining", steps: int = 1) -> Decision:
-        """Every rank: ``steps`` optimizer steps ended, their work already in :attr:`meter`."""
+    def begin_transcript(self) -> None:
+        """At the first batch: snapshot the start of the run's transcript, if it records
+        one (once the framework has loaded any checkpoint it resumes from)."""
+        if self.supervisor is not None:
+            self.supervisor.begin_transcript()
+
+    def end_step(self, phase: str = "pretraining", steps: int = 1,
+                 transcript: TranscriptStep | None = None) -> Decision:
+        """Every rank: ``steps`` optimizer steps ended, their work already in :attr:`meter`
+        (``transcript``: what the step fed, for a run recording its transcript)."""
         if self.paused:
             raise self._paused_error()
+        self._transcript_step = transcript
         self.step_index += steps
         self._since_sync += steps
         self.meter.end_steps(steps)
@@ -396,7 +414,7 @@ class DistributedSupervisor:
         before = len(sup.state.decisions)
         try:
             d = sup.record(flop, tokens=tokens, steps=steps, method=self.meter.method,
-                           phase=phase)
+                           phase=phase, transcript=self._transcript_step)
         except Exception as exc:
             return [float(_status(exc)), 0, 0, 0, 0, 0, 1], exc
         now = time.monotonic()

@@ -20,6 +20,10 @@
   and on ``pause`` the callback sets ``control.should_save`` and
   ``control.should_training_stop``: the Trainer writes ``checkpoint-<step>`` and stops;
   at ``on_train_end`` the callback records that directory's digest and declares the pause.
+- With ``transcript=Transcript(...)`` the run records its training transcript: each
+  optimizer step's micro-batches (as the model received them), its learning rate and the
+  generator state it began from; :class:`TrainerReplay` re-executes its segments for a
+  verifier (single process only).
 - Under ``torch.distributed`` (``accelerate launch``, ``torchrun``) each rank counts its own
   tokens, rank 0 writes the ledger, and every rank stops at the same step
   (:mod:`scalegate.integrations.distributed`).
@@ -28,6 +32,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -103,6 +108,8 @@ class ScalegateCallback(SupervisedCallback, TrainerCallback):
             raise RunError("the Trainer passed no model to the scalegate callback.")
         # Evaluation logs (and any checkpoint the supervisor saves) live with the Trainer's.
         options = {"checkpoint_dir": _output_dir(args) / "scalegate", **self.options}
+        if self._transcribing:
+            options.setdefault("optimizer", kwargs.get("optimizer"))
         self._start(model, collective=self.collective, loss_fn=self.loss_fn,
                     pad_token_id=getattr(processing_class, "pad_token_id", None),
                     trackers=None if self.trainer is not None else self.trackers,
@@ -127,6 +134,15 @@ class ScalegateCallback(SupervisedCallback, TrainerCallback):
         else:
             batch = args[0] if len(args) == 1 else tuple(args)
         self._batches.append(batch)
+        if isinstance(batch, dict):  # the Trainer's inputs, without what it adds to them
+            batch = {k: v for k, v in batch.items() if k != "num_items_in_batch"}
+        self._feed(batch)
+
+    def on_pre_optimizer_step(self, args: TrainingArguments, state: TrainerState,
+                              control: TrainerControl, **kwargs: Any) -> None:
+        optimizer = kwargs.get("optimizer")
+        if optimizer is not None:
+            self._stepping(optimizer)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState,
                     control: TrainerControl, **kwargs: Any) -> TrainerControl:
@@ -183,9 +199,44 @@ class ScalegateCallback(SupervisedCallback, TrainerCallback):
         return None
 
 
+class TrainerReplay:
+    """A ``Trainer``'s optimizer step as a verifier re-executes it (a transcript's
+    :class:`~scalegate.transcript.Replay`).
+
+    ``make_trainer()`` builds a fresh Trainer configured as the run's (model class and
+    config, ``TrainingArguments``, optimizer); its dataset is not used. A step runs the
+    Trainer's own ``training_step`` on each micro-batch the run fed (the loss scaled by the
+    items in the step, as the Trainer does), clips the gradients to ``max_grad_norm`` and
+    steps the optimizer. The batches come from those the run kept
+    (``Transcript(keep_batches=True)``).
+    """
+
+    def __init__(self, make_trainer: Callable[[], Trainer]) -> None:
+        self.make_trainer = make_trainer
+        self._trainers: dict[int, Trainer] = {}  # id(model) -> the Trainer that made it
+
+    def make(self) -> tuple[Any, Any]:
+        trainer = self.make_trainer()
+        optimizer = trainer.create_optimizer()
+        self._trainers[id(trainer.model)] = trainer
+        return trainer.model, optimizer
+
+    def step(self, model: Any, optimizer: Any, batch: Any) -> None:
+        trainer = self._trainers[id(model)]
+        micro = [dict(inputs) for inputs in batch]
+        items = trainer._get_num_items_in_batch(micro, trainer.args.device)
+        trainer.current_gradient_accumulation_steps = len(micro)
+        for inputs in micro:
+            trainer.training_step(model, inputs, items)
+        if trainer.args.max_grad_norm > 0:
+            trainer._clip_grad_norm(model)
+        optimizer.step()
+        model.zero_grad()
+
+
 def _output_dir(args: TrainingArguments) -> Path:
     """The Trainer's output directory (``TrainingArguments`` sets its default when made)."""
     return Path(args.output_dir or "trainer_output")
 
 
-__all__ = ["ScalegateCallback"]
+__all__ = ["ScalegateCallback", "TrainerReplay"]

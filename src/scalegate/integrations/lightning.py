@@ -17,6 +17,10 @@
   ``trainer.strategy.reduce_boolean_decision``.
 - On ``pause``: every rank calls ``trainer.save_checkpoint(<checkpoint_dir>/<run>-step<N>.ckpt)``,
   rank 0 records its digest and declares the pause, then ``trainer.should_stop = True``.
+- With ``transcript=Transcript(...)`` the run records its training transcript (each
+  optimizer step's micro-batches, learning rate and starting generator state; one
+  optimizer, automatic optimization, a single process); :class:`LightningReplay`
+  re-executes its segments for a verifier.
 - The callback's counters are in Lightning checkpoints (``state_dict``/``load_state_dict``).
 - ``pl_module.log`` reports cumulative FLOP, the next milestone, scores and the verdict to
   every logger the Trainer has (rank 0, every optimizer step).
@@ -30,6 +34,7 @@ met. The pause is declared all the same, and the next ``on_train_batch_start`` r
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -125,9 +130,11 @@ class ScalegateCallback(SupervisedCallback, Callback):
                 "the run stops with RunPaused at the next batch instead.",
                 stacklevel=2,
             )
+        options = {"checkpoint_dir": self.checkpoint_dir, **self.options}
+        if self._transcribing:
+            options.setdefault("optimizer", _the_optimizer(trainer, pl_module))
         ds = self._start(pl_module, collective=LightningCollective(trainer),
-                         pad_token_id=self.pad_token_id, trackers=None,
-                         options={"checkpoint_dir": self.checkpoint_dir, **self.options})
+                         pad_token_id=self.pad_token_id, trackers=None, options=options)
         if ds.is_writer:
             for logger in trainer.loggers:
                 if type(logger).__name__ == "WandbLogger":  # its experiment is the W&B run
@@ -149,8 +156,13 @@ class ScalegateCallback(SupervisedCallback, Callback):
         self._refuse_if_paused()  # Lightning went on past should_stop (min_steps)
         self._discard_measuring()  # a batch the module skipped (on_train_batch_start -> -1)
         meter = self._open().meter
+        self._feed(batch)
         if meter.flop_per_token is None:
             self._measuring = meter.measure(batch).__enter__()
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                                 optimizer: Any) -> None:
+        self._stepping(optimizer)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            outputs: STEP_OUTPUT, batch: Any, batch_idx: int) -> None:
@@ -217,4 +229,67 @@ class ScalegateCallback(SupervisedCallback, Callback):
         self._restored = dict(state_dict)
 
 
-__all__ = ["LightningCollective", "ScalegateCallback"]
+class LightningReplay:
+    """A ``LightningModule``'s optimizer step as a verifier re-executes it (a transcript's
+    :class:`~scalegate.transcript.Replay`), as automatic optimization runs it in 32-bit
+    precision: ``training_step`` on each micro-batch, its loss divided by
+    ``accumulate_grad_batches`` and back-propagated, the gradients clipped as the Trainer's
+    ``gradient_clip_val`` / ``gradient_clip_algorithm`` say, and one optimizer step.
+    ``make_module()`` builds a fresh module configured as the run's; the optimizer is its
+    ``configure_optimizers()``'s. Module hooks around backward are not run again, and
+    ``batch_idx`` is the micro-batch's position in its step.
+    """
+
+    def __init__(self, make_module: Callable[[], pl.LightningModule], *,
+                 accumulate_grad_batches: int = 1, gradient_clip_val: float | None = None,
+                 gradient_clip_algorithm: str = "norm") -> None:
+        self.make_module = make_module
+        self.accumulate = accumulate_grad_batches
+        self.clip, self.clip_algorithm = gradient_clip_val, gradient_clip_algorithm
+
+    def make(self) -> tuple[Any, Any]:
+        module = self.make_module()
+        return module, _single_optimizer(module.configure_optimizers())
+
+    def step(self, model: Any, optimizer: Any, batch: Any) -> None:
+        import torch
+
+        model.train()
+        for i, micro in enumerate(batch):
+            out = model.training_step(micro, i)
+            loss = out["loss"] if isinstance(out, Mapping) else out
+            (loss / self.accumulate).backward()
+        if self.clip:
+            params = [p for g in optimizer.param_groups for p in g["params"]]
+            if self.clip_algorithm == "value":
+                torch.nn.utils.clip_grad_value_(params, self.clip)
+            else:
+                torch.nn.utils.clip_grad_norm_(params, self.clip)
+        optimizer.step()
+        optimizer.zero_grad()
+
+
+def _single_optimizer(configured: Any) -> Any:
+    """The optimizer of what ``configure_optimizers`` returned (one optimizer, with or
+    without schedulers)."""
+    if isinstance(configured, Mapping):
+        return configured["optimizer"]
+    if isinstance(configured, tuple | list):
+        first = configured[0]
+        return _single_optimizer(first) if isinstance(first, tuple | list | Mapping) \
+            else first
+    return configured
+
+
+def _the_optimizer(trainer: pl.Trainer, pl_module: pl.LightningModule) -> Any:
+    """The one optimizer a transcript can re-execute (automatic optimization)."""
+    if not pl_module.automatic_optimization or len(trainer.optimizers) != 1:
+        raise RunError(
+            "a training transcript re-executes one optimizer under Lightning's automatic "
+            f"optimization; this module has {len(trainer.optimizers)} optimizer(s)"
+            + ("" if pl_module.automatic_optimization else " and optimizes manually") + ".",
+            hint="Leave transcript= out for this module, or record it from a plain loop.")
+    return trainer.optimizers[0]
+
+
+__all__ = ["LightningCollective", "LightningReplay", "ScalegateCallback"]

@@ -462,7 +462,9 @@ class SegmentPredicate(Predicate):
     """One segment of a run's training transcript: optimizer steps ``start_step`` (the
     state digested in ``start_digest``) to ``end_step`` (``digest``: weights and optimizer
     state after it), the Merkle root of the digests of the batches fed, the learning rate
-    of each step, and the segment's FLOP."""
+    of each step, the segment's FLOP, and the digest of the random-number generator states
+    it drew from (``rng_digest``: its start's, and any a step began from other than the
+    one the step before left)."""
 
     KIND: ClassVar[str] = "segment"
     run_id: str
@@ -474,6 +476,7 @@ class SegmentPredicate(Predicate):
     learning_rates: list[float] = Field(default_factory=list)
     flop: Flop | None = None
     uri: str | None = None
+    rng_digest: Hex64 | None = None
 
 
 # --- the statement -------------------------------------------------------------------------

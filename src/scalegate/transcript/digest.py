@@ -48,14 +48,26 @@ def state_digest(model: Any, optimizer: Any = None) -> str:
 
 
 def batch_digest(batch: Any) -> bytes:
-    """The 32-byte digest of a batch's tensors (a tensor, a sequence or a mapping of them)."""
-    if isinstance(batch, Mapping):
-        named = [(str(k), v) for k, v in batch.items()]
-    elif isinstance(batch, tuple | list):
-        named = [(f"{i:04d}", v) for i, v in enumerate(batch)]
+    """The 32-byte digest of a batch's tensors: a tensor, or sequences and mappings of them
+    nested to any depth (a step's micro-batches, say), each tensor named by its path."""
+    return bytes.fromhex(tensors_digest(_flatten(batch, "")))
+
+
+def _flatten(obj: Any, prefix: str) -> list[tuple[str, Any]]:
+    if isinstance(obj, Mapping):
+        items: list[tuple[str, Any]] = [(str(k), v) for k, v in obj.items()]
+    elif isinstance(obj, tuple | list):
+        items = [(f"{i:04d}", v) for i, v in enumerate(obj)]
     else:
-        named = [("0000", batch)]
-    return bytes.fromhex(tensors_digest(named))
+        return [(prefix or "0000", obj)]
+    out: list[tuple[str, Any]] = []
+    for name, value in items:
+        path = f"{prefix}/{name}" if prefix else name
+        if isinstance(value, Mapping | tuple | list):
+            out.extend(_flatten(value, path))
+        else:
+            out.append((path, value))
+    return out
 
 
 def batches_root(digests: list[bytes]) -> str:

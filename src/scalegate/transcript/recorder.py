@@ -3,22 +3,34 @@
 Every ``segment_steps`` optimizer steps the recorder closes a segment: the digest of the
 weights and optimizer state at its end (:func:`~scalegate.transcript.digest.state_digest`),
 the Merkle root of the digests of the batches the loop fed in it, each step's learning
-rate, and its FLOP, as a ``segment`` statement the supervisor appends. It keeps a snapshot
-(weights and optimizer state) at every boundary in ``snapshot_dir``, the newest ``keep``
-(all by default): a verifier asks for those of the segments it challenges.
+rate, its FLOP and the digest of the random-number generator states its steps began from,
+as a ``segment`` statement the supervisor appends. It keeps a snapshot (weights, optimizer
+state, and the segment's generator states) at every boundary in ``snapshot_dir``, the
+newest ``keep`` (all by default): a verifier asks for those of the segments it challenges.
+
+The generator state is noted at the first step of a segment and wherever a step began from
+a state other than the one the step before left (a framework drawing a new epoch's
+shuffling seed, say), so that dropout re-executes bitwise.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from scalegate.ledger import SegmentPredicate, now_utc
-from scalegate.transcript.digest import batch_digest, batches_root, state_digest
+from scalegate.transcript.digest import (
+    batch_digest,
+    batches_root,
+    state_digest,
+    tensors_digest,
+)
 
-__all__ = ["Transcript", "TranscriptRecorder", "commit_seed", "data_root", "snapshot_path"]
+__all__ = ["Transcript", "TranscriptRecorder", "TranscriptStep", "batches_path", "commit_seed",
+           "data_root", "segment_randomness", "snapshot_path"]
 
 
 def commit_seed(seed: int, salt: bytes) -> str:
@@ -38,7 +50,9 @@ def data_root(item_digests: list[bytes]) -> str:
 @dataclass(frozen=True)
 class Transcript:
     """How a run records its transcript: a segment every ``segment_steps`` optimizer steps,
-    snapshots at its boundaries in ``snapshot_dir`` (the newest ``keep``; ``None``: all).
+    snapshots at its boundaries in ``snapshot_dir`` (the newest ``keep``; ``None``: all),
+    and with ``keep_batches`` each segment's batches beside them (``RUN-batchesNNNNNNNN.pt``),
+    ready to hand over with the snapshots.
 
     The run statement then also commits to ``config_digest`` (the training configuration's
     digest), ``data_root`` (the Merkle root of the data manifest, e.g. :func:`data_root` of
@@ -48,6 +62,7 @@ class Transcript:
     snapshot_dir: Path
     segment_steps: int = 100
     keep: int | None = None
+    keep_batches: bool = False
     config_digest: str | None = None
     data_root: str | None = None
     seed_commitment: str | None = None
@@ -55,6 +70,18 @@ class Transcript:
     def __post_init__(self) -> None:
         if self.segment_steps < 1:
             raise ValueError("segment_steps must be at least 1")
+        if self.keep is not None and self.keep < 2:
+            raise ValueError("keep at least 2 snapshots: a segment's start and its end")
+
+
+@dataclass
+class TranscriptStep:
+    """What a framework's optimizer step fed: its micro-batches (``batch``), the learning
+    rate it stepped with and the random-number generator state it began from."""
+
+    batch: list[Any] = field(default_factory=list)
+    lr: float | None = None
+    rng: Any = None
 
 
 def snapshot_path(directory: Path, run_id: str, step: int) -> Path:
@@ -62,8 +89,15 @@ def snapshot_path(directory: Path, run_id: str, step: int) -> Path:
     return Path(directory) / f"{run_id}-step{step:08d}.pt"
 
 
+def batches_path(directory: Path, run_id: str, end_step: int) -> Path:
+    """Where the batches of ``run_id``'s segment ending at ``end_step`` are kept."""
+    return Path(directory) / f"{run_id}-batches{end_step:08d}.pt"
+
+
 class TranscriptRecorder:
-    """Feeds on each step's batch and learning rate; returns a segment at each boundary."""
+    """Feeds on each step's batch, learning rate and randomness; returns a segment at each
+    boundary. :meth:`begin` snapshots the start (a framework begins at its first batch,
+    once any checkpoint it resumes from is loaded)."""
 
     def __init__(self, settings: Transcript, run_id: str, model: Any, optimizer: Any,
                  start_step: int = 0) -> None:
@@ -73,50 +107,113 @@ class TranscriptRecorder:
         self.model, self.optimizer = model, optimizer
         self.start_step = self.step = start_step
         settings.snapshot_dir.mkdir(parents=True, exist_ok=True)
-        self.start_digest = self._snapshot(start_step)
+        self.start_digest: str | None = None
         self._batches: list[bytes] = []
+        self._kept: list[Any] = []
         self._lrs: list[float] = []
         self._flop = 0.0
+        self._rng: dict[int, Any] = {}  # step -> the generator state it began from
+        self._rng_after: Any = None  # the state the latest step left
 
-    def take(self, batch: Any, flop: float) -> SegmentPredicate | None:
-        """One optimizer step done on ``batch`` (``flop`` its FLOP); the segment it closes,
-        if it closes one."""
+    @property
+    def begun(self) -> bool:
+        return self.start_digest is not None
+
+    def begin(self) -> None:
+        """Snapshot the state training starts from (or resumes from)."""
+        if self.start_digest is None:
+            self.start_digest = self._snapshot(self.step, {})
+            self.settle()
+
+    def settle(self) -> None:
+        """Note the generator state the next step will begin from, unless it says otherwise
+        (after the supervisor's own work, such as evaluations)."""
+        import torch
+
+        self._rng_after = torch.get_rng_state()
+
+    def take(self, batch: Any, flop: float, *, lr: float | None = None,
+             rng: Any = None) -> SegmentPredicate | None:
+        """One optimizer step done on ``batch`` (``flop`` its FLOP; ``lr`` its learning rate,
+        else the optimizer's now; ``rng`` the generator state it began from, else the one
+        the last step left); the segment it closes, if it closes one."""
+        import torch
+
+        if not self.begun:
+            raise RuntimeError("the transcript was not begun before its first step")
+        began = self._rng_after if rng is None else rng
+        if self.step == self.start_step or not torch.equal(began, self._rng_after):
+            self._rng[self.step] = began.clone()
         self._batches.append(batch_digest(batch))
-        self._lrs.append(float(self.optimizer.param_groups[0]["lr"]))
+        if self.settings.keep_batches:
+            self._kept.append(_copied(batch))
+        self._lrs.append(float(self.optimizer.param_groups[0]["lr"] if lr is None else lr))
         self._flop += flop
         self.step += 1
+        self.settle()
         if self.step - self.start_step < self.settings.segment_steps:
             return None
         return self.close()
 
     def close(self) -> SegmentPredicate | None:
         """Close the open segment (at a pause, or the end of training); ``None`` if empty."""
-        if self.step == self.start_step:
+        if self.step == self.start_step or self.start_digest is None:
             return None
-        end = self._snapshot(self.step)
+        rng = {f"step/{k:08d}": v for k, v in self._rng.items()}
+        end = self._snapshot(self.step, self._rng)
         seg = SegmentPredicate(
             run_id=self.run_id, start_step=self.start_step, end_step=self.step,
             start_digest=self.start_digest, digest=end,
             batches_root=batches_root(self._batches), learning_rates=self._lrs,
             flop=self._flop, uri=snapshot_path(self.settings.snapshot_dir, self.run_id,
-                                               self.step).name)
+                                               self.step).name,
+            rng_digest=tensors_digest(rng.items()))
+        if self.settings.keep_batches:
+            _save({"start_step": self.start_step, "batches": self._kept},
+                  batches_path(self.settings.snapshot_dir, self.run_id, self.step))
         self.start_step, self.start_digest = self.step, end
-        self._batches, self._lrs, self._flop = [], [], 0.0
+        self._batches, self._kept, self._lrs, self._flop, self._rng = [], [], [], 0.0, {}
+        self._prune()
         return seg
 
-    def _snapshot(self, step: int) -> str:
-        import torch
-
-        path = snapshot_path(self.settings.snapshot_dir, self.run_id, step)
-        torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                    "step": step, "at": now_utc().isoformat()}, path)
-        self._prune()
+    def _snapshot(self, step: int, randomness: dict[int, Any]) -> str:
+        _save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+               "randomness": randomness, "step": step, "at": now_utc().isoformat()},
+              snapshot_path(self.settings.snapshot_dir, self.run_id, step))
         return state_digest(self.model, self.optimizer)
 
     def _prune(self) -> None:
         keep = self.settings.keep
         if keep is None:
             return
-        kept = sorted(self.settings.snapshot_dir.glob(f"{self.run_id}-step*.pt"))
-        for old in kept[:-keep] if keep else kept:
-            old.unlink(missing_ok=True)
+        directory = self.settings.snapshot_dir
+        for pattern in (f"{self.run_id}-step*.pt", f"{self.run_id}-batches*.pt"):
+            for old in sorted(directory.glob(pattern))[:-keep]:
+                old.unlink(missing_ok=True)
+
+
+def segment_randomness(snapshot: Any) -> dict[int, Any]:
+    """The generator states a segment's steps began from, as its end snapshot keeps them."""
+    found = snapshot.get("randomness") if isinstance(snapshot, dict) else None
+    return {int(k): v for k, v in found.items()} if isinstance(found, dict) else {}
+
+
+def _copied(batch: Any) -> Any:
+    """A CPU copy of a batch's tensors (the loop may reuse its buffers)."""
+    if isinstance(batch, Mapping):
+        return {k: _copied(v) for k, v in batch.items()}
+    if isinstance(batch, tuple | list):
+        copied = [_copied(v) for v in batch]
+        return copied if isinstance(batch, list) else tuple(copied)
+    return batch.detach().cpu().clone() if hasattr(batch, "detach") else batch
+
+
+def _save(obj: Any, path: Path) -> None:
+    """Write ``obj`` to ``path`` whole or not at all (a crash leaves no torn snapshot)."""
+    import os
+
+    import torch
+
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)

@@ -22,25 +22,65 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from scalegate.ledger import Ledger, SegmentPredicate
-from scalegate.transcript.digest import batch_digest, batches_root, state_digest
-from scalegate.transcript.recorder import snapshot_path
+from scalegate.transcript.digest import (
+    batch_digest,
+    batches_root,
+    state_digest,
+    tensors_digest,
+)
+from scalegate.transcript.recorder import segment_randomness, snapshot_path
 
-__all__ = ["Replay", "SegmentCheck", "catch_probability", "challenge", "challenge_seed",
-           "check_chain", "verify_segment"]
+__all__ = ["Batches", "Replay", "SavedBatches", "SegmentCheck", "catch_probability",
+           "challenge", "challenge_seed", "check_chain", "verify_segment"]
 
 
 class Replay(Protocol):
-    """The lab's training, as a verifier re-executes it: a fresh model and optimizer, the
-    batch fed at a step, and one optimizer step on a batch."""
+    """The lab's training, as a verifier re-executes it: a fresh model and optimizer, and
+    one optimizer step on a batch. The batch fed at a step comes from the replay's own
+    ``batch(step)`` if it has one (the lab's data pipeline), else from the batches the lab
+    kept (:class:`SavedBatches`)."""
 
     def make(self) -> tuple[Any, Any]: ...
 
+    def step(self, model: Any, optimizer: Any, batch: Any) -> None: ...
+
+
+class Batches(Protocol):
+    """Where the batch fed at each step comes from."""
+
     def batch(self, step: int) -> Any: ...
 
-    def step(self, model: Any, optimizer: Any, batch: Any) -> None: ...
+
+class SavedBatches:
+    """The batches a run kept with its transcript (``Transcript(keep_batches=True)``), as
+    the lab hands them over: ``RUN-batchesNNNNNNNN.pt`` in ``directory``."""
+
+    def __init__(self, directory: Path, run_id: str) -> None:
+        self.directory, self.run_id = Path(directory), run_id
+        self._loaded: tuple[int, int, list[Any]] | None = None  # start, end, batches
+
+    def batch(self, step: int) -> Any:
+        """The batch fed at ``step``; :class:`KeyError` when none was handed over."""
+        if self._loaded is None or not self._loaded[0] <= step < self._loaded[1]:
+            self._loaded = self._load(step)
+        start, _, batches = self._loaded
+        return batches[step - start]
+
+    def _load(self, step: int) -> tuple[int, int, list[Any]]:
+        import torch
+
+        for path in sorted(self.directory.glob(f"{self.run_id}-batches*.pt")):
+            end = int(path.stem.rsplit("batches", 1)[1])
+            if end <= step:
+                continue
+            kept = torch.load(path, map_location="cpu", weights_only=True)
+            start, batches = int(kept["start_step"]), list(kept["batches"])
+            if start <= step < start + len(batches):
+                return start, start + len(batches), batches
+        raise KeyError(f"no batches of step {step} in {self.directory}")
 
 
 @dataclass
@@ -131,27 +171,33 @@ def check_chain(segments: Sequence[SegmentPredicate], last_step: int | None = No
 
 def verify_segment(position: int, seg: SegmentPredicate, snapshots: Path, replay: Replay,
                    *, tolerance: float = 0.0, calibrate: bool = False,
-                   flop_slack: float | None = 0.25) -> SegmentCheck:
+                   flop_slack: float | None = 0.25, batches: Batches | None = None
+                   ) -> SegmentCheck:
     """Re-execute one segment from the lab's snapshots (see the module docstring).
 
-    With ``calibrate``, a segment that does not reproduce bitwise is re-executed a second
-    time: the distance between the two re-executions (the run's own nondeterminism, as
-    Proof-of-Learning calibrates it) is reported as ``delta``, and the lab's end state may
-    be up to twice that (or ``tolerance``) away. With ``flop_slack``, the FLOP the segment
-    claims must be within that fraction of what re-executing it measures."""
+    The batches come from ``batches``, else the replay's ``batch(step)``, else those the lab
+    kept beside its snapshots. With ``calibrate``, a segment that does not reproduce bitwise
+    is re-executed a second time: the distance between the two re-executions (the run's own
+    nondeterminism, as Proof-of-Learning calibrates it) is reported as ``delta``, and the
+    lab's end state may be up to twice that (or ``tolerance``) away. With ``flop_slack``,
+    the FLOP the segment claims must be within that fraction of what re-executing it
+    measures."""
     out = SegmentCheck(position, seg.start_step, seg.end_step)
+    feed: Batches = batches or (cast(Batches, replay) if callable(getattr(
+        replay, "batch", None)) else SavedBatches(snapshots, seg.run_id))
     start = _load(snapshots, seg.run_id, seg.start_step, out, "start")
-    first = _rerun(seg, start, replay, out) if start is not None else None
+    end = _load(snapshots, seg.run_id, seg.end_step, out, "end")
+    rerun = _Rerun(seg, replay, feed, _randomness(seg, end, out))
+    first = rerun(start, out) if start is not None else None
     if first is None:
         return out
     model, optimizer, out.flop = first
-    end = _load(snapshots, seg.run_id, seg.end_step, out, "end")
     if state_digest(model, optimizer) != seg.digest:
         out.distance = _distance(model, end["model"]) if isinstance(end, dict) and \
             isinstance(end.get("model"), dict) else None
         allowed = tolerance
         if calibrate:
-            again = _rerun(seg, start, replay, SegmentCheck(position, 0, 0))
+            again = rerun(start, SegmentCheck(position, 0, 0))
             if again is not None:
                 out.delta = _distance(again[0], model.state_dict())
                 allowed = max(tolerance, 2 * out.delta)
@@ -173,34 +219,68 @@ def verify_segment(position: int, seg: SegmentPredicate, snapshots: Path, replay
     return out
 
 
-def _rerun(seg: SegmentPredicate, start: Any, replay: Replay, out: SegmentCheck
-           ) -> tuple[Any, Any, float] | None:
-    """The segment re-executed from ``start``: the model, the optimizer and the FLOP
-    measured; ``None`` (a problem noted) when the start is not what it committed to."""
-    from torch.utils.flop_counter import FlopCounterMode
+def _randomness(seg: SegmentPredicate, end: Any, out: SegmentCheck) -> dict[int, Any]:
+    """The generator states the segment's steps began from, from its end snapshot; a
+    problem noted when they are not those it committed to."""
+    states = segment_randomness(end) if end is not None else {}
+    if end is not None and seg.rng_digest is not None and tensors_digest(
+            (f"step/{k:08d}", v) for k, v in states.items()) != seg.rng_digest:
+        out.problems.append("the generator states handed over are not those the segment "
+                            "committed to")
+    return states
 
-    model, optimizer = replay.make()
-    # A copy: an optimizer keeps the tensors it is given, and training changes them in place.
-    if not _restore(model, optimizer, copy.deepcopy(start), out, "start"):
-        return None
-    if state_digest(model, optimizer) != seg.start_digest:
-        out.problems.append(f"the start snapshot (step {seg.start_step}) is not the state the "
-                            "segment committed to")
-        return None
-    digests, flop = [], 0.0
-    for i, step in enumerate(range(seg.start_step, seg.end_step)):
-        batch = replay.batch(step)
-        digests.append(batch_digest(batch))
-        if i < len(seg.learning_rates):
-            for group in optimizer.param_groups:
-                group["lr"] = seg.learning_rates[i]
-        with FlopCounterMode(display=False) as counter:
-            replay.step(model, optimizer, batch)
-        flop += float(counter.get_total_flops())
-    if batches_root(digests) != seg.batches_root:
-        out.problems.append("the batches handed over are not those the segment committed "
-                            "to (their Merkle root differs)")
-    return model, optimizer, flop
+
+@dataclass
+class _Rerun:
+    """Re-executing one segment: from a start snapshot to a model, an optimizer and the
+    FLOP measured."""
+
+    seg: SegmentPredicate
+    replay: Replay
+    feed: Batches
+    randomness: dict[int, Any]
+
+    def __call__(self, start: Any, out: SegmentCheck) -> tuple[Any, Any, float] | None:
+        """``None`` (a problem noted) when the start is not what the segment committed to,
+        or its batches are missing."""
+        import torch
+
+        model, optimizer = self.replay.make()
+        # A copy: an optimizer keeps the tensors it is given, and training changes them.
+        if not _restore(model, optimizer, copy.deepcopy(start), out, "start"):
+            return None
+        if state_digest(model, optimizer) != self.seg.start_digest:
+            out.problems.append(f"the start snapshot (step {self.seg.start_step}) is not the "
+                                "state the segment committed to")
+            return None
+        with torch.random.fork_rng(devices=[]):  # the verifier's own generator is left be
+            flop = self._steps(model, optimizer, out)
+        return None if flop is None else (model, optimizer, flop)
+
+    def _steps(self, model: Any, optimizer: Any, out: SegmentCheck) -> float | None:
+        import torch
+        from torch.utils.flop_counter import FlopCounterMode
+
+        seg, digests, flop = self.seg, [], 0.0
+        for i, step in enumerate(range(seg.start_step, seg.end_step)):
+            try:
+                batch = self.feed.batch(step)
+            except (KeyError, IndexError, FileNotFoundError) as exc:
+                out.problems.append(f"the batch of step {step} was not handed over ({exc})")
+                return None
+            digests.append(batch_digest(batch))
+            if i < len(seg.learning_rates):
+                for group in optimizer.param_groups:
+                    group["lr"] = seg.learning_rates[i]
+            if step in self.randomness:
+                torch.set_rng_state(self.randomness[step])
+            with FlopCounterMode(display=False) as counter:
+                self.replay.step(model, optimizer, batch)
+            flop += float(counter.get_total_flops())
+        if batches_root(digests) != seg.batches_root:
+            out.problems.append("the batches handed over are not those the segment "
+                                "committed to (their Merkle root differs)")
+        return flop
 
 
 def _restore(model: Any, optimizer: Any, snap: Any, out: SegmentCheck, which: str) -> bool:
