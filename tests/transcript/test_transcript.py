@@ -16,13 +16,15 @@ from scalegate.ledger import SegmentPredicate
 from scalegate.policy import load_policy
 from scalegate.supervisor import Supervisor
 from scalegate.transcript import (
+    DataManifest,
     Transcript,
+    batch_digest,
     catch_probability,
     challenge,
     challenge_seed,
     check_chain,
     commit_seed,
-    data_root,
+    example_digests,
     snapshot_path,
     verify_segment,
 )
@@ -55,10 +57,18 @@ class TinyReplay:
         optimizer.step()
 
 
+def _manifest(left_out: int | None = None) -> DataManifest:
+    """The examples of every batch the run feeds (but those of step ``left_out``)."""
+    return DataManifest(d for step in range(STEPS) if step != left_out
+                        for d in example_digests(TinyReplay().batch(step)))
+
+
 def _train(tmp: Path, cheat: Callable[[int, Any, Any], None] | None = None,
-           flop_claimed: float = 1.0) -> tuple[list[SegmentPredicate], Path, bytes]:
-    """Train STEPS steps under the supervisor with a transcript; ``cheat(step, model,
-    optimizer)`` runs after each step. Returns the segments, the snapshots, a seed."""
+           flop_claimed: float = 1.0, manifest: DataManifest | None = None
+           ) -> tuple[list[SegmentPredicate], Path, bytes]:
+    """Train STEPS steps under the supervisor with a transcript committing to ``manifest``
+    (default: every example fed); ``cheat(step, model, optimizer)`` runs after each step.
+    Returns the segments, the snapshots, a seed."""
     ws = create_workspace(tmp / "ws")
     replay = TinyReplay()
     model, optimizer = replay.make()
@@ -66,8 +76,8 @@ def _train(tmp: Path, cheat: Callable[[int, Any, Any], None] | None = None,
     sup = Supervisor.open("tiny", load_policy("eu-ai-act"), ws.ledger, ws.key("trainer"),
                           model=model, optimizer=optimizer, check_interval=1e9,
                           transcript=Transcript(snapshots, segment_steps=SEGMENT,
-                                                config_digest="c" * 64,
-                                                data_root=data_root([b"shard-0", b"shard-1"]),
+                                                config_digest="c" * 64, keep_batches=True,
+                                                data_root=(manifest or _manifest()).root,
                                                 seed_commitment=commit_seed(0, SALT)))
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -150,6 +160,86 @@ def test_a_fabricated_end_snapshot_and_other_batches_are_caught(tmp_path: Path) 
     assert any("Merkle root" in p for p in check.problems)
 
 
+def test_data_outside_the_manifest_is_caught(tmp_path: Path) -> None:
+    """The lab committed to a manifest without step 12's examples, and trained on them."""
+    declared = _manifest(left_out=12)
+    segments, snapshots, _ = _train(tmp_path, manifest=declared)
+    checks = [verify_segment(i, s, snapshots, TinyReplay(), manifest=declared)
+              for i, s in enumerate(segments)]
+    assert [c.position for c in checks if not c.ok] == [2]  # steps 10..15
+    assert checks[2].problems == ["step 12 trained on 4 example(s) outside the run's data "
+                                  "manifest"]
+    assert all(c.ok for c in [verify_segment(2, segments[2], snapshots, TinyReplay(),
+                                             manifest=_manifest())])
+    # An example's digest is that of the item a dataset returns: (x[i], y[i]).
+    assert example_digests(TinyReplay().batch(3))[1] == batch_digest(
+        tuple(t[1] for t in TinyReplay().batch(3)))
+
+
+def test_training_hidden_between_pause_and_resume_is_caught(tmp_path: Path) -> None:
+    """The run pauses at its capability trigger; the lab trains on during the pause, then
+    resumes with approvals. The resumed transcript starts from weights the paused one did
+    not end with: the chain breaks there, and the resumed segment's start does not match
+    the paused snapshot. Honestly resumed, the chain holds."""
+    for hidden in (0, 3):
+        segments, snapshots, pause = _pause_and_resume(tmp_path / f"hidden-{hidden}", hidden)
+        problems = check_chain(segments, pauses=[pause])
+        after = next(i for i, s in enumerate(segments) if s.start_step == pause)
+        resumed = verify_segment(after, segments[after], snapshots, TinyReplay(),
+                                 flop_slack=None)
+        if not hidden:
+            assert problems == [] and resumed.ok, (problems, resumed.problems)
+            continue
+        assert any(f"segment {after} starts from a state other than" in p for p in problems)
+        assert any("start snapshot" in p for p in resumed.problems)
+
+
+def _pause_and_resume(tmp: Path, hidden: int) -> tuple[list[SegmentPredicate], Path, int]:
+    from scalegate.evals import Probe, Suite
+    from scalegate.governance import approve, attest, resume
+
+    demo = load_policy("demo")
+    assert demo.evaluation is not None and demo.evaluation.first_at is not None
+    step_flop = demo.evaluation.first_at / 10
+    score = Suite([Probe("cyber-demo-task", "cyber-demo", "accuracy", lambda model, ctx: (
+        min(1.0, (ctx.effective_flop / demo.evaluation.first_at) ** 0.5 / 9.8), 0.01, 100))])
+    ws = create_workspace(tmp / "ws")
+    replay = TinyReplay()
+    model, optimizer = replay.make()
+    settings = Transcript(tmp / "snapshots", segment_steps=50)
+
+    def open_run() -> Supervisor:
+        return Supervisor.open("tiny", demo, ws.ledger, ws.key("trainer"), evaluator=score,
+                               model=model, optimizer=optimizer, check_interval=1e9,
+                               checkpoint_dir=tmp / "ck", transcript=settings)
+
+    sup, step = open_run(), 0
+    while sup.step(tokens=4, flop=step_flop, batch=_fed(replay, model, optimizer, step)
+                   ).verdict != "pause":
+        step += 1
+    pause = step + 1
+    for extra in range(hidden):  # trained while paused, logged nowhere
+        replay.step(model, optimizer, replay.batch(50_000 + extra))
+    attest(ws.ledger, ws.key("ciso"), "security-level-demo", policy=demo, evidence=b"report")
+    for officer in ("rso", "board"):
+        approve(ws.ledger, ws.key(officer), "tiny", "the safeguard is attested",
+                ceiling="2x")
+    resume(ws.ledger, ws.key("trainer"), "tiny")
+    sup = open_run()
+    for step in range(pause, pause + 20):
+        sup.step(tokens=4, flop=step_flop, batch=_fed(replay, model, optimizer, step))
+    sup.flush()
+    segments = [e.statement.predicate for e in ws.ledger.entries(kind="segment")]
+    ws.close()
+    return segments, tmp / "snapshots", pause  # type: ignore[return-value]
+
+
+def _fed(replay: TinyReplay, model: Any, optimizer: Any, step: int) -> Any:
+    batch = replay.batch(step)
+    replay.step(model, optimizer, batch)
+    return batch
+
+
 def test_compute_under_reported_is_caught(tmp_path: Path) -> None:
     segments, snapshots, _ = _train(tmp_path, flop_claimed=0.5)  # half the FLOP logged
     check = verify_segment(0, segments[0], snapshots, TinyReplay())
@@ -197,7 +287,8 @@ def test_the_command_line_challenges_and_reexecutes(tmp_path: Path) -> None:
 
     _, snapshots, _ = _train(tmp_path)
     (tmp_path / "tiny_replay.py").write_text(
-        "from typing import Any\nimport torch\n\n\n" + inspect.getsource(TinyReplay))
+        "from typing import Any\nimport torch\n\n\n" + inspect.getsource(TinyReplay)
+        + "\n\nclass Kept:\n    make = TinyReplay.make\n    step = TinyReplay.step\n")
     ledger = str(tmp_path / "ws" / "ledger.db")
     shown = subprocess.run([SCALEGATE, "transcript", "challenge", "tiny", "--ledger", ledger,
                             "-n", "3"], capture_output=True, text=True, timeout=120,
@@ -217,6 +308,24 @@ def test_the_command_line_challenges_and_reexecutes(tmp_path: Path) -> None:
                           text=True, timeout=300, cwd=tmp_path)
     assert told.returncode == 0, told.stdout
     assert _transcript_check(tmp_path, ledger) == (True, 0)
+    # A replay without batch(): the batches come from those the run kept; every example
+    # fed must be in the manifest the run committed to.
+    _manifest().write(tmp_path / "manifest.txt")
+    kept = [SCALEGATE, *args[1:-4], "--replay", "tiny_replay:Kept", "--data", str(snapshots),
+            "--manifest", str(tmp_path / "manifest.txt")]
+    fed = subprocess.run(kept, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert fed.returncode == 0 and "reproduces" in fed.stdout, fed.stdout + fed.stderr
+    _manifest(left_out=3).write(tmp_path / "other.txt")
+    other = subprocess.run([*kept[:-1], str(tmp_path / "other.txt")], capture_output=True,
+                           text=True, timeout=300, cwd=tmp_path)
+    said = " ".join(other.stdout.replace("│", " ").split())
+    assert other.returncode == 3 and "not the one the run committed to" in said
+    assert "example(s) outside the run's data manifest" in said
+    (tmp_path / "bad.txt").write_text("00ff\n")
+    bad = subprocess.run([*kept[:-1], str(tmp_path / "bad.txt")], capture_output=True,
+                         text=True, timeout=300, cwd=tmp_path)
+    assert bad.returncode != 0 and "bad.txt:1" in bad.stdout + bad.stderr
+    assert "Traceback" not in bad.stderr
     path = snapshot_path(snapshots, "tiny", 10)
     path.unlink()  # the lab withholds a snapshot a challenge asks for
     bad = subprocess.run([*args, *verifier], capture_output=True, text=True, timeout=300,

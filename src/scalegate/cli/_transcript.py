@@ -36,9 +36,16 @@ def verify(run: str = typer.Argument(..., help="The run's id."),
            ledger: str | None = LedgerOpt,
            snapshots: Path = typer.Option(..., "--snapshots", help="The lab's snapshots of "
                                           "the challenged segments (RUN-stepNNNNNNNN.pt)."),
-           replay: str = typer.Option(..., "--replay", help="module:object giving make(), "
-                                      "batch(step) and step(model, optimizer, batch): the "
-                                      "lab's training, to re-execute."),
+           replay: str = typer.Option(..., "--replay", help="module:object giving make() and "
+                                      "step(model, optimizer, batch), and optionally "
+                                      "batch(step): the lab's training, to re-execute."),
+           data: Path | None = typer.Option(None, "--data", help="The batches the run kept "
+                                            "(RUN-batchesNNNNNNNN.pt), when the replay has "
+                                            "no batch(step); default: --snapshots."),
+           manifest: Path | None = typer.Option(None, "--manifest", help="The run's data "
+                                                "manifest (a hex digest an example a line): "
+                                                "checked against the root the run committed "
+                                                "to, and every example fed must be in it."),
            n: int = CountOpt, seed: str | None = SeedOpt,
            tolerance: float = typer.Option(0.0, "--tolerance", help="Largest parameter "
                                            "difference accepted (0: bitwise)."),
@@ -55,7 +62,13 @@ def verify(run: str = typer.Argument(..., help="The run's id."),
            ) -> None:
     """Check the transcript's chain and re-execute the challenged segments. Exits 3 when
     any check fails."""
-    from scalegate.transcript import catch_probability, check_chain, verify_segment
+    from scalegate.transcript import (
+        DataManifest,
+        SavedBatches,
+        catch_probability,
+        check_chain,
+        verify_segment,
+    )
 
     with _open(ledger) as led:
         segments, picked, drawn, why = _challenge(led, run, n, seed)
@@ -66,9 +79,14 @@ def verify(run: str = typer.Argument(..., help="The run's id."),
     problems = check_chain([s for _, s in segments], last_step=last, pauses=pauses)
     if reveal is not None:
         problems += _seed_problems(reveal, getattr(run_statement, "seed_commitment", None))
+    listed = DataManifest.read(manifest) if manifest is not None else None
+    if listed is not None:
+        problems += _manifest_problems(listed, getattr(run_statement, "data_root", None))
     target = _replay(replay)
+    kept = SavedBatches(data, run) if data is not None else None
     checks = [verify_segment(i, segments[i][1], snapshots, target, tolerance=tolerance,
-                             calibrate=calibrate) for i in picked]
+                             calibrate=calibrate, batches=kept, manifest=listed)
+              for i in picked]
     table = Table("segment", "steps", "result", title=f"{run}: {len(picked)} of "
                   f"{len(segments)} segments re-executed ({why})", title_justify="left")
     for c in checks:
@@ -139,6 +157,15 @@ def _seed_problems(reveal: str, commitment: str | None) -> list[str]:
                                          "statement committed to"]
 
 
+def _manifest_problems(listed: Any, committed: str | None) -> list[str]:
+    if committed is None:
+        return ["the run committed to no data manifest (its run statement has no data root)"]
+    if listed.root != committed:
+        return [f"the data manifest handed over ({len(listed)} examples) is not the one the "
+                "run committed to (its Merkle root differs)"]
+    return []
+
+
 def _challenge(led: Any, run: str, n: int, seed: str | None
                ) -> tuple[list[tuple[int, Any]], list[int], bytes, str]:
     from scalegate.errors import ScalegateError
@@ -185,7 +212,7 @@ def _replay(spec: str) -> Any:
     except (ImportError, AttributeError) as exc:
         raise ScalegateError(f"--replay {spec!r}: {exc}") from None
     target = target() if isinstance(target, type) else target
-    missing = [m for m in ("make", "batch", "step") if not callable(getattr(target, m, None))]
+    missing = [m for m in ("make", "step") if not callable(getattr(target, m, None))]
     if missing:
         raise ScalegateError(f"--replay {spec!r} has no {', '.join(missing)}")
     return target

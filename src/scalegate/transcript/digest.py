@@ -18,7 +18,8 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["batch_digest", "batches_root", "state_digest", "tensors_digest"]
+__all__ = ["batch_digest", "batches_root", "example_digests", "state_digest",
+           "tensors_digest"]
 
 
 def tensors_digest(named: Iterable[tuple[str, Any]]) -> str:
@@ -68,6 +69,24 @@ def _flatten(obj: Any, prefix: str) -> list[tuple[str, Any]]:
         else:
             out.append((path, value))
     return out
+
+
+def example_digests(batch: Any) -> list[bytes]:
+    """The digest of each example in a batch: row ``i`` of every tensor it holds, named as
+    :func:`batch_digest` names them, so an example's digest is :func:`batch_digest` of the
+    example as the dataset returns it (before the loader stacks it). A list of batches
+    (a step's micro-batches) gives the examples of each."""
+    if isinstance(batch, list) and batch and all(
+            isinstance(b, Mapping | tuple | list) for b in batch):
+        return [d for micro in batch for d in example_digests(micro)]
+    named = _flatten(batch, "")
+    rows = {len(v) for _, v in named if hasattr(v, "detach") and v.dim() > 0}
+    if len(rows) != 1:
+        raise ValueError("a batch's tensors do not share one leading (example) dimension")
+    (n,) = rows
+    return [bytes.fromhex(tensors_digest(
+        (k, v[i] if hasattr(v, "detach") and v.dim() > 0 else v) for k, v in named))
+        for i in range(n)]
 
 
 def batches_root(digests: list[bytes]) -> str:

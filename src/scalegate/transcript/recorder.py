@@ -30,7 +30,7 @@ from scalegate.transcript.digest import (
 )
 
 __all__ = ["Transcript", "TranscriptRecorder", "TranscriptStep", "batches_path", "commit_seed",
-           "data_root", "segment_randomness", "snapshot_path"]
+           "segment_randomness", "snapshot_path"]
 
 
 def commit_seed(seed: int, salt: bytes) -> str:
@@ -41,12 +41,6 @@ def commit_seed(seed: int, salt: bytes) -> str:
     return hashlib.sha256(str(seed).encode() + b"\0" + salt).hexdigest()
 
 
-def data_root(item_digests: list[bytes]) -> str:
-    """The Merkle root (RFC 6962, hex) of a data manifest: the digests of its shards or
-    examples, in the order the data loader defines them."""
-    return batches_root(item_digests)
-
-
 @dataclass(frozen=True)
 class Transcript:
     """How a run records its transcript: a segment every ``segment_steps`` optimizer steps,
@@ -55,9 +49,10 @@ class Transcript:
     ready to hand over with the snapshots.
 
     The run statement then also commits to ``config_digest`` (the training configuration's
-    digest), ``data_root`` (the Merkle root of the data manifest, e.g. :func:`data_root` of
-    the shards' digests) and ``seed_commitment`` (:func:`commit_seed`: the seed stays with
-    the lab, revealed to a verifier, who checks it against this)."""
+    digest), ``data_root`` (the Merkle root of the data manifest: a
+    :class:`~scalegate.transcript.data.DataManifest`'s ``root``) and ``seed_commitment``
+    (:func:`commit_seed`: the seed stays with the lab, revealed to a verifier, who checks
+    it against this)."""
 
     snapshot_dir: Path
     segment_steps: int = 100
@@ -120,10 +115,16 @@ class TranscriptRecorder:
         return self.start_digest is not None
 
     def begin(self) -> None:
-        """Snapshot the state training starts from (or resumes from)."""
-        if self.start_digest is None:
+        """Snapshot the state training starts from (or resumes from). A snapshot already
+        kept at that step (the end of the segment before a pause) is left as it is: the
+        verifier holds each side to its own digest."""
+        if self.start_digest is not None:
+            return
+        if snapshot_path(self.settings.snapshot_dir, self.run_id, self.step).exists():
+            self.start_digest = state_digest(self.model, self.optimizer)
+        else:
             self.start_digest = self._snapshot(self.step, {})
-            self.settle()
+        self.settle()
 
     def settle(self) -> None:
         """Note the generator state the next step will begin from, unless it says otherwise

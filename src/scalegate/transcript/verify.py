@@ -25,9 +25,11 @@ from pathlib import Path
 from typing import Any, Protocol, cast
 
 from scalegate.ledger import Ledger, SegmentPredicate
+from scalegate.transcript.data import DataManifest
 from scalegate.transcript.digest import (
     batch_digest,
     batches_root,
+    example_digests,
     state_digest,
     tensors_digest,
 )
@@ -171,8 +173,8 @@ def check_chain(segments: Sequence[SegmentPredicate], last_step: int | None = No
 
 def verify_segment(position: int, seg: SegmentPredicate, snapshots: Path, replay: Replay,
                    *, tolerance: float = 0.0, calibrate: bool = False,
-                   flop_slack: float | None = 0.25, batches: Batches | None = None
-                   ) -> SegmentCheck:
+                   flop_slack: float | None = 0.25, batches: Batches | None = None,
+                   manifest: DataManifest | None = None) -> SegmentCheck:
     """Re-execute one segment from the lab's snapshots (see the module docstring).
 
     The batches come from ``batches``, else the replay's ``batch(step)``, else those the lab
@@ -181,13 +183,13 @@ def verify_segment(position: int, seg: SegmentPredicate, snapshots: Path, replay
     nondeterminism, as Proof-of-Learning calibrates it) is reported as ``delta``, and the
     lab's end state may be up to twice that (or ``tolerance``) away. With ``flop_slack``,
     the FLOP the segment claims must be within that fraction of what re-executing it
-    measures."""
+    measures. With ``manifest``, every example fed must be in the run's data manifest."""
     out = SegmentCheck(position, seg.start_step, seg.end_step)
     feed: Batches = batches or (cast(Batches, replay) if callable(getattr(
         replay, "batch", None)) else SavedBatches(snapshots, seg.run_id))
     start = _load(snapshots, seg.run_id, seg.start_step, out, "start")
     end = _load(snapshots, seg.run_id, seg.end_step, out, "end")
-    rerun = _Rerun(seg, replay, feed, _randomness(seg, end, out))
+    rerun = _Rerun(seg, replay, feed, _randomness(seg, end, out), manifest)
     first = rerun(start, out) if start is not None else None
     if first is None:
         return out
@@ -239,6 +241,7 @@ class _Rerun:
     replay: Replay
     feed: Batches
     randomness: dict[int, Any]
+    manifest: DataManifest | None = None
 
     def __call__(self, start: Any, out: SegmentCheck) -> tuple[Any, Any, float] | None:
         """``None`` (a problem noted) when the start is not what the segment committed to,
@@ -269,6 +272,7 @@ class _Rerun:
                 out.problems.append(f"the batch of step {step} was not handed over ({exc})")
                 return None
             digests.append(batch_digest(batch))
+            self._in_manifest(step, batch, out)
             if i < len(seg.learning_rates):
                 for group in optimizer.param_groups:
                     group["lr"] = seg.learning_rates[i]
@@ -281,6 +285,18 @@ class _Rerun:
             out.problems.append("the batches handed over are not those the segment "
                                 "committed to (their Merkle root differs)")
         return flop
+
+    def _in_manifest(self, step: int, batch: Any, out: SegmentCheck) -> None:
+        if self.manifest is None:
+            return
+        try:
+            outside = sum(d not in self.manifest for d in example_digests(batch))
+        except ValueError as exc:
+            out.problems.append(f"the examples of step {step} cannot be told apart: {exc}")
+            return
+        if outside:
+            out.problems.append(f"step {step} trained on {outside} example(s) outside the "
+                                "run's data manifest")
 
 
 def _restore(model: Any, optimizer: Any, snap: Any, out: SegmentCheck, which: str) -> bool:
