@@ -1,12 +1,12 @@
 """Canonical digests of what training commits to: weights, optimizer state, batches.
 
-A state's digest is SHA-256 over its named tensors in sorted name order, each as its
-name, dtype, shape and raw bytes (in memory order of a contiguous CPU copy): the same
+A state's digest is BLAKE3 (32 bytes) over its named tensors in sorted name order, each as
+its name, dtype, shape and raw bytes (in memory order of a contiguous CPU copy): the same
 tensors give the same digest on any machine, a single flipped bit another. Optimizer
 state is named ``optimizer/<param index>/<key>`` (plain numbers, such as a step count,
-are included as text). SHA-256 (OpenSSL, hardware-accelerated where the CPU has it) is the
-hash: BLAKE3 is not a dependency, and ``benchmarks/bench_transcript.py`` shows what
-hashing costs against training.
+are included as text). BLAKE3 rather than SHA-256 because it is the faster here:
+``benchmarks/bench_transcript.py`` measures both (about 3x on one core, more on several,
+which a state digest uses: the weights of a large model are hundreds of gigabytes).
 
 A batch's digest covers its tensors (a tensor, a tuple or list of them, or a mapping by
 name) the same way; a segment commits to the RFC 6962 Merkle root of its batches' digests.
@@ -14,28 +14,53 @@ name) the same way; a segment commits to the RFC 6962 Merkle root of its batches
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping
+from operator import itemgetter
 from typing import Any
 
 __all__ = ["batch_digest", "batches_root", "example_digests", "state_digest",
            "tensors_digest"]
 
 
-def tensors_digest(named: Iterable[tuple[str, Any]]) -> str:
-    """Hex SHA-256 of named tensors (and plain values), in sorted name order."""
-    h = hashlib.sha256()
-    as_bytes = _byte_dtype()
-    for name, value in sorted(named, key=lambda kv: kv[0]):
-        h.update(name.encode() + b"\0")
+def tensors_digest(named: Iterable[tuple[str, Any]], *, parallel: bool = False) -> str:
+    """Hex BLAKE3 of named tensors (and plain values), in sorted name order (``parallel``:
+    on every core, for large states)."""
+    from blake3 import blake3
+
+    h = blake3(max_threads=blake3.AUTO if parallel else 1)
+    for name, value in sorted(named, key=itemgetter(0)):
         if hasattr(value, "detach"):
-            t = value.detach().cpu().contiguous()
-            h.update(f"{t.dtype}:{tuple(t.shape)}\0".encode())
-            if t.numel():  # the tensor's own memory, not a copy of it
-                h.update(t.reshape(-1).view(as_bytes).numpy())
+            h.update(f"{name}\0{_dtype_name(value.dtype)}:{tuple(value.shape)}\0".encode())
+            if value.numel():
+                h.update(_memory(value))
         else:
-            h.update(f"value:{value!r}\0".encode())
+            h.update(f"{name}\0value:{value!r}\0".encode())
     return h.hexdigest()
+
+
+def _memory(t: Any) -> Any:
+    """A tensor's bytes in memory order, copied only when not already a contiguous CPU
+    tensor (a step's batch is hashed as it trains: each torch call here costs)."""
+    if t.requires_grad:
+        t = t.detach()
+    if t.device.type != "cpu":
+        t = t.cpu()
+    if not t.is_contiguous():
+        t = t.contiguous()
+    try:
+        return t.numpy().reshape(-1).view("u1")
+    except TypeError:  # a dtype numpy lacks (bfloat16...): its bytes all the same
+        return t.reshape(-1).view(_byte_dtype()).numpy()
+
+
+_DTYPE_NAMES: dict[Any, str] = {}
+
+
+def _dtype_name(dtype: Any) -> str:
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = str(dtype)
+    return name
 
 
 def state_digest(model: Any, optimizer: Any = None) -> str:
@@ -45,7 +70,7 @@ def state_digest(model: Any, optimizer: Any = None) -> str:
     if optimizer is not None:
         for pid, slots in optimizer.state_dict().get("state", {}).items():
             named.extend((f"optimizer/{pid}/{k}", v) for k, v in slots.items())
-    return tensors_digest(named)
+    return tensors_digest(named, parallel=True)
 
 
 def batch_digest(batch: Any) -> bytes:
