@@ -202,7 +202,10 @@ class Supervisor:
         ``compute`` statements are appended every ``compute_every`` steps but no more
         often than every ``record_interval`` seconds; the gate is re-consulted for calendar
         rules every ``check_interval`` seconds. With ``optimizer`` its state is saved with
-        the weights when the run pauses.
+        the weights when the run pauses. With ``transcript`` (it needs ``model``,
+        ``optimizer`` and each step's ``batch=``) the run records its training transcript
+        (:mod:`scalegate.transcript`): the run statement commits to its configuration, data
+        manifest and seed, and a ``segment`` statement closes every ``segment_steps`` steps.
         """
         clock = clock or now_utc
         if compute_every < 1:

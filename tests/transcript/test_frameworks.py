@@ -128,6 +128,40 @@ def test_a_trainer_transcript_reexecutes_bitwise(ws: Workspace, tmp_path: Path) 
     assert _failing(segments, snapshots, replay) == []
 
 
+def test_a_trainer_transcript_chains_across_a_pause(ws: Workspace, tmp_path: Path) -> None:
+    """The Trainer pauses at an evaluation, saves its checkpoint and stops; resumed with
+    approvals from that checkpoint, its transcript goes on from the paused state: the
+    pause ends a segment, the chain holds, and the segments on both sides reproduce."""
+    from integrations.conftest import POLICY, resume_run
+    from scalegate.evals import Probe, Suite
+
+    snapshots = tmp_path / "snapshots"
+    learned = Suite([Probe("heldout-next-token", "next-token", "accuracy",
+                           lambda model, ctx: 1.0 if ctx.step >= 4 else 0.0)])
+
+    def train() -> tuple[hf.ScalegateCallback, Trainer]:
+        callback = hf.ScalegateCallback(
+            "hf-pause", POLICY, ws.ledger, ws.key("trainer"), evaluator=learned,
+            check_interval=1e9, transcript=Transcript(snapshots, segment_steps=SEGMENT,
+                                                      keep_batches=True))
+        trainer = _trainer(tmp_path / "out", [callback])
+        trainer.train(resume_from_checkpoint=callback.resume_checkpoint())
+        return callback, trainer
+
+    callback, trainer = train()
+    paused_at = trainer.state.global_step
+    assert callback.supervisor is not None and callback.supervisor.paused
+    assert 4 <= paused_at < STEPS
+    resume_run(ws, "hf-pause")
+    _, trainer = train()
+    assert trainer.state.global_step == STEPS
+    segments = _segments(ws, "hf-pause")
+    assert paused_at in [s.end_step for s in segments]
+    assert check_chain(segments, last_step=STEPS, pauses=[paused_at]) == []
+    replay = hf.TrainerReplay(lambda: _trainer(tmp_path / "verifier"))
+    assert _failing(segments, snapshots, replay) == []
+
+
 def test_a_hidden_trainer_step_is_caught(ws: Workspace, tmp_path: Path) -> None:
     snapshots = _train_hf(ws, tmp_path, "hf-cheat", cheat=True)
     segments = _segments(ws, "hf-cheat")
