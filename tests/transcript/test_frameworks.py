@@ -33,23 +33,6 @@ pytestmark = pytest.mark.slow
 STEPS, SEGMENT = 12, 5
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture()
-def ws(tmp_path: Path):
-    from scalegate.demo.workspace import create_workspace
-
-    workspace = create_workspace(tmp_path / "ws")
-    yield workspace
-    workspace.close()
-
-
 def _segments(ws: Workspace, run: str) -> list[SegmentPredicate]:
     return [e.statement.predicate for e in ws.ledger.entries(run_id=run, kind="segment")]  # type: ignore[misc]
 
