@@ -210,6 +210,8 @@ class Supervisor:
         clock = clock or now_utc
         if compute_every < 1:
             raise RunError(f"compute_every must be at least 1, got {compute_every}")
+        if transcript is not None:  # refused before anything is registered
+            transcript.require(run_id, model, optimizer)
         state = load_state(ledger, run_id)
         if state.run is None:
             state = register_run(ledger, key, run_id, policy, clock(), org=org,

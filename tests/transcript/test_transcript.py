@@ -352,3 +352,16 @@ def _transcript_check(tmp: Path, ledger: str) -> tuple[bool, int]:
     report = json.loads(res.stdout)
     (check,) = [c for c in report["checks"] if c["name"] == "training transcripts"]
     return check["ok"], report["violation_counts"].get("transcript-failed", 0)
+
+
+def test_a_transcript_without_its_optimizer_is_refused_before_anything_is_logged(
+        tmp_path: Path) -> None:
+    from scalegate.errors import RunError
+
+    ws = create_workspace(tmp_path / "ws")
+    model, _ = TinyReplay().make()
+    with pytest.raises(RunError, match="was given no optimizer"):
+        Supervisor.open("tiny", load_policy("eu-ai-act"), ws.ledger, ws.key("trainer"),
+                        model=model, transcript=Transcript(tmp_path / "snapshots"))
+    assert ws.ledger.entries(run_id="tiny") == []
+    ws.close()

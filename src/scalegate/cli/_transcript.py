@@ -34,12 +34,14 @@ def challenge(run: str = typer.Argument(..., help="The run's id."),
 @app.command("verify")
 def verify(run: str = typer.Argument(..., help="The run's id."),
            ledger: str | None = LedgerOpt,
-           snapshots: Path = typer.Option(..., "--snapshots", help="The lab's snapshots of "
+           snapshots: Path = typer.Option(..., "--snapshots", exists=True, file_okay=False,
+                                          help="The lab's snapshots of "
                                           "the challenged segments (RUN-stepNNNNNNNN.pt)."),
            replay: str = typer.Option(..., "--replay", help="module:object giving make() and "
                                       "step(model, optimizer, batch), and optionally "
                                       "batch(step): the lab's training, to re-execute."),
-           data: Path | None = typer.Option(None, "--data", help="The batches the run kept "
+           data: Path | None = typer.Option(None, "--data", exists=True, file_okay=False,
+                                            help="The batches the run kept "
                                             "(RUN-batchesNNNNNNNN.pt), when the replay has "
                                             "no batch(step); default: --snapshots."),
            manifest: Path | None = typer.Option(None, "--manifest", help="The run's data "

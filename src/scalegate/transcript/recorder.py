@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scalegate.errors import RunError
 from scalegate.ledger import SegmentPredicate, now_utc
 from scalegate.transcript.digest import (
     batch_digest,
@@ -68,6 +69,14 @@ class Transcript:
         if self.keep is not None and self.keep < 2:
             raise ValueError("keep at least 2 snapshots: a segment's start and its end")
 
+    def require(self, run_id: str, model: Any, optimizer: Any) -> None:
+        """Raise :class:`RunError` unless the run gives what a transcript digests."""
+        if model is None or optimizer is None:
+            raise RunError(f"run {run_id!r}: a training transcript digests the model and the "
+                           "optimizer, and was given no "
+                           + ("model" if model is None else "optimizer") + ".",
+                           hint="Pass model=... and optimizer=... with transcript=...")
+
 
 @dataclass
 class TranscriptStep:
@@ -96,8 +105,7 @@ class TranscriptRecorder:
 
     def __init__(self, settings: Transcript, run_id: str, model: Any, optimizer: Any,
                  start_step: int = 0) -> None:
-        if model is None or optimizer is None:
-            raise ValueError("a transcript needs the model and the optimizer")
+        settings.require(run_id, model, optimizer)
         self.settings, self.run_id = settings, run_id
         self.model, self.optimizer = model, optimizer
         self.start_step = self.step = start_step

@@ -269,7 +269,8 @@ class _Rerun:
             try:
                 batch = self.feed.batch(step)
             except (KeyError, IndexError, FileNotFoundError) as exc:
-                out.problems.append(f"the batch of step {step} was not handed over ({exc})")
+                why = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+                out.problems.append(f"the batch of step {step} was not handed over ({why})")
                 return None
             digests.append(batch_digest(batch))
             self._in_manifest(step, batch, out)
