@@ -147,17 +147,25 @@ class SupervisedCallback:
         return self.options.get("transcript") is not None
 
     def _feed(self, batch: Any) -> None:
-        """A training micro-batch begins: for a transcript, keep it and, at the first of an
-        optimizer step, the generator state the step begins from (and, at the run's first,
-        snapshot the state training starts from)."""
-        if not self._transcribing:
-            return
-        if self._fed is None:
+        """A training micro-batch begins and will be trained on: :meth:`_step_begins`,
+        then :meth:`_trained`."""
+        self._step_begins()
+        self._trained(batch)
+
+    def _step_begins(self) -> None:
+        """A micro-batch begins: for a transcript, at the first of an optimizer step, note
+        the generator state the step begins from (and, at the run's first, snapshot the
+        state training starts from)."""
+        if self._transcribing and self._fed is None:
             import torch
 
             self._open().begin_transcript()
             self._fed = TranscriptStep(rng=torch.get_rng_state())
-        self._fed.batch.append(batch)
+
+    def _trained(self, batch: Any) -> None:
+        """A micro-batch the framework trained on: for a transcript, keep it."""
+        if self._fed is not None:
+            self._fed.batch.append(batch)
 
     def _stepping(self, optimizer: Any) -> None:
         """The optimizer is about to step: for a transcript, its learning rate."""

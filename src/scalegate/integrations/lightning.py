@@ -156,7 +156,7 @@ class ScalegateCallback(SupervisedCallback, Callback):
         self._refuse_if_paused()  # Lightning went on past should_stop (min_steps)
         self._discard_measuring()  # a batch the module skipped (on_train_batch_start -> -1)
         meter = self._open().meter
-        self._feed(batch)
+        self._step_begins()
         if meter.flop_per_token is None:
             self._measuring = meter.measure(batch).__enter__()
 
@@ -168,6 +168,7 @@ class ScalegateCallback(SupervisedCallback, Callback):
                            outputs: STEP_OUTPUT, batch: Any, batch_idx: int) -> None:
         ds = self._open()
         self._count(batch, measured=self._stop_measuring())
+        self._trained(batch)  # not at its start: the module may skip a batch
         advanced = trainer.global_step - self._last_step
         if advanced <= 0:
             return  # accumulating gradients: no optimizer step yet
