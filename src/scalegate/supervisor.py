@@ -92,9 +92,9 @@ class Supervisor:
     ``state``, and copy what you need from it rather than keep an old one.
     """
 
-    #: A transcript's start is snapshotted when the run opens (a framework's, at its first
-    #: batch, once any checkpoint it resumes from is loaded).
-    transcript_begins_at_open: ClassVar[bool] = True
+    #: A transcript begins at the model's first training forward pass, seen by a hook on
+    #: the model (a framework's callbacks begin it themselves, at its first batch).
+    transcript_watches_model: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -131,8 +131,8 @@ class Supervisor:
         self.record_interval = record_interval
         self._transcript = None if transcript is None else TranscriptRecorder(
             transcript, run_id, model, optimizer, start_step=state.step)
-        if self._transcript is not None and self.transcript_begins_at_open:
-            self._transcript.begin()
+        if self._transcript is not None and self.transcript_watches_model:
+            self._transcript.watch(model)
         self._counter: Any = None
         self._fast: dict[Any, tuple[float, float]] = {}  # batch signature -> (flop, recompute)
         # Steps are added up here and pushed into the account only when it is read.
@@ -354,22 +354,44 @@ class Supervisor:
                            "sup.step(tokens=..., batch=batch)")
         segment = self._transcript.take(batch, flop, lr=lr, rng=rng)  # type: ignore[union-attr]
         if segment is not None:
-            self._append([segment])
+            self._append([self._compute_predicate(), segment])
 
     def _after_transcribed(self) -> Decision:
-        """:meth:`_after_accounting`, then note the generator state the next step begins
-        from (evaluations may have drawn from it)."""
+        """:meth:`_after_accounting` (its evaluations not taken for a step), then note the
+        generator state the next step begins from (evaluations may have drawn from it)."""
+        assert self._transcript is not None
+        self._transcript.quiet = True
         try:
             return self._after_accounting()
         finally:
-            if self._transcript is not None:
-                self._transcript.settle()
+            self._transcript.quiet = False
+            self._transcript.settle()
+
+    def begin_transcript(self) -> None:
+        """Snapshot the state the transcript starts from now, if recording one and not yet
+        begun (it begins by itself at the model's first training forward pass; call this
+        for a loop that trains the model in a way the supervisor's hook does not see)."""
+        if self._transcript is not None:
+            self._transcript.begin()
+
+    @property
+    def transcript_snapshot(self) -> Path | None:
+        """The transcript's snapshot at the step the run opens at, if one is kept: after a
+        crash, load its weights and optimizer state before training on."""
+        return self._transcript.start_snapshot if self._transcript is not None else None
 
     def _close_segment(self) -> None:
         """Close the open transcript segment (at a pause, or the end of training)."""
         segment = self._transcript.close() if self._transcript is not None else None
         if segment is not None:
             self._append([segment])
+
+    def _compute_now(self) -> list[Predicate]:
+        """The ``compute`` statement, and with a transcript the segment it closes: appended
+        together, the ledger's step count is a segment boundary after any crash, and a
+        restarted run's transcript goes on from the snapshot kept there."""
+        segment = self._transcript.close() if self._transcript is not None else None
+        return [self._compute_predicate(), *([segment] if segment is not None else [])]
 
     def _after_accounting(self) -> Decision:
         """Consult the gate at a milestone or calendar check, or record compute when due."""
@@ -380,7 +402,7 @@ class Supervisor:
             if now >= self._next_check_time:
                 return self._time_check()
             if self._since_record >= self.compute_every and now >= self._next_record_time:
-                self._append([self._compute_predicate()])
+                self._append(self._compute_now())
         except LedgerUnavailable:
             if self.on_ledger_error == "raise":
                 raise
@@ -412,7 +434,7 @@ class Supervisor:
     def decide_now(self) -> Decision:
         """Record compute, consult the gate, run due evaluations, declare a pause if needed."""
         now = self._clock()
-        self._append([self._compute_predicate()])
+        self._append(self._compute_now())
         self._refresh()
         decision = decide(self.policy, self.state, now)
         if self.evaluator is not None and self._evaluate_first(decision):
@@ -674,7 +696,7 @@ class Supervisor:
         """Record the current compute now, and close the open transcript segment (at the
         end of training)."""
         if self._since_record:
-            self._append([self._compute_predicate()])
+            self._append(self._compute_now())
         self._close_segment()
 
     def __enter__(self) -> Supervisor:

@@ -102,7 +102,8 @@ def _train_hf(ws: Workspace, tmp: Path, run: str, cheat: bool = False) -> Path:
 def test_a_trainer_transcript_reexecutes_bitwise(ws: Workspace, tmp_path: Path) -> None:
     snapshots = _train_hf(ws, tmp_path, "hf")
     segments = _segments(ws, "hf")
-    assert [(s.start_step, s.end_step) for s in segments] == [(0, 5), (5, 10), (10, 12)]
+    # The first step's decision records compute, which ends a segment; then every 5 steps.
+    assert [(s.start_step, s.end_step) for s in segments] == [(0, 1), (1, 5), (5, 10), (10, 12)]
     assert check_chain(segments, last_step=STEPS) == []
     # The schedule's warm-up and decay are the rates committed to, step by step.
     rates = [r for s in segments for r in s.learning_rates]
@@ -149,7 +150,7 @@ def test_a_hidden_trainer_step_is_caught(ws: Workspace, tmp_path: Path) -> None:
     snapshots = _train_hf(ws, tmp_path, "hf-cheat", cheat=True)
     segments = _segments(ws, "hf-cheat")
     replay = hf.TrainerReplay(lambda: _trainer(tmp_path / "verifier"))
-    assert _failing(segments, snapshots, replay) == [1]  # steps 5..10
+    assert _failing(segments, snapshots, replay) == [2]  # steps 5..10
 
 
 # --- Lightning ------------------------------------------------------------------------------
@@ -213,16 +214,18 @@ def _lightning_replay() -> lightning.LightningReplay:
 def test_a_lightning_transcript_reexecutes_bitwise(ws: Workspace, tmp_path: Path) -> None:
     snapshots = _train_lightning(ws, tmp_path, "pl", _Classifier())
     segments = _segments(ws, "pl")
-    assert [(s.start_step, s.end_step) for s in segments] == [(0, 5), (5, 10), (10, 12)]
+    # The first step's decision records compute, which ends a segment; then every 5 steps.
+    assert [(s.start_step, s.end_step) for s in segments] == [(0, 1), (1, 5), (5, 10), (10, 12)]
     assert check_chain(segments, last_step=STEPS) == []
-    assert segments[0].learning_rates[:3] == pytest.approx([1e-2, 1e-2, 7e-3])
+    rates = [r for s in segments for r in s.learning_rates]
+    assert rates[:3] == pytest.approx([1e-2, 1e-2, 7e-3])
     assert _failing(segments, snapshots, _lightning_replay()) == []
 
 
 def test_a_hidden_lightning_batch_is_caught(ws: Workspace, tmp_path: Path) -> None:
     snapshots = _train_lightning(ws, tmp_path, "pl-cheat", _Cheat())
     segments = _segments(ws, "pl-cheat")
-    assert _failing(segments, snapshots, _lightning_replay()) == [1]
+    assert _failing(segments, snapshots, _lightning_replay()) == [2]
 
 
 def test_a_transcript_across_ranks_is_refused(ws: Workspace, tmp_path: Path) -> None:

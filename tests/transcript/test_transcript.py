@@ -107,13 +107,13 @@ def _verify(segments: list[SegmentPredicate], snapshots: Path) -> list[Any]:
 def test_an_honest_run_reexecutes_bitwise_and_chains(tmp_path: Path) -> None:
     segments, snapshots, seed = _train(tmp_path)
     assert [(s.start_step, s.end_step) for s in segments] == [
-        (0, 5), (5, 10), (10, 15), (15, 20), (20, 23)]
+        (0, 1), (1, 5), (5, 10), (10, 15), (15, 20), (20, 23)]  # compute recorded at step 1
     assert check_chain(segments, last_step=STEPS) == []
     picked = challenge(seed, len(segments), 3)
     assert picked == challenge(seed, len(segments), 3) and len(set(picked)) == 3
     for check in _verify(segments, snapshots):
         assert check.ok, check.problems
-    assert segments[1].learning_rates[0] == pytest.approx(1e-2 * 0.95 ** 5)
+    assert segments[2].learning_rates[0] == pytest.approx(1e-2 * 0.95 ** 5)
 
 
 def test_a_hidden_step_is_caught(tmp_path: Path) -> None:
@@ -125,7 +125,7 @@ def test_a_hidden_step_is_caught(tmp_path: Path) -> None:
 
     segments, snapshots, _ = _train(tmp_path, extra)
     bad = [c for c in _verify(segments, snapshots) if not c.ok]
-    assert [c.position for c in bad] == [1]  # steps 5..10
+    assert [c.position for c in bad] == [2]  # steps 5..10
     assert "does not lead to the state" in bad[0].problems[0]
 
 
@@ -137,7 +137,7 @@ def test_weights_swapped_between_segments_are_caught(tmp_path: Path) -> None:
                     p.add_(0.01)
 
     segments, snapshots, _ = _train(tmp_path, swap)
-    assert [c.position for c in _verify(segments, snapshots) if not c.ok] == [2]
+    assert [c.position for c in _verify(segments, snapshots) if not c.ok] == [3]
 
 
 def test_a_fabricated_end_snapshot_and_other_batches_are_caught(tmp_path: Path) -> None:
@@ -148,7 +148,7 @@ def test_a_fabricated_end_snapshot_and_other_batches_are_caught(tmp_path: Path) 
     first = next(iter(state["model"]))
     state["model"][first] = state["model"][first] + 1
     torch.save(state, path)
-    check = verify_segment(2, segments[2], snapshots, TinyReplay())
+    check = verify_segment(3, segments[3], snapshots, TinyReplay())
     assert any("end snapshot" in p for p in check.problems)
 
     class OtherData(TinyReplay):
@@ -156,7 +156,7 @@ def test_a_fabricated_end_snapshot_and_other_batches_are_caught(tmp_path: Path) 
             x, y = super().batch(step)
             return x, y + (1.0 if step == 21 else 0.0)
 
-    check = verify_segment(4, segments[4], snapshots, OtherData())
+    check = verify_segment(5, segments[5], snapshots, OtherData())
     assert any("Merkle root" in p for p in check.problems)
 
 
@@ -166,10 +166,10 @@ def test_data_outside_the_manifest_is_caught(tmp_path: Path) -> None:
     segments, snapshots, _ = _train(tmp_path, manifest=declared)
     checks = [verify_segment(i, s, snapshots, TinyReplay(), manifest=declared)
               for i, s in enumerate(segments)]
-    assert [c.position for c in checks if not c.ok] == [2]  # steps 10..15
-    assert checks[2].problems == ["step 12 trained on 4 example(s) outside the run's data "
+    assert [c.position for c in checks if not c.ok] == [3]  # steps 10..15
+    assert checks[3].problems == ["step 12 trained on 4 example(s) outside the run's data "
                                   "manifest"]
-    assert all(c.ok for c in [verify_segment(2, segments[2], snapshots, TinyReplay(),
+    assert all(c.ok for c in [verify_segment(3, segments[3], snapshots, TinyReplay(),
                                              manifest=_manifest())])
     # An example's digest is that of the item a dataset returns: (x[i], y[i]).
     assert example_digests(TinyReplay().batch(3))[1] == batch_digest(
@@ -195,6 +195,9 @@ def test_training_hidden_between_pause_and_resume_is_caught(tmp_path: Path) -> N
 
 
 def _pause_and_resume(tmp: Path, hidden: int) -> tuple[list[SegmentPredicate], Path, int]:
+    """Train to the pause; train ``hidden`` steps logged nowhere; resume. The resumed
+    process opens the run and then loads the paused checkpoint, as the README's loop does
+    (a dishonest one keeps the weights it trained on instead)."""
     from scalegate.evals import Probe, Suite
     from scalegate.governance import approve, attest, resume
 
@@ -225,7 +228,13 @@ def _pause_and_resume(tmp: Path, hidden: int) -> tuple[list[SegmentPredicate], P
         approve(ws.ledger, ws.key(officer), "tiny", "the safeguard is attested",
                 ceiling="2x")
     resume(ws.ledger, ws.key("trainer"), "tiny")
+    if not hidden:
+        model, optimizer = replay.make()  # a new process
     sup = open_run()
+    if not hidden:
+        assert sup.resume_checkpoint is not None
+        model.load_state_dict(torch.load(sup.resume_checkpoint / "model.pt"))
+        optimizer.load_state_dict(torch.load(sup.resume_checkpoint / "optimizer.pt"))
     for step in range(pause, pause + 20):
         sup.step(tokens=4, flop=step_flop, batch=_fed(replay, model, optimizer, step))
     sup.flush()
@@ -293,9 +302,9 @@ def test_the_command_line_challenges_and_reexecutes(tmp_path: Path) -> None:
     shown = subprocess.run([SCALEGATE, "transcript", "challenge", "tiny", "--ledger", ledger,
                             "-n", "3"], capture_output=True, text=True, timeout=120,
                            cwd=tmp_path)
-    assert shown.returncode == 0 and "3 of 5 segments" in " ".join(shown.stdout.split())
+    assert shown.returncode == 0 and "3 of 6 segments" in " ".join(shown.stdout.split())
     args = [SCALEGATE, "transcript", "verify", "tiny", "--ledger", ledger, "--snapshots",
-            str(snapshots), "--replay", "tiny_replay:TinyReplay", "-n", "5"]
+            str(snapshots), "--replay", "tiny_replay:TinyReplay", "-n", "6"]
     verifier = ["--record", str(tmp_path / "ws" / "keys" / "rso.key")]
     ok = subprocess.run([*args, *verifier], capture_output=True, text=True, timeout=300,
                         cwd=tmp_path)
@@ -365,3 +374,75 @@ def test_a_transcript_without_its_optimizer_is_refused_before_anything_is_logged
                         model=model, transcript=Transcript(tmp_path / "snapshots"))
     assert ws.ledger.entries(run_id="tiny") == []
     ws.close()
+
+
+CRASHING = """
+import os, signal, sys
+from pathlib import Path
+import torch
+sys.path.insert(0, sys.argv[1])
+from tiny_replay import TinyReplay
+import scalegate.transcript.recorder as recorder
+from scalegate.ledger import Ledger, SigningKey
+from scalegate.policy import load_policy
+from scalegate.supervisor import Supervisor
+from scalegate.transcript import Transcript, snapshot_path
+
+tmp, kill_at, steps = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+whole = recorder._save
+
+def save(obj, path):
+    if kill_at and path == snapshot_path(tmp / "snapshots", "tiny", kill_at):
+        torch.save(obj, path.with_name(path.name + ".tmp"))  # written, not yet in place
+        os.kill(os.getpid(), signal.SIGKILL)
+    whole(obj, path)
+
+recorder._save = save
+replay = TinyReplay()
+model, optimizer = replay.make()
+ledger = Ledger.open(tmp / "ws" / "ledger.db")
+sup = Supervisor.open("tiny", load_policy("eu-ai-act"), ledger,
+                      SigningKey.load(tmp / "ws" / "keys" / "trainer.key"), model=model,
+                      optimizer=optimizer, check_interval=1e9, compute_every=3,
+                      record_interval=0, transcript=Transcript(tmp / "snapshots", 5))
+if sup.transcript_snapshot is not None:  # restarted: from the snapshot at the ledger's step
+    kept = torch.load(sup.transcript_snapshot, weights_only=True)
+    model.load_state_dict(kept["model"])
+    optimizer.load_state_dict(kept["optimizer"])
+for step in range(sup.step_index, steps):
+    batch = replay.batch(step)
+    replay.step(model, optimizer, batch)
+    sup.step(tokens=4, flop=1.0, batch=batch)
+sup.flush()
+ledger.close()
+"""
+
+
+def test_a_run_killed_while_writing_a_snapshot_restarts_its_transcript(tmp_path: Path) -> None:
+    """SIGKILL half-way through writing a snapshot; the restarted run loads the snapshot at
+    the step the ledger last recorded (compute statements end segments) and trains on: the
+    transcript chains, covers every step, and every segment re-executes bitwise."""
+    import inspect
+    import signal
+    import subprocess
+    import sys
+
+    create_workspace(tmp_path / "ws").close()
+    (tmp_path / "tiny_replay.py").write_text(
+        "from typing import Any\nimport torch\n\n\n" + inspect.getsource(TinyReplay))
+    (tmp_path / "train.py").write_text(CRASHING)
+    run = [sys.executable, str(tmp_path / "train.py"), str(tmp_path)]
+    killed = subprocess.run([*run, "10", "23"], capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert (tmp_path / "snapshots" / "tiny-step00000010.pt.tmp").exists()
+    done = subprocess.run([*run, "0", "23"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    from scalegate.ledger import Ledger
+
+    with Ledger.open(tmp_path / "ws" / "ledger.db") as led:
+        segments = [e.statement.predicate for e in led.entries(kind="segment")]
+        last = max(e.statement.predicate.step for e in led.entries(kind="compute"))
+    assert last == 23 and check_chain(segments, last_step=last) == []  # type: ignore[arg-type]
+    checks = [verify_segment(i, s, tmp_path / "snapshots", TinyReplay(), flop_slack=None)
+              for i, s in enumerate(segments)]  # type: ignore[arg-type]
+    assert [c.problems for c in checks if not c.ok] == []

@@ -33,13 +33,7 @@ class FrameworkSupervisor(Supervisor):
 
     defer_checkpoint: bool = False
     _pause_decision: Decision | None = None
-    transcript_begins_at_open: ClassVar[bool] = False
-
-    def begin_transcript(self) -> None:
-        """Snapshot the transcript's start, if recording one and not yet begun: at the
-        first batch, once the framework has loaded any checkpoint it resumes from."""
-        if self._transcript is not None:
-            self._transcript.begin()
+    transcript_watches_model: ClassVar[bool] = False  # the callbacks begin it
 
     # --- accounting ----------------------------------------------------------------------
 

@@ -1,16 +1,20 @@
 """Recording a run's training transcript as it trains.
 
-Every ``segment_steps`` optimizer steps the recorder closes a segment: the digest of the
-weights and optimizer state at its end (:func:`~scalegate.transcript.digest.state_digest`),
-the Merkle root of the digests of the batches the loop fed in it, each step's learning
-rate, its FLOP and the digest of the random-number generator states its steps began from,
-as a ``segment`` statement the supervisor appends. It keeps a snapshot (weights, optimizer
+At every multiple of ``segment_steps`` optimizer steps the recorder closes a segment (the
+supervisor closes one too wherever it records compute, so that after a crash the ledger's
+step count is a boundary, and at a pause and the end): the digest of the weights and
+optimizer state at its end (:func:`~scalegate.transcript.digest.state_digest`), the Merkle
+root of the digests of the batches the loop fed in it, each step's learning rate, its FLOP
+and the digest of the random-number generator states its steps began from, as a
+``segment`` statement the supervisor appends. It keeps a snapshot (weights, optimizer
 state, and the segment's generator states) at every boundary in ``snapshot_dir``, the
 newest ``keep`` (all by default): a verifier asks for those of the segments it challenges.
 
-The generator state is noted at the first step of a segment and wherever a step began from
-a state other than the one the step before left (a framework drawing a new epoch's
-shuffling seed, say), so that dropout re-executes bitwise.
+The transcript begins at the model's first training forward pass, once the loop has loaded
+whatever it starts from. The generator state is noted at the first forward of each step
+(or given by a framework's callback), and kept at the first step of a segment and wherever
+a step began from a state other than the one the step before left (an evaluation, or a new
+epoch's shuffling seed), so that dropout re-executes bitwise.
 """
 
 from __future__ import annotations
@@ -44,8 +48,9 @@ def commit_seed(seed: int, salt: bytes) -> str:
 
 @dataclass(frozen=True)
 class Transcript:
-    """How a run records its transcript: a segment every ``segment_steps`` optimizer steps,
-    snapshots at its boundaries in ``snapshot_dir`` (the newest ``keep``; ``None``: all),
+    """How a run records its transcript: a segment ends at every multiple of
+    ``segment_steps`` optimizer steps (and wherever the supervisor records compute, pauses
+    or ends), snapshots at its boundaries in ``snapshot_dir`` (the newest ``keep``; ``None``: all),
     and with ``keep_batches`` each segment's batches beside them (``RUN-batchesNNNNNNNN.pt``),
     ready to hand over with the snapshots.
 
@@ -117,6 +122,8 @@ class TranscriptRecorder:
         self._flop = 0.0
         self._rng: dict[int, Any] = {}  # step -> the generator state it began from
         self._rng_after: Any = None  # the state the latest step left
+        self._step_rng: Any = None  # the state the open step began from, when seen
+        self.quiet = False  # the supervisor's own forward passes (evaluations) are not steps
 
     @property
     def begun(self) -> bool:
@@ -134,6 +141,30 @@ class TranscriptRecorder:
             self.start_digest = self._snapshot(self.step, {})
         self.settle()
 
+    def watch(self, model: Any) -> None:
+        """Begin at ``model``'s first training forward pass (after the loop has loaded any
+        checkpoint it restarts from) and note, at the first forward of each step, the
+        generator state the step begins from: a plain loop shows its supervisor a step
+        only once it is done."""
+        model.register_forward_pre_hook(self._forward)
+
+    def _forward(self, module: Any, args: Any) -> None:
+        import torch
+
+        if self.quiet or not module.training or not torch.is_grad_enabled():
+            return
+        if not self.begun:
+            self.begin()
+        if self._step_rng is None:
+            self._step_rng = torch.get_rng_state()
+
+    @property
+    def start_snapshot(self) -> Path | None:
+        """The snapshot kept at the step the open segment starts from, if there is one: a
+        run restarting there after a crash loads it (weights and optimizer state)."""
+        path = snapshot_path(self.settings.snapshot_dir, self.run_id, self.start_step)
+        return path if path.exists() else None
+
     def settle(self) -> None:
         """Note the generator state the next step will begin from, unless it says otherwise
         (after the supervisor's own work, such as evaluations)."""
@@ -149,7 +180,14 @@ class TranscriptRecorder:
         import torch
 
         if not self.begun:
-            raise RuntimeError("the transcript was not begun before its first step")
+            raise RunError(
+                f"run {self.run_id!r}: the transcript saw no training forward pass of the "
+                "model before the step, so it cannot digest the state the step began from.",
+                hint="Give the supervisor the model the loop trains, or call "
+                "sup.begin_transcript() once the weights are loaded, before training.")
+        if rng is None:
+            rng = self._step_rng
+        self._step_rng = None
         began = self._rng_after if rng is None else rng
         if self.step == self.start_step or not torch.equal(began, self._rng_after):
             self._rng[self.step] = began.clone()
@@ -160,7 +198,7 @@ class TranscriptRecorder:
         self._flop += flop
         self.step += 1
         self.settle()
-        if self.step - self.start_step < self.settings.segment_steps:
+        if self.step % self.settings.segment_steps:
             return None
         return self.close()
 
