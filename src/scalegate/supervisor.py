@@ -205,7 +205,10 @@ class Supervisor:
         the weights when the run pauses. With ``transcript`` (it needs ``model``,
         ``optimizer`` and each step's ``batch=``) the run records its training transcript
         (:mod:`scalegate.transcript`): the run statement commits to its configuration, data
-        manifest and seed, and a ``segment`` statement closes every ``segment_steps`` steps.
+        manifest and seed, and a ``segment`` statement ends at every multiple of
+        ``segment_steps`` steps and with every ``compute`` statement; it begins at the
+        model's first training forward pass (load a checkpoint after ``open``: the
+        transcript starts from it).
         """
         clock = clock or now_utc
         if compute_every < 1:
