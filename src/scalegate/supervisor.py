@@ -575,6 +575,8 @@ class Supervisor:
         assert self.state.decisions, "the decision was appended before the pause"
         decision_ref = self.state.decisions[-1].ref
         self._close_segment()  # the paused checkpoint is a transcript boundary
+        if self._transcript is not None:
+            self._transcript.unwatch()
         path = self._save_checkpoint()
         m = manifest_of(path)
         now = self._clock()

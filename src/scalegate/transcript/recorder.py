@@ -124,6 +124,7 @@ class TranscriptRecorder:
         self._rng_after: Any = None  # the state the latest step left
         self._step_rng: Any = None  # the state the open step began from, when seen
         self.quiet = False  # the supervisor's own forward passes (evaluations) are not steps
+        self._hook: Any = None
 
     @property
     def begun(self) -> bool:
@@ -146,7 +147,13 @@ class TranscriptRecorder:
         checkpoint it restarts from) and note, at the first forward of each step, the
         generator state the step begins from: a plain loop shows its supervisor a step
         only once it is done."""
-        model.register_forward_pre_hook(self._forward)
+        self._hook = model.register_forward_pre_hook(self._forward)
+
+    def unwatch(self) -> None:
+        """Stop watching the model (the run paused: its supervisor trains no more)."""
+        hook, self._hook = self._hook, None
+        if hook is not None:
+            hook.remove()
 
     def _forward(self, module: Any, args: Any) -> None:
         import torch
