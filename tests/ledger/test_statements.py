@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from fuzz.lab import EXAMPLES  # one example statement of every kind, shared with the fuzzer
 from scalegate.errors import StatementError
 from scalegate.ledger.statements import (
     PREDICATES,
@@ -24,55 +25,6 @@ from scalegate.ledger.statements import (
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 H = "ab" * 32
 REF = Ref(index=1, leaf_hash=H)
-
-EXAMPLES = {
-    "key": {"vkey": "org/alice+01234567+AQ==", "org": "org", "roles": ["rso"], "valid_from": T0},
-    "key-revocation": {"vkey": "org/alice+01234567+AQ==", "reason": "lost", "revoked_at": T0},
-    "policy": {"policy_id": "demo", "version": "1", "digest": H, "document": "id: demo\n"},
-    "run": {
-        "run_id": "r1", "org": "org", "model": "tiny", "started_at": T0,
-        "policy": {"id": "demo", "version": "1", "digest": H},
-    },
-    "compute": {
-        "run_id": "r1", "step": 5, "tokens": 1e6, "flop_by_phase": {"pretraining": 6e12},
-        "totals": {"eu": 6e12}, "effective_flop": 6e12, "method": "measured", "at": T0,
-    },
-    "checkpoint": {"run_id": "r1", "step": 5, "digest": H, "effective_flop": 1.0, "at": T0},
-    "eval": {
-        "run_id": "r1", "evaluation_id": "cipher", "capability": "cyber", "metric": "accuracy",
-        "value": 0.5, "n": 64, "step": 5, "effective_flop": 1.0, "at": T0,
-    },
-    "attestation": {"safeguard": "sl3", "valid_from": T0, "valid_until": T0 + timedelta(days=1)},
-    "decision": {
-        "run_id": "r1", "step": 5, "effective_flop": 1.0, "verdict": "pause", "basis_size": 9,
-        "reasons": [{"rule": "capability", "message": "m", "refs": [REF]}],
-        "obligations": [{"id": "o", "recipient": "AI Office", "rule": "notify", "deadline": T0}],
-        "at": T0,
-    },
-    "pause": {
-        "run_id": "r1", "decision": REF, "checkpoint": REF, "step": 5, "effective_flop": 1.0,
-        "at": T0,
-    },
-    "approval": {"run_id": "r1", "pause": REF, "role": "rso", "rationale": "ok", "at": T0},
-    "resume": {
-        "run_id": "r1", "pause": REF, "approvals": [REF], "decision": REF, "checkpoint": REF,
-        "at": T0,
-    },
-    "notification": {
-        "obligation": REF, "obligation_id": "o", "recipient": "AI Office", "sent_at": T0,
-        "content_digest": H,
-    },
-    "commitment": {"commitment_id": "c", "digest": H, "document": "id: c", "org": "lab",
-                   "at": T0},
-    "endorsement": {"commitment_id": "c", "digest": H, "org": "lab", "at": T0},
-    "withdrawal": {"commitment_id": "c", "digest": H, "org": "lab", "at": T0, "effective": T0},
-    "domain-verification": {"domain": "lab.example", "org": "lab", "url": "https://lab.example/",
-                            "roots": [], "checked_at": T0, "tls_certificate_sha256": H},
-    "transcript-audit": {"run_id": "r1", "segments": 3, "seed": H, "seed_source": "seed",
-                         "results": [{"segment": {"index": 1, "leaf_hash": H}, "start_step": 0,
-                                      "end_step": 9, "ok": True}], "ok": True, "at": T0},
-    "segment": {"run_id": "r1", "start_step": 0, "end_step": 9, "digest": H},
-}
 
 
 def test_every_kind_has_an_example() -> None:

@@ -213,16 +213,17 @@ class TrainerReplay:
 
     def __init__(self, make_trainer: Callable[[], Trainer]) -> None:
         self.make_trainer = make_trainer
-        self._trainers: dict[int, Trainer] = {}  # id(model) -> the Trainer that made it
+        self._trainer: Trainer | None = None  # its arguments and methods drive each step
 
     def make(self) -> tuple[Any, Any]:
-        trainer = self.make_trainer()
-        optimizer = trainer.create_optimizer()
-        self._trainers[id(trainer.model)] = trainer
-        return trainer.model, optimizer
+        trainer = self._trainer = self.make_trainer()
+        return trainer.model, trainer.create_optimizer()
 
     def step(self, model: Any, optimizer: Any, batch: Any) -> None:
-        trainer = self._trainers[id(model)]
+        trainer = self._trainer
+        if trainer is None:
+            raise RunError("TrainerReplay.step before make(): nothing to train with.")
+        trainer.optimizer = optimizer  # training_step consults the Trainer's optimizer
         micro = [dict(inputs) for inputs in batch]
         items = trainer._get_num_items_in_batch(micro, trainer.args.device)
         trainer.current_gradient_accumulation_steps = len(micro)

@@ -30,7 +30,7 @@ def tensors_digest(named: Iterable[tuple[str, Any]], *, parallel: bool = False) 
     h = blake3(max_threads=blake3.AUTO if parallel else 1)
     for name, value in sorted(named, key=itemgetter(0)):
         if hasattr(value, "detach"):
-            h.update(f"{name}\0{_dtype_name(value.dtype)}:{tuple(value.shape)}\0".encode())
+            h.update(f"{name}\0{value.dtype}:{tuple(value.shape)}\0".encode())
             if value.numel():
                 h.update(_memory(value))
         else:
@@ -51,16 +51,6 @@ def _memory(t: Any) -> Any:
         return t.numpy().reshape(-1).view("u1")
     except TypeError:  # a dtype numpy lacks (bfloat16...): its bytes all the same
         return t.reshape(-1).view(_byte_dtype()).numpy()
-
-
-_DTYPE_NAMES: dict[Any, str] = {}
-
-
-def _dtype_name(dtype: Any) -> str:
-    name = _DTYPE_NAMES.get(dtype)
-    if name is None:
-        name = _DTYPE_NAMES[dtype] = str(dtype)
-    return name
 
 
 def state_digest(model: Any, optimizer: Any = None) -> str:
