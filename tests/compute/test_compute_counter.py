@@ -234,3 +234,12 @@ def test_import_scalegate_compute_does_not_import_torch() -> None:
         "c.StepCounter; assert 'torch' in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_batch_the_model_cannot_take_says_to_pass_a_loss_fn() -> None:
+    """Inputs and targets in one batch are not the model's arguments: a clear message, not
+    the model's TypeError."""
+    model = torch.nn.Sequential(torch.nn.Linear(6, 3))
+    with pytest.raises(ComputeError, match="loss_fn=") as caught:
+        count(model, {"x": torch.randn(4, 6), "y": torch.zeros(4, dtype=torch.long)})
+    assert "x: float32[4,6]@cpu" in str(caught.value)

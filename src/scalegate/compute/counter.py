@@ -218,12 +218,20 @@ def _describe(obj: Any) -> str:
 
 
 def _default_loss(model: torch.nn.Module, batch: Any) -> torch.Tensor:
-    if isinstance(batch, Mapping):
-        out = model(**batch)
-    elif isinstance(batch, tuple | list):
-        out = model(*batch)
-    else:
-        out = model(batch)
+    try:
+        if isinstance(batch, Mapping):
+            out = model(**batch)
+        elif isinstance(batch, tuple | list):
+            out = model(*batch)
+        else:
+            out = model(batch)
+    except TypeError as exc:  # the batch is not the model's arguments (inputs and targets)
+        raise ComputeError(
+            f"cannot count the FLOP of a step by calling the model on its batch "
+            f"{_describe(batch)}: {exc}",
+            hint="Pass loss_fn=lambda model, batch: <scalar loss> (to Supervisor.open or the "
+            "callback), or the step's flop=... to step().",
+        ) from exc
     loss = getattr(out, "loss", None)  # Hugging Face ModelOutput
     if isinstance(loss, torch.Tensor):
         return loss
